@@ -1,0 +1,123 @@
+//! The gate. Turns an identifiable [`RawExam`] into a [`DeidPackage`] or a quarantine
+//! decision. Depends on no networking code; the only way a package is made is
+//! [`deidentify_exam`], which runs the verification before constructing it.
+
+pub mod dates;
+pub mod identifiers;
+pub mod image_meta;
+pub mod policy;
+pub mod pseudonym;
+pub mod text;
+pub mod verify;
+
+mod exam;
+
+use crate::ids::{FacilityId, PackageId};
+use crate::package::{FileEntry, Manifest};
+
+pub use exam::deidentify_exam;
+pub use policy::Policy;
+pub use pseudonym::Pseudonymizer;
+
+/// Everything the gate needs besides the exam itself.
+pub struct DeidContext<'a> {
+    pub facility: &'a FacilityId,
+    pub pseudonymizer: &'a Pseudonymizer,
+    pub policy: &'a Policy,
+    /// Re-export counter of this exam (1 for the first export).
+    pub revision: u32,
+}
+
+/// Why something stays on the box. The text never contains a data value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "code", content = "detail")]
+pub enum QuarantineReason {
+    /// The burned-in text stage has not cleaned these pixels yet.
+    PixelsNotCleaned,
+    /// Image bytes could not be decoded as the format their signature claims.
+    ImageUnreadable(String),
+    /// Image format not supported (by signature, not name).
+    ImageFormatUnsupported,
+    /// An identifier of this exam was still found after de-identification; detail names the
+    /// field (e.g. `findings`) and identifier kind (e.g. `patient_name`), never the value.
+    IdentifierFound(String),
+    /// A required column is missing or unparseable (column key).
+    RequiredFieldInvalid(String),
+    /// A DICOM object; the DICOM de-identification stage has not landed yet.
+    DicomPending,
+    /// Input file could not be read or parsed (what was wrong, no values).
+    InputInvalid(String),
+}
+
+impl QuarantineReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            QuarantineReason::PixelsNotCleaned => "pixels-not-cleaned",
+            QuarantineReason::ImageUnreadable(_) => "image-unreadable",
+            QuarantineReason::ImageFormatUnsupported => "image-format-unsupported",
+            QuarantineReason::IdentifierFound(_) => "identifier-found",
+            QuarantineReason::RequiredFieldInvalid(_) => "required-field-invalid",
+            QuarantineReason::DicomPending => "dicom-deid-pending",
+            QuarantineReason::InputInvalid(_) => "input-invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for QuarantineReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuarantineReason::ImageUnreadable(d)
+            | QuarantineReason::IdentifierFound(d)
+            | QuarantineReason::RequiredFieldInvalid(d)
+            | QuarantineReason::InputInvalid(d) => write!(f, "{}: {}", self.code(), d),
+            _ => f.write_str(self.code()),
+        }
+    }
+}
+
+/// An image kept on the box while the rest of its exam goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    pub image_index: u32,
+    pub reason: QuarantineReason,
+}
+
+pub enum DeidOutcome {
+    Package { package: DeidPackage, withheld: Vec<Withheld> },
+    Quarantined { reason: QuarantineReason },
+}
+
+/// A verified, de-identified package. Fields are private: only this module can make one.
+pub struct DeidPackage {
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    id: PackageId,
+    files: Vec<(FileEntry, Vec<u8>)>,
+}
+
+impl DeidPackage {
+    /// Private to `deid`: called by `exam` after verification passed.
+    fn seal(manifest: Manifest, files: Vec<(FileEntry, Vec<u8>)>) -> DeidPackage {
+        let manifest_bytes = manifest.to_bytes();
+        let id = Manifest::id_of(&manifest_bytes);
+        DeidPackage { manifest, manifest_bytes, id, files }
+    }
+    pub fn id(&self) -> &PackageId {
+        &self.id
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.manifest_bytes
+    }
+    pub fn files(&self) -> &[(FileEntry, Vec<u8>)] {
+        &self.files
+    }
+}
+
+impl std::fmt::Debug for DeidPackage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeidPackage({}, {} files)", self.id, self.files.len())
+    }
+}

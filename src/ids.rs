@@ -1,0 +1,115 @@
+//! Validating newtypes used at trust boundaries. Each constructor checks the shape, so a value
+//! of these types can be put into paths, URLs and log lines without further escaping.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    #[error("{kind} must be {rule} (got {len} characters)")]
+    Shape { kind: &'static str, rule: &'static str, len: usize },
+}
+
+macro_rules! id_type {
+    ($name:ident, $kind:literal, $rule:literal, $check:expr) => {
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
+                let s = s.into();
+                let check: fn(&str) -> bool = $check;
+                if check(&s) {
+                    Ok(Self(s))
+                } else {
+                    Err(IdError::Shape { kind: $kind, rule: $rule, len: s.chars().count() })
+                }
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+    };
+}
+
+fn is_slug(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !s.starts_with('-')
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+id_type!(FacilityId, "facility id", "1-32 of [A-Za-z0-9_-]", |s| is_slug(s, 32));
+id_type!(DeviceId, "device id", "1-64 of [A-Za-z0-9_-]", |s| is_slug(s, 64));
+id_type!(Sha256Hex, "sha-256", "64 lowercase hex digits", |s| is_hex(s, 64));
+id_type!(QueueId, "queue id", "'q' + 16 lowercase hex digits", |s| s.len() == 17
+    && s.starts_with('q')
+    && is_hex(&s[1..], 16));
+
+impl Sha256Hex {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)))
+    }
+}
+
+impl QueueId {
+    /// A fresh random queue id. Queue ids name spool files: random, so no path ever
+    /// carries anything from the department system.
+    pub fn random() -> Self {
+        use ring::rand::SecureRandom;
+        let mut b = [0u8; 8];
+        ring::rand::SystemRandom::new().fill(&mut b).expect("system RNG");
+        Self(format!("q{}", hex::encode(b)))
+    }
+}
+
+/// A package is named by the SHA-256 of its manifest bytes.
+pub type PackageId = Sha256Hex;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn rejects_path_tricks() {
+        assert!(FacilityId::new("../etc").is_err());
+        assert!(FacilityId::new("").is_err());
+        assert!(FacilityId::new("F0001").is_ok());
+        assert!(Sha256Hex::new("AB".repeat(32)).is_err());
+        assert!(QueueId::new("q0123456789abcdef").is_ok());
+        assert!(QueueId::new("q0123456789abcdeg").is_err());
+        let q = QueueId::random();
+        assert!(QueueId::new(q.as_str()).is_ok());
+    }
+}

@@ -1,0 +1,162 @@
+//! Content-addressed outbox (de-identified side). Layout:
+//! `outbox/objects/<sha256>` (file bytes) and `outbox/packages/<package id>.json` (manifest).
+//! Written tmp → fsync → rename → fsync dir, so a power cut leaves either nothing or a whole
+//! file. Only a [`DeidPackage`] can be written; only a [`StagedPackage`] (re-verified on read)
+//! reaches the uplink.
+
+use crate::deid::DeidPackage;
+use crate::ids::{PackageId, Sha256Hex};
+use crate::package::{FileEntry, Manifest, PackageError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("outbox package {id}: {source}")]
+    Manifest { id: PackageId, source: PackageError },
+    #[error("outbox package {id}: stored bytes do not match their hash ({what})")]
+    Corrupt { id: PackageId, what: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    root: PathBuf,
+}
+
+/// A package read back from the outbox with every hash re-checked.
+#[derive(Debug)]
+pub struct StagedPackage {
+    id: PackageId,
+    manifest_bytes: Vec<u8>,
+    manifest: Manifest,
+    files: Vec<(FileEntry, PathBuf)>,
+}
+
+impl StagedPackage {
+    pub fn id(&self) -> &PackageId {
+        &self.id
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.manifest_bytes
+    }
+    /// Manifest entries with the path of their bytes in the outbox.
+    pub fn files(&self) -> &[(FileEntry, PathBuf)] {
+        &self.files
+    }
+}
+
+/// Write `bytes` to `path` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("path has a parent");
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    crate::state::fsync_dir(dir)
+}
+
+impl Outbox {
+    pub fn open(root: &Path) -> Result<Outbox, OutboxError> {
+        for sub in ["objects", "packages"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(|source| OutboxError::Io { path: p, source })?;
+        }
+        Ok(Outbox { root: root.to_path_buf() })
+    }
+
+    fn object_path(&self, sha: &Sha256Hex) -> PathBuf {
+        self.root.join("objects").join(sha.as_str())
+    }
+
+    fn manifest_path(&self, id: &PackageId) -> PathBuf {
+        self.root.join("packages").join(format!("{id}.json"))
+    }
+
+    /// Store a package; idempotent (content-addressed).
+    pub fn put(&self, pkg: &DeidPackage) -> Result<PackageId, OutboxError> {
+        for (entry, bytes) in pkg.files() {
+            let p = self.object_path(&entry.sha256);
+            if !p.exists() {
+                write_atomic(&p, bytes).map_err(|source| OutboxError::Io { path: p, source })?;
+            }
+        }
+        // Manifest last: its presence means the package is complete.
+        let p = self.manifest_path(pkg.id());
+        if !p.exists() {
+            write_atomic(&p, pkg.manifest_bytes())
+                .map_err(|source| OutboxError::Io { path: p, source })?;
+        }
+        Ok(pkg.id().clone())
+    }
+
+    pub fn contains(&self, id: &PackageId) -> bool {
+        self.manifest_path(id).exists()
+    }
+
+    /// Read a package back, verifying the manifest hash and every file hash.
+    pub fn load(&self, id: &PackageId) -> Result<StagedPackage, OutboxError> {
+        let mp = self.manifest_path(id);
+        let manifest_bytes =
+            std::fs::read(&mp).map_err(|source| OutboxError::Io { path: mp.clone(), source })?;
+        if &Manifest::id_of(&manifest_bytes) != id {
+            return Err(OutboxError::Corrupt { id: id.clone(), what: "manifest".into() });
+        }
+        let manifest = Manifest::parse(&manifest_bytes)
+            .map_err(|source| OutboxError::Manifest { id: id.clone(), source })?;
+        let mut files = Vec::with_capacity(manifest.files.len());
+        for entry in &manifest.files {
+            let p = self.object_path(&entry.sha256);
+            let bytes =
+                std::fs::read(&p).map_err(|source| OutboxError::Io { path: p.clone(), source })?;
+            if Sha256Hex::of(&bytes) != entry.sha256 {
+                return Err(OutboxError::Corrupt { id: id.clone(), what: entry.path.clone() });
+            }
+            files.push((entry.clone(), p));
+        }
+        Ok(StagedPackage { id: id.clone(), manifest_bytes, manifest, files })
+    }
+
+    /// Remove a package after the hub acknowledged it. Objects shared with another pending
+    /// package stay (they are content-addressed); `referenced` lists objects still needed.
+    pub fn remove(&self, id: &PackageId, still_needed: &dyn Fn(&Sha256Hex) -> bool) -> Result<(), OutboxError> {
+        let mp = self.manifest_path(id);
+        let Ok(bytes) = std::fs::read(&mp) else { return Ok(()) };
+        if let Ok(m) = Manifest::parse(&bytes) {
+            for f in &m.files {
+                if !still_needed(&f.sha256) {
+                    let _ = std::fs::remove_file(self.object_path(&f.sha256));
+                }
+            }
+        }
+        std::fs::remove_file(&mp).map_err(|source| OutboxError::Io { path: mp, source })
+    }
+
+    /// Copy a package's exact bytes into `dir` (`gateway deid` output): `<id>/manifest.json`
+    /// and `<id>/<path>` for each file.
+    pub fn export_to(&self, id: &PackageId, dir: &Path) -> Result<(), OutboxError> {
+        let staged = self.load(id)?;
+        let pdir = dir.join(id.as_str());
+        let io = |path: PathBuf| move |source| OutboxError::Io { path, source };
+        std::fs::create_dir_all(&pdir).map_err(io(pdir.clone()))?;
+        write_atomic(&pdir.join("manifest.json"), &staged.manifest_bytes)
+            .map_err(io(pdir.join("manifest.json")))?;
+        for (entry, src) in &staged.files {
+            let dst = pdir.join(&entry.path);
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent.to_path_buf()))?;
+            }
+            std::fs::copy(src, &dst).map_err(io(dst.clone()))?;
+        }
+        Ok(())
+    }
+}

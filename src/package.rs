@@ -1,0 +1,200 @@
+//! The de-identified package format, shared by the gateway and the hub
+//! (`docs/package-format.md`, schema `docs/package-manifest.schema.json`).
+//!
+//! A package is a manifest (JSON) plus files. The package id is the SHA-256 of the manifest
+//! bytes; each file is named in the manifest by its SHA-256. Everything here is de-identified
+//! by construction: only `deid` builds manifests, the hub only parses them.
+
+use crate::ids::{FacilityId, PackageId, Sha256Hex};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const FORMAT: &str = "fgw-package";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("manifest is not valid package JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("manifest format '{found}' version {version} is not supported (expected {FORMAT} v{FORMAT_VERSION})")]
+    Version { found: String, version: u32 },
+    #[error("manifest lists file '{path}' twice")]
+    DuplicatePath { path: String },
+    #[error("file path '{path}' in manifest is not a plain relative path")]
+    BadPath { path: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    pub facility_id: FacilityId,
+    pub exam: ExamRecord,
+    pub files: Vec<FileEntry>,
+    pub deid: DeidInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Relative path inside the package, e.g. `images/003.jpg` (never an original file name).
+    pub path: String,
+    pub sha256: Sha256Hex,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Age at exam: exact years below 90, bucketed at 90 and above (HIPAA Safe Harbor style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Age {
+    Years(u8),
+    Bucket(AgeBucket),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgeBucket {
+    #[serde(rename = "90+")]
+    NinetyPlus,
+}
+
+/// The de-identified exam record (first cut of the canonical record; issue 5 extends it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExamRecord {
+    /// Keyed pseudonym of the department's exam id (`e-` + 24 hex).
+    pub exam_pid: String,
+    /// Re-export counter for this exam on this box; higher wins at the hub.
+    pub revision: u32,
+    /// Keyed pseudonym of the hospital patient id (`p-` + 24 hex).
+    pub patient_pid: Option<String>,
+    pub age_at_exam: Option<Age>,
+    pub sex: Option<String>,
+    /// `YYYY-MM-DD` or `YYYY-MM` depending on the date policy.
+    pub exam_date: Option<String>,
+    pub exam_start_time: Option<String>,
+    pub exam_type: Option<String>,
+    /// Keyed pseudonym of the operator (`d-` + 24 hex).
+    pub operator_pid: Option<String>,
+    pub in_out: Option<String>,
+    pub antithrombotic: Option<String>,
+    pub h_pylori: Option<String>,
+    pub sedation: Option<String>,
+    pub asa: Option<u8>,
+    pub findings: Option<String>,
+    pub diagnoses: Vec<String>,
+    pub treatments: Vec<String>,
+    pub adverse_events: Vec<String>,
+    pub comment: Option<String>,
+    pub report: Option<String>,
+    /// Extra columns the policy keeps (by header name); empty by default.
+    pub extra: BTreeMap<String, String>,
+    /// Values the gateway could not accept, by column key, e.g. `{"asa": "not_in_vocabulary"}`.
+    /// The offending value itself never appears.
+    pub flags: BTreeMap<String, String>,
+    /// Images kept on the box (quarantined), counted so the registry knows they exist.
+    pub images_withheld: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeidInfo {
+    /// Value for DICOM De-identification Method style reporting.
+    pub method: String,
+    pub tool_version: String,
+    pub policy_id: String,
+    pub policy_version: u32,
+    /// Machine-readable list of what was done, e.g. `patient_id:pseudonymized`.
+    pub actions: Vec<String>,
+}
+
+impl Manifest {
+    /// Canonical bytes: serde_json of the struct (field order fixed by the struct), no
+    /// whitespace. Deterministic, so the same de-identified exam yields the same package id.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("manifest serializes")
+    }
+
+    pub fn id_of(bytes: &[u8]) -> PackageId {
+        Sha256Hex::of(bytes)
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, PackageError> {
+        let m: Manifest = serde_json::from_slice(bytes)?;
+        if m.format != FORMAT || m.format_version != FORMAT_VERSION {
+            return Err(PackageError::Version { found: m.format, version: m.format_version });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &m.files {
+            if !is_plain_rel_path(&f.path) {
+                return Err(PackageError::BadPath { path: f.path.clone() });
+            }
+            if !seen.insert(f.path.as_str()) {
+                return Err(PackageError::DuplicatePath { path: f.path.clone() });
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// `images/001.jpg`-style: ASCII, no `..`, no leading `/`.
+pub fn is_plain_rel_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 128
+        && !p.starts_with('/')
+        && p.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_'))
+}
+
+/// Protocol types for the upload API (`docs/package-format.md#upload-protocol`).
+pub mod protocol {
+    use super::*;
+
+    pub const OBJECTS: &str = "/v1/objects";
+    pub const PACKAGES: &str = "/v1/packages";
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Stored {
+        New,
+        Duplicate,
+    }
+
+    /// The hub's acknowledgement: after this, the gateway may delete the raw input.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Ack {
+        pub package_id: PackageId,
+        pub stored: Stored,
+        pub facility_id: FacilityId,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ApiError {
+        pub error: String,
+    }
+
+    /// One row of `GET /v1/facilities/{facility}/exams`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ExamListing {
+        pub exam_pid: String,
+        pub revision: u32,
+        pub package_id: PackageId,
+        pub received_at: String,
+        pub files: u32,
+        pub images_withheld: u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn rel_paths() {
+        assert!(is_plain_rel_path("images/001.jpg"));
+        assert!(!is_plain_rel_path("../x"));
+        assert!(!is_plain_rel_path("/etc/passwd"));
+        assert!(!is_plain_rel_path("images//a"));
+        assert!(!is_plain_rel_path("画像.jpg"));
+    }
+}

@@ -1,0 +1,225 @@
+//! Identifiable exam records as read from the department system (identifiable side only).
+//!
+//! Nothing here may be logged or serialized anywhere but the encrypted spool: `Debug` on
+//! [`RawExam`] is redacted on purpose.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The columns of the reference export (`docs/department-export.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Column {
+    ExamId,
+    PatientId,
+    PatientName,
+    PatientKana,
+    BirthDate,
+    Sex,
+    ExamDate,
+    ExamStartTime,
+    ExamType,
+    ReferringPhysician,
+    Operator,
+    InOut,
+    Antithrombotic,
+    HPylori,
+    Sedation,
+    Asa,
+    Findings,
+    Diagnoses,
+    Treatments,
+    AdverseEvents,
+    Address,
+    Phone,
+    Comment,
+}
+
+/// What the spec says a column is; drives the de-identification policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnClass {
+    DirectIdentifier,
+    IndirectIdentifier,
+    PersonName,
+    Date,
+    Time,
+    Categorical,
+    Terms,
+    FreeText,
+}
+
+impl Column {
+    pub const ALL: [Column; 23] = [
+        Column::ExamId,
+        Column::PatientId,
+        Column::PatientName,
+        Column::PatientKana,
+        Column::BirthDate,
+        Column::Sex,
+        Column::ExamDate,
+        Column::ExamStartTime,
+        Column::ExamType,
+        Column::ReferringPhysician,
+        Column::Operator,
+        Column::InOut,
+        Column::Antithrombotic,
+        Column::HPylori,
+        Column::Sedation,
+        Column::Asa,
+        Column::Findings,
+        Column::Diagnoses,
+        Column::Treatments,
+        Column::AdverseEvents,
+        Column::Address,
+        Column::Phone,
+        Column::Comment,
+    ];
+
+    /// Header name in the reference export.
+    pub fn header(self) -> &'static str {
+        match self {
+            Column::ExamId => "検査ID",
+            Column::PatientId => "患者ID",
+            Column::PatientName => "患者氏名",
+            Column::PatientKana => "患者カナ",
+            Column::BirthDate => "生年月日",
+            Column::Sex => "性別",
+            Column::ExamDate => "検査日",
+            Column::ExamStartTime => "検査開始時刻",
+            Column::ExamType => "検査種別",
+            Column::ReferringPhysician => "依頼医",
+            Column::Operator => "施行医",
+            Column::InOut => "入外区分",
+            Column::Antithrombotic => "抗血栓薬",
+            Column::HPylori => "HP感染",
+            Column::Sedation => "鎮静",
+            Column::Asa => "ASA",
+            Column::Findings => "所見",
+            Column::Diagnoses => "診断",
+            Column::Treatments => "処置",
+            Column::AdverseEvents => "偶発症",
+            Column::Address => "住所",
+            Column::Phone => "電話番号",
+            Column::Comment => "コメント",
+        }
+    }
+
+    pub fn from_header(h: &str) -> Option<Column> {
+        let h = h.trim().trim_start_matches('\u{feff}');
+        Column::ALL.iter().copied().find(|c| c.header() == h)
+    }
+
+    /// Stable ASCII key used in reports and errors (never the value).
+    pub fn key(self) -> &'static str {
+        match self {
+            Column::ExamId => "exam_id",
+            Column::PatientId => "patient_id",
+            Column::PatientName => "patient_name",
+            Column::PatientKana => "patient_kana",
+            Column::BirthDate => "birth_date",
+            Column::Sex => "sex",
+            Column::ExamDate => "exam_date",
+            Column::ExamStartTime => "exam_start_time",
+            Column::ExamType => "exam_type",
+            Column::ReferringPhysician => "referring_physician",
+            Column::Operator => "operator",
+            Column::InOut => "in_out",
+            Column::Antithrombotic => "antithrombotic",
+            Column::HPylori => "h_pylori",
+            Column::Sedation => "sedation",
+            Column::Asa => "asa",
+            Column::Findings => "findings",
+            Column::Diagnoses => "diagnoses",
+            Column::Treatments => "treatments",
+            Column::AdverseEvents => "adverse_events",
+            Column::Address => "address",
+            Column::Phone => "phone",
+            Column::Comment => "comment",
+        }
+    }
+
+    pub fn class(self) -> ColumnClass {
+        use Column::*;
+        match self {
+            PatientId | PatientName | PatientKana | BirthDate | Address | Phone => {
+                ColumnClass::DirectIdentifier
+            }
+            ExamId => ColumnClass::IndirectIdentifier,
+            ReferringPhysician | Operator => ColumnClass::PersonName,
+            ExamDate => ColumnClass::Date,
+            ExamStartTime => ColumnClass::Time,
+            Sex | InOut | Antithrombotic | HPylori | Sedation | Asa | ExamType => {
+                ColumnClass::Categorical
+            }
+            Diagnoses | Treatments | AdverseEvents => ColumnClass::Terms,
+            Findings | Comment => ColumnClass::FreeText,
+        }
+    }
+}
+
+/// Where a record came from: batch folder name, file relative to the export root, and the
+/// 1-based data row (header is row 0) plus the physical line it starts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub batch: String,
+    pub file: String,
+    pub row: u64,
+    pub line: u64,
+}
+
+impl fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} row {} (line {})", self.file, self.row, self.line)
+    }
+}
+
+/// One image file belonging to an exam, as found in the export.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawImage {
+    /// Position of the image within the exam (0-based, ordered by file name).
+    pub index: u32,
+    /// Path relative to the export root. May contain identifiers (folder = 検査ID).
+    pub rel_path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One exam row with its images and report: identifiable. Decoded to UTF-8, values trimmed,
+/// otherwise exactly as exported (normalization happens in `deid`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawExam {
+    pub source: SourceRef,
+    pub fields: BTreeMap<Column, String>,
+    /// Columns not in the reference layout, by header name. Dropped unless the policy keeps them.
+    pub extra: BTreeMap<String, String>,
+    pub images: Vec<RawImage>,
+    /// Images named in the export that could not be read (relative path, reason).
+    pub missing_images: Vec<(String, String)>,
+    pub report: Option<String>,
+}
+
+impl RawExam {
+    pub fn get(&self, c: Column) -> Option<&str> {
+        self.fields.get(&c).map(|s| s.as_str()).filter(|s| !s.is_empty())
+    }
+}
+
+impl fmt::Debug for RawExam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print values: this type holds personal data.
+        write!(
+            f,
+            "RawExam {{ source: {}, fields: {}, extra: {}, images: {} }}",
+            self.source,
+            self.fields.len(),
+            self.extra.len(),
+            self.images.len()
+        )
+    }
+}
+
+impl fmt::Debug for RawImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawImage {{ index: {}, bytes: {} }}", self.index, self.bytes.len())
+    }
+}
