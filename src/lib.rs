@@ -8,6 +8,7 @@
 //! `deid` never depends on networking; `outbox`/`uplink` never import `record` or `ingest`
 //! (checked by `tests/module_boundaries.rs`).
 
+pub mod cli;
 pub mod config;
 pub mod deid;
 pub mod ids;

@@ -23,6 +23,8 @@ pub enum OutboxError {
 #[derive(Debug, Clone)]
 pub struct Outbox {
     root: PathBuf,
+    /// Held by `put` and `gc`, so a sweep never sees objects whose manifest is not yet written.
+    sweep: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// A package read back from the outbox with every hash re-checked.
@@ -53,10 +55,8 @@ impl StagedPackage {
 /// Write `bytes` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("path has a parent");
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
+    let tmp =
+        dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -71,7 +71,7 @@ impl Outbox {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(|source| OutboxError::Io { path: p, source })?;
         }
-        Ok(Outbox { root: root.to_path_buf() })
+        Ok(Outbox { root: root.to_path_buf(), sweep: Default::default() })
     }
 
     fn object_path(&self, sha: &Sha256Hex) -> PathBuf {
@@ -84,6 +84,7 @@ impl Outbox {
 
     /// Store a package; idempotent (content-addressed).
     pub fn put(&self, pkg: &DeidPackage) -> Result<PackageId, OutboxError> {
+        let _guard = self.sweep.lock().unwrap_or_else(|p| p.into_inner());
         for (entry, bytes) in pkg.files() {
             let p = self.object_path(&entry.sha256);
             if !p.exists() {
@@ -126,19 +127,48 @@ impl Outbox {
         Ok(StagedPackage { id: id.clone(), manifest_bytes, manifest, files })
     }
 
-    /// Remove a package after the hub acknowledged it. Objects shared with another pending
-    /// package stay (they are content-addressed); `referenced` lists objects still needed.
-    pub fn remove(&self, id: &PackageId, still_needed: &dyn Fn(&Sha256Hex) -> bool) -> Result<(), OutboxError> {
+    /// Remove a package's manifest after the hub acknowledged it. Objects may be shared by
+    /// several packages (content addressing), so they are reclaimed by [`Outbox::gc`].
+    pub fn remove(&self, id: &PackageId) -> Result<(), OutboxError> {
         let mp = self.manifest_path(id);
-        let Ok(bytes) = std::fs::read(&mp) else { return Ok(()) };
-        if let Ok(m) = Manifest::parse(&bytes) {
-            for f in &m.files {
-                if !still_needed(&f.sha256) {
-                    let _ = std::fs::remove_file(self.object_path(&f.sha256));
+        match std::fs::remove_file(&mp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(OutboxError::Io { path: mp, source }),
+        }
+    }
+
+    /// Delete objects no remaining manifest refers to. Run at start and when idle; cost is one
+    /// read of each pending manifest.
+    pub fn gc(&self) -> Result<usize, OutboxError> {
+        let _guard = self.sweep.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.root.join("packages");
+        let mut live = std::collections::HashSet::new();
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|source| OutboxError::Io { path: dir.clone(), source })?;
+        for e in entries.flatten() {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                if let Ok(m) = Manifest::parse(&bytes) {
+                    live.extend(m.files.into_iter().map(|f| f.sha256));
                 }
             }
         }
-        std::fs::remove_file(&mp).map_err(|source| OutboxError::Io { path: mp, source })
+        let odir = self.root.join("objects");
+        let mut removed = 0;
+        let objects = std::fs::read_dir(&odir)
+            .map_err(|source| OutboxError::Io { path: odir.clone(), source })?;
+        for e in objects.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            match Sha256Hex::new(name) {
+                Ok(sha) if live.contains(&sha) => {}
+                _ => {
+                    if std::fs::remove_file(e.path()).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Copy a package's exact bytes into `dir` (`gateway deid` output): `<id>/manifest.json`

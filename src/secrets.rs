@@ -109,8 +109,9 @@ impl Secrets {
     }
 
     pub fn spool_key(&self) -> aead::LessSafeKey {
-        let k = aead::UnboundKey::new(&aead::AES_256_GCM, &self.derive(KeyPurpose::SpoolEncryption))
-            .expect("aes key");
+        let k =
+            aead::UnboundKey::new(&aead::AES_256_GCM, &self.derive(KeyPurpose::SpoolEncryption))
+                .expect("aes key");
         aead::LessSafeKey::new(k)
     }
 }

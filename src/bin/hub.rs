@@ -1,1 +1,3 @@
-pub fn main(){}
+fn main() -> std::process::ExitCode {
+    fgw::hub::cli::main()
+}

@@ -1,1 +1,372 @@
-//! (in progress)
+//! Free-text scrubbing: the exam's own identifiers (every variant, matched in [`fold`]ed form
+//! and mapped back to the original span) and generic contact patterns (phone, postal code,
+//! e-mail) are replaced with typed placeholders. Everything else is left byte-for-byte, so
+//! clinical wording (`0-Ⅱc`, `10mm`, exam dates) survives.
+//!
+//! Digit rule: a match that starts (ends) with a digit must not continue a longer digit run
+//! to its left (right), so patient id 1125 is not found inside 2026-11-25 and 10mm stays.
+//! Whitespace counts as a boundary even though `fold` removes it ("ID 123456 2026/11/25"),
+//! dashes do not. An all-digit id may be preceded by extra zeros (00123456 finds 123456).
+//!
+//! [`find`] is also what `verify` runs over the finished record, so the scrubber and the
+//! verifier can never disagree about what counts as an identifier.
+//!
+//! [`fold`]: super::identifiers::fold
+
+use super::identifiers::{fold_mapped, Folded, IdKind, IdentifierSet};
+
+/// Generic patterns that are identifiers whoever they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pattern {
+    Phone,
+    PostalCode,
+    Email,
+}
+
+/// What was found: one of this exam's identifiers, or a generic pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hit {
+    Id(IdKind),
+    Pattern(Pattern),
+}
+
+impl Hit {
+    pub fn key(self) -> &'static str {
+        match self {
+            Hit::Id(k) => k.key(),
+            Hit::Pattern(Pattern::Phone) => "phone_pattern",
+            Hit::Pattern(Pattern::PostalCode) => "postal_code",
+            Hit::Pattern(Pattern::Email) => "email",
+        }
+    }
+
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Hit::Id(k) => k.placeholder(),
+            Hit::Pattern(Pattern::Phone) => "[電話]",
+            Hit::Pattern(Pattern::PostalCode) => "[郵便番号]",
+            Hit::Pattern(Pattern::Email) => "[メール]",
+        }
+    }
+}
+
+/// A span of the original text, in chars (`start..end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    pub start: usize,
+    pub end: usize,
+    pub hit: Hit,
+}
+
+pub struct Scrubbed {
+    pub text: String,
+    /// One entry per replaced span, in text order.
+    pub replaced: Vec<Hit>,
+}
+
+impl std::fmt::Debug for Scrubbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Even scrubbed text is patient narrative: keep it out of logs.
+        write!(f, "Scrubbed({} chars, {} replaced)", self.text.chars().count(), self.replaced.len())
+    }
+}
+
+/// Replace every identifier and pattern in `text` with its placeholder.
+pub fn scrub(text: &str, ids: &IdentifierSet) -> Scrubbed {
+    let mut cur = text.to_string();
+    let mut replaced = Vec::new();
+    // Re-scan the result: replacing can join text that now forms a match. Bounded, since
+    // placeholders themselves never match.
+    for _ in 0..4 {
+        let ms = find(&cur, ids);
+        if ms.is_empty() {
+            break;
+        }
+        let chars: Vec<char> = cur.chars().collect();
+        let mut out = String::with_capacity(cur.len());
+        let mut i = 0;
+        for m in &ms {
+            out.extend(&chars[i..m.start]);
+            out.push_str(m.hit.placeholder());
+            replaced.push(m.hit);
+            i = m.end;
+        }
+        out.extend(&chars[i..]);
+        cur = out;
+    }
+    Scrubbed { text: cur, replaced }
+}
+
+/// All identifier and pattern spans in `text`, merged so they do not overlap, in text order.
+pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
+    let f = fold_mapped(text);
+    let mut raw = Vec::new();
+    find_ids(&f, ids, &mut raw);
+    find_phones(&f, &mut raw);
+    find_postal(&f, &mut raw);
+    find_emails(&f, &mut raw);
+    // Earliest first, then longest, then identifiers before patterns.
+    raw.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.hit.cmp(&b.hit)));
+    let mut merged: Vec<Match> = Vec::with_capacity(raw.len());
+    for m in raw {
+        match merged.last_mut() {
+            Some(last) if m.start < last.end => last.end = last.end.max(m.end),
+            _ => merged.push(m),
+        }
+    }
+    merged
+}
+
+fn push(f: &Folded, out: &mut Vec<Match>, start: usize, end: usize, hit: Hit) {
+    let (s, e) = f.original_range(start, end);
+    out.push(Match { start: s, end: e, hit });
+}
+
+fn digit_boundary_before(f: &Folded, s: usize) -> bool {
+    s == 0 || !f.chars[s - 1].is_ascii_digit() || f.gap_has_space(s)
+}
+
+fn digit_boundary_after(f: &Folded, e: usize) -> bool {
+    e >= f.chars.len() || !f.chars[e].is_ascii_digit() || f.gap_has_space(e)
+}
+
+fn find_ids(f: &Folded, ids: &IdentifierSet, out: &mut Vec<Match>) {
+    let n = f.chars.len();
+    for (kind, v) in ids.variants() {
+        let pat: Vec<char> = v.chars().collect();
+        let (Some(&first), Some(&last)) = (pat.first(), pat.last()) else {
+            continue;
+        };
+        let mut s = 0;
+        while s + pat.len() <= n {
+            if f.chars[s..s + pat.len()] != pat[..] {
+                s += 1;
+                continue;
+            }
+            let e = s + pat.len();
+            let mut start = Some(s);
+            if first.is_ascii_digit() && !digit_boundary_before(f, s) {
+                // Extra leading zeros are the same id.
+                let mut k = s;
+                if first != '0' {
+                    while k > 0 && f.chars[k - 1] == '0' && !f.gap_has_space(k) {
+                        k -= 1;
+                    }
+                }
+                start = (k < s && digit_boundary_before(f, k)).then_some(k);
+            }
+            match start {
+                Some(st) if !last.is_ascii_digit() || digit_boundary_after(f, e) => {
+                    push(f, out, st, e, Hit::Id(kind));
+                    s = e;
+                }
+                _ => s += 1,
+            }
+        }
+    }
+}
+
+/// Japanese phone numbers: 10 digits starting 0 (landline, 0120), 11 for 0X0 mobiles/IP and
+/// 0800, with any separators (removed by fold) and parentheses; also +81 forms.
+fn find_phones(f: &Folded, out: &mut Vec<Match>) {
+    let c = &f.chars;
+    let n = c.len();
+    let digits_from = |k0: usize, max: usize| {
+        let mut ds = Vec::new();
+        let mut k = k0;
+        while k < n && ds.len() < max {
+            if c[k].is_ascii_digit() {
+                ds.push(k);
+            } else if c[k] != '(' && c[k] != ')' {
+                break;
+            }
+            k += 1;
+        }
+        ds
+    };
+    for s in 0..n {
+        if c[s] == '0' {
+            let start = if s > 0 && c[s - 1] == '(' {
+                s - 1
+            } else if digit_boundary_before(f, s) {
+                s
+            } else {
+                continue;
+            };
+            let ds = digits_from(s, 11);
+            if ds.len() < 10 || c[ds[1]] == '0' {
+                continue;
+            }
+            let d = |i: usize| c[ds[i]];
+            let eleven = ds.len() == 11
+                && ((('5'..='9').contains(&d(1)) && d(2) == '0')
+                    || (d(1) == '8' && d(2) == '0' && d(3) == '0'));
+            let last = ds[if eleven { 10 } else { 9 }];
+            if digit_boundary_after(f, last + 1) {
+                push(f, out, start, last + 1, Hit::Pattern(Pattern::Phone));
+            }
+        } else if c[s] == '+' && s + 2 < n && c[s + 1] == '8' && c[s + 2] == '1' {
+            let mut ds = digits_from(s + 3, 11);
+            if ds.first().is_some_and(|&k| c[k] == '0') {
+                ds.remove(0); // +81(0)90…: the trunk zero in parentheses
+            }
+            if ds.len() < 9 {
+                continue;
+            }
+            let ten = ds.len() >= 10 && ('5'..='9').contains(&c[ds[0]]) && c[ds[1]] == '0';
+            let last = ds[if ten { 9 } else { 8 }];
+            if digit_boundary_after(f, last + 1) {
+                push(f, out, s, last + 1, Hit::Pattern(Pattern::Phone));
+            }
+        }
+    }
+}
+
+/// `〒` + 7 digits, or `NNN-NNNN` written with a dash (7 bare digits are too common).
+fn find_postal(f: &Folded, out: &mut Vec<Match>) {
+    let c = &f.chars;
+    let n = c.len();
+    let seven = |s: usize| s + 7 <= n && c[s..s + 7].iter().all(|d| d.is_ascii_digit());
+    for (s, &ch) in c.iter().enumerate() {
+        if ch == '〒' {
+            if seven(s + 1) && digit_boundary_after(f, s + 8) {
+                push(f, out, s, s + 8, Hit::Pattern(Pattern::PostalCode));
+            }
+        } else if ch.is_ascii_digit()
+            && digit_boundary_before(f, s)
+            && seven(s)
+            && digit_boundary_after(f, s + 7)
+            && (s + 1..s + 7).all(|i| {
+                let g = f.gap(i);
+                if i == s + 3 {
+                    g.len() == 1 && matches!(g[0], '-' | '‐'..='―' | '−' | '－' | 'ー')
+                } else {
+                    g.is_empty()
+                }
+            })
+        {
+            push(f, out, s, s + 7, Hit::Pattern(Pattern::PostalCode));
+        }
+    }
+}
+
+fn find_emails(f: &Folded, out: &mut Vec<Match>) {
+    let c = &f.chars;
+    let n = c.len();
+    let local = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '%' | '+');
+    let domain = |ch: char| ch.is_ascii_alphanumeric() || ch == '.';
+    for at in (0..n).filter(|&i| c[i] == '@') {
+        let mut l = at;
+        while l > 0 && local(c[l - 1]) && !f.gap_has_space(l) {
+            l -= 1;
+        }
+        let mut r = at + 1;
+        while r < n && domain(c[r]) && !f.gap_has_space(r) {
+            r += 1;
+        }
+        while r > at + 1 && c[r - 1] == '.' {
+            r -= 1;
+        }
+        if l < at && r > at + 1 && c[at + 1..r].contains(&'.') {
+            push(f, out, l, r, Hit::Pattern(Pattern::Email));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Column, RawExam, SourceRef};
+    use std::collections::BTreeMap;
+
+    fn ids() -> IdentifierSet {
+        let fields = [
+            (Column::PatientName, "髙橋　花子"),
+            (Column::PatientKana, "ﾀｶﾊｼ ﾊﾅｺ"),
+            (Column::PatientId, "00123456"),
+            (Column::BirthDate, "S25.01.02"),
+            (Column::Phone, "075-231-5171"),
+            (Column::Address, "京都府京都市上京区丸太町通烏丸西入ル"),
+            (Column::ExamId, "E2026112500123"),
+            (Column::ReferringPhysician, "佐藤 一郎"),
+            (Column::Operator, "鈴木 一"),
+        ];
+        IdentifierSet::from_exam(&RawExam {
+            source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
+            fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
+            extra: BTreeMap::new(),
+            images: vec![],
+            missing_images: vec![],
+            report: None,
+        })
+    }
+
+    fn s(t: &str) -> String {
+        scrub(t, &ids()).text
+    }
+
+    #[test]
+    fn names_in_every_spelling() {
+        assert_eq!(s("高橋花子様"), "[氏名]様");
+        assert_eq!(s("髙橋 花子さん"), "[氏名]さん");
+        assert_eq!(s("たかはし はなこ"), "[氏名]");
+        assert_eq!(s("ﾀｶﾊｼさん、ハナコさん"), "[氏名]さん、[氏名]さん");
+        assert_eq!(s("佐藤先生、鈴木先生"), "[医師]先生、[医師]先生");
+    }
+
+    #[test]
+    fn ids_dates_contacts() {
+        assert_eq!(s("ID 123456 2026/11/25"), "ID [患者ID] 2026/11/25");
+        assert_eq!(s("ID:００１２３４５６。"), "ID:[患者ID]。");
+        assert_eq!(s("ID0000123456"), "ID[患者ID]");
+        assert_eq!(s("1234567は別"), "1234567は別");
+        assert_eq!(s("生年月日 昭和25年1月2日生"), "生年月日 [生年月日]生");
+        assert_eq!(s("S25.1.2 / 1950-01-02 / 19500102"), "[生年月日] / [生年月日] / [生年月日]");
+        assert_eq!(s("TEL(075)231-5171"), "TEL[電話]");
+        assert_eq!(s("携帯０９０ー９８７６ー５４３２まで"), "携帯[電話]まで");
+        assert_eq!(s("090 9876 5432 2個"), "[電話] 2個");
+        assert_eq!(s("+81-90-9876-5432"), "[電話]");
+        assert_eq!(s("〒602-8570 京都市上京区"), "[郵便番号] [住所]");
+        assert_eq!(s("連絡 Taro.Y-1@mail.example-hp.jp."), "連絡 [メール].");
+        assert_eq!(s("検査ID E2026112500123"), "検査ID [検査ID]");
+    }
+
+    #[test]
+    fn clinical_text_survives() {
+        for t in [
+            "胃体下部小弯に0-Ⅱc病変。大きさ10mm。",
+            "早期胃癌 0-Ⅱc; 逆流性食道炎",
+            "2026/11/25 ESD施行、12-15mm、Hb 12.3",
+            "検体番号 1234-567",
+            "ピロリ除菌後。フォローは1年後。",
+        ] {
+            let r = scrub(t, &ids());
+            assert_eq!(r.text, t);
+            assert!(r.replaced.is_empty());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_is_idempotent(t in "\\PC{0,40}") {
+            let ids = ids();
+            let once = scrub(&t, &ids).text;
+            proptest::prop_assert!(find(&once, &ids).is_empty());
+            proptest::prop_assert_eq!(scrub(&once, &ids).text, once);
+        }
+    }
+
+    #[test]
+    fn replaced_lists_kinds() {
+        let r = scrub("高橋様 ID123456 〒602-8570", &ids());
+        assert_eq!(
+            r.replaced,
+            vec![
+                Hit::Id(IdKind::PatientName),
+                Hit::Id(IdKind::PatientId),
+                Hit::Pattern(Pattern::PostalCode)
+            ]
+        );
+        assert!(!format!("{r:?}").contains("ID"));
+    }
+}

@@ -1,1 +1,171 @@
-//! (in progress)
+//! The last check before a package is sealed: every string in the finished record (keys,
+//! values, list items) is searched for this exam's identifiers and for contact patterns with
+//! the same matcher the scrubber uses ([`text::find`]).
+//!
+//! Limits, by design: variants shorter than 2 chars (4 if all digits) are not searched, so a
+//! 1-kanji surname or given name is caught only as part of the full name. Pseudonym fields
+//! (`exam_pid`, `patient_pid`, `operator_pid`) are checked by shape instead of searched: they
+//! are HMAC output and random hex could contain a short numeric id by chance.
+
+use super::identifiers::{searchable, IdentifierSet};
+use super::pseudonym::is_pseudonym;
+use super::text;
+use crate::package::ExamRecord;
+use serde_json::Value;
+
+/// Where an identifier was found: field path (`findings`, `diagnoses.1`, `extra.0`,
+/// `extra.0.key`) and identifier kind (`patient_name`, `phone_pattern`, ...). Never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub field: String,
+    pub kind: &'static str,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.field, self.kind)
+    }
+}
+
+const PSEUDONYM_FIELDS: [(&str, &str); 3] =
+    [("exam_pid", "e-"), ("patient_pid", "p-"), ("operator_pid", "d-")];
+
+pub fn verify_record(record: &ExamRecord, ids: &IdentifierSet) -> Result<(), Finding> {
+    debug_assert!(ids.variants().all(|(_, v)| searchable(v)));
+    let value = serde_json::to_value(record)
+        .map_err(|_| Finding { field: "record".into(), kind: "unserializable" })?;
+    let Value::Object(top) = value else {
+        return Err(Finding { field: "record".into(), kind: "unserializable" });
+    };
+    for (key, v) in &top {
+        if let Some((_, prefix)) = PSEUDONYM_FIELDS.iter().find(|(k, _)| k == key) {
+            match v {
+                Value::Null => continue,
+                Value::String(s) if is_pseudonym(s, prefix) => continue,
+                _ => return Err(Finding { field: key.clone(), kind: "pseudonym_shape" }),
+            }
+        }
+        check_str(key, key, ids)?;
+        walk(key, v, ids)?;
+    }
+    Ok(())
+}
+
+fn walk(path: &str, v: &Value, ids: &IdentifierSet) -> Result<(), Finding> {
+    match v {
+        Value::String(s) => check_str(path, s, ids),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(&format!("{path}.{i}"), item, ids)?;
+            }
+            Ok(())
+        }
+        // Map entries are named by position: a key is export text (e.g. an extra header) and
+        // must not end up in a quarantine reason.
+        Value::Object(map) => {
+            for (i, (k, item)) in map.iter().enumerate() {
+                check_str(&format!("{path}.{i}.key"), k, ids)?;
+                walk(&format!("{path}.{i}"), item, ids)?;
+            }
+            Ok(())
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+fn check_str(path: &str, s: &str, ids: &IdentifierSet) -> Result<(), Finding> {
+    match text::find(s, ids).first() {
+        Some(m) => Err(Finding { field: path.to_string(), kind: m.hit.key() }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Column, RawExam, SourceRef};
+    use std::collections::BTreeMap;
+
+    fn ids() -> IdentifierSet {
+        let fields = [
+            (Column::PatientName, "山田 太郎"),
+            (Column::PatientId, "1125"),
+            (Column::Operator, "林 一"),
+        ];
+        IdentifierSet::from_exam(&RawExam {
+            source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
+            fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
+            extra: BTreeMap::new(),
+            images: vec![],
+            missing_images: vec![],
+            report: None,
+        })
+    }
+
+    fn record() -> ExamRecord {
+        ExamRecord {
+            exam_pid: format!("e-{}", "a1125b".repeat(4)),
+            revision: 1,
+            patient_pid: Some(format!("p-{}", "0".repeat(24))),
+            age_at_exam: None,
+            sex: Some("M".into()),
+            exam_date: Some("2026-11-25".into()),
+            exam_start_time: None,
+            exam_type: Some("upper_gi".into()),
+            operator_pid: None,
+            in_out: None,
+            antithrombotic: None,
+            h_pylori: None,
+            sedation: None,
+            asa: Some(2),
+            findings: Some("胃体下部小弯に0-Ⅱc病変。林先生".into()),
+            diagnoses: vec!["早期胃癌".into()],
+            treatments: vec![],
+            adverse_events: vec![],
+            comment: None,
+            report: None,
+            extra: BTreeMap::new(),
+            flags: BTreeMap::new(),
+            images_withheld: 0,
+        }
+    }
+
+    #[test]
+    fn clean_record_passes() {
+        // 1125 inside the pseudonym and inside 2026-11-25 is not the id; 林 alone is too short.
+        assert_eq!(verify_record(&record(), &ids()), Ok(()));
+    }
+
+    #[test]
+    fn finds_everywhere() {
+        let mut r = record();
+        r.diagnoses.push("山田様".into());
+        let f = verify_record(&r, &ids()).unwrap_err();
+        assert_eq!(f, Finding { field: "diagnoses.1".into(), kind: "patient_name" });
+        assert_eq!(f.to_string(), "diagnoses.1:patient_name");
+
+        let mut r = record();
+        r.extra.insert("備考".into(), "ID 1125".into());
+        assert_eq!(verify_record(&r, &ids()).unwrap_err().field, "extra.0");
+
+        let mut r = record();
+        r.extra.insert("山田太郎".into(), String::new());
+        assert_eq!(verify_record(&r, &ids()).unwrap_err().field, "extra.0.key");
+
+        let mut r = record();
+        r.comment = Some("TEL 090-1111-2222".into());
+        assert_eq!(verify_record(&r, &ids()).unwrap_err().kind, "phone_pattern");
+
+        let mut r = record();
+        r.flags.insert("sex".into(), "山田".into());
+        assert_eq!(verify_record(&r, &ids()).unwrap_err().field, "flags.0");
+    }
+
+    #[test]
+    fn pseudonym_shape() {
+        let mut r = record();
+        r.patient_pid = Some("p-山田太郎".into());
+        let f = verify_record(&r, &ids()).unwrap_err();
+        assert_eq!(f, Finding { field: "patient_pid".into(), kind: "pseudonym_shape" });
+    }
+}

@@ -1,1 +1,7 @@
-//! (in progress)
+//! Reading the department-system export (identifiable side).
+//!
+//! - [`export`]: batches, `exams.csv`, images and reports of the reference layout;
+//! - [`sniff`]: what kind of file a blob is, by content rather than by extension.
+
+pub mod export;
+pub mod sniff;

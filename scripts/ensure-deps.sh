@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what the demo and the tests need on a fresh Debian 12 machine, and nothing more.
+# Idempotent: installs only what is missing. Sourced by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+
+need_apt=()
+for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:python3" "sqlite3:sqlite3"; do
+  cmd=${pair%%:*}; pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "ensure-deps: installing ${need_apt[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "ensure-deps: cargo not found; this project needs a Rust toolchain >= 1.80 (rustup)" >&2
+  exit 1
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# The manifest schema check in the tests uses Python's jsonschema.
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+  echo "ensure-deps: installing python jsonschema" >&2
+  python3 -m pip install -q jsonschema >/dev/null
+fi

@@ -1,0 +1,253 @@
+//! `hub.toml`. Every key is optional; the defaults below are what an absent key means.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8443"          # default
+//! data_dir = "/var/lib/fgw-hub"      # default
+//! server_names = ["localhost", "127.0.0.1"]
+//! max_object_bytes = 268435456       # 256 MiB
+//! max_manifest_bytes = 4194304       # 4 MiB
+//!
+//! [tls]                              # each defaults to <data_dir>/pki/<file>
+//! ca_cert = "pki/ca.crt"
+//! ca_key = "pki/ca.key"
+//! server_cert = "pki/server.crt"
+//! server_key = "pki/server.key"
+//! ```
+//!
+//! Relative paths (including `data_dir`) are relative to the directory of the config file.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Upper bound for `max_object_bytes`: objects are buffered in memory while their hash is
+/// checked, so the limit must stay well below the hub's RAM.
+pub const MAX_OBJECT_BYTES_LIMIT: u64 = 4 << 30;
+/// Upper bound for `max_manifest_bytes`: a manifest is JSON text, never media.
+pub const MAX_MANIFEST_BYTES_LIMIT: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("hub config {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("hub config {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("hub config: {key}: expected {expected}")]
+    Invalid { key: &'static str, expected: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address the API listens on, `ip:port`. Default `127.0.0.1:8443` (loopback: exposing the
+    /// hub is a deliberate change).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Root of the hub's state: `hub.sqlite` (metadata), `objects/` (files), `pki/`.
+    /// Default `/var/lib/fgw-hub`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// DNS names / IP addresses put in the server certificate by `hub init`; gateways must use
+    /// one of them in `hub_url`. Default `["localhost", "127.0.0.1"]`.
+    #[serde(default = "default_server_names")]
+    pub server_names: Vec<String>,
+    /// Largest accepted object (one file of a package). Default 256 MiB.
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: u64,
+    /// Largest accepted manifest. Default 4 MiB.
+    #[serde(default = "default_max_manifest_bytes")]
+    pub max_manifest_bytes: u64,
+    /// Certificate and key files. Default: all under `<data_dir>/pki/`.
+    #[serde(default)]
+    pub tls: HubTlsPaths,
+}
+
+/// Paths of the PKI files; `None` means the default under `<data_dir>/pki/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubTlsPaths {
+    /// Society CA certificate (also handed to every device). Default `<data_dir>/pki/ca.crt`.
+    pub ca_cert: Option<PathBuf>,
+    /// Society CA private key (0600). Default `<data_dir>/pki/ca.key`.
+    pub ca_key: Option<PathBuf>,
+    /// Hub server certificate. Default `<data_dir>/pki/server.crt`.
+    pub server_cert: Option<PathBuf>,
+    /// Hub server private key (0600). Default `<data_dir>/pki/server.key`.
+    pub server_key: Option<PathBuf>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/fgw-hub")
+}
+fn default_server_names() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into()]
+}
+fn default_max_object_bytes() -> u64 {
+    256 << 20
+}
+fn default_max_manifest_bytes() -> u64 {
+    4 << 20
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            server_names: default_server_names(),
+            max_object_bytes: default_max_object_bytes(),
+            max_manifest_bytes: default_max_manifest_bytes(),
+            tls: HubTlsPaths::default(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Defaults with another data directory (tests, `hub --data-dir`).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        HubConfig { data_dir: data_dir.into(), ..HubConfig::default() }
+    }
+
+    /// Parse and validate a config file; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let mut cfg = Self::parse_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_relative_to(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parse without validating or resolving paths.
+    pub fn parse_str(text: &str) -> Result<HubConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Make relative paths relative to `base` (the config file's directory).
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        for p in [
+            &mut self.tls.ca_cert,
+            &mut self.tls.ca_key,
+            &mut self.tls.server_cert,
+            &mut self.tls.server_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, expected: &str| ConfigError::Invalid { key, expected: expected.into() };
+        self.listen_addr()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "a directory path"));
+        }
+        if self.server_names.is_empty() {
+            return Err(invalid("server_names", "at least one DNS name or IP address"));
+        }
+        for name in &self.server_names {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "server_names",
+                    expected: format!("DNS names or IP addresses ('{name}' is neither)"),
+                });
+            }
+        }
+        if !(1..=MAX_OBJECT_BYTES_LIMIT).contains(&self.max_object_bytes) {
+            return Err(invalid("max_object_bytes", "1 ..= 4294967296 (4 GiB)"));
+        }
+        if !(1..=MAX_MANIFEST_BYTES_LIMIT).contains(&self.max_manifest_bytes) {
+            return Err(invalid("max_manifest_bytes", "1 ..= 67108864 (64 MiB)"));
+        }
+        Ok(())
+    }
+
+    /// `listen` as a socket address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| ConfigError::Invalid {
+            key: "listen",
+            expected: "host:port with a numeric IP address, e.g. 127.0.0.1:8443".into(),
+        })
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.data_dir.join("pki")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.tls.ca_cert.clone().unwrap_or_else(|| self.pki_dir().join("ca.crt"))
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.tls.ca_key.clone().unwrap_or_else(|| self.pki_dir().join("ca.key"))
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.tls.server_cert.clone().unwrap_or_else(|| self.pki_dir().join("server.crt"))
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.tls.server_key.clone().unwrap_or_else(|| self.pki_dir().join("server.key"))
+    }
+    /// SQLite metadata store.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("hub.sqlite")
+    }
+    /// Content-addressed object store.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let cfg = HubConfig::parse_str("").unwrap();
+        assert_eq!(cfg, HubConfig::default());
+        cfg.validate().unwrap();
+        assert_eq!(cfg.ca_cert(), PathBuf::from("/var/lib/fgw-hub/pki/ca.crt"));
+        assert_eq!(cfg.max_object_bytes, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(HubConfig::parse_str("listen_addr = \"x\"").is_err());
+        assert!(HubConfig::parse_str("[tls]\nclient_auth = false").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut cfg = HubConfig { listen: "localhost".into(), ..HubConfig::default() };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("listen: expected host:port"), "{e}");
+        cfg.listen = "0.0.0.0:443".into();
+        cfg.max_object_bytes = 0;
+        assert!(cfg.validate().unwrap_err().to_string().contains("max_object_bytes"));
+        cfg.max_object_bytes = 1;
+        cfg.server_names = vec!["not a name!".into()];
+        assert!(cfg.validate().unwrap_err().to_string().contains("server_names"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "data_dir = \"state\"\n[tls]\nca_cert = \"/etc/ca.crt\"\n").unwrap();
+        let cfg = HubConfig::load(&path).unwrap();
+        assert_eq!(cfg.data_dir, dir.path().join("state"));
+        assert_eq!(cfg.ca_cert(), PathBuf::from("/etc/ca.crt"));
+        assert_eq!(cfg.ca_key(), dir.path().join("state/pki/ca.key"));
+    }
+}

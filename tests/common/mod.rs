@@ -1,0 +1,222 @@
+//! Shared test harness: starts the real `hub` and `gateway` binaries on loopback with
+//! certificates made by `hub init` / `hub issue-device`. Real TLS, real processes.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const FACILITY: &str = "F0001";
+
+pub fn hub_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hub")
+}
+pub fn gateway_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gateway")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub struct Hub {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Hub {
+    /// `hub init` in `dir` (CA, server cert), not yet serving.
+    pub fn init(dir: &Path) -> Hub {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let config = dir.join("hub.toml");
+        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n"))
+            .unwrap();
+        run_ok(Command::new(hub_bin()).args(["init", "--config"]).arg(&config));
+        Hub { dir: dir.to_path_buf(), config, port, child: None, log: dir.join("hub.log") }
+    }
+
+    /// Issue a client certificate into `out` (device.crt, device.key, ca.crt).
+    pub fn issue(&self, device: &str, facility: &str, role: &str, out: &Path) {
+        run_ok(
+            Command::new(hub_bin())
+                .args(["issue-device", "--config"])
+                .arg(&self.config)
+                .args(["--device", device, "--facility", facility, "--role", role, "--out"])
+                .arg(out),
+        );
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(hub_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "hub did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The hub's listing API, called with an operator certificate over mTLS.
+    pub fn list(&self, operator_pki: &Path, facility: &str) -> Vec<serde_json::Value> {
+        let cfg = fgw::tls::client_config(
+            &operator_pki.join("ca.crt"),
+            &operator_pki.join("device.crt"),
+            &operator_pki.join("device.key"),
+        )
+        .unwrap();
+        let url = format!("{}/v1/facilities/{facility}/exams", self.url());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let client = reqwest::Client::builder().use_preconfigured_tls(cfg).build().unwrap();
+            let resp = client.get(url).send().await.unwrap();
+            assert!(resp.status().is_success(), "listing: {}", resp.status());
+            resp.json::<Vec<serde_json::Value>>().await.unwrap()
+        })
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A gateway's directory: config, certificates, state.
+pub struct Gateway {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub watch: PathBuf,
+}
+
+impl Gateway {
+    pub fn new(dir: &Path, hub_url: &str, pki: &Path, watch: &Path, extra: &str) -> Gateway {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("gateway.toml");
+        let text = format!(
+            "facility_id = \"{FACILITY}\"\ndevice_id = \"gw-test\"\nstate_dir = \"state\"\n{extra}\n\
+             [export]\nwatch_dir = \"{}\"\npoll_interval_secs = 1\n\n\
+             [pipeline]\nretry_initial_ms = 50\nretry_max_ms = 200\n\n\
+             [uplink]\nhub_url = \"{hub_url}\"\nca_cert = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            watch.display(),
+            pki.join("ca.crt").display(),
+            pki.join("device.crt").display(),
+            pki.join("device.key").display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        Gateway { dir: dir.to_path_buf(), config, watch: watch.to_path_buf() }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(gateway_bin());
+        c.arg("--config").arg(&self.config).env("RUST_LOG", "debug");
+        c
+    }
+
+    /// `gateway run --exit-when-idle`, with a time limit; returns the output.
+    pub fn run_until_idle(&self, limit: Duration) -> Output {
+        let mut child = self
+            .cmd()
+            .args(["run", "--exit-when-idle"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "gateway did not become idle in {limit:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = run_ok(self.cmd().args(["status", "--json"]));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn spool_files(&self) -> usize {
+        std::fs::read_dir(self.state_dir().join("spool")).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+/// Every file under `dir`: (path, bytes).
+pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = vec![];
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A marker's byte forms: UTF-8, CP932, and UTF-16LE (SQLite may store either).
+pub fn byte_forms(marker: &str) -> Vec<Vec<u8>> {
+    let mut v = vec![marker.as_bytes().to_vec()];
+    let (cp, _, bad) = encoding_rs::SHIFT_JIS.encode(marker);
+    if !bad && cp.as_ref() != marker.as_bytes() {
+        v.push(cp.into_owned());
+    }
+    v.push(marker.encode_utf16().flat_map(|u| u.to_le_bytes()).collect());
+    v
+}
