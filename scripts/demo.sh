@@ -68,9 +68,11 @@ echo "== one de-identified manifest as the hub stores it"
 "$GW" --config "$WORK/gateway/gateway.toml" deid "$WORK/export" "$WORK/deid-out" >/dev/null
 python3 - "$WORK/deid-out" <<'PY'
 import json, sys, glob
-m = json.load(open(sorted(glob.glob(sys.argv[1] + "/packages/*.json"))[0]))
+ms = [json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/packages/*.json"))]
+# Prefer one whose free text shows the scrubber at work.
+m = next((m for m in ms if "[" in (m["exam"]["findings"] or "")), ms[0])
 print(json.dumps(m["exam"], ensure_ascii=False, indent=1)[:1500])
 PY
 echo "== what stayed on the box (quarantine; reasons only)"
-"$GW" --config "$WORK/gateway/gateway.toml" quarantine list | awk '{print $2, $4}' | sort | uniq -c
+"$GW" --config "$WORK/gateway/gateway.toml" quarantine list | awk '$3 == "daemon" {print $2, $4}' | sort | uniq -c
 echo "== done: work folder $WORK"

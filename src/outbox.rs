@@ -147,6 +147,10 @@ impl Outbox {
         let entries = std::fs::read_dir(&dir)
             .map_err(|source| OutboxError::Io { path: dir.clone(), source })?;
         for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
             if let Ok(bytes) = std::fs::read(e.path()) {
                 if let Ok(m) = Manifest::parse(&bytes) {
                     live.extend(m.files.into_iter().map(|f| f.sha256));

@@ -109,6 +109,11 @@ impl Gateway {
         let Ok(dir) = std::fs::read_dir(self.cfg.spool_dir()) else { return Ok(()) };
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A write interrupted before its rename: never referenced by a row.
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
             let Some(stem) = name.strip_suffix(".fgws") else { continue };
             let Ok(id) = QueueId::new(stem) else { continue };
             match self.db.get(&id) {

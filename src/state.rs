@@ -246,9 +246,19 @@ impl Db {
         let mut conn = Connection::open(path).map_err(open_err)?;
         // Busy timeout first: the daemon and operator commands share the file.
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        // Switching the journal mode needs an exclusive lock; only do it on a new database.
+        let mode: String =
+            conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        let current: i64 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+        if current == MIGRATIONS.len() as i64 {
+            return Ok(Db { conn: Arc::new(Mutex::new(conn)) });
+        }
         // Migrate under the write lock (BEGIN IMMEDIATE) and read the version inside it: the
         // daemon and an operator command may open a new database at the same moment.
         let tx = conn
