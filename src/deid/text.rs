@@ -21,6 +21,10 @@ pub enum Pattern {
     Phone,
     PostalCode,
     Email,
+    /// 6+ contiguous digits, optionally after up to 3 letters (K4389867): patient, chart,
+    /// accession and insurance numbers. Clinical numbers are short or carry units, and dates
+    /// written with separators do not match.
+    IdNumber,
 }
 
 /// What was found: one of this exam's identifiers, or a generic pattern.
@@ -37,6 +41,7 @@ impl Hit {
             Hit::Pattern(Pattern::Phone) => "phone_pattern",
             Hit::Pattern(Pattern::PostalCode) => "postal_code",
             Hit::Pattern(Pattern::Email) => "email",
+            Hit::Pattern(Pattern::IdNumber) => "id_number",
         }
     }
 
@@ -46,6 +51,7 @@ impl Hit {
             Hit::Pattern(Pattern::Phone) => "[電話]",
             Hit::Pattern(Pattern::PostalCode) => "[郵便番号]",
             Hit::Pattern(Pattern::Email) => "[メール]",
+            Hit::Pattern(Pattern::IdNumber) => "[番号]",
         }
     }
 }
@@ -105,6 +111,12 @@ pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     find_phones(&f, &mut raw);
     find_postal(&f, &mut raw);
     find_emails(&f, &mut raw);
+    // Generic numbers only where nothing more specific matched, so the typed placeholder
+    // ([患者ID], [電話]) wins.
+    let mut numbers = Vec::new();
+    find_id_numbers(&f, &mut numbers);
+    numbers.retain(|n| !raw.iter().any(|m| n.start < m.end && m.start < n.end));
+    raw.extend(numbers);
     // Earliest first, then longest, then identifiers before patterns.
     raw.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.hit.cmp(&b.hit)));
     let mut merged: Vec<Match> = Vec::with_capacity(raw.len());
@@ -250,6 +262,31 @@ fn find_postal(f: &Folded, out: &mut Vec<Match>) {
     }
 }
 
+fn find_id_numbers(f: &Folded, out: &mut Vec<Match>) {
+    let c = &f.chars;
+    let n = c.len();
+    let mut s = 0;
+    while s < n {
+        if !c[s].is_ascii_digit() || !digit_boundary_before(f, s) {
+            s += 1;
+            continue;
+        }
+        // Extend over digits that were adjacent in the original (no folded-away dash).
+        let mut e = s + 1;
+        while e < n && c[e].is_ascii_digit() && f.gap(e).is_empty() {
+            e += 1;
+        }
+        if e - s >= 6 && digit_boundary_after(f, e) {
+            let mut b = s;
+            while b > 0 && s - b < 3 && c[b - 1].is_ascii_alphabetic() && f.gap(b).is_empty() {
+                b -= 1;
+            }
+            push(f, out, b, e, Hit::Pattern(Pattern::IdNumber));
+        }
+        s = e;
+    }
+}
+
 fn find_emails(f: &Folded, out: &mut Vec<Match>) {
     let c = &f.chars;
     let n = c.len();
@@ -319,7 +356,8 @@ mod tests {
         assert_eq!(s("ID 123456 2026/11/25"), "ID [患者ID] 2026/11/25");
         assert_eq!(s("ID:００１２３４５６。"), "ID:[患者ID]。");
         assert_eq!(s("ID0000123456"), "ID[患者ID]");
-        assert_eq!(s("1234567は別"), "1234567は別");
+        // Not the patient id (digit rule), but still a long number: generic [番号].
+        assert_eq!(s("1234567は別"), "[番号]は別");
         assert_eq!(s("生年月日 昭和25年1月2日生"), "生年月日 [生年月日]生");
         assert_eq!(s("S25.1.2 / 1950-01-02 / 19500102"), "[生年月日] / [生年月日] / [生年月日]");
         assert_eq!(s("TEL(075)231-5171"), "TEL[電話]");
@@ -329,6 +367,20 @@ mod tests {
         assert_eq!(s("〒602-8570 京都市上京区"), "[郵便番号] [住所]");
         assert_eq!(s("連絡 Taro.Y-1@mail.example-hp.jp."), "連絡 [メール].");
         assert_eq!(s("検査ID E2026112500123"), "検査ID [検査ID]");
+    }
+
+    #[test]
+    fn long_numbers_are_identifiers_short_ones_are_not() {
+        let ids = ids();
+        let out = scrub(
+            "旧カルテ K4389867、保険番号12345678。腫瘍10mm、2026-11-25、0-IIc、生検3個。",
+            &ids,
+        );
+        assert!(!out.text.contains("4389867") && !out.text.contains("12345678"), "{}", out.text);
+        assert!(out.text.contains("[番号]"));
+        for keep in ["10mm", "2026-11-25", "0-IIc", "生検3個"] {
+            assert!(out.text.contains(keep), "{keep} lost: {}", out.text);
+        }
     }
 
     #[test]
