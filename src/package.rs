@@ -174,6 +174,20 @@ pub mod protocol {
         pub error: String,
     }
 
+    /// Body of a 409 on a manifest PUT: the objects the hub does not have yet.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct MissingObjects {
+        pub error: String,
+        pub missing: Vec<Sha256Hex>,
+    }
+
+    /// Body of a successful (200) `PUT /v1/objects/{sha256}`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ObjectAck {
+        pub sha256: Sha256Hex,
+        pub stored: Stored,
+    }
+
     /// One row of `GET /v1/facilities/{facility}/exams`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ExamListing {

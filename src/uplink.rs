@@ -161,14 +161,6 @@ impl UplinkError {
     }
 }
 
-/// Body of a 409 on a manifest PUT (mirror of `hub::api::MissingObjects`; the uplink does not
-/// depend on the hub module).
-#[derive(Debug, Deserialize)]
-struct MissingObjects {
-    #[serde(default)]
-    missing: Vec<Sha256Hex>,
-}
-
 const ROUTE_HEAD: &str = "HEAD /v1/objects";
 const ROUTE_PUT_OBJECT: &str = "PUT /v1/objects";
 const ROUTE_PUT_PACKAGE: &str = "PUT /v1/packages";
@@ -377,11 +369,12 @@ impl Uplink {
         let status = resp.status();
         if status == StatusCode::CONFLICT {
             let body = resp.bytes().await.map_err(|e| send_failed(ROUTE_PUT_PACKAGE, e))?;
-            let missing = match serde_json::from_slice::<MissingObjects>(&body) {
-                Ok(m) if !m.missing.is_empty() => m.missing,
-                // No usable list: resend every object of the package.
-                _ => pkg.files().iter().map(|(e, _)| e.sha256.clone()).collect(),
-            };
+            let missing =
+                match serde_json::from_slice::<crate::package::protocol::MissingObjects>(&body) {
+                    Ok(m) if !m.missing.is_empty() => m.missing,
+                    // No usable list: resend every object of the package.
+                    _ => pkg.files().iter().map(|(e, _)| e.sha256.clone()).collect(),
+                };
             return Ok(ManifestOutcome::Missing(missing));
         }
         if !status.is_success() {

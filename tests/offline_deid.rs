@@ -197,3 +197,20 @@ fn gateway_deid_bad_usage_fails_clearly() {
     let out = gw.cmd().arg("deid").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn config_check_names_the_bad_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good.toml");
+    std::fs::write(&good, "facility_id = \"F0001\"\n").unwrap();
+    let out = Command::new(gateway_bin()).args(["config", "check"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "facility_id = \"F0001\"\n[pipeline]\nchannel_capacity = 0\n").unwrap();
+    let out = Command::new(gateway_bin()).args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pipeline.channel_capacity") && err.contains("1 to 4096"), "{err}");
+    let out = Command::new(hub_bin()).args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success(), "hub accepted a gateway config");
+}

@@ -8,7 +8,7 @@
 use super::store::{MetaStore, ObjectStore, StoreError};
 use super::{Caller, Role};
 use crate::ids::{FacilityId, PackageId, Sha256Hex};
-use crate::package::protocol::{Ack, ApiError, ExamListing, Stored, OBJECTS, PACKAGES};
+use crate::package::protocol::{Ack, ApiError, ExamListing, OBJECTS, PACKAGES};
 use crate::package::{Manifest, PackageError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,7 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -40,20 +40,7 @@ pub enum Peer {
     },
 }
 
-/// Body of a 409 on `PUT /v1/packages/{id}`: the objects the client must upload first.
-/// A superset of [`ApiError`], so clients that only know `ApiError` still parse it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MissingObjects {
-    pub error: String,
-    pub missing: Vec<Sha256Hex>,
-}
-
-/// Body of a successful (200) `PUT /v1/objects/{sha256}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectAck {
-    pub sha256: Sha256Hex,
-    pub stored: Stored,
-}
+pub use crate::package::protocol::{MissingObjects, ObjectAck};
 
 /// Why a request failed; each maps to one status. Messages carry ids and reasons only.
 #[derive(Debug, thiserror::Error)]
