@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const FORMAT: &str = "fgw-package";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: canonical record (terms, findings, image references) and report packages.
+/// Version 1 was never released.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
@@ -20,6 +22,8 @@ pub enum PackageError {
     Version { found: String, version: u32 },
     #[error("manifest lists file '{path}' twice")]
     DuplicatePath { path: String },
+    #[error("manifest kind does not match its content (kind {kind:?})")]
+    KindMismatch { kind: Kind },
     #[error("file path '{path}' in manifest is not a plain relative path")]
     BadPath { path: String },
 }
@@ -30,7 +34,11 @@ pub struct Manifest {
     pub format: String,
     pub format_version: u32,
     pub facility_id: FacilityId,
-    pub exam: ExamRecord,
+    pub kind: Kind,
+    /// Present exactly when `kind` is `exam`.
+    pub exam: Option<ExamRecord>,
+    /// Present exactly when `kind` is `report`.
+    pub report: Option<ReportRecord>,
     pub files: Vec<FileEntry>,
     pub deid: DeidInfo,
 }
@@ -59,33 +67,83 @@ pub enum AgeBucket {
     NinetyPlus,
 }
 
-/// The de-identified exam record (first cut of the canonical record; issue 5 extends it).
+/// A term from the society's term list (`terms_version`), or flagged free text when the
+/// source spelling did not map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermRef {
+    /// Code in the term list; `None` when unmapped.
+    pub code: Option<String>,
+    /// Canonical label from the term list, or the scrubbed source text when unmapped.
+    pub label: String,
+    /// The source spelling did not map; `label` is scrubbed free text. Counted in reports.
+    pub unmapped: bool,
+}
+
+/// One finding: where, what, and the (scrubbed) sentence it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    pub site: Option<TermRef>,
+    pub terms: Vec<TermRef>,
+    pub text: String,
+}
+
+/// Background items JED records for every exam.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Background {
+    pub antithrombotic: Option<String>,
+    pub h_pylori: Option<String>,
+    pub sedation: Option<String>,
+    pub asa: Option<u8>,
+}
+
+/// An image of the exam: in the package (`path`), or kept on the box (`withheld` = reason
+/// code). The registry knows every image exists either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    pub index: u32,
+    pub path: Option<String>,
+    pub withheld: Option<String>,
+}
+
+/// The canonical de-identified exam record (JSON Schema: `docs/package-manifest.schema.json`,
+/// `$defs/exam`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExamRecord {
     /// Keyed pseudonym of the department's exam id (`e-` + 24 hex).
     pub exam_pid: String,
     /// Re-export counter for this exam on this box; higher wins at the hub.
     pub revision: u32,
+    /// Vendor mapping profile the exam was read with (e.g. `reference`).
+    pub profile: String,
+    /// Version of the term lists used for `exam_type`, findings, diagnoses, treatments, AEs.
+    pub terms_version: String,
     /// Keyed pseudonym of the hospital patient id (`p-` + 24 hex).
     pub patient_pid: Option<String>,
     pub age_at_exam: Option<Age>,
     pub sex: Option<String>,
-    /// `YYYY-MM-DD` or `YYYY-MM` depending on the date policy.
+    /// `YYYY-MM-DD` (keep or shift) or `YYYY-MM` (year-month); see `date_policy`.
     pub exam_date: Option<String>,
+    /// `keep`, `shift` (per-patient offset from the box's key) or `year-month`.
+    pub date_policy: String,
     pub exam_start_time: Option<String>,
     pub exam_type: Option<String>,
-    /// Keyed pseudonym of the operator (`d-` + 24 hex).
-    pub operator_pid: Option<String>,
+    /// In- or outpatient.
     pub in_out: Option<String>,
-    pub antithrombotic: Option<String>,
-    pub h_pylori: Option<String>,
-    pub sedation: Option<String>,
-    pub asa: Option<u8>,
-    pub findings: Option<String>,
-    pub diagnoses: Vec<String>,
-    pub treatments: Vec<String>,
-    pub adverse_events: Vec<String>,
+    pub background: Background,
+    /// Keyed pseudonyms of the operator and the referring doctor (`d-` + 24 hex).
+    pub operator_pid: Option<String>,
+    pub referring_pid: Option<String>,
+    pub findings: Vec<Finding>,
+    pub diagnoses: Vec<TermRef>,
+    pub treatments: Vec<TermRef>,
+    pub adverse_events: Vec<TermRef>,
+    /// Scrubbed free-text findings as written (all sentences).
+    pub findings_text: Option<String>,
     pub comment: Option<String>,
     pub report: Option<String>,
     /// Extra columns the policy keeps (by header name); empty by default.
@@ -93,8 +151,45 @@ pub struct ExamRecord {
     /// Values the gateway could not accept, by column key, e.g. `{"asa": "not_in_vocabulary"}`.
     /// The offending value itself never appears.
     pub flags: BTreeMap<String, String>,
-    /// Images kept on the box (quarantined), counted so the registry knows they exist.
-    pub images_withheld: u32,
+    pub images: Vec<ImageRef>,
+}
+
+impl ExamRecord {
+    pub fn images_withheld(&self) -> u32 {
+        self.images.iter().filter(|i| i.withheld.is_some()).count() as u32
+    }
+    pub fn unmapped_terms(&self) -> u32 {
+        let terms = self.diagnoses.iter().chain(&self.treatments).chain(&self.adverse_events);
+        let in_findings = self.findings.iter().flat_map(|f| f.site.iter().chain(&f.terms));
+        terms.chain(in_findings).filter(|t| t.unmapped).count() as u32
+    }
+}
+
+/// A de-identified report that arrived on its own (HL7 v2 ORU^R01), joined to its exam at the
+/// hub by `exam_pid` (same keyed pseudonym as the exam's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRecord {
+    pub exam_pid: String,
+    pub patient_pid: Option<String>,
+    /// HL7 result status: `final`, `corrected`, `preliminary`, …
+    pub status: String,
+    /// Observation date per the date policy.
+    pub observed_date: Option<String>,
+    pub date_policy: String,
+    pub terms_version: String,
+    pub text: String,
+    pub findings: Vec<Finding>,
+    pub diagnoses: Vec<TermRef>,
+    pub flags: BTreeMap<String, String>,
+}
+
+/// What a package carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Exam,
+    Report,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +211,15 @@ impl Manifest {
         serde_json::to_vec(self).expect("manifest serializes")
     }
 
+    /// The exam this package belongs to (both kinds carry it).
+    pub fn exam_pid(&self) -> &str {
+        match (&self.exam, &self.report) {
+            (Some(e), _) => &e.exam_pid,
+            (None, Some(r)) => &r.exam_pid,
+            (None, None) => "",
+        }
+    }
+
     pub fn id_of(bytes: &[u8]) -> PackageId {
         Sha256Hex::of(bytes)
     }
@@ -124,6 +228,13 @@ impl Manifest {
         let m: Manifest = serde_json::from_slice(bytes)?;
         if m.format != FORMAT || m.format_version != FORMAT_VERSION {
             return Err(PackageError::Version { found: m.format, version: m.format_version });
+        }
+        let ok = match m.kind {
+            Kind::Exam => m.exam.is_some() && m.report.is_none(),
+            Kind::Report => m.report.is_some() && m.exam.is_none(),
+        };
+        if !ok {
+            return Err(PackageError::KindMismatch { kind: m.kind });
         }
         let mut seen = std::collections::BTreeSet::new();
         for f in &m.files {
@@ -197,6 +308,8 @@ pub mod protocol {
         pub received_at: String,
         pub files: u32,
         pub images_withheld: u32,
+        /// Report packages (HL7) received for this exam.
+        pub reports: u32,
     }
 }
 

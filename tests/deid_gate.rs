@@ -145,10 +145,12 @@ fn package(o: DeidOutcome) -> (Vec<u8>, String) {
 /// chance; pseudonyms are checked by shape instead.
 fn searchable_text(bytes: &[u8]) -> String {
     let mut m = Manifest::parse(bytes).unwrap();
+    let e = m.exam.as_mut().unwrap();
     for (v, prefix) in [
-        (Some(&mut m.exam.exam_pid), "e-"),
-        (m.exam.patient_pid.as_mut(), "p-"),
-        (m.exam.operator_pid.as_mut(), "d-"),
+        (Some(&mut e.exam_pid), "e-"),
+        (e.patient_pid.as_mut(), "p-"),
+        (e.operator_pid.as_mut(), "d-"),
+        (e.referring_pid.as_mut(), "d-"),
     ] {
         let v = v.expect("pseudonym present");
         assert!(fgw::deid::pseudonym::is_pseudonym(v, prefix), "{prefix}");
@@ -170,18 +172,18 @@ fn no_planted_identifier_survives() {
         assert!(text.contains(c), "clinical word lost: {c}");
     }
     let m = Manifest::parse(&bytes).unwrap();
-    let r = &m.exam;
+    let r = m.exam.as_ref().unwrap();
     assert_eq!(r.age_at_exam, Some(fgw::package::Age::Years(76)));
     assert_eq!(r.exam_date.as_deref(), Some("2026-11-25"));
     assert_eq!(r.exam_start_time, None);
     assert_eq!(r.exam_type.as_deref(), Some("upper_gi"));
-    assert_eq!(r.adverse_events, vec!["なし".to_string()]);
+    assert_eq!(r.adverse_events.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), vec!["なし"]);
     assert_eq!(r.diagnoses.len(), 3);
     for k in ["sex", "in_out", "antithrombotic", "h_pylori", "sedation", "asa"] {
         assert_eq!(r.flags.get(k).map(String::as_str), Some("not_in_vocabulary"), "{k}");
     }
     assert!(r.extra.is_empty());
-    assert_eq!(r.images_withheld, 1);
+    assert_eq!(r.images_withheld(), 1);
     assert!(m.files.is_empty());
     for a in [
         "patient_id:pseudonymized",
@@ -189,14 +191,14 @@ fn no_planted_identifier_survives() {
         "patient_name:removed",
         "exam_id:pseudonymized",
         "operator:pseudonymized",
-        "referring_physician:removed",
+        "referring_physician:pseudonymized",
         "free_text:scrubbed",
         "extra_dropped:1",
         "pixels:withheld",
     ] {
         assert!(m.deid.actions.iter().any(|x| x == a), "{a}");
     }
-    assert!(r.findings.as_deref().unwrap().contains("[氏名]様"));
+    assert!(r.findings_text.as_deref().unwrap().contains("[氏名]様"));
     assert!(r.report.as_deref().unwrap().contains("[生年月日]"));
 }
 
@@ -229,8 +231,9 @@ fn same_patient_same_pseudonym_across_spellings() {
     e2.fields.insert(Column::ExamId, "E2026112600001".into());
     let m1 = Manifest::parse(&package(run(&exam(), &Policy::default(), 1)).0).unwrap();
     let m2 = Manifest::parse(&package(run(&e2, &Policy::default(), 1)).0).unwrap();
-    assert_eq!(m1.exam.patient_pid, m2.exam.patient_pid);
-    assert_ne!(m1.exam.exam_pid, m2.exam.exam_pid);
+    let (e1, e2) = (m1.exam.unwrap(), m2.exam.unwrap());
+    assert_eq!(e1.patient_pid, e2.patient_pid);
+    assert_ne!(e1.exam_pid, e2.exam_pid);
 }
 
 #[test]
@@ -277,14 +280,15 @@ fn kept_extra_columns_are_scrubbed() {
     e.extra.insert("部位".into(), "胃角 高橋様".into());
     let policy = Policy { keep_extra_columns: vec!["部位".into()], ..Policy::default() };
     let m = Manifest::parse(&package(run(&e, &policy, 1)).0).unwrap();
-    assert_eq!(m.exam.extra.get("部位").map(String::as_str), Some("胃角 [氏名]様"));
+    assert_eq!(m.exam.unwrap().extra.get("部位").map(String::as_str), Some("胃角 [氏名]様"));
 }
 
 #[test]
 fn drop_policy_drops_free_text() {
     let policy = Policy { free_text: fgw::deid::policy::FreeTextPolicy::Drop, ..Policy::default() };
     let m = Manifest::parse(&package(run(&exam(), &policy, 1)).0).unwrap();
-    assert_eq!((m.exam.findings, m.exam.comment, m.exam.report), (None, None, None));
+    let e = m.exam.unwrap();
+    assert_eq!((e.findings_text, e.comment, e.report), (None, None, None));
 }
 
 /// A baseline JPEG of 8x8 grey with an EXIF segment naming the patient.

@@ -118,31 +118,22 @@ fn manifest(facility: &str, exam_pid: &str, revision: u32, files: &[(&str, &[u8]
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         facility_id: fid(facility),
-        exam: ExamRecord {
+        kind: fgw::package::Kind::Exam,
+        exam: Some(ExamRecord {
             exam_pid: exam_pid.into(),
             revision,
             patient_pid: Some("p-0123456789abcdef01234567".into()),
-            age_at_exam: None,
             sex: Some("F".into()),
             exam_date: Some("2024-05".into()),
-            exam_start_time: None,
             exam_type: Some("upper".into()),
-            operator_pid: None,
-            in_out: None,
-            antithrombotic: None,
-            h_pylori: None,
-            sedation: None,
-            asa: Some(2),
-            findings: None,
-            diagnoses: vec![],
-            treatments: vec![],
-            adverse_events: vec![],
-            comment: None,
-            report: None,
-            extra: Default::default(),
-            flags: Default::default(),
-            images_withheld: 1,
-        },
+            images: vec![fgw::package::ImageRef {
+                index: 0,
+                path: None,
+                withheld: Some("pixels-not-cleaned".into()),
+            }],
+            ..Default::default()
+        }),
+        report: None,
         files: files
             .iter()
             .map(|(path, bytes)| FileEntry {

@@ -10,7 +10,7 @@ use super::image_meta::{self, ImageMetaError};
 use super::policy::{ExamDatePolicy, ExamTimePolicy, FreeTextPolicy, PixelPolicy};
 use super::verify::verify_record;
 use super::*;
-use crate::package::{self, DeidInfo, ExamRecord};
+use crate::package::{self, Background, DeidInfo, ExamRecord, ImageRef, Kind, TermRef};
 use crate::record::{Column, RawExam};
 use std::collections::BTreeMap;
 use unicode_normalization::UnicodeNormalization;
@@ -66,6 +66,10 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         }
     }
 
+    let date_policy = match policy.exam_date {
+        ExamDatePolicy::Keep => "keep",
+        ExamDatePolicy::YearMonth => "year-month",
+    };
     let exam_date_out = Some(match policy.exam_date {
         ExamDatePolicy::Keep => {
             note(Column::ExamDate, "kept");
@@ -99,8 +103,9 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
     if operator_pid.is_some() {
         note(Column::Operator, "pseudonymized");
     }
-    if exam.get(Column::ReferringPhysician).is_some() {
-        note(Column::ReferringPhysician, "removed");
+    let referring_pid = exam.get(Column::ReferringPhysician).map(|v| ps.doctor(fac, v));
+    if referring_pid.is_some() {
+        note(Column::ReferringPhysician, "pseudonymized");
     }
 
     let mut cat = |c: Column, map: fn(&str) -> Option<&'static str>| {
@@ -125,12 +130,13 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         a
     });
 
-    let terms = |c: Column| -> Vec<String> {
+    let terms = |c: Column| -> Vec<TermRef> {
         exam.get(c)
             .map(|v| {
                 v.split([';', '；'])
                     .map(|t| text::scrub(t.trim(), &ids).text.trim().to_string())
                     .filter(|t| !t.is_empty())
+                    .map(|label| TermRef { code: None, label, unmapped: true })
                     .collect()
             })
             .unwrap_or_default()
@@ -145,7 +151,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         }
         FreeTextPolicy::Drop => None,
     };
-    let findings = free(exam.get(Column::Findings));
+    let findings_text = free(exam.get(Column::Findings));
     let comment = free(exam.get(Column::Comment));
     let report = free(exam.report.as_deref().filter(|r| !r.trim().is_empty()));
     actions.push(
@@ -179,6 +185,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
     // Every image goes through metadata stripping even though none is released yet, so the
     // path is exercised on real data and unreadable files are reported now.
     let mut withheld = Vec::with_capacity(exam.images.len());
+    let mut images = Vec::with_capacity(exam.images.len());
     for img in &exam.images {
         let reason = match image_meta::strip(&img.bytes) {
             Err(ImageMetaError::Unsupported) => QuarantineReason::ImageFormatUnsupported,
@@ -188,6 +195,11 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
                 PixelPolicy::QuarantineUncleaned => QuarantineReason::PixelsNotCleaned,
             },
         };
+        images.push(ImageRef {
+            index: img.index,
+            path: None,
+            withheld: Some(reason.code().into()),
+        });
         withheld.push(Withheld { image_index: img.index, reason });
     }
     if !withheld.is_empty() {
@@ -198,27 +210,29 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
     let record = ExamRecord {
         exam_pid: ps.exam(fac, exam_id),
         revision: ctx.revision,
+        profile: "reference".into(),
+        terms_version: "none".into(),
         patient_pid,
         age_at_exam,
         sex,
         exam_date: exam_date_out,
+        date_policy: date_policy.into(),
         exam_start_time,
         exam_type,
-        operator_pid,
         in_out,
-        antithrombotic,
-        h_pylori,
-        sedation,
-        asa,
-        findings,
+        background: Background { antithrombotic, h_pylori, sedation, asa },
+        operator_pid,
+        referring_pid,
+        findings: Vec::new(),
         diagnoses,
         treatments,
         adverse_events,
+        findings_text,
         comment,
         report,
         extra,
         flags,
-        images_withheld: withheld.len() as u32,
+        images,
     };
 
     if let Err(f) = verify_record(&record, &ids) {
@@ -231,7 +245,9 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         format: package::FORMAT.to_string(),
         format_version: package::FORMAT_VERSION,
         facility_id: ctx.facility.clone(),
-        exam: record,
+        kind: Kind::Exam,
+        exam: Some(record),
+        report: None,
         files: Vec::new(),
         deid: DeidInfo {
             method: "fgw-deid".into(),
@@ -346,7 +362,7 @@ mod tests {
 
     fn record(o: DeidOutcome) -> ExamRecord {
         match o {
-            DeidOutcome::Package { package, .. } => package.manifest().exam.clone(),
+            DeidOutcome::Package { package, .. } => package.manifest().exam.clone().expect("exam"),
             DeidOutcome::Quarantined { reason } => panic!("quarantined: {reason}"),
         }
     }
@@ -369,10 +385,10 @@ mod tests {
         assert_eq!(r.sex.as_deref(), Some("M"));
         assert_eq!(r.exam_type.as_deref(), Some("ercp"));
         assert_eq!(r.in_out.as_deref(), Some("inpatient"));
-        assert_eq!(r.antithrombotic, None);
-        assert_eq!(r.h_pylori.as_deref(), Some("past"));
-        assert_eq!(r.sedation.as_deref(), Some("pethidine"));
-        assert_eq!(r.asa, Some(3));
+        assert_eq!(r.background.antithrombotic, None);
+        assert_eq!(r.background.h_pylori.as_deref(), Some("past"));
+        assert_eq!(r.background.sedation.as_deref(), Some("pethidine"));
+        assert_eq!(r.background.asa, Some(3));
         assert_eq!(r.flags.get("antithrombotic").map(String::as_str), Some(NOT_IN_VOCABULARY));
         assert_eq!(r.flags.get("birth_date").map(String::as_str), Some(UNPARSEABLE));
         assert_eq!(r.exam_date.as_deref(), Some("2026-11-25"));
@@ -399,7 +415,7 @@ mod tests {
         let r = record(run(&e, &p));
         assert_eq!(r.exam_date.as_deref(), Some("2026-11"));
         assert_eq!(r.exam_start_time.as_deref(), Some("09:05"));
-        assert_eq!(r.findings, None);
+        assert_eq!(r.findings_text, None);
         assert_eq!(r.extra.len(), 1);
         assert_eq!(r.extra.get("部位").map(String::as_str), Some("胃角"));
     }
@@ -415,7 +431,7 @@ mod tests {
         });
         match run(&e, &Policy::default()) {
             DeidOutcome::Package { package, withheld } => {
-                assert_eq!(package.manifest().exam.images_withheld, 2);
+                assert_eq!(package.manifest().exam.as_ref().unwrap().images_withheld(), 2);
                 assert!(package.files().is_empty());
                 assert_eq!(withheld[0].reason, QuarantineReason::ImageFormatUnsupported);
                 assert!(matches!(withheld[1].reason, QuarantineReason::ImageUnreadable(_)));

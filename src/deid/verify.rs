@@ -10,7 +10,7 @@
 use super::identifiers::{searchable, IdentifierSet};
 use super::pseudonym::is_pseudonym;
 use super::text;
-use crate::package::ExamRecord;
+use serde::Serialize;
 use serde_json::Value;
 
 /// Where an identifier was found: field path (`findings`, `diagnoses.1`, `extra.0`,
@@ -27,10 +27,12 @@ impl std::fmt::Display for Finding {
     }
 }
 
-const PSEUDONYM_FIELDS: [(&str, &str); 3] =
-    [("exam_pid", "e-"), ("patient_pid", "p-"), ("operator_pid", "d-")];
+const PSEUDONYM_FIELDS: [(&str, &str); 4] =
+    [("exam_pid", "e-"), ("patient_pid", "p-"), ("operator_pid", "d-"), ("referring_pid", "d-")];
 
-pub fn verify_record(record: &ExamRecord, ids: &IdentifierSet) -> Result<(), Finding> {
+/// Verify any de-identified record (exam or report): a JSON object whose top-level
+/// pseudonym fields have their shape and whose every other string is free of identifiers.
+pub fn verify_record<T: Serialize>(record: &T, ids: &IdentifierSet) -> Result<(), Finding> {
     debug_assert!(ids.variants().all(|(_, v)| searchable(v)));
     let value = serde_json::to_value(record)
         .map_err(|_| Finding { field: "record".into(), kind: "unserializable" })?;
@@ -46,26 +48,30 @@ pub fn verify_record(record: &ExamRecord, ids: &IdentifierSet) -> Result<(), Fin
             }
         }
         check_str(key, key, ids)?;
-        walk(key, v, ids)?;
+        walk(key, v, ids, !FREE_KEYED.contains(&key.as_str()))?;
     }
     Ok(())
 }
 
-fn walk(path: &str, v: &Value, ids: &IdentifierSet) -> Result<(), Finding> {
+/// Top-level maps whose keys come from the export (extra headers, column keys): their
+/// entries are named by position, so no export text ends up in a quarantine reason.
+const FREE_KEYED: [&str; 2] = ["extra", "flags"];
+
+/// `named`: the object's keys are the record's own field names (safe to print).
+fn walk(path: &str, v: &Value, ids: &IdentifierSet, named: bool) -> Result<(), Finding> {
     match v {
         Value::String(s) => check_str(path, s, ids),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                walk(&format!("{path}.{i}"), item, ids)?;
+                walk(&format!("{path}.{i}"), item, ids, named)?;
             }
             Ok(())
         }
-        // Map entries are named by position: a key is export text (e.g. an extra header) and
-        // must not end up in a quarantine reason.
         Value::Object(map) => {
             for (i, (k, item)) in map.iter().enumerate() {
-                check_str(&format!("{path}.{i}.key"), k, ids)?;
-                walk(&format!("{path}.{i}"), item, ids)?;
+                let p = if named { format!("{path}.{k}") } else { format!("{path}.{i}") };
+                check_str(&format!("{p}.key"), k, ids)?;
+                walk(&p, item, ids, named)?;
             }
             Ok(())
         }
@@ -83,6 +89,7 @@ fn check_str(path: &str, s: &str, ids: &IdentifierSet) -> Result<(), Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::package::{Background, ExamRecord, TermRef};
     use crate::record::{Column, RawExam, SourceRef};
     use std::collections::BTreeMap;
 
@@ -102,31 +109,22 @@ mod tests {
         })
     }
 
+    fn term(label: &str) -> TermRef {
+        TermRef { code: None, label: label.into(), unmapped: true }
+    }
+
     fn record() -> ExamRecord {
         ExamRecord {
             exam_pid: format!("e-{}", "a1125b".repeat(4)),
             revision: 1,
             patient_pid: Some(format!("p-{}", "0".repeat(24))),
-            age_at_exam: None,
             sex: Some("M".into()),
             exam_date: Some("2026-11-25".into()),
-            exam_start_time: None,
             exam_type: Some("upper_gi".into()),
-            operator_pid: None,
-            in_out: None,
-            antithrombotic: None,
-            h_pylori: None,
-            sedation: None,
-            asa: Some(2),
-            findings: Some("胃体下部小弯に0-Ⅱc病変。林先生".into()),
-            diagnoses: vec!["早期胃癌".into()],
-            treatments: vec![],
-            adverse_events: vec![],
-            comment: None,
-            report: None,
-            extra: BTreeMap::new(),
-            flags: BTreeMap::new(),
-            images_withheld: 0,
+            background: Background { asa: Some(2), ..Default::default() },
+            findings_text: Some("胃体下部小弯に0-Ⅱc病変。林先生".into()),
+            diagnoses: vec![term("早期胃癌")],
+            ..Default::default()
         }
     }
 
@@ -139,10 +137,10 @@ mod tests {
     #[test]
     fn finds_everywhere() {
         let mut r = record();
-        r.diagnoses.push("山田様".into());
+        r.diagnoses.push(term("山田様"));
         let f = verify_record(&r, &ids()).unwrap_err();
-        assert_eq!(f, Finding { field: "diagnoses.1".into(), kind: "patient_name" });
-        assert_eq!(f.to_string(), "diagnoses.1:patient_name");
+        assert_eq!(f, Finding { field: "diagnoses.1.label".into(), kind: "patient_name" });
+        assert_eq!(f.to_string(), "diagnoses.1.label:patient_name");
 
         let mut r = record();
         r.extra.insert("備考".into(), "ID 1125".into());

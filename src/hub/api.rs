@@ -132,6 +132,7 @@ fn manifest_reason(e: &PackageError) -> String {
                 j.column()
             )
         }
+        PackageError::KindMismatch { .. } => "kind does not match content".to_string(),
         PackageError::Version { .. } => {
             format!(
                 "format or version not supported (expected {} v{})",

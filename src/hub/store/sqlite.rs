@@ -28,6 +28,7 @@ CREATE TABLE packages (
     package_id      TEXT PRIMARY KEY,
     facility_id     TEXT NOT NULL,
     device_id       TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('exam', 'report')),
     exam_pid        TEXT NOT NULL,
     revision        INTEGER NOT NULL,
     files           INTEGER NOT NULL,
@@ -222,26 +223,35 @@ impl MetaStore for SqliteMetaStore {
         if exists {
             return Ok(Stored::Duplicate);
         }
-        let exam = &manifest.exam;
+        let (kind, revision, withheld) = match &manifest.exam {
+            Some(e) => ("exam", e.revision, e.images_withheld()),
+            None => ("report", 0, 0),
+        };
         // The exact manifest JSON is kept: it is the de-identified record itself.
         let manifest_json = String::from_utf8(manifest.to_bytes()).expect("serde_json emits UTF-8");
         tx.execute(
-            "INSERT INTO packages (package_id, facility_id, device_id, exam_pid, revision, files,
-                                   images_withheld, received_at, manifest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO packages (package_id, facility_id, device_id, kind, exam_pid, revision,
+                                   files, images_withheld, received_at, manifest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 package_id.as_str(),
                 facility.as_str(),
                 device.as_str(),
-                exam.exam_pid,
-                exam.revision,
+                kind,
+                manifest.exam_pid(),
+                revision,
                 manifest.files.len() as i64,
-                exam.images_withheld,
+                withheld,
                 now(),
                 manifest_json,
             ],
         )
         .map_err(&sql)?;
+        let Some(exam) = &manifest.exam else {
+            // Reports join their exam by exam_pid at listing time.
+            tx.commit().map_err(&sql)?;
+            return Ok(Stored::New);
+        };
         tx.execute(
             "INSERT INTO exams (facility_id, exam_pid, package_id, revision)
              VALUES (?1, ?2, ?3, ?4)
@@ -261,7 +271,9 @@ impl MetaStore for SqliteMetaStore {
         let mut stmt = conn
             .prepare(
                 "SELECT p.exam_pid, p.revision, p.package_id, p.received_at, p.files,
-                        p.images_withheld
+                        p.images_withheld,
+                        (SELECT COUNT(*) FROM packages r WHERE r.kind = 'report'
+                           AND r.facility_id = e.facility_id AND r.exam_pid = e.exam_pid)
                  FROM exams e JOIN packages p ON p.package_id = e.package_id
                  WHERE e.facility_id = ?1
                  ORDER BY e.exam_pid",
@@ -276,12 +288,13 @@ impl MetaStore for SqliteMetaStore {
                     r.get::<_, String>(3)?,
                     r.get::<_, u32>(4)?,
                     r.get::<_, u32>(5)?,
+                    r.get::<_, u32>(6)?,
                 ))
             })
             .map_err(&sql)?;
         let mut out = Vec::new();
         for row in rows {
-            let (exam_pid, revision, package_id, received_at, files, images_withheld) =
+            let (exam_pid, revision, package_id, received_at, files, images_withheld, reports) =
                 row.map_err(&sql)?;
             out.push(ExamListing {
                 exam_pid,
@@ -291,6 +304,7 @@ impl MetaStore for SqliteMetaStore {
                 received_at,
                 files,
                 images_withheld,
+                reports,
             });
         }
         Ok(out)
@@ -314,31 +328,9 @@ mod tests {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             facility_id: facility.clone(),
-            exam: ExamRecord {
-                exam_pid: exam_pid.into(),
-                revision,
-                patient_pid: None,
-                age_at_exam: None,
-                sex: None,
-                exam_date: None,
-                exam_start_time: None,
-                exam_type: None,
-                operator_pid: None,
-                in_out: None,
-                antithrombotic: None,
-                h_pylori: None,
-                sedation: None,
-                asa: None,
-                findings: None,
-                diagnoses: vec![],
-                treatments: vec![],
-                adverse_events: vec![],
-                comment: None,
-                report: None,
-                extra: Default::default(),
-                flags: Default::default(),
-                images_withheld: 0,
-            },
+            kind: crate::package::Kind::Exam,
+            exam: Some(ExamRecord { exam_pid: exam_pid.into(), revision, ..Default::default() }),
+            report: None,
             files: vec![FileEntry {
                 path: "images/001.jpg".into(),
                 sha256: Sha256Hex::of(b"x"),
