@@ -4,4 +4,5 @@
 //! - [`sniff`]: what kind of file a blob is, by content rather than by extension.
 
 pub mod export;
+pub mod hl7;
 pub mod sniff;

@@ -3,6 +3,9 @@
 //! Nothing here may be logged or serialized anywhere but the encrypted spool: `Debug` on
 //! [`RawExam`] is redacted on purpose.
 
+pub mod profile;
+pub mod terms;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -221,5 +224,33 @@ impl fmt::Debug for RawExam {
 impl fmt::Debug for RawImage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RawImage {{ index: {}, bytes: {} }}", self.index, self.bytes.len())
+    }
+}
+
+/// A free-text report that arrived on its own (HL7 v2 ORU^R01): identifiable. `fields` holds
+/// the identifiers the message carries (PID: patient id, name, kana, birth date, address,
+/// phone; OBR: exam id), keyed like export columns so the gate treats both alike.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawReport {
+    /// Where it came from, without values: e.g. `hl7 from 10.0.0.5 message 17`.
+    pub source: String,
+    pub fields: BTreeMap<Column, String>,
+    /// Observation date/time as sent (HL7 TS, e.g. `20261125091500`).
+    pub observed: Option<String>,
+    /// HL7 result status (OBR-25), e.g. `F`, `C`, `P`.
+    pub status: Option<String>,
+    /// Report text (OBX-5 of text observations joined by newlines), unescaped.
+    pub text: String,
+}
+
+impl RawReport {
+    pub fn get(&self, c: Column) -> Option<&str> {
+        self.fields.get(&c).map(|s| s.as_str()).filter(|s| !s.is_empty())
+    }
+}
+
+impl fmt::Debug for RawReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawReport {{ source: {}, fields: {}, text: {} chars }}", self.source, self.fields.len(), self.text.chars().count())
     }
 }

@@ -1,0 +1,1 @@
+//! (in progress: HL7 v2 over MLLP)
