@@ -4,7 +4,7 @@
 //! open). File names are random queue ids: nothing from the department system.
 
 use crate::ids::QueueId;
-use crate::record::RawExam;
+use crate::record::{RawExam, RawReport};
 use ring::aead::{Aad, LessSafeKey, Nonce, NONCE_LEN};
 use ring::rand::SecureRandom;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,22 @@ impl Spool {
         let bytes = std::fs::read(&path).map_err(|source| SpoolError::Io { path, source })?;
         let plain = self.open_sealed(id, bytes)?;
         decode(&plain).ok_or_else(|| SpoolError::Corrupt { id: id.clone() })
+    }
+
+    /// Reports (HL7) have no images: plain JSON inside the same envelope.
+    pub fn put_report(&self, id: &QueueId, report: &RawReport) -> Result<(), SpoolError> {
+        let plain = serde_json::to_vec(report).expect("raw report serializes");
+        let sealed = self.seal(id, plain);
+        let path = self.path(id);
+        crate::outbox::write_atomic(&path, &sealed)
+            .map_err(|source| SpoolError::Io { path, source })
+    }
+
+    pub fn get_report(&self, id: &QueueId) -> Result<RawReport, SpoolError> {
+        let path = self.path(id);
+        let bytes = std::fs::read(&path).map_err(|source| SpoolError::Io { path, source })?;
+        let plain = self.open_sealed(id, bytes)?;
+        serde_json::from_slice(&plain).map_err(|_| SpoolError::Corrupt { id: id.clone() })
     }
 
     pub fn exists(&self, id: &QueueId) -> bool {

@@ -92,6 +92,8 @@ pub enum ItemKind {
     Image,
     /// A DICOM file.
     Dicom,
+    /// A report received over HL7 (joined to its exam at the hub).
+    Report,
 }
 
 impl ItemKind {
@@ -101,6 +103,7 @@ impl ItemKind {
             ItemKind::Row => "row",
             ItemKind::Image => "image",
             ItemKind::Dicom => "dicom",
+            ItemKind::Report => "report",
         }
     }
     fn parse(s: &str) -> ItemKind {
@@ -108,6 +111,7 @@ impl ItemKind {
             "row" => ItemKind::Row,
             "image" => ItemKind::Image,
             "dicom" => ItemKind::Dicom,
+            "report" => ItemKind::Report,
             _ => ItemKind::Exam,
         }
     }

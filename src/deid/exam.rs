@@ -66,20 +66,16 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         }
     }
 
-    let date_policy = match policy.exam_date {
-        ExamDatePolicy::Keep => "keep",
-        ExamDatePolicy::YearMonth => "year-month",
-    };
-    let exam_date_out = Some(match policy.exam_date {
-        ExamDatePolicy::Keep => {
-            note(Column::ExamDate, "kept");
-            exam_date.format("%Y-%m-%d").to_string()
-        }
-        ExamDatePolicy::YearMonth => {
-            note(Column::ExamDate, "year_month");
-            exam_date.format("%Y-%m").to_string()
-        }
-    });
+    let shift = date_shift(ctx, exam.get(Column::PatientId), exam_id, &mut flags);
+    let exam_date_out = Some(format_date(exam_date, policy.exam_date, shift));
+    note(
+        Column::ExamDate,
+        match policy.exam_date {
+            ExamDatePolicy::Keep => "kept",
+            ExamDatePolicy::YearMonth => "year_month",
+            ExamDatePolicy::Shift => "shifted",
+        },
+    );
 
     let exam_start_time = match policy.exam_time {
         ExamTimePolicy::Drop => {
@@ -216,7 +212,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         age_at_exam,
         sex,
         exam_date: exam_date_out,
-        date_policy: date_policy.into(),
+        date_policy: policy.exam_date.as_str().into(),
         exam_start_time,
         exam_type,
         in_out,
@@ -258,6 +254,37 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         },
     };
     DeidOutcome::Package { package: DeidPackage::seal(manifest, Vec::new()), withheld }
+}
+
+/// The per-patient shift in days when the policy shifts dates (the exam's own key when the
+/// patient id is missing, flagged), else 0.
+pub(super) fn date_shift(
+    ctx: &DeidContext,
+    patient_id: Option<&str>,
+    exam_id: &str,
+    flags: &mut BTreeMap<String, String>,
+) -> i64 {
+    if ctx.policy.exam_date != ExamDatePolicy::Shift {
+        return 0;
+    }
+    match patient_id {
+        Some(p) => ctx.pseudonymizer.date_shift_days(ctx.facility, p),
+        None => {
+            flags.insert("exam_date".into(), "shift_without_patient".into());
+            ctx.pseudonymizer.date_shift_days(ctx.facility, &format!("exam:{exam_id}"))
+        }
+    }
+}
+
+/// A date as the policy releases it.
+pub(super) fn format_date(d: chrono::NaiveDate, policy: ExamDatePolicy, shift_days: i64) -> String {
+    match policy {
+        ExamDatePolicy::Keep => d.format("%Y-%m-%d").to_string(),
+        ExamDatePolicy::YearMonth => d.format("%Y-%m").to_string(),
+        ExamDatePolicy::Shift => {
+            (d + chrono::Duration::days(shift_days)).format("%Y-%m-%d").to_string()
+        }
+    }
 }
 
 /// NFKC, trimmed, inner whitespace removed: how categorical values and headers compare.
@@ -418,6 +445,24 @@ mod tests {
         assert_eq!(r.findings_text, None);
         assert_eq!(r.extra.len(), 1);
         assert_eq!(r.extra.get("部位").map(String::as_str), Some("胃角"));
+    }
+
+    #[test]
+    fn date_shift_is_per_patient_and_keeps_intervals() {
+        let p = Policy { exam_date: ExamDatePolicy::Shift, ..Policy::default() };
+        let day = |id: &str, pid: &str, date: &str| {
+            let e =
+                raw(&[(Column::ExamId, id), (Column::PatientId, pid), (Column::ExamDate, date)]);
+            let r = record(run(&e, &p));
+            assert_eq!(r.date_policy, "shift");
+            chrono::NaiveDate::parse_from_str(r.exam_date.as_deref().unwrap(), "%Y-%m-%d").unwrap()
+        };
+        let a1 = day("E1", "0042", "2026/01/10");
+        let a2 = day("E2", "42", "2026/03/11");
+        assert_eq!((a2 - a1).num_days(), 60, "interval between one patient's exams survives");
+        assert_ne!(a1, chrono::NaiveDate::from_ymd_opt(2026, 1, 10).unwrap(), "date moved");
+        let b = day("E3", "777", "2026/01/10");
+        assert_ne!(a1, b, "another patient gets another offset (with this key)");
     }
 
     #[test]

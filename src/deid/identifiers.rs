@@ -85,20 +85,27 @@ impl std::fmt::Debug for IdentifierSet {
 
 impl IdentifierSet {
     pub fn from_exam(exam: &RawExam) -> IdentifierSet {
+        Self::from_fields(&exam.fields)
+    }
+
+    /// From identifier fields keyed like export columns (an exam row, or the PID/OBR fields of
+    /// an HL7 report).
+    pub fn from_fields(fields: &std::collections::BTreeMap<Column, String>) -> IdentifierSet {
+        let get = |c: Column| fields.get(&c).map(|s| s.as_str()).filter(|s| !s.is_empty());
         let mut b = Builder::default();
-        if let Some(v) = exam.get(Column::PatientName) {
+        if let Some(v) = get(Column::PatientName) {
             b.name(IdKind::PatientName, v, true);
         }
-        if let Some(v) = exam.get(Column::PatientKana) {
+        if let Some(v) = get(Column::PatientKana) {
             b.name(IdKind::PatientKana, v, true);
         }
-        if let Some(v) = exam.get(Column::PatientId) {
+        if let Some(v) = get(Column::PatientId) {
             b.id(IdKind::PatientId, v);
         }
-        if let Some(v) = exam.get(Column::ExamId) {
+        if let Some(v) = get(Column::ExamId) {
             b.id(IdKind::ExamId, v);
         }
-        if let Some(v) = exam.get(Column::BirthDate) {
+        if let Some(v) = get(Column::BirthDate) {
             b.add(IdKind::BirthDate, v);
             if let Ok(d) = dates::parse_date(v) {
                 for s in dates::date_variants(d) {
@@ -106,14 +113,14 @@ impl IdentifierSet {
                 }
             }
         }
-        if let Some(v) = exam.get(Column::Phone) {
+        if let Some(v) = get(Column::Phone) {
             b.phone(v);
         }
-        if let Some(v) = exam.get(Column::Address) {
+        if let Some(v) = get(Column::Address) {
             b.address(v);
         }
         for c in [Column::ReferringPhysician, Column::Operator] {
-            if let Some(v) = exam.get(c) {
+            if let Some(v) = get(c) {
                 b.name(IdKind::Physician, v, false);
             }
         }

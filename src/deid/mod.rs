@@ -7,6 +7,7 @@ pub mod identifiers;
 pub mod image_meta;
 pub mod policy;
 pub mod pseudonym;
+pub mod report;
 pub mod text;
 pub mod verify;
 
@@ -18,6 +19,7 @@ use crate::package::{FileEntry, Manifest};
 pub use exam::deidentify_exam;
 pub use policy::Policy;
 pub use pseudonym::Pseudonymizer;
+pub use report::deidentify_report;
 
 /// Everything the gate needs besides the exam itself.
 pub struct DeidContext<'a> {

@@ -12,6 +12,20 @@ pub enum ExamDatePolicy {
     Keep,
     /// Keep only `YYYY-MM`.
     YearMonth,
+    /// Shift by a per-patient offset (±1..182 days) derived from the box's key: intervals
+    /// between one patient's exams survive, calendar dates do not. Without a patient id the
+    /// exam's own key is used and `flags.exam_date = "shift_without_patient"`.
+    Shift,
+}
+
+impl ExamDatePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExamDatePolicy::Keep => "keep",
+            ExamDatePolicy::YearMonth => "year-month",
+            ExamDatePolicy::Shift => "shift",
+        }
+    }
 }
 
 /// What happens to the exam start time.

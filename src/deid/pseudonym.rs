@@ -31,12 +31,21 @@ impl Pseudonymizer {
 
     /// `p-` + 24 hex. All-digit ids lose their leading zeros (00123456 == 123456).
     pub fn patient(&self, facility: &FacilityId, id: &str) -> String {
-        let mut n = normalize(id);
-        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-            let stripped = n.trim_start_matches('0');
-            n = if stripped.is_empty() { "0".to_string() } else { stripped.to_string() };
+        self.tag("p-", "patient", facility, &patient_key(id))
+    }
+
+    /// Days to shift every date of this patient by, in -182..=182 and never 0: one offset
+    /// per patient (so intervals between a patient's exams survive), unknowable without the
+    /// box's key. Keyed like `patient`, in its own domain.
+    pub fn date_shift_days(&self, facility: &FacilityId, patient_id: &str) -> i64 {
+        let t = self.tag("", "date-shift", facility, &patient_key(patient_id));
+        let v = u64::from_str_radix(&t[..12], 16).expect("hex");
+        let d = (v % 364) as i64 - 182; // -182..=181
+        if d >= 0 {
+            d + 1
+        } else {
+            d
         }
-        self.tag("p-", "patient", facility, &n)
     }
 
     /// `e-` + 24 hex of the department's exam id.
@@ -62,6 +71,15 @@ impl Pseudonymizer {
         out.push_str(&hex::encode(t.as_ref())[..TAG_HEX_LEN]);
         out
     }
+}
+
+fn patient_key(id: &str) -> String {
+    let n = normalize(id);
+    if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+        let stripped = n.trim_start_matches('0');
+        return if stripped.is_empty() { "0".to_string() } else { stripped.to_string() };
+    }
+    n
 }
 
 /// NFKC, all whitespace removed, uppercase.
