@@ -26,3 +26,9 @@ if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
   echo "ensure-deps: installing python jsonschema" >&2
   python3 -m pip install -q jsonschema >/dev/null
 fi
+
+# HL7 tests send with a real MLLP client: python-hl7's mllp_send.
+if ! command -v mllp_send >/dev/null 2>&1; then
+  echo "ensure-deps: installing python hl7 (mllp_send)" >&2
+  python3 -m pip install -q 'hl7==0.4.5' >/dev/null
+fi

@@ -4,6 +4,8 @@
 
 use crate::deid::Policy;
 use crate::ids::{DeviceId, FacilityId};
+use crate::ingest::hl7::Hl7Config;
+use crate::record::profile::Profile;
 use crate::uplink::UplinkConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,12 @@ pub struct ExportSource {
     /// Seconds between scans of the export root (default 10; 1..=3600).
     pub poll_interval_secs: u64,
     pub source_retention: SourceRetention,
+    /// Vendor mapping profile: a built-in name (`reference`, default; `vendor-b`) or the path
+    /// of a profile TOML file (relative to this config file). Loaded and validated on load.
+    pub profile: String,
+    /// The loaded `profile`; filled in by [`GatewayConfig::from_toml`].
+    #[serde(skip)]
+    pub mapping: Profile,
 }
 
 impl Default for ExportSource {
@@ -50,6 +58,8 @@ impl Default for ExportSource {
             watch_dir: "/srv/department-export".into(),
             poll_interval_secs: 10,
             source_retention: SourceRetention::Keep,
+            profile: "reference".into(),
+            mapping: Profile::reference(),
         }
     }
 }
@@ -89,6 +99,8 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub pipeline: PipelineConfig,
     #[serde(default)]
+    pub hl7: Hl7Config,
+    #[serde(default)]
     pub uplink: UplinkConfig,
     #[serde(default)]
     pub deid: Policy,
@@ -116,6 +128,12 @@ impl GatewayConfig {
         // together (the demo relies on this).
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_relative(base);
+        cfg.export.mapping =
+            Profile::from_setting(&cfg.export.profile, base).map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "export.profile",
+                allowed: e.to_string(),
+            })?;
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -155,6 +173,7 @@ impl GatewayConfig {
             return Err(bad("deid.version", "a non-empty deid.id and a version >= 1"));
         }
         self.uplink.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        self.hl7.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         Ok(())
     }
 

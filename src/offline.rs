@@ -96,9 +96,15 @@ impl Run<'_> {
     }
 }
 
-/// Walk the input: batch folders (holding `exams.csv`) and every other regular file.
-fn walk(dir: &Path, batches: &mut Vec<PathBuf>, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if dir.join(export::EXAMS_CSV).is_file() {
+/// Walk the input: batch folders (holding the profile's table, `exams.csv`) and every other
+/// regular file.
+fn walk(
+    dir: &Path,
+    table: &str,
+    batches: &mut Vec<PathBuf>,
+    files: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    if dir.join(table).is_file() {
         batches.push(dir.to_path_buf());
         return Ok(());
     }
@@ -107,7 +113,7 @@ fn walk(dir: &Path, batches: &mut Vec<PathBuf>, files: &mut Vec<PathBuf>) -> std
     for e in entries {
         let ft = e.file_type()?;
         if ft.is_dir() {
-            walk(&e.path(), batches, files)?;
+            walk(&e.path(), table, batches, files)?;
         } else if ft.is_file() {
             files.push(e.path());
         }
@@ -154,7 +160,7 @@ pub fn run(
     };
 
     let (mut batch_dirs, mut files) = (vec![], vec![]);
-    walk(&in_abs, &mut batch_dirs, &mut files)
+    walk(&in_abs, &cfg.export.mapping.table, &mut batch_dirs, &mut files)
         .map_err(|source| OfflineError::Input { path: input.to_path_buf(), source })?;
     // Batch folder names are export timestamps: later sorts after earlier, later wins.
     batch_dirs.sort_by(|a, b| a.file_name().cmp(&b.file_name()).then(a.cmp(b)));
@@ -164,20 +170,20 @@ pub fn run(
     for dir in batch_dirs {
         let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let b = BatchDir { name: name.clone(), path: dir.clone() };
-        if !dir.join(export::DONE).is_file() {
+        if !dir.join(&cfg.export.mapping.done_marker).is_file() {
             let reason = QuarantineReason::InputInvalid(
                 "batch has no DONE marker (export incomplete)".into(),
             );
             run.quarantine(ItemKind::Row, dir.display().to_string(), &reason)?;
             continue;
         }
-        match export::read_batch(&b) {
+        match export::read_batch(&b, &cfg.export.mapping) {
             Ok(rows) => batches.push((b, rows)),
             Err(e) => {
                 let reason = QuarantineReason::InputInvalid(e.to_string());
                 run.quarantine(
                     ItemKind::Row,
-                    dir.join(export::EXAMS_CSV).display().to_string(),
+                    dir.join(&cfg.export.mapping.table).display().to_string(),
                     &reason,
                 )?;
             }
@@ -209,7 +215,7 @@ pub fn run(
             let reason = QuarantineReason::InputInvalid(err.to_string());
             run.quarantine(
                 ItemKind::Row,
-                batch.path.join(export::EXAMS_CSV).display().to_string()
+                batch.path.join(&cfg.export.mapping.table).display().to_string()
                     + &format!(" row {}", err.row),
                 &reason,
             )?;
@@ -227,7 +233,7 @@ pub fn run(
                 run.report.counts.superseded += 1;
                 continue;
             }
-            let _ = export::load_attachments(&batch, &mut exam, rows.encoding)
+            let _ = export::load_attachments(&batch, &mut exam, rows.encoding, &cfg.export.mapping)
                 .map_err(|e| tracing::warn!(error = %e, "attachments unreadable"));
             run.report.counts.images_in += exam.images.len() as u64;
             for (path, why) in exam.missing_images.clone() {
@@ -242,6 +248,7 @@ pub fn run(
                 facility: &cfg.facility_id,
                 pseudonymizer: &run.pseudonymizer,
                 policy: &cfg.deid,
+                profile: &cfg.export.mapping.id,
                 revision: seen[&key],
             };
             match deid::deidentify_exam(&exam, &ctx) {
@@ -294,7 +301,7 @@ fn exam_key(run: &Run<'_>, exam: &RawExam) -> Option<String> {
 fn local_source(batch: &BatchDir, exam: &RawExam) -> String {
     format!(
         "{} row {} (line {})",
-        batch.path.join(export::EXAMS_CSV).display(),
+        batch.path.parent().unwrap_or(&batch.path).join(&exam.source.file).display(),
         exam.source.row,
         exam.source.line
     )

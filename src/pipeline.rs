@@ -12,8 +12,9 @@ use crate::config::{GatewayConfig, SourceRetention};
 use crate::deid::{self, DeidContext, DeidOutcome, Pseudonymizer, QuarantineReason};
 use crate::ids::{PackageId, QueueId};
 use crate::ingest::export::{self, BatchDir};
+use crate::ingest::hl7::{Hl7Listener, Hl7Mode, ReportSink, SinkError};
 use crate::outbox::{Outbox, OutboxError};
-use crate::record::{Column, RawExam};
+use crate::record::{Column, RawExam, RawReport};
 use crate::secrets::Secrets;
 use crate::spool::{Spool, SpoolError};
 use crate::state::{Db, ItemKind, ItemState, NewItem, Origin, StateError, Update};
@@ -150,9 +151,26 @@ pub async fn run(
     let (to_deid, deid_rx) = mpsc::channel::<Job>(cap);
     let (to_up, up_rx) = mpsc::channel::<QueueId>(cap);
 
+    // Stops the report stage and the HL7 listener when the main loop ends (idle or shutdown).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let notify = Arc::new(tokio::sync::Notify::new());
+
     let norm = tokio::spawn(normalize_stage(gw.clone(), norm_rx, to_deid.clone()));
     let gate = tokio::spawn(deid_stage(gw.clone(), deid_rx, to_up.clone()));
     let up = tokio::spawn(uplink_stage(gw.clone(), uplink, up_rx, shutdown.clone()));
+    let reports =
+        tokio::spawn(report_stage(gw.clone(), notify.clone(), to_up.clone(), stop_rx.clone()));
+    let hl7 = match gw.cfg.hl7.mode {
+        Hl7Mode::Disabled => None,
+        Hl7Mode::Enabled => {
+            let listener = Hl7Listener::bind(&gw.cfg.hl7)
+                .await
+                .map_err(|e| PipelineError::Stage(format!("hl7 listener: {e}")))?;
+            info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "hl7 listener up");
+            let sink = SpoolSink { gw: gw.clone(), notify };
+            Some(tokio::spawn(listener.serve(sink, stop_rx.clone())))
+        }
+    };
 
     // Resume whatever was in flight, oldest first, before taking new input.
     for id in gw.db.ids_in_state(ItemState::Received, ItemKind::Exam)? {
@@ -161,8 +179,10 @@ pub async fn run(
     for id in gw.db.ids_in_state(ItemState::Normalized, ItemKind::Exam)? {
         send(&to_deid, (id, None)).await?;
     }
-    for id in gw.db.ids_in_state(ItemState::Deidentified, ItemKind::Exam)? {
-        send(&to_up, id).await?;
+    for kind in [ItemKind::Exam, ItemKind::Report] {
+        for id in gw.db.ids_in_state(ItemState::Deidentified, kind)? {
+            send(&to_up, id).await?;
+        }
     }
     drop(to_deid);
     drop(to_up);
@@ -188,10 +208,99 @@ pub async fn run(
         }
     }
     drop(to_norm);
-    for (name, h) in [("normalize", norm), ("deid", gate), ("uplink", up)] {
+    let _ = stop_tx.send(true);
+    if let Some(h) = hl7 {
+        let _ = h.await;
+    }
+    for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
         h.await.map_err(|e| PipelineError::Stage(format!("{name}: {e}")))??;
     }
     Ok(())
+}
+
+/// Where the HL7 listener puts reports: the encrypted spool, then a `report` item. The
+/// listener ACKs only after this returned Ok, so a crash before that makes the sender retry.
+struct SpoolSink {
+    gw: Arc<Gateway>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl ReportSink for SpoolSink {
+    fn accept(&self, report: RawReport) -> Result<(), SinkError> {
+        let item = NewItem::new(ItemKind::Report, Origin::Daemon, report.source.clone());
+        if let Err(e) = self.gw.spool.put_report(&item.id, &report) {
+            error!(error = %e, "report not spooled");
+            return Err(SinkError::Unavailable("spool unavailable"));
+        }
+        if let Err(e) = self.gw.db.insert(&item) {
+            error!(error = %e, "report not recorded");
+            let _ = self.gw.spool.remove(&item.id);
+            return Err(SinkError::Unavailable("state database unavailable"));
+        }
+        debug!(item = %item.id, "report received");
+        self.notify.notify_one();
+        Ok(())
+    }
+}
+
+/// Reports: received → (gate) → deidentified → uplink. Polls the database, woken by the
+/// listener, so reports left `received` by a crash are picked up too.
+async fn report_stage(
+    gw: Arc<Gateway>,
+    notify: Arc<tokio::sync::Notify>,
+    to_up: mpsc::Sender<QueueId>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    loop {
+        for id in gw.db.ids_in_state(ItemState::Received, ItemKind::Report)? {
+            let g = gw.clone();
+            let id2 = id.clone();
+            let outcome = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+                let report = g.spool.get_report(&id2)?;
+                let ctx = DeidContext {
+                    facility: &g.cfg.facility_id,
+                    pseudonymizer: &g.pseudonymizer,
+                    policy: &g.cfg.deid,
+                    profile: "hl7",
+                    revision: 1,
+                };
+                let outcome = deid::deidentify_report(&report, &ctx);
+                let stored = match &outcome {
+                    DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
+                    DeidOutcome::Quarantined { .. } => None,
+                };
+                Ok((outcome, stored))
+            })
+            .await
+            .map_err(|e| PipelineError::Stage(format!("reports: {e}")))??;
+            match outcome {
+                (DeidOutcome::Quarantined { reason }, _) => {
+                    gw.quarantine_exam(&id, ItemState::Received, &reason)?
+                }
+                (DeidOutcome::Package { .. }, Some(pkg)) => {
+                    gw.db.transition(
+                        &id,
+                        ItemState::Received,
+                        ItemState::Deidentified,
+                        Update { package_id: Some(pkg.to_string()), ..Default::default() },
+                    )?;
+                    debug!(item = %id, package = %pkg, "report de-identified");
+                    send(&to_up, id).await?;
+                }
+                (DeidOutcome::Package { .. }, None) => {
+                    unreachable!("package outcome always stored")
+                }
+            }
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+    }
 }
 
 async fn send<T>(tx: &mpsc::Sender<T>, v: T) -> Result<(), PipelineError> {
@@ -207,7 +316,7 @@ fn pending(db: &Db) -> Result<u64, StateError> {
 /// items it accepted. Each exam is spooled (encrypted, fsynced) before its row is recorded.
 fn scan_export(gw: &Gateway, tx: &mpsc::Sender<Job>) -> Result<u64, PipelineError> {
     let root = &gw.cfg.export.watch_dir;
-    let batches = match export::find_ready_batches(root) {
+    let batches = match export::find_ready_batches(root, &gw.cfg.export.mapping) {
         Ok(b) => b,
         Err(e) => {
             warn!(error = %e, "export root not readable");
@@ -231,7 +340,7 @@ fn ingest_batch(
     tx: &mpsc::Sender<Job>,
 ) -> Result<u64, PipelineError> {
     gw.db.set_batch(&batch.name, "ingesting", 0, 0)?;
-    let rows = match export::read_batch(batch) {
+    let rows = match export::read_batch(batch, &gw.cfg.export.mapping) {
         Ok(r) => r,
         Err(e) => {
             // The whole file is unusable: record one quarantined item so it is reported,
@@ -240,7 +349,7 @@ fn ingest_batch(
             let mut item = NewItem::new(
                 ItemKind::Row,
                 Origin::Daemon,
-                format!("{}/{}", batch.name, export::EXAMS_CSV),
+                format!("{}/{}", batch.name, gw.cfg.export.mapping.table),
             );
             item.batch = Some(batch.name.clone());
             item.row_no = Some(0);
@@ -271,7 +380,9 @@ fn ingest_batch(
         if gw.db.row_seen(&batch.name, exam.source.row)? {
             continue;
         }
-        if let Err(e) = export::load_attachments(batch, &mut exam, rows.encoding) {
+        if let Err(e) =
+            export::load_attachments(batch, &mut exam, rows.encoding, &gw.cfg.export.mapping)
+        {
             warn!(batch = %batch.name, error = %e, "attachments unreadable; exam goes on without them");
         }
         let mut item = NewItem::new(ItemKind::Exam, Origin::Daemon, exam.source.to_string());
@@ -379,6 +490,7 @@ async fn deid_stage(
                 facility: &g.cfg.facility_id,
                 pseudonymizer: &g.pseudonymizer,
                 policy: &g.cfg.deid,
+                profile: &g.cfg.export.mapping.id,
                 revision: item.revision,
             };
             let outcome = deid::deidentify_exam(&exam, &ctx);

@@ -129,7 +129,10 @@ fn pseudonymizer() -> Pseudonymizer {
 fn run(e: &RawExam, policy: &Policy, revision: u32) -> DeidOutcome {
     let fac = facility();
     let ps = pseudonymizer();
-    deidentify_exam(e, &DeidContext { facility: &fac, pseudonymizer: &ps, policy, revision })
+    deidentify_exam(
+        e,
+        &DeidContext { facility: &fac, pseudonymizer: &ps, policy, profile: "reference", revision },
+    )
 }
 
 fn package(o: DeidOutcome) -> (Vec<u8>, String) {
@@ -178,7 +181,12 @@ fn no_planted_identifier_survives() {
     assert_eq!(r.exam_start_time, None);
     assert_eq!(r.exam_type.as_deref(), Some("upper_gi"));
     assert_eq!(r.adverse_events.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), vec!["なし"]);
-    assert_eq!(r.diagnoses.len(), 3);
+    // 早期胃癌 0-Ⅱc is two codes; 逆流性食道炎 one; the family-history item does not map and
+    // travels as scrubbed, flagged text.
+    let codes: Vec<Option<&str>> = r.diagnoses.iter().map(|t| t.code.as_deref()).collect();
+    assert_eq!(r.diagnoses.len(), 4, "{:?}", r.diagnoses);
+    assert!(codes[..3].iter().all(Option::is_some), "{codes:?}");
+    assert!(r.diagnoses[3].unmapped && r.diagnoses[3].label.contains("[氏名]"));
     for k in ["sex", "in_out", "antithrombotic", "h_pylori", "sedation", "asa"] {
         assert_eq!(r.flags.get(k).map(String::as_str), Some("not_in_vocabulary"), "{k}");
     }
@@ -315,7 +323,7 @@ const PHRASES: &[&str] = &[
     "ESD施行",
     "生検2個",
     "Hb 12.3",
-    "2026/11/25",
+    "3日後",
     "ピロリ除菌後",
     "逆流性食道炎 LA-A",
     "萎縮 C-2",

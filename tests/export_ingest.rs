@@ -2,13 +2,28 @@
 //! no error text ever carries a value.
 
 use encoding_rs::SHIFT_JIS;
-use fgw::ingest::export::{
-    find_ready_batches, load_attachments, read_batch, BatchDir, ExportError, TextEncoding,
-};
+use fgw::ingest::export::{self, BatchDir, ExportError, Profile, TextEncoding};
 use fgw::record::Column;
 use fgw::synth::{generate, SynthEncoding, SynthOptions};
 use std::fs;
 use std::path::Path;
+
+// The reference profile throughout: these tests are about the reference layout.
+fn find_ready_batches(root: &Path) -> Result<Vec<BatchDir>, ExportError> {
+    export::find_ready_batches(root, &Profile::reference())
+}
+
+fn read_batch(b: &BatchDir) -> Result<export::BatchRows, ExportError> {
+    export::read_batch(b, &Profile::reference())
+}
+
+fn load_attachments(
+    b: &BatchDir,
+    e: &mut fgw::record::RawExam,
+    enc: TextEncoding,
+) -> Result<(), ExportError> {
+    export::load_attachments(b, e, enc, &Profile::reference())
+}
 
 fn cp932(s: &str) -> Vec<u8> {
     let (b, _, bad) = SHIFT_JIS.encode(s);

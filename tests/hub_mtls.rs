@@ -447,6 +447,7 @@ async fn uplink_uploads_a_staged_package_idempotently() {
         facility: &facility,
         pseudonymizer: &pseudonymizer,
         policy: &policy,
+        profile: "reference",
         revision: 1,
     };
     let package = match deidentify_exam(&raw, &ctx) {

@@ -11,6 +11,7 @@ use super::policy::{ExamDatePolicy, ExamTimePolicy, FreeTextPolicy, PixelPolicy}
 use super::verify::verify_record;
 use super::*;
 use crate::package::{self, Background, DeidInfo, ExamRecord, ImageRef, Kind, TermRef};
+use crate::record::terms::{TermCategory, TermList};
 use crate::record::{Column, RawExam};
 use std::collections::BTreeMap;
 use unicode_normalization::UnicodeNormalization;
@@ -104,6 +105,13 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         note(Column::ReferringPhysician, "pseudonymized");
     }
 
+    let exam_type = exam.get(Column::ExamType).and_then(|v| {
+        let t = TermList::embedded().lookup(TermCategory::ExamType, v).map(|t| t.code.clone());
+        if t.is_none() {
+            flags.insert(Column::ExamType.key().to_string(), NOT_IN_VOCABULARY.to_string());
+        }
+        t
+    });
     let mut cat = |c: Column, map: fn(&str) -> Option<&'static str>| {
         let v = exam.get(c)?;
         let found = map(&norm(v).to_uppercase());
@@ -113,7 +121,6 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         found.map(str::to_string)
     };
     let sex = cat(Column::Sex, sex);
-    let exam_type = cat(Column::ExamType, exam_type);
     let in_out = cat(Column::InOut, in_out);
     let antithrombotic = cat(Column::Antithrombotic, antithrombotic);
     let h_pylori = cat(Column::HPylori, h_pylori);
@@ -126,20 +133,34 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         a
     });
 
-    let terms = |c: Column| -> Vec<TermRef> {
+    // Term columns: scrub first, then map to the term list; what does not map is carried as
+    // flagged (already scrubbed) text. Lower-GI exams give bare 腺腫/ポリープ their colon sense.
+    let term_list = TermList::embedded();
+    let organ = match exam_type.as_deref() {
+        Some("lower_gi") => Some("colon"),
+        Some("small_bowel") => Some("small_bowel"),
+        Some("ercp") => Some("biliary"),
+        _ => None,
+    };
+    let terms = |c: Column, cat: TermCategory| -> Vec<TermRef> {
         exam.get(c)
             .map(|v| {
-                v.split([';', '；'])
-                    .map(|t| text::scrub(t.trim(), &ids).text.trim().to_string())
-                    .filter(|t| !t.is_empty())
-                    .map(|label| TermRef { code: None, label, unmapped: true })
+                term_list
+                    .split_terms(v)
+                    .into_iter()
+                    .map(|t| text::scrub(t.trim(), &ids).text)
+                    .flat_map(|t| term_list.map_all_in(cat, &t, organ))
+                    .filter(|t| !t.label.trim().is_empty())
                     .collect()
             })
             .unwrap_or_default()
     };
-    let (diagnoses, treatments, adverse_events) =
-        (terms(Column::Diagnoses), terms(Column::Treatments), terms(Column::AdverseEvents));
-    actions.push("terms:scrubbed".into());
+    let (diagnoses, treatments, adverse_events) = (
+        terms(Column::Diagnoses, TermCategory::Diagnosis),
+        terms(Column::Treatments, TermCategory::Treatment),
+        terms(Column::AdverseEvents, TermCategory::AdverseEvent),
+    );
+    actions.push("terms:scrubbed_and_mapped".into());
 
     let free = |v: Option<&str>| match policy.free_text {
         FreeTextPolicy::ScrubAndVerify => {
@@ -148,6 +169,8 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         FreeTextPolicy::Drop => None,
     };
     let findings_text = free(exam.get(Column::Findings));
+    let findings =
+        findings_text.as_deref().map(|t| term_list.extract_findings(t)).unwrap_or_default();
     let comment = free(exam.get(Column::Comment));
     let report = free(exam.report.as_deref().filter(|r| !r.trim().is_empty()));
     actions.push(
@@ -206,8 +229,8 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
     let record = ExamRecord {
         exam_pid: ps.exam(fac, exam_id),
         revision: ctx.revision,
-        profile: "reference".into(),
-        terms_version: "none".into(),
+        profile: ctx.profile.into(),
+        terms_version: term_list.version().into(),
         patient_pid,
         age_at_exam,
         sex,
@@ -219,7 +242,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         background: Background { antithrombotic, h_pylori, sedation, asa },
         operator_pid,
         referring_pid,
-        findings: Vec::new(),
+        findings,
         diagnoses,
         treatments,
         adverse_events,
@@ -300,17 +323,6 @@ fn sex(v: &str) -> Option<&'static str> {
     }
 }
 
-fn exam_type(v: &str) -> Option<&'static str> {
-    match v {
-        "上部消化管" | "上部" => Some("upper_gi"),
-        "下部消化管" | "下部" => Some("lower_gi"),
-        "小腸" => Some("small_bowel"),
-        "ERCP" => Some("ercp"),
-        "EUS" => Some("eus"),
-        _ => None,
-    }
-}
-
 fn in_out(v: &str) -> Option<&'static str> {
     match v {
         "入院" => Some("inpatient"),
@@ -384,7 +396,16 @@ mod tests {
     fn run(e: &RawExam, policy: &Policy) -> DeidOutcome {
         let fac = FacilityId::new("F0001").unwrap();
         let ps = Pseudonymizer::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[3; 32]));
-        deidentify_exam(e, &DeidContext { facility: &fac, pseudonymizer: &ps, policy, revision: 1 })
+        deidentify_exam(
+            e,
+            &DeidContext {
+                facility: &fac,
+                pseudonymizer: &ps,
+                policy,
+                profile: "reference",
+                revision: 1,
+            },
+        )
     }
 
     fn record(o: DeidOutcome) -> ExamRecord {

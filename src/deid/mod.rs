@@ -9,6 +9,7 @@ pub mod policy;
 pub mod pseudonym;
 pub mod report;
 pub mod text;
+pub mod text_ja;
 pub mod verify;
 
 mod exam;
@@ -26,6 +27,8 @@ pub struct DeidContext<'a> {
     pub facility: &'a FacilityId,
     pub pseudonymizer: &'a Pseudonymizer,
     pub policy: &'a Policy,
+    /// Id of the vendor mapping profile the input was read with (recorded in the record).
+    pub profile: &'a str,
     /// Re-export counter of this exam (1 for the first export).
     pub revision: u32,
 }

@@ -58,14 +58,15 @@ pub fn deidentify_report(report: &RawReport, ctx: &DeidContext) -> DeidOutcome {
             String::new()
         }
     };
-    let findings = Vec::new(); // TERMS-WIRING
+    let terms = crate::record::terms::TermList::embedded();
+    let findings = terms.extract_findings(&text);
     let record = ReportRecord {
         exam_pid: ps.exam(fac, exam_id),
         patient_pid,
         status: status.into(),
         observed_date,
         date_policy: policy.exam_date.as_str().into(),
-        terms_version: "none".into(),
+        terms_version: terms.version().into(),
         text,
         findings,
         diagnoses: Vec::new(),
@@ -129,7 +130,13 @@ mod tests {
         let policy = Policy::default();
         deidentify_report(
             r,
-            &DeidContext { facility: &fac, pseudonymizer: &ps, policy: &policy, revision: 1 },
+            &DeidContext {
+                facility: &fac,
+                pseudonymizer: &ps,
+                policy: &policy,
+                profile: "hl7",
+                revision: 1,
+            },
         )
     }
 

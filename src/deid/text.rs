@@ -1,7 +1,9 @@
 //! Free-text scrubbing: the exam's own identifiers (every variant, matched in [`fold`]ed form
-//! and mapped back to the original span) and generic contact patterns (phone, postal code,
-//! e-mail) are replaced with typed placeholders. Everything else is left byte-for-byte, so
-//! clinical wording (`0-Ⅱc`, `10mm`, exam dates) survives.
+//! and mapped back to the original span), generic contact patterns (phone, postal code,
+//! e-mail, long numbers) and the Japanese patterns of [`text_ja`] (other people's names by
+//! honorific or role, dates, addresses, keyed numbers) are replaced with typed placeholders.
+//! Everything else is left byte-for-byte, so clinical wording (`0-Ⅱc`, `10mm`, `3日後`)
+//! survives; exam dates travel as structured fields, so dates in free text go.
 //!
 //! Digit rule: a match that starts (ends) with a digit must not continue a longer digit run
 //! to its left (right), so patient id 1125 is not found inside 2026-11-25 and 10mm stays.
@@ -12,8 +14,10 @@
 //! verifier can never disagree about what counts as an identifier.
 //!
 //! [`fold`]: super::identifiers::fold
+//! [`text_ja`]: super::text_ja
 
 use super::identifiers::{fold_mapped, Folded, IdKind, IdentifierSet};
+use super::text_ja;
 
 /// Generic patterns that are identifiers whoever they belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,6 +29,18 @@ pub enum Pattern {
     /// accession and insurance numbers. Clinical numbers are short or carry units, and dates
     /// written with separators do not match.
     IdNumber,
+    /// Someone else's name next to an honorific, role or relation word (see [`text_ja`]).
+    ///
+    /// [`text_ja`]: super::text_ja
+    PersonName,
+    /// A name next to 先生/医師/Dr or a doctor role (主治医, 術者).
+    Doctor,
+    /// A date in any written form; exam dates travel as structured fields instead.
+    Date,
+    /// Prefecture/city/ward/town with the rest of the street address.
+    Address,
+    /// A number of any length after an identifying keyword (患者ID, カルテ番号, 記号, 番号).
+    Number,
 }
 
 /// What was found: one of this exam's identifiers, or a generic pattern.
@@ -42,6 +58,11 @@ impl Hit {
             Hit::Pattern(Pattern::PostalCode) => "postal_code",
             Hit::Pattern(Pattern::Email) => "email",
             Hit::Pattern(Pattern::IdNumber) => "id_number",
+            Hit::Pattern(Pattern::PersonName) => "person_name",
+            Hit::Pattern(Pattern::Doctor) => "doctor_name",
+            Hit::Pattern(Pattern::Date) => "date",
+            Hit::Pattern(Pattern::Address) => "address_pattern",
+            Hit::Pattern(Pattern::Number) => "keyed_number",
         }
     }
 
@@ -51,7 +72,11 @@ impl Hit {
             Hit::Pattern(Pattern::Phone) => "[電話]",
             Hit::Pattern(Pattern::PostalCode) => "[郵便番号]",
             Hit::Pattern(Pattern::Email) => "[メール]",
-            Hit::Pattern(Pattern::IdNumber) => "[番号]",
+            Hit::Pattern(Pattern::IdNumber) | Hit::Pattern(Pattern::Number) => "[番号]",
+            Hit::Pattern(Pattern::PersonName) => "[氏名]",
+            Hit::Pattern(Pattern::Doctor) => "[医師]",
+            Hit::Pattern(Pattern::Date) => "[日付]",
+            Hit::Pattern(Pattern::Address) => "[住所]",
         }
     }
 }
@@ -103,6 +128,15 @@ pub fn scrub(text: &str, ids: &IdentifierSet) -> Scrubbed {
     Scrubbed { text: cur, replaced }
 }
 
+/// Only this exam's own identifiers, merged: what `verify` searches in structured fields
+/// (dates, codes), where the generic patterns would flag the field's own format.
+pub fn find_own(text: &str, ids: &IdentifierSet) -> Vec<Match> {
+    let f = fold_mapped(text);
+    let mut raw = Vec::new();
+    find_ids(&f, ids, &mut raw);
+    merge(raw)
+}
+
 /// All identifier and pattern spans in `text`, merged so they do not overlap, in text order.
 pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     let f = fold_mapped(text);
@@ -111,12 +145,20 @@ pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     find_phones(&f, &mut raw);
     find_postal(&f, &mut raw);
     find_emails(&f, &mut raw);
+    text_ja::find_person_names(&f, &mut raw);
+    text_ja::find_dates(&f, &mut raw);
+    text_ja::find_addresses(&f, &mut raw);
     // Generic numbers only where nothing more specific matched, so the typed placeholder
     // ([患者ID], [電話]) wins.
     let mut numbers = Vec::new();
     find_id_numbers(&f, &mut numbers);
+    text_ja::find_keyed_numbers(&f, &mut numbers);
     numbers.retain(|n| !raw.iter().any(|m| n.start < m.end && m.start < n.end));
     raw.extend(numbers);
+    merge(raw)
+}
+
+fn merge(mut raw: Vec<Match>) -> Vec<Match> {
     // Earliest first, then longest, then identifiers before patterns.
     raw.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.hit.cmp(&b.hit)));
     let mut merged: Vec<Match> = Vec::with_capacity(raw.len());
@@ -353,7 +395,7 @@ mod tests {
 
     #[test]
     fn ids_dates_contacts() {
-        assert_eq!(s("ID 123456 2026/11/25"), "ID [患者ID] 2026/11/25");
+        assert_eq!(s("ID 123456 2026/11/25"), "ID [患者ID] [日付]");
         assert_eq!(s("ID:００１２３４５６。"), "ID:[患者ID]。");
         assert_eq!(s("ID0000123456"), "ID[患者ID]");
         // Not the patient id (digit rule), but still a long number: generic [番号].
@@ -372,13 +414,11 @@ mod tests {
     #[test]
     fn long_numbers_are_identifiers_short_ones_are_not() {
         let ids = ids();
-        let out = scrub(
-            "旧カルテ K4389867、保険番号12345678。腫瘍10mm、2026-11-25、0-IIc、生検3個。",
-            &ids,
-        );
+        let out =
+            scrub("旧カルテ K4389867、保険番号12345678。腫瘍10mm、12-15mm、0-IIc、生検3個。", &ids);
         assert!(!out.text.contains("4389867") && !out.text.contains("12345678"), "{}", out.text);
         assert!(out.text.contains("[番号]"));
-        for keep in ["10mm", "2026-11-25", "0-IIc", "生検3個"] {
+        for keep in ["10mm", "12-15mm", "0-IIc", "生検3個"] {
             assert!(out.text.contains(keep), "{keep} lost: {}", out.text);
         }
     }
@@ -388,7 +428,7 @@ mod tests {
         for t in [
             "胃体下部小弯に0-Ⅱc病変。大きさ10mm。",
             "早期胃癌 0-Ⅱc; 逆流性食道炎",
-            "2026/11/25 ESD施行、12-15mm、Hb 12.3",
+            "3日後 ESD施行、12-15mm、Hb 12.3、2/3周性",
             "検体番号 1234-567",
             "ピロリ除菌後。フォローは1年後。",
         ] {

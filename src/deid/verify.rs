@@ -6,6 +6,10 @@
 //! 1-kanji surname or given name is caught only as part of the full name. Pseudonym fields
 //! (`exam_pid`, `patient_pid`, `operator_pid`) are checked by shape instead of searched: they
 //! are HMAC output and random hex could contain a short numeric id by chance.
+//!
+//! Structured fields the gate formats itself ([`STRUCTURED`]: `exam_date` as `YYYY-MM-DD`,
+//! `exam_start_time` as `HH:MM`, policy names, codes) are searched for the exam's own
+//! identifiers only: the generic date pattern would otherwise flag every exam date.
 
 use super::identifiers::{searchable, IdentifierSet};
 use super::pseudonym::is_pseudonym;
@@ -57,10 +61,30 @@ pub fn verify_record<T: Serialize>(record: &T, ids: &IdentifierSet) -> Result<()
 /// entries are named by position, so no export text ends up in a quarantine reason.
 const FREE_KEYED: [&str; 2] = ["extra", "flags"];
 
+/// Field names (last path segment) whose values the gate formats itself: dates, times,
+/// policy and version names, codes. Own identifiers are still searched there.
+pub const STRUCTURED: [&str; 8] = [
+    "exam_date",
+    "exam_start_time",
+    "observed_date",
+    "date_policy",
+    "terms_version",
+    "profile",
+    "code",
+    "withheld",
+];
+
 /// `named`: the object's keys are the record's own field names (safe to print).
 fn walk(path: &str, v: &Value, ids: &IdentifierSet, named: bool) -> Result<(), Finding> {
     match v {
-        Value::String(s) => check_str(path, s, ids),
+        Value::String(s) => {
+            let field = path.rsplit('.').next().unwrap_or(path);
+            if named && STRUCTURED.contains(&field) {
+                check_own(path, s, ids)
+            } else {
+                check_str(path, s, ids)
+            }
+        }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 walk(&format!("{path}.{i}"), item, ids, named)?;
@@ -81,6 +105,13 @@ fn walk(path: &str, v: &Value, ids: &IdentifierSet, named: bool) -> Result<(), F
 
 fn check_str(path: &str, s: &str, ids: &IdentifierSet) -> Result<(), Finding> {
     match text::find(s, ids).first() {
+        Some(m) => Err(Finding { field: path.to_string(), kind: m.hit.key() }),
+        None => Ok(()),
+    }
+}
+
+fn check_own(path: &str, s: &str, ids: &IdentifierSet) -> Result<(), Finding> {
+    match text::find_own(s, ids).first() {
         Some(m) => Err(Finding { field: path.to_string(), kind: m.hit.key() }),
         None => Ok(()),
     }
@@ -122,7 +153,7 @@ mod tests {
             exam_date: Some("2026-11-25".into()),
             exam_type: Some("upper_gi".into()),
             background: Background { asa: Some(2), ..Default::default() },
-            findings_text: Some("胃体下部小弯に0-Ⅱc病変。林先生".into()),
+            findings_text: Some("胃体下部小弯に0-Ⅱc病変。[医師]先生、林".into()),
             diagnoses: vec![term("早期胃癌")],
             ..Default::default()
         }
@@ -157,6 +188,35 @@ mod tests {
         let mut r = record();
         r.flags.insert("sex".into(), "山田".into());
         assert_eq!(verify_record(&r, &ids()).unwrap_err().field, "flags.0");
+    }
+
+    #[test]
+    fn structured_fields_skip_patterns_not_own_identifiers() {
+        let mut r = record();
+        r.exam_start_time = Some("09:15".into());
+        r.date_policy = "year-month".into();
+        r.diagnoses[0].code = Some("2026-11".into());
+        assert_eq!(verify_record(&r, &ids()), Ok(()));
+        // The same date in free text is a pattern hit.
+        r.comment = Some("前回 2026-11-25".into());
+        assert_eq!(verify_record(&r, &ids()).unwrap_err().kind, "date");
+        // Own identifiers are searched in structured fields too.
+        let mut r = record();
+        r.exam_date = Some("山田".into());
+        let f = verify_record(&r, &ids()).unwrap_err();
+        assert_eq!(f, Finding { field: "exam_date".into(), kind: "patient_name" });
+        // A pattern inside a free-keyed map is not structured even if named like one.
+        let mut r = record();
+        r.extra.insert("code".into(), "2026/11/25".into());
+        assert_eq!(verify_record(&r, &ids()).unwrap_err().field, "extra.0");
+    }
+
+    #[test]
+    fn placeholders_pass() {
+        let mut r = record();
+        r.findings_text =
+            Some("[氏名]様、[医師]先生、Dr.[医師]、[日付]、[住所]、患者ID [番号]".into());
+        assert_eq!(verify_record(&r, &ids()), Ok(()));
     }
 
     #[test]

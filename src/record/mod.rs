@@ -251,6 +251,12 @@ impl RawReport {
 
 impl fmt::Debug for RawReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RawReport {{ source: {}, fields: {}, text: {} chars }}", self.source, self.fields.len(), self.text.chars().count())
+        write!(
+            f,
+            "RawReport {{ source: {}, fields: {}, text: {} chars }}",
+            self.source,
+            self.fields.len(),
+            self.text.chars().count()
+        )
     }
 }

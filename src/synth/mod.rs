@@ -1,14 +1,19 @@
 //! Deterministic synthetic department-system export, in the reference layout of
-//! `shared/spec/department-export.md`. Used by the demo and by tests; needs no external file,
-//! font or tool. All people, ids, phone numbers and addresses are fictitious.
+//! `docs/department-export.md` or (with [`SynthLayout::VendorB`]) in the layout of the built-in
+//! `vendor-b` profile. Used by the demo and by tests; needs no external file, font or tool.
+//! All people, ids, phone numbers and addresses are fictitious.
 //!
 //! `generate(root, opts)` writes `<root>/<batch>/exams.csv` (all 23 columns in spec order,
 //! CRLF, RFC 4180 quoting, CP932 or UTF-8 with BOM), `images/<検査ID>/<n>.jpg|png`
 //! (some with EXIF/COM/tEXt metadata naming the patient), `reports/<検査ID>.txt` for ~30% of
 //! exams and `DONE` last, and returns the [`SynthTruth`] (every identifier planted).
 //!
+//! The vendor layout holds the same exams: the reference cells are rewritten with the
+//! profile (headers, file names, reverse value tables, first date/time format, first term
+//! separator), so reading both back must give the same reference-form values.
+//!
 //! Determinism: the same `seed` and `exams` give the same patients, 検査IDs and table content,
-//! whatever `batch`, `encoding`, `images_per_exam` or the image size. So calling `generate`
+//! whatever `batch`, `encoding`, `layout`, `images_per_exam` or the image size. So calling `generate`
 //! twice with the same seed and a later batch name simulates a re-export of the same exams.
 //! Image pixels and image metadata come from per-image streams derived from the seed.
 
@@ -18,8 +23,9 @@ mod tables;
 
 pub use imaging::{crc32, exif_payload, jpeg_insert_segment, png_insert_text};
 
-use crate::record::Column;
-use chrono::{Datelike, Days, NaiveDate};
+use crate::record::profile::{DateFormat, Profile};
+use crate::record::{Column, ColumnClass};
+use chrono::{Datelike, Days, NaiveDate, NaiveTime};
 use encoding_rs::SHIFT_JIS;
 use imaging::Fov;
 use rng::Rng;
@@ -35,6 +41,37 @@ use tables::*;
 pub enum SynthEncoding {
     Cp932,
     Utf8Bom,
+    /// UTF-8 without BOM (vendor B's own encoding).
+    Utf8,
+}
+
+/// Which export layout to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SynthLayout {
+    /// `docs/department-export.md`: exams.csv, CRLF, Japanese headers.
+    #[default]
+    Reference,
+    /// The built-in `vendor-b` profile: exam_list.txt, tab-separated, LF, coded values.
+    VendorB,
+}
+
+impl SynthLayout {
+    /// The built-in profile describing this layout.
+    pub fn profile(self) -> Profile {
+        match self {
+            SynthLayout::Reference => Profile::reference(),
+            // Checked by the record::profile unit tests.
+            SynthLayout::VendorB => Profile::builtin("vendor-b").expect("built-in profile"),
+        }
+    }
+
+    fn terminator(self) -> csv::Terminator {
+        match self {
+            SynthLayout::Reference => csv::Terminator::CRLF,
+            SynthLayout::VendorB => csv::Terminator::Any(b'\n'),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +82,7 @@ pub struct SynthOptions {
     /// Batch folder name (a timestamp like `20261125T2300`; a single path component).
     pub batch: String,
     pub encoding: SynthEncoding,
+    pub layout: SynthLayout,
     pub width: u32,
     pub height: u32,
 }
@@ -57,6 +95,7 @@ impl Default for SynthOptions {
             images_per_exam: 3,
             batch: "20261125T2300".into(),
             encoding: SynthEncoding::Cp932,
+            layout: SynthLayout::Reference,
             width: 640,
             height: 512,
         }
@@ -70,7 +109,8 @@ pub struct SynthTruth {
     pub seed: u64,
     pub batch: String,
     pub encoding: SynthEncoding,
-    /// In `exams.csv` row order.
+    pub layout: SynthLayout,
+    /// In table row order.
     pub exams: Vec<SynthExam>,
 }
 
@@ -89,7 +129,7 @@ impl SynthTruth {
 #[derive(Debug, Clone, Serialize)]
 pub struct SynthExam {
     pub exam_id: String,
-    /// 1-based data row in `exams.csv`.
+    /// 1-based data row in the table.
     pub row: u64,
     /// ISO date of the exam.
     pub exam_date: String,
@@ -108,7 +148,7 @@ pub struct SynthExam {
     pub address: String,
     pub referring: String,
     pub operator: String,
-    /// Cell values exactly as written, by [`Column::key`].
+    /// Cell values exactly as written (in the layout's form), by [`Column::key`].
     pub fields: BTreeMap<&'static str, String>,
     /// Report path relative to the export root, if one was written.
     pub report: Option<String>,
@@ -169,22 +209,30 @@ pub fn generate(export_root: &Path, opts: &SynthOptions) -> io::Result<SynthTrut
             "image size must be at least 16x16",
         ));
     }
+    let profile = opts.layout.profile();
     let dir = export_root.join(b);
     fs::create_dir_all(&dir)?;
     // A previous run's DONE would mark this batch ready while it is being rewritten.
-    match fs::remove_file(dir.join("DONE")) {
+    match fs::remove_file(dir.join(&profile.done_marker)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
 
     let planned = plan(opts);
     let mut exams = Vec::with_capacity(planned.len());
-    for p in planned {
-        exams.push(write_exam(&dir, opts, p)?);
+    for mut p in planned {
+        to_layout(&profile, &mut p.exam);
+        exams.push(write_exam(&dir, opts, &profile, p)?);
     }
-    write_table(&dir.join("exams.csv"), &exams, opts.encoding)?;
-    fs::write(dir.join("DONE"), b"")?;
-    Ok(SynthTruth { seed: opts.seed, batch: opts.batch.clone(), encoding: opts.encoding, exams })
+    write_table(&dir.join(&profile.table), &exams, opts, &profile)?;
+    fs::write(dir.join(&profile.done_marker), b"")?;
+    Ok(SynthTruth {
+        seed: opts.seed,
+        batch: opts.batch.clone(),
+        encoding: opts.encoding,
+        layout: opts.layout,
+        exams,
+    })
 }
 
 struct Planned {
@@ -473,7 +521,9 @@ fn plan_exam(
 
     Planned {
         exam: SynthExam {
-            report: report.then(|| format!("{}/reports/{exam_id}.txt", opts.batch)),
+            report: report.then(|| {
+                format!("{}/{}", opts.batch, opts.layout.profile().report_file_for(&exam_id))
+            }),
             exam_id,
             row,
             exam_date: d.to_string(),
@@ -498,6 +548,7 @@ fn plan_exam(
 
 fn encode_text(text: &str, enc: SynthEncoding) -> io::Result<Vec<u8>> {
     match enc {
+        SynthEncoding::Utf8 => Ok(text.as_bytes().to_vec()),
         SynthEncoding::Utf8Bom => {
             let mut v = b"\xEF\xBB\xBF".to_vec();
             v.extend_from_slice(text.as_bytes());
@@ -517,17 +568,76 @@ fn encode_text(text: &str, enc: SynthEncoding) -> io::Result<Vec<u8>> {
     }
 }
 
-fn write_exam(dir: &Path, opts: &SynthOptions, p: Planned) -> io::Result<SynthExam> {
+/// Rewrite the reference cells of `exam` into the profile's forms (identity for the reference
+/// profile), adding the new written forms of identifiers to `exam.identifiers`.
+fn to_layout(profile: &Profile, exam: &mut SynthExam) {
+    let date_of = |iso: &str| NaiveDate::parse_from_str(iso, "%Y-%m-%d").ok();
+    let (birth, exam_date) = (date_of(&exam.birth_date), date_of(&exam.exam_date));
+    let mut ids: BTreeSet<String> = exam.identifiers.iter().cloned().collect();
+    for c in Column::ALL {
+        let Some(cell) = exam.fields.get_mut(c.key()) else { continue };
+        let reverse = |v: &str| -> String {
+            profile
+                .value_table(c)
+                .and_then(|t| t.iter().find(|(_, r)| r.as_str() == v))
+                .map_or_else(|| v.to_owned(), |(code, _)| code.clone())
+        };
+        let chrono_date = profile.date_formats(c).iter().find_map(|f| match f {
+            DateFormat::Chrono(f) => Some(f.clone()),
+            DateFormat::Era => None,
+        });
+        let new = if let Some(f) = chrono_date {
+            let d = if c == Column::BirthDate { birth } else { exam_date };
+            d.map_or_else(|| cell.clone(), |d| d.format(&f).to_string())
+        } else if let Some(f) = profile.time_formats(c).first() {
+            NaiveTime::parse_from_str(cell, "%H:%M")
+                .map_or_else(|_| cell.clone(), |t| t.format(f).to_string())
+        } else if c.class() == ColumnClass::Terms {
+            let sep = &profile.term_separators()[0];
+            if sep == ";" && profile.value_table(c).is_none() {
+                cell.clone()
+            } else {
+                cell.split(';').map(|t| reverse(t.trim())).collect::<Vec<_>>().join(sep)
+            }
+        } else if c == Column::Sex && profile.value_table(c).is_some() {
+            // The reference synth writes 男/M/1; vendor codes exist for one spelling only.
+            let canonical = if matches!(cell.as_str(), "男" | "M" | "1") { "男" } else { "女" };
+            reverse(canonical)
+        } else {
+            reverse(cell)
+        };
+        if c.class() == ColumnClass::DirectIdentifier && !new.is_empty() {
+            ids.insert(new.clone());
+        }
+        *cell = new;
+    }
+    exam.identifiers = ids.into_iter().collect();
+}
+
+/// `rel` (`/`-separated, from a validated profile) below `base`.
+fn under(base: &Path, rel: &str) -> std::path::PathBuf {
+    rel.split('/').fold(base.to_path_buf(), |p, c| p.join(c))
+}
+
+fn write_exam(
+    dir: &Path,
+    opts: &SynthOptions,
+    profile: &Profile,
+    p: Planned,
+) -> io::Result<SynthExam> {
     let Planned { mut exam, report_text, romaji, kanji } = p;
     if let Some(text) = report_text {
-        fs::create_dir_all(dir.join("reports"))?;
-        let path = dir.join("reports").join(format!("{}.txt", exam.exam_id));
+        let path = under(dir, &profile.report_file_for(&exam.exam_id));
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
         fs::write(path, encode_text(&text, opts.encoding)?)?;
     }
     if opts.images_per_exam == 0 {
         return Ok(exam);
     }
-    let img_dir = dir.join("images").join(&exam.exam_id);
+    let rel_dir = profile.images_dir_for(&exam.exam_id);
+    let img_dir = under(dir, &rel_dir);
     fs::create_dir_all(&img_dir)?;
     let mut exam_rng = Rng::derive(opts.seed, exam.row, 0);
     let fov = if exam_rng.chance(0.5) { Fov::Circle } else { Fov::Octagon };
@@ -569,18 +679,32 @@ fn write_exam(dir: &Path, opts: &SynthOptions, p: Planned) -> io::Result<SynthEx
         };
         let name = format!("{n}.{}", if png { "png" } else { "jpg" });
         fs::write(img_dir.join(&name), bytes)?;
-        meta.rel_path = format!("{}/images/{}/{name}", opts.batch, exam.exam_id);
+        meta.rel_path = format!("{}/{rel_dir}/{name}", opts.batch);
         exam.images.push(meta);
     }
     Ok(exam)
 }
 
-fn write_table(path: &Path, exams: &[SynthExam], enc: SynthEncoding) -> io::Result<()> {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+fn write_table(
+    path: &Path,
+    exams: &[SynthExam],
+    opts: &SynthOptions,
+    profile: &Profile,
+) -> io::Result<()> {
+    let enc = opts.encoding;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(opts.layout.terminator())
+        .delimiter(profile.delimiters[0])
+        .from_writer(Vec::new());
     let to_io = |e: csv::Error| io::Error::other(e.to_string());
-    w.write_record(Column::ALL.iter().map(|c| c.header())).map_err(to_io)?;
+    // Columns the profile does not map are not written (every built-in maps all 23).
+    let cols: Vec<(Column, &str)> = Column::ALL
+        .iter()
+        .filter_map(|&c| profile.headers(c).first().map(|h| (c, h.as_str())))
+        .collect();
+    w.write_record(cols.iter().map(|(_, h)| *h)).map_err(to_io)?;
     for e in exams {
-        w.write_record(Column::ALL.iter().map(|c| e.fields[c.key()].as_str())).map_err(to_io)?;
+        w.write_record(cols.iter().map(|(c, _)| e.fields[c.key()].as_str())).map_err(to_io)?;
     }
     let bytes = w.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
     let text = String::from_utf8(bytes)
@@ -751,6 +875,36 @@ mod tests {
         }
         let j = serde_json::to_string(&t).unwrap();
         assert!(j.contains("identifiers"));
+    }
+
+    #[test]
+    fn vendor_b_layout_holds_the_same_exams() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ta = generate(a.path(), &small(3, 10)).unwrap();
+        let mut o = small(3, 10);
+        o.layout = SynthLayout::VendorB;
+        o.encoding = SynthEncoding::Utf8;
+        let tb = generate(b.path(), &o).unwrap();
+        let batch = b.path().join(&o.batch);
+        assert!(batch.join("END").is_file() && !batch.join("DONE").exists());
+        let text = fs::read_to_string(batch.join("exam_list.txt")).unwrap();
+        assert!(text.starts_with("EXAM_NO\tPATIENT_NO\t") && !text.starts_with('\u{feff}'));
+        for (x, y) in ta.exams.iter().zip(&tb.exams) {
+            assert_eq!(x.exam_id, y.exam_id);
+            assert_eq!(x.fields["findings"], y.fields["findings"]);
+            assert_eq!(y.fields["birth_date"], x.birth_date.replace('-', ""));
+            assert!(matches!(y.fields["sex"].as_str(), "1" | "2"));
+            assert!(["GS", "CS", "SB", "ERCP", "EUS"].contains(&y.fields["exam_type"].as_str()));
+            assert!(y.identifiers.contains(&y.fields["birth_date"]));
+            for img in &y.images {
+                assert!(img.rel_path.starts_with(&format!("{}/img/{}/", o.batch, y.exam_id)));
+                assert!(b.path().join(&img.rel_path).is_file());
+            }
+            if let Some(r) = &y.report {
+                assert_eq!(r, &format!("{}/txt/{}.txt", o.batch, y.exam_id));
+                assert!(b.path().join(r).is_file());
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Images (`images/<検査ID>/*`) and report (`reports/<検査ID>.txt`) of one exam.
+//! Images (`images/<検査ID>/*`) and report (`reports/<検査ID>.txt`) of one exam, at the
+//! places the profile's `images_dir` and `report_file` name.
 
 use super::encoding::{decode, TextEncoding};
 use super::table::is_safe_exam_id;
 use super::{BatchDir, ExportError};
+use crate::record::profile::Profile;
 use crate::record::{Column, RawExam, RawImage};
 use std::cmp::Ordering;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 /// Images above this size are not read (memory guard); they are listed as missing.
 pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
@@ -16,16 +19,18 @@ pub const MAX_REPORT_BYTES: u64 = 16 * 1024 * 1024;
 /// Fill `exam.images`, `exam.missing_images` and `exam.report` from the batch folder
 /// (replacing whatever was there).
 ///
-/// Images: every regular file of `images/<検査ID>/` (symlinks and dot-files are ignored),
+/// Images: every regular file of `images/<検査ID>/` (the profile's `images_dir`; symlinks and dot-files are ignored),
 /// in natural file-name order (`2.jpg` before `10.jpg`), indexed 0.. in that order over the
 /// images actually read. A missing folder means an exam without images. Unreadable, oversized
 /// or non-UTF-8-named files go to `missing_images` and the rest continue.
 ///
-/// Report: `reports/<検査ID>.txt`, decoded with `encoding` (a UTF-8 BOM always wins).
+/// Report: `reports/<検査ID>.txt` (the profile's `report_file`), decoded with `encoding`
+/// (a UTF-8 BOM always wins).
 pub fn load_attachments(
     batch: &BatchDir,
     exam: &mut RawExam,
     encoding: TextEncoding,
+    profile: &Profile,
 ) -> Result<(), ExportError> {
     let source_ref = exam.source.to_string();
     let id = exam.fields.get(&Column::ExamId).map(String::as_str).unwrap_or("");
@@ -38,8 +43,8 @@ pub fn load_attachments(
     exam.missing_images.clear();
     exam.report = None;
 
-    load_images(batch, &id, &source_ref, exam)?;
-    exam.report = load_report(batch, &id, &source_ref, encoding)?;
+    load_images(batch, &id, &source_ref, exam, profile)?;
+    exam.report = load_report(batch, &id, &source_ref, encoding, profile)?;
     Ok(())
 }
 
@@ -48,19 +53,22 @@ fn load_images(
     id: &str,
     source_ref: &str,
     exam: &mut RawExam,
+    profile: &Profile,
 ) -> Result<(), ExportError> {
     let dir_err = |source| ExportError::ImageDir {
         batch: batch.name.clone(),
+        dir: profile.images_dir.clone(),
         source_ref: source_ref.to_owned(),
         source,
     };
-    let dir = batch.path.join("images").join(id);
+    let rel = profile.images_dir_for(id);
+    let dir = under(&batch.path, &rel);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(dir_err(e)),
     };
-    let rel_dir = format!("{}/images/{}", batch.name, id);
+    let rel_dir = format!("{}/{rel}", batch.name);
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(dir_err)?;
@@ -101,13 +109,16 @@ fn load_report(
     id: &str,
     source_ref: &str,
     encoding: TextEncoding,
+    profile: &Profile,
 ) -> Result<Option<String>, ExportError> {
-    let path = batch.path.join("reports").join(format!("{id}.txt"));
+    let path = under(&batch.path, &profile.report_file_for(id));
+    let file = || profile.report_file.clone();
     let bytes = match read_limited(&path, MAX_REPORT_BYTES) {
         Ok(Some(b)) => b,
         Ok(None) => {
             return Err(ExportError::ReportTooLarge {
                 batch: batch.name.clone(),
+                file: file(),
                 source_ref: source_ref.to_owned(),
                 limit: MAX_REPORT_BYTES,
             })
@@ -116,6 +127,7 @@ fn load_report(
         Err(source) => {
             return Err(ExportError::ReportIo {
                 batch: batch.name.clone(),
+                file: file(),
                 source_ref: source_ref.to_owned(),
                 source,
             })
@@ -123,10 +135,16 @@ fn load_report(
     };
     decode(&bytes, encoding).map(Some).map_err(|line| ExportError::ReportUndecodable {
         batch: batch.name.clone(),
+        file: file(),
         source_ref: source_ref.to_owned(),
         encoding,
         line,
     })
+}
+
+/// `rel` (`/`-separated, validated by the profile, exam id checked) below `base`.
+fn under(base: &Path, rel: &str) -> PathBuf {
+    rel.split('/').fold(base.to_path_buf(), |p, c| p.join(c))
 }
 
 /// Read a regular file of at most `limit` bytes; `Ok(None)` if larger. The limit is enforced

@@ -1,10 +1,11 @@
 //! Batch folders of the export root.
 
-use super::{ExportError, DONE};
+use super::ExportError;
+use crate::record::profile::Profile;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// One finished export run: `<root>/<name>/` with a `DONE` marker.
+/// One finished export run: `<root>/<name>/` with the profile's done marker (`DONE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchDir {
     /// Folder name (a timestamp such as `20261125T2300`; later sorts newer).
@@ -12,10 +13,10 @@ pub struct BatchDir {
     pub path: PathBuf,
 }
 
-/// Batch folders under `root` that contain `DONE`, sorted by name (oldest first). Folders
-/// without `DONE` are still being written and are skipped, as are hidden folders and names
-/// that are not UTF-8.
-pub fn find_ready_batches(root: &Path) -> Result<Vec<BatchDir>, ExportError> {
+/// Batch folders under `root` that contain the profile's done marker, sorted by name (oldest
+/// first). Folders without it are still being written and are skipped, as are hidden folders
+/// and names that are not UTF-8.
+pub fn find_ready_batches(root: &Path, profile: &Profile) -> Result<Vec<BatchDir>, ExportError> {
     let entries = fs::read_dir(root).map_err(|source| ExportError::Root { source })?;
     let mut out = Vec::new();
     for entry in entries {
@@ -31,8 +32,8 @@ pub fn find_ready_batches(root: &Path) -> Result<Vec<BatchDir>, ExportError> {
         if !path.is_dir() {
             continue;
         }
-        if !path.join(DONE).is_file() {
-            log::debug!("batch {name}: no {DONE} yet, skipped");
+        if !path.join(&profile.done_marker).is_file() {
+            log::debug!("batch {name}: no {} yet, skipped", profile.done_marker);
             continue;
         }
         out.push(BatchDir { name, path });

@@ -1,8 +1,9 @@
-//! The reference department-system export (`shared/spec/department-export.md`):
-//! `<root>/<batch>/{exams.csv, images/<検査ID>/*, reports/<検査ID>.txt, DONE}`.
+//! Department-system exports: the reference layout (`docs/department-export.md`,
+//! `<root>/<batch>/{exams.csv, images/<検査ID>/*, reports/<検査ID>.txt, DONE}`) or any vendor
+//! layout described by a [`Profile`] (file names, headers, codes, encodings, date forms).
 //!
-//! Flow: [`find_ready_batches`] → [`read_batch`] (rows of `exams.csv`) →
-//! [`load_attachments`] per exam (images and report).
+//! Flow: [`find_ready_batches`] → [`read_batch`] (rows of the table, mapped to reference
+//! form) → [`load_attachments`] per exam (images and report). All three take the profile.
 //!
 //! Errors and [`RowError`]s carry file names relative to the export root, row/line numbers,
 //! column keys and fixed descriptions only: never a cell value, 検査ID or image folder name
@@ -18,11 +19,13 @@ pub use batch::{find_ready_batches, BatchDir};
 pub use encoding::{decode, detect, TextEncoding};
 pub use table::{is_safe_exam_id, read_batch, BatchRows, RowError};
 
+pub use crate::record::profile::Profile;
 use std::io;
 
-/// Name of the table inside a batch folder.
+/// Name of the table inside a batch folder of the reference layout (other layouts:
+/// [`Profile::table`]).
 pub const EXAMS_CSV: &str = "exams.csv";
-/// Marker written last by the exporter.
+/// Marker written last by the reference exporter (other layouts: [`Profile::done_marker`]).
 pub const DONE: &str = "DONE";
 
 /// File-level failures. Row-level problems are [`RowError`]s instead.
@@ -61,24 +64,34 @@ pub enum ExportError {
     /// because it contains the 検査ID.
     #[error("{source_ref}: exam_id is not usable as a file name")]
     UnsafeExamId { source_ref: String },
-    #[error("{batch}/images of {source_ref}: cannot list: {source}")]
+    /// `dir` is the profile's template (`images/{exam_id}`), never the rendered folder.
+    #[error("{batch}/{dir} of {source_ref}: cannot list: {source}")]
     ImageDir {
         batch: String,
+        dir: String,
         source_ref: String,
         #[source]
         source: io::Error,
     },
-    #[error("{batch}/reports of {source_ref}: cannot read: {source}")]
+    /// `file` is the profile's template (`reports/{exam_id}.txt`), never the rendered name.
+    #[error("{batch}/{file} of {source_ref}: cannot read: {source}")]
     ReportIo {
         batch: String,
+        file: String,
         source_ref: String,
         #[source]
         source: io::Error,
     },
-    #[error("{batch}/reports of {source_ref}: larger than {limit} bytes")]
-    ReportTooLarge { batch: String, source_ref: String, limit: u64 },
+    #[error("{batch}/{file} of {source_ref}: larger than {limit} bytes")]
+    ReportTooLarge { batch: String, file: String, source_ref: String, limit: u64 },
     #[error(
-        "{batch}/reports of {source_ref}: not valid {encoding} text (first bad byte on line {line})"
+        "{batch}/{file} of {source_ref}: not valid {encoding} text (first bad byte on line {line})"
     )]
-    ReportUndecodable { batch: String, source_ref: String, encoding: TextEncoding, line: u64 },
+    ReportUndecodable {
+        batch: String,
+        file: String,
+        source_ref: String,
+        encoding: TextEncoding,
+        line: u64,
+    },
 }

@@ -1,7 +1,9 @@
-//! `exams.csv`: RFC 4180 rows to [`RawExam`]s.
+//! The exam table (`exams.csv` in the reference layout): RFC 4180 rows to [`RawExam`]s, with
+//! the vendor profile applied so that fields hold reference vocabulary and forms.
 
 use super::encoding::{decode, detect, TextEncoding};
-use super::{BatchDir, ExportError, EXAMS_CSV};
+use super::{BatchDir, ExportError};
+use crate::record::profile::{Profile, ProfileEncoding};
 use crate::record::{Column, RawExam, SourceRef};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -61,26 +63,26 @@ enum Slot {
     Extra(String),
 }
 
-/// Read `exams.csv` of a batch. Fails only when the file as a whole is unusable (missing,
-/// undecodable, no header, no 検査ID column, ambiguous header); row problems are collected
-/// in [`BatchRows::errors`].
-pub fn read_batch(batch: &BatchDir) -> Result<BatchRows, ExportError> {
-    let file = format!("{}/{}", batch.name, EXAMS_CSV);
-    let bytes = fs::read(batch.path.join(EXAMS_CSV)).map_err(|source| {
+/// Read the profile's table of a batch. Fails only when the file as a whole is unusable
+/// (missing, undecodable, no header, no 検査ID column, ambiguous header); row problems are
+/// collected in [`BatchRows::errors`].
+pub fn read_batch(batch: &BatchDir, profile: &Profile) -> Result<BatchRows, ExportError> {
+    let file = format!("{}/{}", batch.name, profile.table);
+    let bytes = fs::read(batch.path.join(&profile.table)).map_err(|source| {
         if source.kind() == io::ErrorKind::NotFound {
             ExportError::Missing { file: file.clone() }
         } else {
             ExportError::Io { file: file.clone(), source }
         }
     })?;
-    let encoding = detect(&bytes);
+    let encoding = table_encoding(&bytes, profile.encoding);
     let text = decode(&bytes, encoding).map_err(|line| ExportError::Undecodable {
         file: file.clone(),
         encoding,
         line,
     })?;
     drop(bytes);
-    parse_table(&batch.name, &file, &text).map(|(exams, errors)| BatchRows {
+    parse_table(&batch.name, &file, &text, profile).map(|(exams, errors)| BatchRows {
         batch: batch.name.clone(),
         encoding,
         exams,
@@ -88,14 +90,34 @@ pub fn read_batch(batch: &BatchDir) -> Result<BatchRows, ExportError> {
     })
 }
 
+/// The encoding to decode with: the profile's, except that a UTF-8 BOM always wins (as in
+/// [`decode`]), so the reported encoding matches what was done.
+fn table_encoding(bytes: &[u8], declared: ProfileEncoding) -> TextEncoding {
+    match (detect(bytes), declared) {
+        (TextEncoding::Utf8Bom, _) => TextEncoding::Utf8Bom,
+        (detected, ProfileEncoding::Auto) => detected,
+        (_, ProfileEncoding::Utf8) => TextEncoding::Utf8,
+        (_, ProfileEncoding::Cp932) => TextEncoding::Cp932,
+    }
+}
+
 type Parsed = (Vec<RawExam>, Vec<RowError>);
 
 /// Parse decoded CSV text. `file` is the export-root-relative name used in errors.
-fn parse_table(batch: &str, file: &str, text: &str) -> Result<Parsed, ExportError> {
-    let unbalanced_at = unbalanced_quote_offset(text);
+fn parse_table(
+    batch: &str,
+    file: &str,
+    text: &str,
+    profile: &Profile,
+) -> Result<Parsed, ExportError> {
+    let delimiter = profile.delimiter_for(text.lines().next().unwrap_or(""));
+    let unbalanced_at = unbalanced_quote_offset(text, delimiter);
     let lines = LineIndex::new(text);
-    let mut rdr =
-        csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
 
     let mut record = csv::StringRecord::new();
     let read = |rdr: &mut csv::Reader<&[u8]>, record: &mut csv::StringRecord| {
@@ -115,7 +137,7 @@ fn parse_table(batch: &str, file: &str, text: &str) -> Result<Parsed, ExportErro
             line: record.position().map_or(1, |p| lines.line_of(p.byte())),
         });
     }
-    let slots = header_slots(file, &record)?;
+    let slots = header_slots(file, &record, profile)?;
 
     let mut exams: Vec<Option<RawExam>> = Vec::new();
     let mut errors = Vec::new();
@@ -155,13 +177,13 @@ fn parse_table(batch: &str, file: &str, text: &str) -> Result<Parsed, ExportErro
         let mut fields = BTreeMap::new();
         let mut extra = BTreeMap::new();
         for (slot, value) in slots.iter().zip(record.iter()) {
-            let value = value.trim().to_owned();
+            let value = value.trim();
             match slot {
                 Slot::Known(c) => {
-                    fields.insert(*c, value);
+                    fields.insert(*c, profile.map_value(*c, value));
                 }
                 Slot::Extra(name) => {
-                    extra.insert(name.clone(), value);
+                    extra.insert(name.clone(), value.to_owned());
                 }
             }
         }
@@ -232,7 +254,11 @@ fn is_blank(r: &csv::StringRecord) -> bool {
     r.iter().all(|f| f.trim().is_empty())
 }
 
-fn header_slots(file: &str, header: &csv::StringRecord) -> Result<Vec<Slot>, ExportError> {
+fn header_slots(
+    file: &str,
+    header: &csv::StringRecord,
+    profile: &Profile,
+) -> Result<Vec<Slot>, ExportError> {
     let mut slots = Vec::with_capacity(header.len());
     let mut seen_known = Vec::new();
     let mut seen_extra: Vec<String> = Vec::new();
@@ -242,7 +268,7 @@ fn header_slots(file: &str, header: &csv::StringRecord) -> Result<Vec<Slot>, Exp
             position: i + 1,
             column,
         };
-        if let Some(c) = Column::from_header(h) {
+        if let Some(c) = profile.column_for_header(h) {
             if seen_known.contains(&c) {
                 return Err(dup(c.key()));
             }
@@ -271,7 +297,7 @@ fn header_slots(file: &str, header: &csv::StringRecord) -> Result<Vec<Slot>, Exp
 /// Byte offset of an opening quote that is never closed, following csv-core's rules
 /// (a quote opens a quoted field only at the start of a field; `""` inside is an escape).
 /// csv-core itself silently runs such a field to end of file.
-fn unbalanced_quote_offset(text: &str) -> Option<usize> {
+fn unbalanced_quote_offset(text: &str, delimiter: u8) -> Option<usize> {
     #[derive(Clone, Copy)]
     enum St {
         Start,
@@ -283,7 +309,8 @@ fn unbalanced_quote_offset(text: &str) -> Option<usize> {
     for (i, b) in text.bytes().enumerate() {
         st = match (st, b) {
             (St::Start, b'"') => St::Quoted(i),
-            (St::Start | St::Unquoted | St::QuoteInQuoted(_), b',' | b'\r' | b'\n') => St::Start,
+            (St::Start | St::Unquoted | St::QuoteInQuoted(_), b'\r' | b'\n') => St::Start,
+            (St::Start | St::Unquoted | St::QuoteInQuoted(_), d) if d == delimiter => St::Start,
             (St::Start | St::Unquoted, _) => St::Unquoted,
             (St::Quoted(o), b'"') => St::QuoteInQuoted(o),
             (St::Quoted(o), _) => St::Quoted(o),
@@ -304,7 +331,11 @@ mod tests {
     const HEADER: &str = "検査ID,患者ID,所見";
 
     fn parse(body: &str) -> Parsed {
-        parse_table("B", "B/exams.csv", &format!("{HEADER}\r\n{body}")).unwrap()
+        table(&format!("{HEADER}\r\n{body}")).unwrap()
+    }
+
+    fn table(text: &str) -> Result<Parsed, ExportError> {
+        parse_table("B", "B/exams.csv", text, &Profile::reference())
     }
 
     #[test]
@@ -333,10 +364,12 @@ mod tests {
 
     #[test]
     fn unbalanced_detector() {
-        assert_eq!(unbalanced_quote_offset("a,\"b\"\"c\"\n"), None);
-        assert_eq!(unbalanced_quote_offset("a,b\"c\n"), None);
-        assert_eq!(unbalanced_quote_offset("a,\"b\nc"), Some(2));
-        assert_eq!(unbalanced_quote_offset("\"a\"x,\"\n"), Some(5));
+        assert_eq!(unbalanced_quote_offset("a,\"b\"\"c\"\n", b','), None);
+        assert_eq!(unbalanced_quote_offset("a,b\"c\n", b','), None);
+        assert_eq!(unbalanced_quote_offset("a,\"b\nc", b','), Some(2));
+        assert_eq!(unbalanced_quote_offset("\"a\"x,\"\n", b','), Some(5));
+        assert_eq!(unbalanced_quote_offset("a\t\"b\nc", b'\t'), Some(2));
+        assert_eq!(unbalanced_quote_offset("a,\"b\nc", b'\t'), None);
     }
 
     #[test]
@@ -352,19 +385,19 @@ mod tests {
 
     #[test]
     fn header_problems() {
-        let e = parse_table("B", "B/exams.csv", "患者ID,所見\r\n1,2\r\n").unwrap_err();
+        let e = table("患者ID,所見\r\n1,2\r\n").unwrap_err();
         assert!(matches!(e, ExportError::MissingColumn { .. }));
-        let e = parse_table("B", "B/exams.csv", "検査ID,検査ID\r\n").unwrap_err();
+        let e = table("検査ID,検査ID\r\n").unwrap_err();
         assert!(matches!(e, ExportError::DuplicateColumn { position: 2, .. }));
-        let e = parse_table("B", "B/exams.csv", "").unwrap_err();
+        let e = table("").unwrap_err();
         assert!(matches!(e, ExportError::NoHeader { .. }));
-        let e = parse_table("B", "B/exams.csv", "\r\n\r\n").unwrap_err();
+        let e = table("\r\n\r\n").unwrap_err();
         assert!(matches!(e, ExportError::NoHeader { .. }));
     }
 
     #[test]
     fn nameless_extra_column() {
-        let (exams, _) = parse_table("B", "B/exams.csv", "検査ID,\r\nE1,v\r\n").unwrap();
+        let (exams, _) = table("検査ID,\r\nE1,v\r\n").unwrap();
         assert_eq!(exams[0].extra["#2"], "v");
     }
 

@@ -1,0 +1,1386 @@
+//! Japanese free-text patterns that do not depend on the exam's own identifiers: other
+//! people's names next to an honorific or role word, dates in every written form, street
+//! addresses, and numbers announced by an identifying keyword (患者ID, カルテ番号, 保険者番号…).
+//!
+//! These finders read the original chars through a 1:1 narrowed view (full-width ASCII made
+//! ASCII, dashes unified) instead of the folded form: here the separators (`/`, `-`, the space
+//! between surname and given name) and the script (katakana vs hiragana) carry meaning, and
+//! `fold` removes or merges them.
+//!
+//! Precision rules, on purpose conservative on the side of replacing:
+//! - a name is only looked for next to a cue (honorific, role, family word, `Dr`); bare names
+//!   without a cue are not found (except this exam's own, by `text::find_ids`);
+//! - clinical compounds before a role word (内視鏡医師, 担当看護師, 胃体下部様, 隆起様) are
+//!   rejected by a stop-list and by "breaker" kanji that never occur in names (癌, 胃, 医…);
+//! - durations and sizes (`3日後`, `1年後`, `10mm`) and fractions (`2/3周`) are not dates; a
+//!   bare year (`2026年`) or month (`11月`) is kept;
+//! - a prefecture alone or a city alone (`京都市在住`) is not an address.
+
+use super::identifiers::{fold, Folded};
+use super::text::{Hit, Match, Pattern};
+
+/// The original chars, full-width ASCII narrowed, ideographic space made ASCII, dashes
+/// unified; one char per original char so indices are original indices.
+fn narrow(orig: &[char]) -> Vec<char> {
+    let mut c: Vec<char> = orig
+        .iter()
+        .map(|&ch| match ch {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(ch as u32 - 0xFEE0).unwrap_or(ch),
+            '\u{3000}' | '\t' => ' ',
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE63}' => '-',
+            _ => ch,
+        })
+        .collect();
+    // ー typed between digits in kana mode is a dash.
+    for i in 1..c.len().saturating_sub(1) {
+        if matches!(c[i], 'ー' | 'ｰ') && c[i - 1].is_ascii_digit() && c[i + 1].is_ascii_digit() {
+            c[i] = '-';
+        }
+    }
+    c
+}
+
+fn is_kanji(ch: char) -> bool {
+    matches!(ch,
+        '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}'
+        | '\u{20000}'..='\u{3FFFF}' | '々' | '〆')
+}
+
+fn is_katakana(ch: char) -> bool {
+    matches!(ch, '\u{30A1}'..='\u{30FA}' | 'ー' | 'ヽ' | 'ヾ' | '・' | '\u{FF65}'..='\u{FF9F}')
+}
+
+fn is_hiragana(ch: char) -> bool {
+    matches!(ch, '\u{3041}'..='\u{3096}' | 'ゝ' | 'ゞ')
+}
+
+/// Kanji, or ノ/ヶ/ケ between two kanji (一ノ瀬, 霞ヶ関).
+fn kanji_at(c: &[char], i: usize) -> bool {
+    is_kanji(c[i])
+        || (matches!(c[i], 'ノ' | 'ヶ' | 'ケ')
+            && i > 0
+            && i + 1 < c.len()
+            && is_kanji(c[i - 1])
+            && is_kanji(c[i + 1]))
+}
+
+/// Kanji that do not occur in Japanese personal names: disease, organ, procedure and role
+/// characters. A name candidate never extends over one, so 病院田中先生 yields 田中 and
+/// 内視鏡医師 yields nothing.
+const BREAKERS: &str = "癌瘍炎症疾患病腫痛胃腸肝膵肺腎疹痢嚥梗塞亡歳術療薬剤査検診院科死鏡臓便吐嘔痺裂潰瘢腺粘血者医師的等菌錠量値率度様殿状斑粒凹瘤褪萎縮苔孔襞皺膜脈陥変性型線網像影溝層壁弯門管";
+
+fn breaker(ch: char) -> bool {
+    BREAKERS.contains(ch)
+}
+
+/// Words (folded: kana as hiragana) that look like a name next to a cue but are roles,
+/// relations, clinical or administrative words. Also stripped when they start a candidate
+/// (紹介 田中先生 → 田中).
+const STOP: &[&str] = &[
+    // roles and places
+    "内視鏡",
+    "担当",
+    "担当医",
+    "主治",
+    "主治医",
+    "研修",
+    "専門",
+    "看護",
+    "看護師",
+    "患者",
+    "家族",
+    "先生",
+    "先生方",
+    "医師",
+    "技師",
+    "当直",
+    "当番",
+    "常勤",
+    "非常勤",
+    "指導",
+    "上級",
+    "若手",
+    "紹介",
+    "紹介元",
+    "依頼",
+    "依頼元",
+    "施行",
+    "執刀",
+    "介助",
+    "前医",
+    "当院",
+    "貴院",
+    "同院",
+    "他院",
+    "院長",
+    "部長",
+    "科長",
+    "医長",
+    "師長",
+    "主任",
+    "病棟",
+    "外来",
+    "救急",
+    "消化器",
+    "内科",
+    "外科",
+    "本人",
+    "主人",
+    "両親",
+    "旦那",
+    "息子",
+    "家内",
+    "長男",
+    "長女",
+    "次男",
+    "次女",
+    "三男",
+    "三女",
+    "祖父",
+    "祖母",
+    "叔父",
+    "叔母",
+    "伯父",
+    "伯母",
+    "義父",
+    "義母",
+    "配偶",
+    "友人",
+    "知人",
+    "介護",
+    "施設",
+    "職員",
+    "事務",
+    "受付",
+    "管理",
+    "担当者",
+    "責任者",
+    "代表",
+    "各位",
+    "御中",
+    "侍史",
+    "御侍史",
+    "机下",
+    "訪問",
+    "認定",
+    "正看護",
+    "准看護",
+    "当該",
+    "複数",
+    "全員",
+    "皆々",
+    "皆さん",
+    "諸先生",
+    "お客",
+    "客",
+    "嬢",
+    "お嬢",
+    "赤",
+    "坊",
+    "キーパーソン",
+    // time and workflow
+    "本日",
+    "次回",
+    "前回",
+    "今回",
+    "後日",
+    "翌日",
+    "当日",
+    "同日",
+    "明日",
+    "昨日",
+    "今日",
+    "午前",
+    "午後",
+    "説明",
+    "連絡",
+    "報告",
+    "相談",
+    "確認",
+    "来院",
+    "同伴",
+    "付添",
+    "同席",
+    "面会",
+    "不在",
+    "健在",
+    "在宅",
+    "同居",
+    "既往",
+    "特記",
+    "死去",
+    "他界",
+    "存命",
+    "記載",
+    "入院",
+    "退院",
+    "受診",
+    "再診",
+    "初診",
+    "予約",
+    "経過",
+    "観察",
+    "以上",
+    "以下",
+    "所見",
+    "診断",
+    "治療",
+    "処置",
+    "生検",
+    "切除",
+    "止血",
+    "送付",
+    "不明",
+    "高齢",
+    "判断",
+    "指示",
+    "了承",
+    "許可",
+    "対応",
+    "不要",
+    "無し",
+    "有り",
+    "別居",
+    "独居",
+    "同意",
+    "立会",
+    "立ち会い",
+    // anatomy and findings without a breaker kanji
+    "上部",
+    "中部",
+    "下部",
+    "体上部",
+    "体中部",
+    "体下部",
+    "前庭部",
+    "角部",
+    "体部",
+    "球部",
+    "下行脚",
+    "上行",
+    "下行",
+    "横行",
+    "隆起",
+    "発赤",
+    "狭窄",
+    "憩室",
+    "過形成",
+    "結節",
+    "顆粒",
+    "乳頭",
+    "絨毛",
+    "敷石",
+    "地図",
+    "白斑",
+    "帯状",
+    "蛇行",
+    "樹枝",
+    "網目",
+    "亀甲",
+    "鳥肌",
+    "縦走",
+    "粗造",
+    "平坦",
+    "表面",
+    "側方",
+    "発育",
+    "鋸歯",
+    "扁平",
+    "肉眼",
+    "拡大",
+    "色素",
+    "散布",
+    "染色",
+    "鉗子",
+    "局注",
+    "切開",
+    "剥離",
+    "出血",
+    "穿孔",
+    "送気",
+    "吸引",
+    "噴門",
+    "幽門",
+    "穹窿",
+    "穹窿部",
+    "十二指腸",
+    "下咽頭",
+    "咽頭",
+    "喉頭",
+    "上皮",
+    "白色",
+    "発疹",
+    "びらん",
+    "たこいぼ",
+    "いぼ",
+    "ひだ",
+    "ただれ",
+    "くぼみ",
+    // katakana words (as hiragana)
+    "なーす",
+    "すたっふ",
+    "どくたー",
+    "へるぱー",
+    "けあまね",
+    "けあまねーじゃー",
+    "まま",
+    "ぱぱ",
+    "べびー",
+    "ぼらんてぃあ",
+    "ぽりーぷ",
+    "たこいぼ",
+    "びらん",
+    "くれーたー",
+    "もざいく",
+    "あふた",
+    "かるちのいど",
+    "へるにあ",
+    "ばれっと",
+    "ぴろり",
+    "すてんと",
+    "くりっぷ",
+    "ねっと",
+    "ごむ",
+    "ちーむ",
+    "めんばー",
+    "おぺれーたー",
+    "ふぁみりー",
+    "きーぱーそん",
+    // hiragana words before さん/様/ちゃん
+    "みな",
+    "たく",
+    "おばあ",
+    "おじい",
+    "おかあ",
+    "おとう",
+    "おにい",
+    "おねえ",
+    "おく",
+    "おじ",
+    "おば",
+    "おじょう",
+    "おこ",
+    "おまご",
+    "だんな",
+    "ごしゅじん",
+    "ごかぞく",
+    "ごほんにん",
+    "かんじゃ",
+    "かんごし",
+    "おきゃく",
+    "あか",
+    "おいしゃ",
+    "せんせい",
+    "ごくろう",
+    "おつかれ",
+    "おひさま",
+];
+
+/// One-kanji words that are not names before an honorific (皆様, 同氏, 奥様, 母さん).
+const SINGLE_STOP: &str = "皆各同本両貴諸奥神客子孫母父姉兄弟妹嫁婿娘夫妻主王仏方某故当前元新旧御他先後彼私僕俺我准正副若老";
+
+/// Hiragana a hiragana candidate must not end with: it is a particle or verb ending, so the
+/// run is grammar (こちらの先生), not a name. Before さん/ちゃん/くん, where grammar is rarer,
+/// た and て may end a name (しょうたくん).
+const PARTICLE_END: &str = "のはがをにでへもたて";
+const PARTICLE_END_FAMILIAR: &str = "のはがをにでへも";
+
+/// Abbreviations that look like a romaji name.
+const ROMAJI_STOP: &[&str] = &[
+    "DR", "NS", "MR", "MRS", "MS", "PROF", "ESD", "EMR", "CSP", "EUS", "ERCP", "NBI", "BLI", "LCI",
+    "GIF", "PCF", "CF", "CT", "MRI", "PET", "ASA", "HP", "HB", "PPI", "NSAID", "NSAIDS", "DOAC",
+    "II", "III", "IV", "LA", "SMT", "GIST", "MALT", "IPMN", "FAP", "UC", "CD", "GERD", "NERD",
+    "TEL", "FAX", "ID", "NO", "OK", "NG", "ICU", "HCU", "OPE", "POST", "PRE", "THE", "AND",
+];
+
+fn key(c: &[char], s: usize, e: usize) -> String {
+    let raw: String = c[s..e].iter().collect();
+    fold(&raw).0
+}
+
+fn is_stop(k: &str) -> bool {
+    STOP.contains(&k)
+}
+
+/// Stop word that the folded candidate `k` starts with and is longer than, if any (longest).
+fn stop_prefix(k: &str) -> Option<&'static str> {
+    STOP.iter()
+        .filter(|w| w.chars().count() >= 2 && k.len() > w.len() && k.starts_with(**w))
+        .max_by_key(|w| w.len())
+        .copied()
+}
+
+/// Start, after skipping `chars` name chars (and spaces) from `s`.
+fn skip_chars(c: &[char], mut s: usize, chars: usize) -> usize {
+    let mut k = 0;
+    while k < chars && s < c.len() {
+        if c[s] != ' ' {
+            k += 1;
+        }
+        s += 1;
+    }
+    while s < c.len() && c[s] == ' ' {
+        s += 1;
+    }
+    s
+}
+
+/// A kanji candidate `[s, e)` after stop-word checks, with leading stop words stripped.
+fn accept_kanji(c: &[char], mut s: usize, e: usize) -> Option<usize> {
+    let mut k = key(c, s, e);
+    while let Some(w) = stop_prefix(&k) {
+        s = skip_chars(c, s, w.chars().count());
+        k = key(c, s, e);
+    }
+    let n = k.chars().count();
+    let one = n == 1 && k.chars().all(|ch| SINGLE_STOP.contains(ch));
+    let ends_stop = STOP.iter().any(|w| w.chars().count() >= 3 && k.ends_with(*w));
+    (s < e && n > 0 && !one && !is_stop(&k) && !ends_stop).then_some(s)
+}
+
+/// Run of name kanji ending at `e`, at most `max` long, stopping at a breaker.
+fn kanji_back(c: &[char], e: usize, max: usize) -> usize {
+    let mut a = e;
+    while a > 0 && e - a < max && kanji_at(c, a - 1) && !breaker(c[a - 1]) {
+        a -= 1;
+    }
+    a
+}
+
+/// Run of name kanji starting at `s`, stopping at a breaker or an honorific (木村氏).
+fn kanji_forward(c: &[char], s: usize, max: usize) -> usize {
+    let mut e = s;
+    while e < c.len()
+        && e - s < max
+        && kanji_at(c, e)
+        && !breaker(c[e])
+        && !(e > s && starts_honorific(c, e))
+    {
+        e += 1;
+    }
+    e
+}
+
+fn katakana_letter(ch: char) -> bool {
+    is_katakana(ch) && !matches!(ch, '・' | '･' | 'ﾞ' | 'ﾟ' | 'ー' | 'ｰ')
+}
+
+fn accept_kana(c: &[char], mut s: usize, e: usize) -> Option<usize> {
+    while s < e && matches!(c[s], '・' | '･' | 'ー' | 'ｰ' | ' ') {
+        s += 1;
+    }
+    let letters = c[s..e].iter().filter(|&&ch| katakana_letter(ch)).count();
+    let k = key(c, s, e);
+    let ends_stop = STOP.iter().any(|w| w.chars().count() >= 3 && k.ends_with(*w));
+    ((2..=12).contains(&letters) && !is_stop(&k) && !ends_stop).then_some(s)
+}
+
+fn romaji_word(w: &[char]) -> bool {
+    if w.len() < 2 {
+        return false;
+    }
+    let upper: String = w.iter().collect::<String>().to_ascii_uppercase();
+    let first_up = w.first().is_some_and(|ch| ch.is_ascii_uppercase());
+    let rest_lower = w[1..].iter().all(|ch| ch.is_ascii_lowercase());
+    let all_upper = w.iter().all(|ch| ch.is_ascii_uppercase());
+    first_up
+        && (rest_lower || (all_upper && w.len() >= 3))
+        && !ROMAJI_STOP.contains(&upper.as_str())
+}
+
+fn punct_boundary(ch: char) -> bool {
+    ch.is_whitespace() || "、。,.:;：；「」『』()（）[]【】〈〉<>!?！？/・\"'".contains(ch)
+}
+
+/// The name ending at `p` (the start of an honorific), if any: `(start, end)`.
+fn name_before(c: &[char], p: usize) -> Option<(usize, usize)> {
+    let familiar = ["さん", "ちゃん", "くん", "君"].iter().any(|w| starts_with(c, p, w));
+    let mut e = p;
+    if e > 0 && c[e - 1] == ' ' {
+        e -= 1;
+    }
+    if e == 0 {
+        return None;
+    }
+    let last = c[e - 1];
+    if kanji_at(c, e - 1) {
+        let a = kanji_back(c, e, 6);
+        if a == e {
+            return None;
+        }
+        // The part next to the honorific must be acceptable alone (3日後 担当看護師).
+        let mut s = accept_kanji(c, a, e)?;
+        // Surname, one space, given name (田中 太郎様).
+        if s == a && e - a <= 3 && a >= 2 && c[a - 1] == ' ' && kanji_at(c, a - 2) {
+            let b = kanji_back(c, a - 1, 3);
+            // Only a whole word joins (胃角 高橋様 is not 角高橋), and not a counter word
+            // after a number (3日後 田中様).
+            let whole = b == 0 || !(kanji_at(c, b - 1) || c[b - 1].is_ascii_alphanumeric());
+            if b < a - 1 && whole && (a - 1 - b) + (e - a) <= 6 {
+                s = accept_kanji(c, b, e).unwrap_or(s);
+            }
+        }
+        // One kanji glued to the end of a longer word (病棟看護師) is that word's tail; kanji
+        // right after a digit are a counter or unit (生検2個 Dr, 3日後 様).
+        let glued = s > 0 && ((e - s == 1 && kanji_at(c, s - 1)) || c[s - 1].is_ascii_digit());
+        (!glued).then_some((s, e))
+    } else if is_katakana(last) && last != '・' {
+        let mut a = e;
+        while a > 0 && e - a < 14 && is_katakana(c[a - 1]) {
+            a -= 1;
+        }
+        if a >= 2 && c[a - 1] == ' ' && is_katakana(c[a - 2]) {
+            let mut b = a - 1;
+            while b > 0 && (a - 1 - b) < 10 && is_katakana(c[b - 1]) {
+                b -= 1;
+            }
+            if accept_kana(c, b, a - 1).is_some() {
+                a = b;
+            }
+        }
+        accept_kana(c, a, e).map(|s| (s, e))
+    } else if is_hiragana(last) {
+        let mut a = e;
+        while a > 0 && is_hiragana(c[a - 1]) {
+            a -= 1;
+        }
+        let len = e - a;
+        let k = key(c, a, e);
+        let bounded = a == 0 || punct_boundary(c[a - 1]);
+        let ends = if familiar { PARTICLE_END_FAMILIAR } else { PARTICLE_END };
+        let particle = k.chars().last().is_some_and(|ch| ends.contains(ch));
+        ((2..=8).contains(&len) && bounded && !particle && !is_stop(&k)).then_some((a, e))
+    } else if last.is_ascii_alphabetic() {
+        romaji_back(c, e)
+    } else {
+        None
+    }
+}
+
+fn romaji_back(c: &[char], e: usize) -> Option<(usize, usize)> {
+    let word_back = |e: usize| {
+        let mut a = e;
+        while a > 0 && c[a - 1].is_ascii_alphabetic() {
+            a -= 1;
+        }
+        let bounded = a == 0 || !(c[a - 1].is_ascii_alphanumeric() || c[a - 1] == '.');
+        (bounded && romaji_word(&c[a..e])).then_some(a)
+    };
+    let a = word_back(e)?;
+    let s = if a >= 2 && c[a - 1] == ' ' && c[a - 2].is_ascii_alphabetic() {
+        word_back(a - 1).unwrap_or(a)
+    } else {
+        a
+    };
+    Some((s, e))
+}
+
+/// A kanji name read forward may end at `e`: at a non-kanji or an honorific (田中医師), not
+/// at a breaker inside a clinical word (父 大腸癌), and not before okurigana (大きさ, 付き添い).
+fn kanji_name_ends(c: &[char], e: usize) -> bool {
+    let Some(&next) = c.get(e) else {
+        return true;
+    };
+    (!kanji_at(c, e) || starts_honorific(c, e))
+        && (!is_hiragana(next) || AFTER_NAME_KANA.contains(next))
+}
+
+/// The name starting at `s` (after a role word and its separator), if any.
+fn name_after(c: &[char], s: usize) -> Option<(usize, usize)> {
+    let n = c.len();
+    if s >= n {
+        return None;
+    }
+    if kanji_at(c, s) {
+        let e = kanji_forward(c, s, 7);
+        if e == s || e - s > 6 {
+            return None;
+        }
+        if !kanji_name_ends(c, e) {
+            return None;
+        }
+        // A relation or role word after the role (キーパーソン: 母 太郎) is not the name;
+        // the name after it is found from that word.
+        let k1 = key(c, s, e);
+        let one = k1.chars().count() == 1 && k1.chars().all(|ch| SINGLE_STOP.contains(ch));
+        if one || is_stop(&k1) {
+            return None;
+        }
+        let mut end = e;
+        if e - s <= 3 && e + 1 < n && c[e] == ' ' && kanji_at(c, e + 1) {
+            let e2 = kanji_forward(c, e + 1, 4);
+            let k2 = key(c, e + 1, e2);
+            let ok = e2 > e + 1 && e2 - (e + 1) <= 3 && kanji_name_ends(c, e2);
+            if ok && !is_stop(&k2) && stop_prefix(&k2).is_none() {
+                end = e2;
+            }
+        }
+        let k = key(c, s, end);
+        let one = k.chars().count() == 1 && k.chars().all(|ch| SINGLE_STOP.contains(ch));
+        (!is_stop(&k) && stop_prefix(&k).is_none() && !one).then_some((s, end))
+    } else if is_katakana(c[s]) && c[s] != '・' {
+        let run = |from: usize| {
+            let mut e = from;
+            while e < n && e - from < 12 && is_katakana(c[e]) {
+                e += 1;
+            }
+            e
+        };
+        let e = run(s);
+        let mut end = e;
+        if e + 1 < n && c[e] == ' ' && is_katakana(c[e + 1]) {
+            let e2 = run(e + 1);
+            if accept_kana(c, e + 1, e2).is_some() {
+                end = e2;
+            }
+        }
+        accept_kana(c, s, end)?;
+        let k = key(c, s, e);
+        (!is_stop(&k)).then_some((s, end))
+    } else if c[s].is_ascii_alphabetic() {
+        let word = |from: usize| {
+            let mut e = from;
+            while e < n && c[e].is_ascii_alphabetic() {
+                e += 1;
+            }
+            (romaji_word(&c[from..e]) && (e >= n || !c[e].is_ascii_alphanumeric())).then_some(e)
+        };
+        let e = word(s)?;
+        let end = if e + 1 < n && c[e] == ' ' { word(e + 1).unwrap_or(e) } else { e };
+        Some((s, end))
+    } else {
+        None
+    }
+}
+
+fn starts_with(c: &[char], i: usize, w: &str) -> bool {
+    let n = w.chars().count();
+    i + n <= c.len() && c[i..i + n].iter().zip(w.chars()).all(|(a, b)| *a == b)
+}
+
+fn starts_with_ascii_ci(c: &[char], i: usize, w: &str) -> bool {
+    let n = w.chars().count();
+    i + n <= c.len() && c[i..i + n].iter().zip(w.chars()).all(|(a, b)| a.eq_ignore_ascii_case(&b))
+}
+
+/// Honorifics and roles after a name; `true` for the doctor ones.
+const HONORIFICS: &[(&str, bool)] = &[
+    ("看護師", false),
+    ("薬剤師", false),
+    ("技師", false),
+    ("先生", true),
+    ("医師", true),
+    ("ちゃん", false),
+    ("さん", false),
+    ("くん", false),
+    ("様", false),
+    ("殿", false),
+    ("氏", false),
+    ("君", false),
+];
+
+fn starts_honorific(c: &[char], i: usize) -> bool {
+    HONORIFICS.iter().any(|(w, _)| starts_with(c, i, w))
+}
+
+/// After 様, words that make it "-like" (隆起様の変化, SMT様隆起) rather than an honorific.
+const LIKE_AFTER: &[&str] = &[
+    "子",
+    "式",
+    "態",
+    "相",
+    "々",
+    "変",
+    "隆起",
+    "病変",
+    "変化",
+    "所見",
+    "構造",
+    "陥凹",
+    "粘膜",
+    "形態",
+    "外観",
+    "発赤",
+    "びらん",
+    "の隆起",
+    "の病変",
+    "の変化",
+    "の所見",
+    "の構造",
+    "の陥凹",
+    "の粘膜",
+    "の形態",
+    "のびらん",
+    "の発赤",
+    "な",
+    "に見",
+];
+
+/// Hiragana that may follow a name (particles, さん/ちゃん/くん); other hiragana after a
+/// kanji run make it a word stem with okurigana.
+const AFTER_NAME_KANA: &str = "よとのはがにへでもやさちくか";
+
+/// Role and relation words before a name; `true` for doctor roles. A separator (space or
+/// colon) must follow, except after `Dr`.
+const ROLES: &[(&str, bool)] = &[
+    ("内視鏡医", true),
+    ("主治医", true),
+    ("担当医", true),
+    ("依頼医", true),
+    ("紹介医", true),
+    ("施行医", true),
+    ("報告医", true),
+    ("記載医", true),
+    ("検査医", true),
+    ("指導医", true),
+    ("執刀医", true),
+    ("読影医", true),
+    ("研修医", true),
+    ("上級医", true),
+    ("術者", true),
+    ("医師", true),
+    ("患者氏名", false),
+    ("患者名", false),
+    ("氏名", false),
+    ("患者", false),
+    ("本人", false),
+    ("担当看護師", false),
+    ("担当技師", false),
+    ("担当者", false),
+    ("担当", false),
+    ("看護師", false),
+    ("介助者", false),
+    ("介助", false),
+    ("技師", false),
+    ("記載者", false),
+    ("確認者", false),
+    ("入力者", false),
+    ("報告者", false),
+    ("依頼者", false),
+    ("連絡者", false),
+    ("キーパーソン", false),
+    ("家族", false),
+    ("付添", false),
+    ("付き添い", false),
+    ("配偶者", false),
+    ("長男", false),
+    ("長女", false),
+    ("次男", false),
+    ("次女", false),
+    ("三男", false),
+    ("三女", false),
+    ("息子", false),
+    ("祖父", false),
+    ("祖母", false),
+    ("叔父", false),
+    ("叔母", false),
+    ("伯父", false),
+    ("伯母", false),
+    ("義父", false),
+    ("義母", false),
+    ("友人", false),
+    ("知人", false),
+    ("妻", false),
+    ("夫", false),
+    ("娘", false),
+    ("父", false),
+    ("母", false),
+    ("兄", false),
+    ("姉", false),
+    ("弟", false),
+    ("妹", false),
+    ("孫", false),
+    ("嫁", false),
+    ("婿", false),
+    ("甥", false),
+    ("姪", false),
+];
+
+fn name_hit(doctor: bool) -> Hit {
+    Hit::Pattern(if doctor { Pattern::Doctor } else { Pattern::PersonName })
+}
+
+/// Other people's names: `〇〇様/さん/先生/医師/Dr/氏/君/ちゃん/看護師/Ns/技師`,
+/// `Dr.〇〇`, `担当:〇〇`, `主治医 〇〇`, `長男 〇〇`.
+pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
+    let c = narrow(&f.original);
+    let n = c.len();
+    let mut push = |(s, e): (usize, usize), doctor: bool| {
+        if s < e {
+            out.push(Match { start: s, end: e, hit: name_hit(doctor) });
+        }
+    };
+    for p in 0..n {
+        // Honorific after the name.
+        for &(w, doctor) in HONORIFICS {
+            if !starts_with(&c, p, w) {
+                continue;
+            }
+            let after = p + w.chars().count();
+            let next = c.get(after).copied();
+            let skip = match w {
+                "氏" => matches!(next, Some('名' | '病' | '症')),
+                "君" => next.is_some_and(is_kanji),
+                "様" => LIKE_AFTER.iter().any(|l| starts_with(&c, after, l)),
+                _ => false,
+            };
+            if !skip {
+                if let Some(m) = name_before(&c, p) {
+                    push(m, doctor);
+                }
+            }
+        }
+        // Dr / Ns after the name (田中Dr, 鈴木 Ns): ASCII, so not inside a longer word.
+        for (w, doctor) in [("dr", true), ("ns", false)] {
+            let after = p + 2;
+            if starts_with_ascii_ci(&c, p, w)
+                && (p == 0 || !c[p - 1].is_ascii_alphabetic())
+                && c.get(after).map_or(true, |ch| !ch.is_ascii_alphabetic())
+            {
+                if let Some(m) = name_before(&c, p) {
+                    push(m, doctor);
+                }
+                if w == "dr" {
+                    // Dr.田中, Dr 田中, Dr:Tanaka
+                    let mut s = after;
+                    while s < n && s - after < 3 && matches!(c[s], '.' | ' ' | ':') {
+                        s += 1;
+                    }
+                    if let Some(m) = name_after(&c, s) {
+                        push(m, true);
+                    }
+                }
+            }
+        }
+        // Role word before the name.
+        if let Some(&(w, doctor)) = ROLES.iter().find(|(w, _)| starts_with(&c, p, w)) {
+            let len = w.chars().count();
+            // A one-kanji relation word inside a longer word (夫妻, 祖父) is not the role.
+            if len == 1 && p > 0 && is_kanji(c[p - 1]) {
+                continue;
+            }
+            let mut s = p + len;
+            while s < n && s - (p + len) < 3 && matches!(c[s], ' ' | ':' | '=' | '(' | '（') {
+                s += 1;
+            }
+            if s > p + len {
+                if let Some(m) = name_after(&c, s) {
+                    push(m, doctor);
+                }
+            }
+        }
+    }
+}
+
+const ERAS: &[&str] = &["令和", "平成", "昭和", "大正", "明治", "㋿", "㍻", "㍼", "㍽", "㍾"];
+
+/// Up to `max` digits at `i` (at least `min`), not followed by another digit.
+fn num(c: &[char], i: usize, min: usize, max: usize) -> Option<(u32, usize)> {
+    let mut e = i;
+    let mut v = 0u32;
+    while e < c.len() && e - i < max && c[e].is_ascii_digit() {
+        v = v * 10 + c[e].to_digit(10).unwrap_or(0);
+        e += 1;
+    }
+    let more = e < c.len() && c[e].is_ascii_digit();
+    (e - i >= min && !more).then_some((v, e))
+}
+
+fn sp(c: &[char], mut i: usize) -> usize {
+    while i < c.len() && c[i] == ' ' {
+        i += 1;
+    }
+    i
+}
+
+fn at(c: &[char], i: usize, ch: char) -> bool {
+    c.get(i) == Some(&ch)
+}
+
+fn md_ok(m: u32, d: u32) -> bool {
+    (1..=12).contains(&m) && (1..=31).contains(&d)
+}
+
+/// `M月[D日]` at `i`: end after 月 or after 日.
+fn month_day_kanji(c: &[char], i: usize) -> Option<usize> {
+    let (m, e) = num(c, i, 1, 2)?;
+    let e = sp(c, e);
+    if !(1..=12).contains(&m) || !at(c, e, '月') {
+        return None;
+    }
+    let e1 = e + 1;
+    let d = sp(c, e1);
+    if let Some((dd, e2)) = num(c, d, 1, 2) {
+        let e2 = sp(c, e2);
+        if (1..=31).contains(&dd) && at(c, e2, '日') {
+            return Some(e2 + 1);
+        }
+    }
+    Some(e1)
+}
+
+/// `sep M sep D` with one separator repeated; end after D.
+fn sep_md(c: &[char], i: usize, seps: &str) -> Option<usize> {
+    let sep = *c.get(i)?;
+    if !seps.contains(sep) {
+        return None;
+    }
+    let (m, e) = num(c, i + 1, 1, 2)?;
+    if !at(c, e, sep) {
+        return None;
+    }
+    let (d, e) = num(c, e + 1, 1, 2)?;
+    md_ok(m, d).then_some(e)
+}
+
+/// What may follow `M/D` without it being a fraction or a ratio (2/3周, 1/2個).
+fn fraction_follows(c: &[char], e: usize) -> bool {
+    let Some(&next) = c.get(e) else {
+        return false;
+    };
+    "周個程以回本枚箇例件人名倍量割%/".contains(next)
+        || (next == '.' && c.get(e + 1).is_some_and(|ch| ch.is_ascii_digit()))
+        || starts_with_ascii_ci(c, e, "mm")
+        || starts_with_ascii_ci(c, e, "cm")
+}
+
+/// End of a date starting at `i`, if one does.
+fn date_at(c: &[char], i: usize) -> Option<usize> {
+    let prev = if i > 0 { Some(c[i - 1]) } else { None };
+    if let Some(era) = ERAS.iter().find(|e| starts_with(c, i, e)) {
+        let j = sp(c, i + era.chars().count());
+        let e = if at(c, j, '元') { j + 1 } else { num(c, j, 1, 2)?.1 };
+        let e = sp(c, e);
+        if !at(c, e, '年') {
+            return None;
+        }
+        return month_day_kanji(c, sp(c, e + 1));
+    }
+    let ch = c[i];
+    if "MTSHRmtshr".contains(ch) && !prev.is_some_and(|p| p.is_ascii_alphanumeric()) {
+        let (_, e) = num(c, i + 1, 1, 2)?;
+        return sep_md(c, e, "./-");
+    }
+    if !ch.is_ascii_digit() || prev.is_some_and(|p| p.is_ascii_digit()) {
+        return None;
+    }
+    let after_sep = prev.is_some_and(|p| "./-".contains(p));
+    if let Some((y, e)) = num(c, i, 4, 4) {
+        if !(1868..=2099).contains(&y) {
+            return None;
+        }
+        if let Some(end) = sep_md(c, e, "/-.") {
+            return Some(end);
+        }
+        if matches!(c.get(e), Some('/' | '-')) {
+            if let Some((m, e2)) = num(c, e + 1, 1, 2) {
+                let cont = matches!(c.get(e2), Some('/' | '-' | '.'))
+                    && c.get(e2 + 1).is_some_and(|ch| ch.is_ascii_digit());
+                if (1..=12).contains(&m) && !cont {
+                    return Some(e2);
+                }
+            }
+        }
+        let j = sp(c, e);
+        if at(c, j, '年') {
+            let k = sp(c, j + 1);
+            if c.get(k).is_some_and(|ch| ch.is_ascii_digit()) {
+                return month_day_kanji(c, k);
+            }
+        }
+        return None;
+    }
+    if after_sep {
+        return None;
+    }
+    if let Some((_, e)) = num(c, i, 2, 2) {
+        if let Some(end) = sep_md(c, e, "/") {
+            return Some(end);
+        }
+    }
+    let (m, e) = num(c, i, 1, 2)?;
+    if at(c, e, '/') {
+        let (d, e2) = num(c, e + 1, 1, 2)?;
+        return (md_ok(m, d) && !fraction_follows(c, e2)).then_some(e2);
+    }
+    let k = sp(c, e);
+    if at(c, k, '月') {
+        let end = month_day_kanji(c, i)?;
+        // A bare month (11月) is kept; only month and day together are a date.
+        return (c[end - 1] == '日').then_some(end);
+    }
+    None
+}
+
+/// Dates: `2026/11/25`, `2026-11-25`, `2026.11.25`, `2026年11月25日`, `2026年11月`, `2026/11`,
+/// `26/11/25`, `R8.11.25`, `令和8年11月25日`, `令和元年5月1日`, `11/25`, `11月25日`.
+pub(super) fn find_dates(f: &Folded, out: &mut Vec<Match>) {
+    let c = narrow(&f.original);
+    let mut i = 0;
+    while i < c.len() {
+        match date_at(&c, i) {
+            Some(e) => {
+                out.push(Match { start: i, end: e, hit: Hit::Pattern(Pattern::Date) });
+                i = e;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+const PREFECTURES: &str = "北海道 青森県 岩手県 宮城県 秋田県 山形県 福島県 茨城県 栃木県 群馬県 \
+埼玉県 千葉県 東京都 神奈川県 新潟県 富山県 石川県 福井県 山梨県 長野県 岐阜県 静岡県 愛知県 三重県 \
+滋賀県 京都府 大阪府 兵庫県 奈良県 和歌山県 鳥取県 島根県 岡山県 広島県 山口県 徳島県 香川県 愛媛県 \
+高知県 福岡県 佐賀県 長崎県 熊本県 大分県 宮崎県 鹿児島県 沖縄県";
+
+/// Words that end an address run (京都市上京区在住, 大阪市北区の病院).
+const ADDRESS_END: &[&str] = &[
+    "在住",
+    "出身",
+    "方面",
+    "周辺",
+    "付近",
+    "近郊",
+    "病院",
+    "医院",
+    "クリニック",
+    "診療所",
+    "内科",
+    "外科",
+    "消化器",
+    "センター",
+    "居住",
+    "転居",
+    "施設",
+    "入所",
+    "当院",
+    "勤務",
+    "在勤",
+    "出生",
+];
+
+fn address_char(c: &[char], e: usize, from: usize) -> bool {
+    let ch = c[e];
+    if is_kanji(ch) || ch.is_ascii_digit() || (is_katakana(ch) && ch != '・') {
+        return true;
+    }
+    let between = e > from && e + 1 < c.len() && is_kanji(c[e + 1]);
+    match ch {
+        'の' | 'が' | 'ヶ' | 'ケ' => between && is_kanji(c[e - 1]),
+        '-' => between || (e > from && e + 1 < c.len() && c[e + 1].is_ascii_digit()),
+        _ => false,
+    }
+}
+
+/// Town, block and building part after the municipality.
+fn address_rest(c: &[char], from: usize) -> usize {
+    let mut e = from;
+    while e < c.len() && address_char(c, e, from) {
+        if ADDRESS_END.iter().any(|w| starts_with(c, e, w)) {
+            break;
+        }
+        e += 1;
+    }
+    while e > from && c[e - 1] == '-' {
+        e -= 1;
+    }
+    e
+}
+
+/// End of a municipality (…市[…区], …郡…町, …区, …町, …村) whose name starts at `from`.
+fn municipality_end(c: &[char], from: usize) -> Option<usize> {
+    let name = |k: usize| is_kanji(c[k]) || is_hiragana(c[k]) || is_katakana(c[k]);
+    let find = |start: usize, set: &str, window: usize| {
+        let mut k = start;
+        while k < c.len() && k < start + window && name(k) {
+            if k > start && set.contains(c[k]) {
+                return Some(k);
+            }
+            k += 1;
+        }
+        None
+    };
+    let start = find(from, "郡", 6).map(|k| k + 1).unwrap_or(from);
+    let k = find(start, "市区町村", 7)?;
+    if c[k] == '市' {
+        if let Some(w) = find(k + 1, "区", 5) {
+            return Some(w + 1);
+        }
+    }
+    Some(k + 1)
+}
+
+fn block_number(c: &[char], s: usize, e: usize) -> bool {
+    c[s..e].iter().any(|ch| ch.is_ascii_digit())
+        || (s..e).any(|k| ["丁目", "番地", "番", "号"].iter().any(|w| starts_with(c, k, w)))
+}
+
+/// Addresses: prefecture + municipality + rest (`京都府京都市上京区…1-2-3`), city + ward or
+/// town (`横浜市中区…`), and ward or town + block number (`千代田区丸の内1丁目`).
+pub(super) fn find_addresses(f: &Folded, out: &mut Vec<Match>) {
+    let c = narrow(&f.original);
+    let n = c.len();
+    let prefs: Vec<Vec<char>> =
+        PREFECTURES.split_whitespace().map(|p| p.chars().collect()).collect();
+    let mut push = |s: usize, e: usize| {
+        out.push(Match { start: s, end: e, hit: Hit::Pattern(Pattern::Address) });
+    };
+    for i in 0..n {
+        // Prefecture first; 府立/県立/都立 starts an institution name, not an address.
+        if let Some(p) = prefs.iter().find(|p| c[i..].starts_with(p)) {
+            let m = i + p.len();
+            if !at(&c, m, '立') {
+                if let Some(me) = municipality_end(&c, m) {
+                    push(i, address_rest(&c, me));
+                    continue;
+                }
+            }
+        }
+        let ch = c[i];
+        // City first: the city name is the kanji (≤ 3) or hiragana (≤ 4) before 市.
+        if ch == '市' && i > 0 && !at(&c, i + 1, '立') {
+            let mut a = i;
+            while a > 0 && i - a < 3 && is_kanji(c[a - 1]) && !breaker(c[a - 1]) {
+                a -= 1;
+            }
+            if a == i {
+                while a > 0 && i - a < 4 && is_hiragana(c[a - 1]) {
+                    a -= 1;
+                }
+            }
+            let ward = |k: usize| {
+                let mut e = k;
+                while e < n && e - k < 6 && is_kanji(c[e]) {
+                    if e > k && "区町村".contains(c[e]) {
+                        return Some(e + 1);
+                    }
+                    e += 1;
+                }
+                None
+            };
+            if a < i {
+                if let Some(we) = ward(i + 1) {
+                    push(a, address_rest(&c, we));
+                    continue;
+                }
+                // City and town without a ward, with a block number (大津市浜大津1-2).
+                let e = address_rest(&c, i + 1);
+                if e > i + 1 && block_number(&c, i + 1, e) {
+                    push(a, e);
+                    continue;
+                }
+            }
+        }
+        // Ward or town with a block number after it.
+        if (ch == '区' || ch == '町') && i > 0 {
+            // Through a county (北佐久郡軽井沢町), else at most 4 kanji of town name.
+            let wide = kanji_back(&c, i, 8);
+            let a = if c[wide..i].contains(&'郡') { wide } else { kanji_back(&c, i, 4) };
+            let e = address_rest(&c, i + 1);
+            if i - a >= 2 && e > i + 1 && block_number(&c, i + 1, e) {
+                push(a, e);
+            }
+        }
+    }
+}
+
+/// Keywords that announce a patient, chart, accession or insurance number. Bare 番号/記号/ID
+/// need a non-kanji (non-letter) before them, so 検体番号 is not one.
+const NUMBER_KEYS: &[&str] = &[
+    "被保険者番号",
+    "保険者番号",
+    "保険証番号",
+    "保険番号",
+    "患者番号",
+    "患者ID",
+    "患者No",
+    "カルテ番号",
+    "カルテNo",
+    "カルテ",
+    "診察券番号",
+    "診察券No",
+    "診察券",
+    "受付番号",
+    "受付No",
+    "受診番号",
+    "整理番号",
+    "オーダー番号",
+    "オーダ番号",
+    "依頼番号",
+    "入院番号",
+    "登録番号",
+    "会計番号",
+    "検査番号",
+    "検査ID",
+    "MRN",
+    "記号",
+    "番号",
+    "ID",
+];
+
+/// Numbers after an identifying keyword, even short ones: `患者ID 123`, `ID:A12345`,
+/// `記号 12 番号 345`.
+pub(super) fn find_keyed_numbers(f: &Folded, out: &mut Vec<Match>) {
+    let c = narrow(&f.original);
+    let n = c.len();
+    for p in 0..n {
+        let Some(w) = NUMBER_KEYS.iter().find(|w| starts_with_ascii_ci(&c, p, w)) else {
+            continue;
+        };
+        let prev = if p > 0 { Some(c[p - 1]) } else { None };
+        let bare = matches!(*w, "記号" | "番号" | "ID" | "MRN");
+        if bare && prev.is_some_and(|ch| is_kanji(ch) && *w != "ID") {
+            continue;
+        }
+        if w.is_ascii() && prev.is_some_and(|ch| ch.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let mut s = p + w.chars().count();
+        while s < n && matches!(c[s], ' ' | ':' | '#' | '.' | '=') && s - p < 12 {
+            s += 1;
+        }
+        let mut e = s;
+        while e < n && e - s < 3 && c[e].is_ascii_alphabetic() {
+            e += 1;
+        }
+        let digits_from = e;
+        while e < n && (c[e].is_ascii_digit() || (c[e] == '-' && e > digits_from)) {
+            e += 1;
+        }
+        while e > digits_from && c[e - 1] == '-' {
+            e -= 1;
+        }
+        let has_digit = c[digits_from..e].iter().any(|ch| ch.is_ascii_digit());
+        let letter_joined = e < n && c[e].is_ascii_alphabetic();
+        let unit = e < n && "時分秒歳名個回枚本日月年件例:/%".contains(c[e]);
+        let decimal = at(&c, e, '.') && c.get(e + 1).is_some_and(|ch| ch.is_ascii_digit());
+        if has_digit && !letter_joined && !unit && !decimal {
+            out.push(Match { start: s, end: e, hit: Hit::Pattern(Pattern::Number) });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::identifiers::{fold_mapped, IdentifierSet};
+    use super::super::text::scrub;
+
+    fn s(t: &str) -> String {
+        scrub(t, &IdentifierSet::default()).text
+    }
+
+    #[test]
+    fn names_around_honorifics_and_roles() {
+        assert_eq!(s("田中様に説明"), "[氏名]様に説明");
+        assert_eq!(s("山田 太郎さん来院"), "[氏名]さん来院");
+        assert_eq!(s("佐々木先生、林医師"), "[医師]先生、[医師]医師");
+        assert_eq!(s("鈴木Dr、Dr.伊藤、Dr 加藤"), "[医師]Dr、Dr.[医師]、Dr [医師]");
+        assert_eq!(s("Dr. Tanaka へ"), "Dr. [医師] へ");
+        assert_eq!(s("TANAKA Taro様"), "[氏名]様");
+        assert_eq!(s("タナカ ハナコ様、ｽｽﾞｷさん"), "[氏名]様、[氏名]さん");
+        assert_eq!(s("小林氏、健太君、ゆいちゃん"), "[氏名]氏、[氏名]君、[氏名]ちゃん");
+        assert_eq!(s("中村看護師、吉田Ns、松本技師"), "[氏名]看護師、[氏名]Ns、[氏名]技師");
+        assert_eq!(s("担当:井上、主治医 木村 一郎"), "担当:[氏名]、主治医 [医師]");
+        assert_eq!(s("長男 清水 健、妻 ヤマモト"), "長男 [氏名]、妻 [氏名]");
+        assert_eq!(s("紹介元病院 斎藤先生"), "紹介元病院 [医師]先生");
+        assert_eq!(s("一ノ瀬様"), "[氏名]様");
+        assert_eq!(s("胃角 高橋様"), "胃角 [氏名]様");
+    }
+
+    #[test]
+    fn clinical_compounds_are_not_names() {
+        for t in [
+            "内視鏡医師が施行",
+            "担当医師より説明",
+            "主治医、研修医、専門医、看護師、患者様、家族様、皆様、先生方",
+            "胃体下部様の隆起",
+            "SMT様隆起、ポリープ様病変、びらん様変化",
+            "検査技師、担当看護師、病棟看護師",
+            "家族歴: 父 胃癌、母 大腸癌、妻 同伴",
+            "こちらの先生にご紹介",
+            "たくさんの白苔",
+            "患者氏名欄",
+            "ご本人様、奥様、お母さん",
+            "ESD Dr判断",
+        ] {
+            assert_eq!(s(t), t);
+        }
+    }
+
+    #[test]
+    fn dates_in_every_form() {
+        for t in [
+            "2026/11/25",
+            "2026-11-25",
+            "2026.11.25",
+            "2026年11月25日",
+            "２０２６年１１月２５日",
+            "R8.11.25",
+            "令和8年11月25日",
+            "令和元年5月1日",
+            "H31.4.30",
+            "11/25",
+            "11月25日",
+            "2026年11月",
+            "2026/11",
+            "26/11/25",
+        ] {
+            assert_eq!(s(&format!("({t})")), "([日付])", "{t}");
+        }
+        for t in [
+            "3日後",
+            "10mm",
+            "2cm",
+            "1年後",
+            "2/3周性",
+            "Hb 12.3",
+            "12-15mm",
+            "2026年",
+            "11月",
+            "T1a",
+            "0-IIc",
+        ] {
+            assert_eq!(s(t), t);
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(s("住所 京都府京都市上京区丸太町1-2-3 在住"), "住所 [住所] 在住");
+        assert_eq!(s("東京都千代田区丸の内1丁目在住"), "[住所]在住");
+        assert_eq!(s("横浜市中区山下町12番地、"), "[住所]、");
+        assert_eq!(s("千代田区丸の内1-1"), "[住所]");
+        for t in ["大阪府から来院", "京都市在住", "京都府立医科大学", "大阪市立病院"]
+        {
+            assert_eq!(s(t), t);
+        }
+    }
+
+    #[test]
+    fn keyed_numbers() {
+        assert_eq!(s("患者ID 123"), "患者ID [番号]");
+        assert_eq!(s("ID:A12345"), "ID:[番号]");
+        assert_eq!(s("カルテ番号 12345、受付番号 77"), "カルテ番号 [番号]、受付番号 [番号]");
+        assert_eq!(
+            s("保険者番号 06130012 記号 12 番号 345"),
+            "保険者番号 [番号] 記号 [番号] 番号 [番号]"
+        );
+        for t in ["検体番号 1234-567", "ID 3分", "生検No.3"] {
+            assert_eq!(s(t), t);
+        }
+    }
+
+    #[test]
+    fn placeholders_never_match() {
+        let t =
+            "[氏名]様 [医師]先生 Dr.[医師] [日付] [住所] [番号] [患者ID] [生年月日] 担当:[氏名]";
+        assert!(super::super::text::find(t, &IdentifierSet::default()).is_empty());
+        let f = fold_mapped(t);
+        let mut out = Vec::new();
+        super::find_person_names(&f, &mut out);
+        super::find_dates(&f, &mut out);
+        super::find_addresses(&f, &mut out);
+        super::find_keyed_numbers(&f, &mut out);
+        assert!(out.is_empty());
+    }
+}

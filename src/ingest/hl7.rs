@@ -1,1 +1,0 @@
-//! (in progress: HL7 v2 over MLLP)
