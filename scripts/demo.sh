@@ -32,10 +32,16 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break;
 echo "== synthetic department system: $EXAMS exams (CP932 export, images with EXIF/COM)"
 "$BIN/examples/synth_department" "$WORK/export" --exams "$EXAMS"
 
+HL7_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$WORK/gateway/gateway.toml" <<TOML
 facility_id = "F0001"
 device_id = "gw-demo-0001"
 state_dir = "state"
+
+[hl7]
+mode = "enabled"
+listen = "127.0.0.1:$HL7_PORT"
+allow = ["127.0.0.1"]
 
 [export]
 watch_dir = "../export"
@@ -49,8 +55,33 @@ client_key = "pki/device.key"
 TOML
 "$GW" config check "$WORK/gateway/gateway.toml"
 
-echo "== gateway: ingest, de-identify, upload (until idle)"
-"$GW" --config "$WORK/gateway/gateway.toml" run --exit-when-idle 2> "$WORK/gateway/gateway.log"
+echo "== gateway: ingest, de-identify, upload; an HL7 ORU^R01 report arrives over MLLP meanwhile"
+"$GW" --config "$WORK/gateway/gateway.toml" run 2> "$WORK/gateway/gateway.log" &
+GW_PID=$!
+trap 'kill $HUB_PID $GW_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$HL7_PORT) 2>/dev/null && break; sleep 0.1; done
+# A report for the first synthetic exam, written as the department's reporting system would.
+python3 - "$WORK/export" "$WORK/oru.hl7" <<'PY'
+import csv, io, sys, glob
+path = glob.glob(sys.argv[1] + "/*/exams.csv")[0]
+row = next(csv.DictReader(io.StringIO(open(path, encoding="cp932").read())))
+fam, _, giv = row["患者氏名"].replace("\u3000", " ").partition(" ")
+obr = [""] * 26
+obr[0], obr[1], obr[3], obr[7], obr[25] = "OBR", "1", row["検査ID"], "20261125120000", "F"
+msg = "\n".join([
+    "MSH|^~\\&|ENDO|HOSP|FGW|JGES|20261125120000||ORU^R01|DEMO0001|P|2.5||||||UNICODE UTF-8",
+    f"PID|1||{row['患者ID']}^^^HOSP^PI||{fam}^{giv}^^^^^L^I||{row['生年月日'].replace('/', '')}|F",
+    "|".join(obr),
+    f"OBX|1|TX|REPORT||{row['患者氏名']}様の病理結果: 胃体下部小弯 0-Ⅱc、tub1。連絡先 {row['電話番号']}。||||||F",
+])
+open(sys.argv[2], "w", encoding="utf-8").write(msg + "\n")
+PY
+mllp_send --loose --port "$HL7_PORT" --file "$WORK/oru.hl7" 127.0.0.1 | tr '\r' '\n' | grep MSA
+for _ in $(seq 600); do
+  acked=$("$GW" --config "$WORK/gateway/gateway.toml" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["acked"])')
+  [ "$acked" -ge $((EXAMS + 1)) ] && break; sleep 0.2
+done
+kill -TERM $GW_PID; wait $GW_PID || true
 "$GW" --config "$WORK/gateway/gateway.toml" status
 
 echo "== what arrived at the hub (listing API, operator certificate over mTLS)"
@@ -61,8 +92,9 @@ import json, sys, glob, os
 rows = json.load(open(sys.argv[1]))
 print(f"{len(rows)} exams at the hub for facility F0001")
 for r in rows[:5]:
-    print(f"  {r['exam_pid']} rev {r['revision']} package {r['package_id'][:16]}… images withheld {r['images_withheld']}")
+    print(f"  {r['exam_pid']} rev {r['revision']} package {r['package_id'][:16]}… images withheld {r['images_withheld']} reports {r['reports']}")
 if len(rows) > 5: print("  …")
+print(f"{sum(r['reports'] for r in rows)} HL7 report(s) joined to their exam")
 PY
 echo "== one de-identified manifest as the hub stores it"
 "$GW" --config "$WORK/gateway/gateway.toml" deid "$WORK/export" "$WORK/deid-out" >/dev/null
@@ -70,8 +102,8 @@ python3 - "$WORK/deid-out" <<'PY'
 import json, sys, glob
 ms = [json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/packages/*.json"))]
 # Prefer one whose free text shows the scrubber at work.
-m = next((m for m in ms if "[" in (m["exam"]["findings"] or "")), ms[0])
-print(json.dumps(m["exam"], ensure_ascii=False, indent=1)[:1500])
+m = next((m for m in ms if "[" in (m["exam"]["findings_text"] or "")), ms[0])
+print(json.dumps(m["exam"], ensure_ascii=False, indent=1)[:2500])
 PY
 echo "== what stayed on the box (quarantine; reasons only)"
 "$GW" --config "$WORK/gateway/gateway.toml" quarantine list | awk '$3 == "daemon" {print $2, $4}' | sort | uniq -c
