@@ -8,7 +8,7 @@
 
 use fgw::deid::identifiers::{fold, IdentifierSet};
 use fgw::deid::text::{find, scrub};
-use fgw::record::{Column, RawExam, SourceRef};
+use fgw::record::{Column, RawExam};
 use proptest::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,14 +35,7 @@ struct Item {
 }
 
 fn exam(fields: &[(Column, &str)]) -> RawExam {
-    RawExam {
-        source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
-        fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
-        extra: BTreeMap::new(),
-        images: vec![],
-        missing_images: vec![],
-        report: None,
-    }
+    RawExam::with_fields(fields)
 }
 
 fn load() -> Vec<Item> {

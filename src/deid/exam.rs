@@ -8,9 +8,8 @@
 use super::identifiers::IdentifierSet;
 use super::image_meta::{self, ImageMetaError};
 use super::policy::{ExamDatePolicy, ExamTimePolicy, FreeTextPolicy, PixelPolicy};
-use super::verify::verify_record;
 use super::*;
-use crate::package::{self, Background, DeidInfo, ExamRecord, ImageRef, Kind, TermRef};
+use crate::package::{Background, ExamRecord, ImageRef, TermRef};
 use crate::record::terms::{TermCategory, TermList};
 use crate::record::{Column, RawExam};
 use std::collections::BTreeMap;
@@ -254,29 +253,10 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         images,
     };
 
-    if let Err(f) = verify_record(&record, &ids) {
-        return DeidOutcome::Quarantined {
-            reason: QuarantineReason::IdentifierFound(f.to_string()),
-        };
+    match verify_and_seal(Content::Exam(record), &ids, ctx, actions, Vec::new()) {
+        Ok(package) => DeidOutcome::Package { package, withheld },
+        Err(reason) => DeidOutcome::Quarantined { reason },
     }
-
-    let manifest = Manifest {
-        format: package::FORMAT.to_string(),
-        format_version: package::FORMAT_VERSION,
-        facility_id: ctx.facility.clone(),
-        kind: Kind::Exam,
-        exam: Some(record),
-        report: None,
-        files: Vec::new(),
-        deid: DeidInfo {
-            method: "fgw-deid".into(),
-            tool_version: crate::TOOL_VERSION.into(),
-            policy_id: policy.id.clone(),
-            policy_version: policy.version,
-            actions,
-        },
-    };
-    DeidOutcome::Package { package: DeidPackage::seal(manifest, Vec::new()), withheld }
 }
 
 /// The per-patient shift in days when the policy shifts dates (the exam's own key when the
@@ -380,17 +360,10 @@ mod tests {
     use super::*;
     use crate::deid::pseudonym::Pseudonymizer;
     use crate::ids::FacilityId;
-    use crate::record::{RawImage, SourceRef};
+    use crate::record::RawImage;
 
     fn raw(fields: &[(Column, &str)]) -> RawExam {
-        RawExam {
-            source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
-            fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
-            extra: BTreeMap::new(),
-            images: vec![],
-            missing_images: vec![],
-            report: None,
-        }
+        RawExam::with_fields(fields)
     }
 
     fn run(e: &RawExam, policy: &Policy) -> DeidOutcome {

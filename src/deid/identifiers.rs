@@ -466,18 +466,9 @@ fn katakana_to_hiragana(c: char) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::SourceRef;
-    use std::collections::BTreeMap;
 
     fn exam(fields: &[(Column, &str)]) -> RawExam {
-        RawExam {
-            source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
-            fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
-            extra: BTreeMap::new(),
-            images: vec![],
-            missing_images: vec![],
-            report: None,
-        }
+        RawExam::with_fields(fields)
     }
 
     fn has(set: &IdentifierSet, kind: IdKind, raw: &str) -> bool {

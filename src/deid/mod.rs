@@ -15,7 +15,7 @@ pub mod verify;
 mod exam;
 
 use crate::ids::{FacilityId, PackageId};
-use crate::package::{FileEntry, Manifest};
+use crate::package::{DeidInfo, ExamRecord, FileEntry, Kind, Manifest, ReportRecord};
 
 pub use exam::deidentify_exam;
 pub use policy::Policy;
@@ -103,8 +103,55 @@ pub struct DeidPackage {
     files: Vec<(FileEntry, Vec<u8>)>,
 }
 
+/// What a package carries, before verification. Short-lived and moved once: the size
+/// difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Content {
+    Exam(ExamRecord),
+    Report(ReportRecord),
+}
+
+/// The one place packages are made: verify the finished record against the input's own
+/// identifiers (a hit quarantines), then seal it with the de-identification block.
+fn verify_and_seal(
+    content: Content,
+    ids: &identifiers::IdentifierSet,
+    ctx: &DeidContext,
+    actions: Vec<String>,
+    files: Vec<(FileEntry, Vec<u8>)>,
+) -> Result<DeidPackage, QuarantineReason> {
+    let found = match &content {
+        Content::Exam(r) => verify::verify_record(r, ids),
+        Content::Report(r) => verify::verify_record(r, ids),
+    };
+    if let Err(f) = found {
+        return Err(QuarantineReason::IdentifierFound(f.to_string()));
+    }
+    let (kind, exam, report) = match content {
+        Content::Exam(r) => (Kind::Exam, Some(r), None),
+        Content::Report(r) => (Kind::Report, None, Some(r)),
+    };
+    let manifest = Manifest {
+        format: crate::package::FORMAT.to_string(),
+        format_version: crate::package::FORMAT_VERSION,
+        facility_id: ctx.facility.clone(),
+        kind,
+        exam,
+        report,
+        files: files.iter().map(|(e, _)| e.clone()).collect(),
+        deid: DeidInfo {
+            method: "fgw-deid".into(),
+            tool_version: crate::TOOL_VERSION.into(),
+            policy_id: ctx.policy.id.clone(),
+            policy_version: ctx.policy.version,
+            actions,
+        },
+    };
+    Ok(DeidPackage::seal(manifest, files))
+}
+
 impl DeidPackage {
-    /// Private to `deid`: called by `exam` after verification passed.
+    /// Private to `deid`: called by `verify_and_seal` after verification passed.
     fn seal(manifest: Manifest, files: Vec<(FileEntry, Vec<u8>)>) -> DeidPackage {
         let manifest_bytes = manifest.to_bytes();
         let id = Manifest::id_of(&manifest_bytes);

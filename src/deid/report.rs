@@ -6,9 +6,8 @@
 use super::exam::{date_shift, format_date};
 use super::identifiers::IdentifierSet;
 use super::policy::FreeTextPolicy;
-use super::verify::verify_record;
 use super::*;
-use crate::package::{self, DeidInfo, Kind, ReportRecord};
+use crate::package::ReportRecord;
 use crate::record::{Column, RawReport};
 use std::collections::BTreeMap;
 
@@ -72,28 +71,10 @@ pub fn deidentify_report(report: &RawReport, ctx: &DeidContext) -> DeidOutcome {
         diagnoses: Vec::new(),
         flags,
     };
-    if let Err(f) = verify_record(&record, &ids) {
-        return DeidOutcome::Quarantined {
-            reason: QuarantineReason::IdentifierFound(f.to_string()),
-        };
+    match verify_and_seal(Content::Report(record), &ids, ctx, actions, Vec::new()) {
+        Ok(package) => DeidOutcome::Package { package, withheld: Vec::new() },
+        Err(reason) => DeidOutcome::Quarantined { reason },
     }
-    let manifest = Manifest {
-        format: package::FORMAT.to_string(),
-        format_version: package::FORMAT_VERSION,
-        facility_id: fac.clone(),
-        kind: Kind::Report,
-        exam: None,
-        report: Some(record),
-        files: Vec::new(),
-        deid: DeidInfo {
-            method: "fgw-deid".into(),
-            tool_version: crate::TOOL_VERSION.into(),
-            policy_id: policy.id.clone(),
-            policy_version: policy.version,
-            actions,
-        },
-    };
-    DeidOutcome::Package { package: DeidPackage::seal(manifest, Vec::new()), withheld: Vec::new() }
 }
 
 /// HL7 TS `YYYYMMDD[HHMM[SS[.S]]][+ZZZZ]`: the date part.

@@ -355,8 +355,7 @@ fn find_emails(f: &Folded, out: &mut Vec<Match>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Column, RawExam, SourceRef};
-    use std::collections::BTreeMap;
+    use crate::record::{Column, RawExam};
 
     fn ids() -> IdentifierSet {
         let fields = [
@@ -370,14 +369,7 @@ mod tests {
             (Column::ReferringPhysician, "佐藤 一郎"),
             (Column::Operator, "鈴木 一"),
         ];
-        IdentifierSet::from_exam(&RawExam {
-            source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
-            fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
-            extra: BTreeMap::new(),
-            images: vec![],
-            missing_images: vec![],
-            report: None,
-        })
+        IdentifierSet::from_exam(&RawExam::with_fields(&fields))
     }
 
     fn s(t: &str) -> String {

@@ -121,8 +121,7 @@ fn check_own(path: &str, s: &str, ids: &IdentifierSet) -> Result<(), Finding> {
 mod tests {
     use super::*;
     use crate::package::{Background, ExamRecord, TermRef};
-    use crate::record::{Column, RawExam, SourceRef};
-    use std::collections::BTreeMap;
+    use crate::record::{Column, RawExam};
 
     fn ids() -> IdentifierSet {
         let fields = [
@@ -130,14 +129,7 @@ mod tests {
             (Column::PatientId, "1125"),
             (Column::Operator, "林 一"),
         ];
-        IdentifierSet::from_exam(&RawExam {
-            source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
-            fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
-            extra: BTreeMap::new(),
-            images: vec![],
-            missing_images: vec![],
-            report: None,
-        })
+        IdentifierSet::from_exam(&RawExam::with_fields(&fields))
     }
 
     fn term(label: &str) -> TermRef {

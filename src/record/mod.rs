@@ -202,6 +202,18 @@ pub struct RawExam {
 }
 
 impl RawExam {
+    /// An exam holding only these fields (tests, tools): no images, no extra columns.
+    pub fn with_fields(fields: &[(Column, &str)]) -> RawExam {
+        RawExam {
+            source: SourceRef { batch: "b".into(), file: "f".into(), row: 1, line: 2 },
+            fields: fields.iter().map(|(c, v)| (*c, v.to_string())).collect(),
+            extra: BTreeMap::new(),
+            images: vec![],
+            missing_images: vec![],
+            report: None,
+        }
+    }
+
     pub fn get(&self, c: Column) -> Option<&str> {
         self.fields.get(&c).map(|s| s.as_str()).filter(|s| !s.is_empty())
     }
