@@ -94,13 +94,7 @@ fn a_gateway_with_a_foreign_certificate_is_refused_and_keeps_its_data() {
     let gw =
         Gateway::new(&s.root.join("gw"), &s.hub.url(), &s.root.join("rogue-pki"), &s.export, "");
     let log = s.root.join("rogue-gw.log");
-    let mut child = gw
-        .cmd()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = gw.spawn_run(&log);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let st = gw.status_json();

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use fgw::synth::{self, SynthOptions};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -33,13 +33,7 @@ fn hl7_report_joins_its_exam_at_the_hub_without_identifiers() {
     std::fs::write(&gw.config, cfg).unwrap();
 
     let log = root.join("gw.log");
-    let mut child = gw
-        .cmd()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = gw.spawn_run(&log);
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

@@ -177,6 +177,17 @@ impl Gateway {
         }
     }
 
+    /// `gateway run` (the daemon) in the background, its log in `log` (a file, so a chatty
+    /// debug log can never fill a pipe and stall the daemon).
+    pub fn spawn_run(&self, log: &Path) -> Child {
+        self.cmd()
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let out = run_ok(self.cmd().args(["status", "--json"]));
         serde_json::from_slice(&out.stdout).unwrap()
