@@ -3,6 +3,7 @@
 //! [`deidentify_exam`], which runs the verification before constructing it.
 
 pub mod dates;
+pub mod dicom;
 pub mod identifiers;
 pub mod image_meta;
 pub mod policy;

@@ -1,0 +1,1 @@
+//! (in progress: DICOM PS3.15 de-identification)

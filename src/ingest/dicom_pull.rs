@@ -1,0 +1,1 @@
+//! (in progress: C-FIND/C-MOVE pull)
