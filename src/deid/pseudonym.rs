@@ -58,6 +58,25 @@ impl Pseudonymizer {
         self.tag("d-", "doctor", facility, &normalize(name))
     }
 
+    /// A replacement DICOM UID in the `2.25.<decimal>` form (PS3.5 B.2): the first 128 bits
+    /// of HMAC-SHA-256 over the original UID, made a version-8 (custom) RFC 9562 UUID by
+    /// setting its version and variant bits (122 keyed bits remain). Same key, same input, same
+    /// output: study/series/instance structure survives across files and days. No facility in
+    /// the message: UIDs are already globally unique, and one study may reach two boxes only
+    /// if they share a key. Trailing NUL/space padding is ignored.
+    pub fn uid(&self, uid: &str) -> String {
+        let uid = uid.trim_end_matches(['\0', ' ']).trim_start();
+        let mut msg = Vec::with_capacity(uid.len() + 10);
+        msg.extend_from_slice(b"dicom-uid\0");
+        msg.extend_from_slice(uid.as_bytes());
+        let t = hmac::sign(&self.key, &msg);
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&t.as_ref()[..16]);
+        b[6] = (b[6] & 0x0f) | 0x80; // version 8
+        b[8] = (b[8] & 0x3f) | 0x80; // RFC variant
+        format!("2.25.{}", u128::from_be_bytes(b))
+    }
+
     fn tag(&self, prefix: &str, domain: &str, facility: &FacilityId, value: &str) -> String {
         let mut msg = Vec::with_capacity(domain.len() + facility.as_str().len() + value.len() + 2);
         msg.extend_from_slice(domain.as_bytes());
@@ -135,6 +154,19 @@ mod tests {
         assert_ne!(x.exam(&fac(), "0012"), x.exam(&fac(), "12"));
         assert_eq!(x.doctor(&fac(), "鈴木 花子"), x.doctor(&fac(), "鈴木　花子"));
         assert_ne!(x.patient(&fac(), "0"), x.patient(&fac(), "1"));
+    }
+
+    #[test]
+    fn uid_is_2_25_stable_and_keyed() {
+        let a = p(1).uid("1.2.392.200036.9116.2.1");
+        assert!(a.starts_with("2.25.") && a.len() <= 64, "{a}");
+        assert!(a[5..].bytes().all(|b| b.is_ascii_digit()) && !a[5..].starts_with('0'));
+        assert_eq!(a, p(1).uid("1.2.392.200036.9116.2.1\0"));
+        assert_ne!(a, p(2).uid("1.2.392.200036.9116.2.1"));
+        assert_ne!(a, p(1).uid("1.2.392.200036.9116.2.2"));
+        // Version 8 UUID: the 4 bits after the top 48 are 1000.
+        let v: u128 = a[5..].parse().unwrap();
+        assert_eq!((v >> 76) & 0xf, 8);
     }
 
     #[test]

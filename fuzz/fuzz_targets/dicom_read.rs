@@ -1,0 +1,28 @@
+//! The DICOM read + de-identification path on arbitrary bytes: it must return `Ok` or `Err`,
+//! never panic, overflow the stack or allocate without bound.
+#![no_main]
+
+use fgw::deid::dicom::{deidentify_dicom, DicomPolicy};
+use fgw::deid::{DeidContext, Policy, Pseudonymizer};
+use fgw::ids::FacilityId;
+use libfuzzer_sys::fuzz_target;
+use ring::hmac;
+
+fuzz_target!(|data: &[u8]| {
+    let fac = FacilityId::new("F0001").expect("valid id");
+    let ps = Pseudonymizer::new(hmac::Key::new(hmac::HMAC_SHA256, &[7; 32]));
+    let policy = Policy::default();
+    let ctx = DeidContext {
+        facility: &fac,
+        pseudonymizer: &ps,
+        policy: &policy,
+        profile: "fuzz",
+        revision: 1,
+    };
+    // Raw bytes as they are, and behind a preamble so the data set parser is reached often.
+    let _ = deidentify_dicom("fuzz.dcm", data, &ctx, &DicomPolicy::default());
+    let mut framed = vec![0u8; 128];
+    framed.extend_from_slice(b"DICM");
+    framed.extend_from_slice(data);
+    let _ = deidentify_dicom("fuzz.dcm", &framed, &ctx, &DicomPolicy::default());
+});
