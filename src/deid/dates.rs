@@ -252,6 +252,46 @@ pub fn date_variants(d: NaiveDate) -> Vec<String> {
     out
 }
 
+/// English month names, full and abbreviated (`Sept` as well as `Sep`).
+pub const MONTHS_EN: [(&str, &str); 12] = [
+    ("January", "Jan"),
+    ("February", "Feb"),
+    ("March", "Mar"),
+    ("April", "Apr"),
+    ("May", "May"),
+    ("June", "Jun"),
+    ("July", "Jul"),
+    ("August", "Aug"),
+    ("September", "Sep"),
+    ("October", "Oct"),
+    ("November", "Nov"),
+    ("December", "Dec"),
+];
+
+/// English spellings of `d` for searching, as English summaries and referral letters write
+/// them: `25 Dec 1972`, `Dec 25, 1972`, `December 25, 1972`, `Dec. 25, 1972`, day padded or
+/// not. Kept apart from [`date_variants`] because `parse_date` reads export columns, which
+/// never hold these. Sorted, no duplicates.
+pub fn english_date_variants(d: NaiveDate) -> Vec<String> {
+    let (y, m, dd) = (d.year(), d.month(), d.day());
+    let (full, abbr) = MONTHS_EN[m as usize - 1];
+    let mut names = vec![full.to_string(), abbr.to_string(), format!("{abbr}.")];
+    if m == 9 {
+        names.extend(["Sept".to_string(), "Sept.".to_string()]);
+    }
+    let mut out = Vec::new();
+    for day in [format!("{dd}"), format!("{dd:02}")] {
+        for mon in &names {
+            out.push(format!("{day} {mon} {y}"));
+            out.push(format!("{mon} {day}, {y}"));
+            out.push(format!("{mon} {day} {y}"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +411,11 @@ mod tests {
         for s in &v {
             assert_eq!(parse_date(s), Ok(d(1950, 1, 2)), "{s}");
         }
+        let e = english_date_variants(d(1972, 12, 25));
+        for s in ["25 Dec 1972", "Dec 25, 1972", "December 25, 1972", "Dec. 25, 1972"] {
+            assert!(e.iter().any(|x| x == s), "{s}");
+        }
+        assert!(english_date_variants(d(2001, 9, 3)).iter().any(|x| x == "Sept 03, 2001"));
         let r = date_variants(d(2019, 5, 1));
         assert!(r.iter().any(|x| x == "令和元年5月1日"));
         assert!(r.iter().any(|x| x == "R1.5.1"));

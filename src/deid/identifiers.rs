@@ -5,8 +5,11 @@
 //! counts only.
 //!
 //! Searchable variants are limited to at least 2 characters (4 if all digits): a single kanji
-//! surname such as 林 would otherwise match everywhere. Such names are only found as part of
-//! the full name.
+//! surname such as 林 would otherwise match everywhere. Such names are found as part of the
+//! full name, or alone only right before an honorific (正さん, see `text::find_ids`).
+//!
+//! The kana name also yields romaji spellings (Hepburn and its common variants), matched only
+//! as whole words.
 
 use super::dates;
 use crate::record::{Column, RawExam};
@@ -75,11 +78,19 @@ pub struct IdentifierSet {
     /// (kind, folded variant), longest variant first so overlapping matches prefer the
     /// longest spelling. No duplicates.
     variants: Vec<(IdKind, String)>,
+    /// Folded name parts too short to search alone (a one-kanji given name such as 正): only
+    /// an identifier right before an honorific (正さん), see `text::find_ids`.
+    short_names: Vec<String>,
 }
 
 impl std::fmt::Debug for IdentifierSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IdentifierSet({} variants)", self.variants.len())
+        write!(
+            f,
+            "IdentifierSet({} variants, {} short names)",
+            self.variants.len(),
+            self.short_names.len()
+        )
     }
 }
 
@@ -98,6 +109,7 @@ impl IdentifierSet {
         }
         if let Some(v) = get(Column::PatientKana) {
             b.name(IdKind::PatientKana, v, true);
+            b.romaji(v);
         }
         if let Some(v) = get(Column::PatientId) {
             b.id(IdKind::PatientId, v);
@@ -108,7 +120,8 @@ impl IdentifierSet {
         if let Some(v) = get(Column::BirthDate) {
             b.add(IdKind::BirthDate, v);
             if let Ok(d) = dates::parse_date(v) {
-                for s in dates::date_variants(d) {
+                for s in dates::date_variants(d).into_iter().chain(dates::english_date_variants(d))
+                {
                     b.add(IdKind::BirthDate, &s);
                 }
             }
@@ -132,6 +145,11 @@ impl IdentifierSet {
         self.variants.iter().map(|(k, v)| (*k, v.as_str()))
     }
 
+    /// Name parts too short to search alone, folded; matched only before an honorific.
+    pub fn short_names(&self) -> impl Iterator<Item = &str> {
+        self.short_names.iter().map(|s| s.as_str())
+    }
+
     pub fn len(&self) -> usize {
         self.variants.len()
     }
@@ -144,6 +162,7 @@ impl IdentifierSet {
 #[derive(Default)]
 struct Builder {
     set: BTreeSet<(IdKind, String)>,
+    short: BTreeSet<String>,
 }
 
 impl Builder {
@@ -164,6 +183,39 @@ impl Builder {
             let take = if all_parts { parts.len() } else { 1 };
             for p in &parts[..take] {
                 self.add(kind, p);
+                let (f, _) = fold(p);
+                if all_parts && !f.is_empty() && !searchable(&f) {
+                    self.short.insert(f);
+                }
+            }
+        }
+    }
+
+    /// Romaji spellings of the kana name (Nakamura Kenichi, KATO Miho): each part alone if
+    /// it has at least 3 letters (shorter ones are English words too), and both parts in
+    /// both orders. With a space between the parts the two are found separately and joined
+    /// by `text::find_ids`; the joined forms are for names written without one.
+    fn romaji(&mut self, raw: &str) {
+        let n: String = raw.nfkc().collect();
+        let parts: Vec<Vec<String>> = n.split_whitespace().map(romaji_variants).collect();
+        if parts.is_empty() || parts.iter().any(|p| p.is_empty()) {
+            return;
+        }
+        for p in &parts {
+            for v in p {
+                if v.chars().filter(|c| c.is_ascii_alphabetic()).count() >= 3 {
+                    self.add(IdKind::PatientName, v);
+                }
+            }
+        }
+        if let [a, b] = parts.as_slice() {
+            // Most spellings of a full name differ only in one part; 16 × 16 per order keeps
+            // the set small while covering the common ones.
+            for x in a.iter().take(16) {
+                for y in b.iter().take(16) {
+                    self.add(IdKind::PatientName, &format!("{x}{y}"));
+                    self.add(IdKind::PatientName, &format!("{y}{x}"));
+                }
             }
         }
     }
@@ -215,8 +267,282 @@ impl Builder {
         // once, under the first kind.
         let mut seen = BTreeSet::new();
         variants.retain(|(_, v)| seen.insert(v.clone()));
-        IdentifierSet { variants }
+        // A short part that is also a searchable spelling elsewhere needs no special rule.
+        let short_names = self.short.into_iter().filter(|s| !seen.contains(s)).collect();
+        IdentifierSet { variants, short_names }
     }
+}
+
+/// Hepburn romanizations of one kana word (katakana, half-width or hiragana), with the
+/// spellings people actually use side by side: long vowels written out, doubled or dropped
+/// (おう → ou/oo/o/oh), Kunrei/Nihon-shiki forms (shi/si, chi/ti, tsu/tu, fu/hu, ji/zi,
+/// sha/sya, ja/zya/jya), n/m before b/m/p, n' or n before a vowel or y, っ doubling (tch
+/// for っち). Lowercase; at most [`MAX_ROMAJI`] spellings, preferred choices first. Empty
+/// if the word has anything but kana.
+pub fn romaji_variants(kana: &str) -> Vec<String> {
+    let (h, _) = fold(kana);
+    let chars: Vec<char> = h.chars().collect();
+    let Some(tokens) = romaji_tokens(&chars) else {
+        return Vec::new();
+    };
+    let mut out = vec![String::new()];
+    for alts in tokens {
+        let mut next = Vec::with_capacity(out.len() * alts.len());
+        for prefix in &out {
+            for a in &alts {
+                if next.len() < MAX_ROMAJI {
+                    next.push(format!("{prefix}{a}"));
+                }
+            }
+        }
+        out = next;
+    }
+    out.retain(|s| !s.is_empty());
+    out.dedup();
+    out
+}
+
+/// Cap on spellings per word: names are short, but choices multiply.
+const MAX_ROMAJI: usize = 96;
+
+/// Alternatives for a (hiragana) syllable, Hepburn first.
+fn syllable(s: &str) -> Option<&'static [&'static str]> {
+    Some(match s {
+        "あ" => &["a"],
+        "い" => &["i"],
+        "う" => &["u"],
+        "え" => &["e"],
+        "お" => &["o"],
+        "を" => &["o", "wo"],
+        "か" => &["ka"],
+        "き" => &["ki"],
+        "く" => &["ku"],
+        "け" => &["ke"],
+        "こ" => &["ko"],
+        "が" => &["ga"],
+        "ぎ" => &["gi"],
+        "ぐ" => &["gu"],
+        "げ" => &["ge"],
+        "ご" => &["go"],
+        "さ" => &["sa"],
+        "し" => &["shi", "si"],
+        "す" => &["su"],
+        "せ" => &["se"],
+        "そ" => &["so"],
+        "ざ" => &["za"],
+        "じ" => &["ji", "zi"],
+        "ぢ" => &["ji", "di", "zi"],
+        "ず" | "づ" => &["zu", "du"],
+        "ぜ" => &["ze"],
+        "ぞ" => &["zo"],
+        "た" => &["ta"],
+        "ち" => &["chi", "ti"],
+        "つ" => &["tsu", "tu"],
+        "て" => &["te"],
+        "と" => &["to"],
+        "だ" => &["da"],
+        "で" => &["de"],
+        "ど" => &["do"],
+        "な" => &["na"],
+        "に" => &["ni"],
+        "ぬ" => &["nu"],
+        "ね" => &["ne"],
+        "の" => &["no"],
+        "は" => &["ha"],
+        "ひ" => &["hi"],
+        "ふ" => &["fu", "hu"],
+        "へ" => &["he"],
+        "ほ" => &["ho"],
+        "ば" => &["ba"],
+        "び" => &["bi"],
+        "ぶ" => &["bu"],
+        "べ" => &["be"],
+        "ぼ" => &["bo"],
+        "ぱ" => &["pa"],
+        "ぴ" => &["pi"],
+        "ぷ" => &["pu"],
+        "ぺ" => &["pe"],
+        "ぽ" => &["po"],
+        "ま" => &["ma"],
+        "み" => &["mi"],
+        "む" => &["mu"],
+        "め" => &["me"],
+        "も" => &["mo"],
+        "や" => &["ya"],
+        "ゆ" => &["yu"],
+        "よ" => &["yo"],
+        "ら" => &["ra"],
+        "り" => &["ri"],
+        "る" => &["ru"],
+        "れ" => &["re"],
+        "ろ" => &["ro"],
+        "わ" => &["wa"],
+        "ゐ" => &["i", "wi"],
+        "ゑ" => &["e", "we"],
+        "ゔ" => &["vu", "bu"],
+        "ぁ" => &["a"],
+        "ぃ" => &["i"],
+        "ぅ" => &["u"],
+        "ぇ" => &["e"],
+        "ぉ" => &["o"],
+        "ゃ" => &["ya"],
+        "ゅ" => &["yu"],
+        "ょ" => &["yo"],
+        "きゃ" => &["kya"],
+        "きゅ" => &["kyu"],
+        "きょ" => &["kyo"],
+        "ぎゃ" => &["gya"],
+        "ぎゅ" => &["gyu"],
+        "ぎょ" => &["gyo"],
+        "しゃ" => &["sha", "sya"],
+        "しゅ" => &["shu", "syu"],
+        "しぇ" => &["she", "sye"],
+        "しょ" => &["sho", "syo"],
+        "じゃ" | "ぢゃ" => &["ja", "zya", "jya"],
+        "じゅ" | "ぢゅ" => &["ju", "zyu", "jyu"],
+        "じぇ" => &["je", "zye"],
+        "じょ" | "ぢょ" => &["jo", "zyo", "jyo"],
+        "ちゃ" => &["cha", "tya", "cya"],
+        "ちゅ" => &["chu", "tyu", "cyu"],
+        "ちぇ" => &["che", "tye"],
+        "ちょ" => &["cho", "tyo", "cyo"],
+        "にゃ" => &["nya"],
+        "にゅ" => &["nyu"],
+        "にょ" => &["nyo"],
+        "ひゃ" => &["hya"],
+        "ひゅ" => &["hyu"],
+        "ひょ" => &["hyo"],
+        "びゃ" => &["bya"],
+        "びゅ" => &["byu"],
+        "びょ" => &["byo"],
+        "ぴゃ" => &["pya"],
+        "ぴゅ" => &["pyu"],
+        "ぴょ" => &["pyo"],
+        "みゃ" => &["mya"],
+        "みゅ" => &["myu"],
+        "みょ" => &["myo"],
+        "りゃ" => &["rya"],
+        "りゅ" => &["ryu"],
+        "りょ" => &["ryo"],
+        "ふぁ" => &["fa"],
+        "ふぃ" => &["fi"],
+        "ふぇ" => &["fe"],
+        "ふぉ" => &["fo"],
+        "てぃ" => &["ti"],
+        "でぃ" => &["di"],
+        "うぃ" => &["wi"],
+        "うぇ" => &["we"],
+        "うぉ" => &["wo"],
+        "ゔぁ" => &["va"],
+        _ => return None,
+    })
+}
+
+fn last_vowel(s: &str) -> Option<char> {
+    s.chars().last().filter(|c| "aiueo".contains(*c))
+}
+
+/// Per-position alternatives for a hiragana word; None if it holds a non-kana char.
+fn romaji_tokens(h: &[char]) -> Option<Vec<Vec<String>>> {
+    // First pass: syllables, with っ, ん and ー kept as markers.
+    enum T {
+        Syl(&'static [&'static str]),
+        Sokuon,
+        N,
+        Long,
+    }
+    let mut ts = Vec::new();
+    let mut i = 0;
+    while i < h.len() {
+        let two: String = h[i..(i + 2).min(h.len())].iter().collect();
+        let one = h[i].to_string();
+        if h.len() > i + 1 {
+            if let Some(a) = syllable(&two) {
+                ts.push(T::Syl(a));
+                i += 2;
+                continue;
+            }
+        }
+        ts.push(match h[i] {
+            'っ' => T::Sokuon,
+            'ん' => T::N,
+            'ー' => T::Long,
+            _ => T::Syl(syllable(&one)?),
+        });
+        i += 1;
+    }
+    let first = |t: Option<&T>| match t {
+        Some(T::Syl(a)) => a[0].chars().next(),
+        _ => None,
+    };
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut prev_vowel: Option<char> = None;
+    let mut k = 0;
+    while k < ts.len() {
+        let alts: Vec<String> = match &ts[k] {
+            T::Syl(a) => {
+                // A vowel after the same (or a lengthening) vowel is a long vowel.
+                let long: Option<&[&str]> = match (prev_vowel, a[0]) {
+                    (Some('o'), "u") => Some(&["u", "", "o", "h"]),
+                    (Some('o'), "o") => Some(&["o", "", "h"]),
+                    (Some('u'), "u") => Some(&["u", ""]),
+                    (Some('e'), "i") => Some(&["i", ""]),
+                    (Some('i'), "i") => Some(&["i", ""]),
+                    (Some('a'), "a") => Some(&["a", ""]),
+                    _ => None,
+                };
+                prev_vowel = last_vowel(a[0]);
+                match long {
+                    Some(l) => {
+                        // The vowel itself stays the same vowel for what follows.
+                        prev_vowel = None;
+                        l.iter().map(|s| s.to_string()).collect()
+                    }
+                    None => a.iter().map(|s| s.to_string()).collect(),
+                }
+            }
+            T::Sokuon => {
+                // Doubles the next consonant (っち → tchi); dropped at the end.
+                let Some(T::Syl(a)) = ts.get(k + 1) else {
+                    k += 1;
+                    continue;
+                };
+                let doubled: Vec<String> = a
+                    .iter()
+                    .map(|s| {
+                        let c = s.chars().next().unwrap_or('t');
+                        if s.starts_with("ch") {
+                            format!("t{s}")
+                        } else if "aiueo".contains(c) {
+                            s.to_string()
+                        } else {
+                            format!("{c}{s}")
+                        }
+                    })
+                    .collect();
+                prev_vowel = last_vowel(a[0]);
+                out.push(doubled);
+                k += 2;
+                continue;
+            }
+            T::N => {
+                prev_vowel = None;
+                match first(ts.get(k + 1)) {
+                    Some(c) if "aiueoy".contains(c) => vec!["n'".into(), "n".into(), "nn".into()],
+                    Some(c) if "bmp".contains(c) => vec!["n".into(), "m".into()],
+                    _ => vec!["n".into()],
+                }
+            }
+            T::Long => match prev_vowel {
+                Some('o') => vec!["o".into(), "".into(), "u".into(), "h".into()],
+                Some(v) => vec![v.to_string(), "".into()],
+                None => vec!["".into()],
+            },
+        };
+        out.push(alts);
+        k += 1;
+    }
+    Some(out)
 }
 
 const PREFECTURES: [&str; 47] = [
@@ -531,6 +857,45 @@ mod tests {
         assert!(!has(&s, IdKind::Physician, "花"));
         assert!(s.variants().all(|(_, v)| searchable(v)));
         assert!(!format!("{s:?}").contains("123456"));
+    }
+
+    #[test]
+    fn romaji_hepburn_variants() {
+        let has = |kana: &str, want: &[&str]| {
+            let v = romaji_variants(kana);
+            for w in want {
+                assert!(v.iter().any(|x| x == w), "{kana}: {w} not in {v:?}");
+            }
+        };
+        has("カトウ", &["katou", "kato", "katoo", "katoh"]);
+        has("ｹﾝｲﾁ", &["ken'ichi", "kenichi", "keniti"]);
+        has("ちひろ", &["chihiro", "tihiro"]);
+        has("コバヤシ", &["kobayashi", "kobayasi"]);
+        has("ジュンペイ", &["junpei", "jumpei", "zyunpei", "jyunpe"]);
+        has("ハットリ", &["hattori"]);
+        has("ホッチ", &["hotchi", "hotti"]);
+        has("ユーコ", &["yuuko", "yuko"]);
+        has("シュウヘイ", &["shuuhei", "shuhei", "syuhei"]);
+        has("オオノ", &["oono", "ono", "ohno"]);
+        assert!(romaji_variants("山田").is_empty());
+    }
+
+    #[test]
+    fn romaji_and_short_parts_of_the_patient_name() {
+        let s = IdentifierSet::from_exam(&exam(&[
+            (Column::PatientName, "田村 正"),
+            (Column::PatientKana, "タムラ タダシ"),
+        ]));
+        for v in ["TAMURA", "TADASHI", "TADASI", "TAMURATADASHI", "TADASHITAMURA"] {
+            assert!(has(&s, IdKind::PatientName, v), "{v}");
+        }
+        assert_eq!(s.short_names().collect::<Vec<_>>(), vec!["正"]);
+        assert!(!format!("{s:?}").contains('正'));
+        // Parts under 3 letters are not searched alone.
+        let s = IdentifierSet::from_exam(&exam(&[(Column::PatientKana, "モリ アイ")]));
+        assert!(has(&s, IdKind::PatientName, "MORI"));
+        assert!(!has(&s, IdKind::PatientName, "AI"));
+        assert!(has(&s, IdKind::PatientName, "MORIAI"));
     }
 
     #[test]

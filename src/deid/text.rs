@@ -148,11 +148,13 @@ pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     text_ja::find_person_names(&f, &mut raw);
     text_ja::find_dates(&f, &mut raw);
     text_ja::find_addresses(&f, &mut raw);
+    text_ja::extend_given_names(&f, &mut raw);
     // Generic numbers only where nothing more specific matched, so the typed placeholder
     // ([患者ID], [電話]) wins.
     let mut numbers = Vec::new();
     find_id_numbers(&f, &mut numbers);
     text_ja::find_keyed_numbers(&f, &mut numbers);
+    text_ja::find_accession_numbers(&f, &mut numbers);
     numbers.retain(|n| !raw.iter().any(|m| n.start < m.end && m.start < n.end));
     raw.extend(numbers);
     merge(raw)
@@ -185,6 +187,14 @@ fn digit_boundary_after(f: &Folded, e: usize) -> bool {
 }
 
 fn find_ids(f: &Folded, ids: &IdentifierSet, out: &mut Vec<Match>) {
+    let mut own = Vec::new();
+    find_variants(f, ids, &mut own);
+    find_short_names(f, ids, &mut own);
+    join_name_parts(&f.original, &mut own);
+    out.extend(own);
+}
+
+fn find_variants(f: &Folded, ids: &IdentifierSet, out: &mut Vec<Match>) {
     let n = f.chars.len();
     for (kind, v) in ids.variants() {
         let pat: Vec<char> = v.chars().collect();
@@ -209,12 +219,80 @@ fn find_ids(f: &Folded, ids: &IdentifierSet, out: &mut Vec<Match>) {
                 }
                 start = (k < s && digit_boundary_before(f, k)).then_some(k);
             }
+            // A romaji name is a whole word: KATO is not inside KATOH's neighbour MUKATO, and a
+            // short part does not eat an English or clinical word.
+            let name_kind =
+                matches!(kind, IdKind::PatientName | IdKind::PatientKana | IdKind::Physician);
+            let word_ok = !name_kind
+                || ((!first.is_ascii_alphabetic() || letter_boundary(f, s))
+                    && (!last.is_ascii_alphabetic() || letter_boundary(f, e)));
             match start {
-                Some(st) if !last.is_ascii_digit() || digit_boundary_after(f, e) => {
+                Some(st) if word_ok && (!last.is_ascii_digit() || digit_boundary_after(f, e)) => {
                     push(f, out, st, e, Hit::Id(kind));
                     s = e;
                 }
                 _ => s += 1,
+            }
+        }
+    }
+}
+
+/// True if folded chars `i - 1` and `i` are not two letters of one word (the text starts or
+/// ends there, one side is not an ASCII letter, or something was folded away between them).
+fn letter_boundary(f: &Folded, i: usize) -> bool {
+    i == 0
+        || i >= f.chars.len()
+        || !f.chars[i - 1].is_ascii_alphabetic()
+        || !f.chars[i].is_ascii_alphabetic()
+        || !f.gap(i).is_empty()
+}
+
+/// Honorifics after which a one-kanji own name part (正さん) is the patient's name.
+const SHORT_NAME_HONORIFICS: &[&str] = &["さん", "様", "ちゃん", "くん", "君", "氏", "殿"];
+
+/// The patient's one-char name parts, only right before an honorific and not glued to a
+/// preceding kanji (田中正さん is someone else's full name).
+fn find_short_names(f: &Folded, ids: &IdentifierSet, out: &mut Vec<Match>) {
+    let c = &f.chars;
+    for v in ids.short_names() {
+        let pat: Vec<char> = v.chars().collect();
+        let n = pat.len();
+        for s in 0..c.len().saturating_sub(n) {
+            if c[s..s + n] != pat[..]
+                || (s > 0 && text_ja::is_kanji(c[s - 1]) && f.gap(s).is_empty())
+            {
+                continue;
+            }
+            let e = s + n;
+            let hon = SHORT_NAME_HONORIFICS.iter().any(|h| {
+                let h: Vec<char> = h.chars().collect();
+                c.len() >= e + h.len() && c[e..e + h.len()] == h[..] && f.gap(e).is_empty()
+            });
+            if hon {
+                push(f, out, s, e, Hit::Id(IdKind::PatientName));
+            }
+        }
+    }
+}
+
+/// Two of the patient's name parts separated only by whitespace (Nakamura Kenichi) are one
+/// name: the first match is widened over the second so the space goes too.
+fn join_name_parts(original: &[char], out: &mut [Match]) {
+    let is_name = |m: &Match| matches!(m.hit, Hit::Id(IdKind::PatientName | IdKind::PatientKana));
+    out.sort_by_key(|m| (m.start, std::cmp::Reverse(m.end)));
+    for i in 0..out.len() {
+        if !is_name(&out[i]) {
+            continue;
+        }
+        let end = out[i].end;
+        let next = out[i + 1..]
+            .iter()
+            .filter(|m| is_name(m) && m.start > end)
+            .map(|m| (m.start, m.end))
+            .min();
+        if let Some((s2, e2)) = next {
+            if original[end..s2].iter().all(|c| c.is_whitespace()) && s2 - end <= 2 {
+                out[i].end = e2;
             }
         }
     }
@@ -240,17 +318,18 @@ fn find_phones(f: &Folded, out: &mut Vec<Match>) {
     };
     for s in 0..n {
         if c[s] == '0' {
-            let start = if s > 0 && c[s - 1] == '(' {
-                s - 1
-            } else if digit_boundary_before(f, s) {
-                s
-            } else {
+            let paren = s > 0 && c[s - 1] == '(';
+            if !paren && !digit_boundary_before(f, s) {
                 continue;
-            };
+            }
             let ds = digits_from(s, 11);
             if ds.len() < 10 || c[ds[1]] == '0' {
                 continue;
             }
+            // The "(" is part of the number only around an area code, (06)6204-7712; before a
+            // whole number, （075-441-5106）, it belongs to the sentence.
+            let closes = c[s..ds[ds.len() - 1]].contains(&')');
+            let start = if paren && closes { s - 1 } else { s };
             let d = |i: usize| c[ds[i]];
             let eleven = ds.len() == 11
                 && ((('5'..='9').contains(&d(1)) && d(2) == '0')
@@ -323,7 +402,22 @@ fn find_id_numbers(f: &Folded, out: &mut Vec<Match>) {
             while b > 0 && s - b < 3 && c[b - 1].is_ascii_alphabetic() && f.gap(b).is_empty() {
                 b -= 1;
             }
-            push(f, out, b, e, Hit::Pattern(Pattern::IdNumber));
+            // With a letter prefix, a letter suffix glued on is part of the number too
+            // (resident card AB12345678CD); without one it is a unit (123456mg stays whole).
+            let mut end = e;
+            if b < s {
+                while end < n
+                    && end - e < 3
+                    && c[end].is_ascii_alphabetic()
+                    && f.gap(end).is_empty()
+                {
+                    end += 1;
+                }
+                if end < n && c[end].is_ascii_alphanumeric() && f.gap(end).is_empty() {
+                    end = e;
+                }
+            }
+            push(f, out, b, end, Hit::Pattern(Pattern::IdNumber));
         }
         s = e;
     }
@@ -438,6 +532,47 @@ mod tests {
             proptest::prop_assert!(find(&once, &ids).is_empty());
             proptest::prop_assert_eq!(scrub(&once, &ids).text, once);
         }
+    }
+
+    fn own(name: &str, kana: &str, birth: &str) -> IdentifierSet {
+        IdentifierSet::from_exam(&RawExam::with_fields(&[
+            (Column::PatientName, name),
+            (Column::PatientKana, kana),
+            (Column::BirthDate, birth),
+        ]))
+    }
+
+    #[test]
+    fn romaji_names_whole_words_only() {
+        let ids = own("中村 健一", "ナカムラ ケンイチ", "1961-11-03");
+        let t = |x: &str| scrub(x, &ids).text;
+        assert_eq!(t("Nakamura Kenichi 63M"), "[氏名] 63M");
+        assert_eq!(t("KENICHI NAKAMURA, Ken'ichi"), "[氏名], [氏名]");
+        assert_eq!(t("Pt: NAKAMURAKENICHI"), "Pt: [氏名]");
+        // Not inside longer words.
+        assert_eq!(t("Kenichiro, Nakamuras"), "Kenichiro, Nakamuras");
+        let ids = own("加藤 美穂", "カトウ ミホ", "1972-12-25");
+        assert_eq!(scrub("Kato Miho, 25 Dec 1972", &ids).text, "[氏名], [生年月日]");
+        assert_eq!(scrub("Katoh M, Dec 25, 1972", &ids).text, "[氏名] M, [生年月日]");
+    }
+
+    #[test]
+    fn one_kanji_given_name_only_before_an_honorific() {
+        let ids = own("田村 正", "タムラ タダシ", "1944-10-10");
+        let t = |x: &str| scrub(x, &ids).text;
+        assert_eq!(t("正さん、正様"), "[氏名]さん、[氏名]様");
+        assert_eq!(t("正常。正中"), "正常。正中");
+        // A relative's given name after the shared surname goes with it.
+        assert_eq!(t("奥様 田村 ミチ子様"), "奥様 [氏名]様");
+        assert_eq!(t("田村 来院"), "[氏名] 来院");
+        let r = scrub("正さん", &ids);
+        assert_eq!(r.replaced, vec![Hit::Id(IdKind::PatientName)]);
+    }
+
+    #[test]
+    fn phone_bracket_stays_with_the_sentence() {
+        assert_eq!(s("妻（075-441-5106）"), "妻（[電話]）");
+        assert_eq!(s("勤務先 (06)6204-7712"), "勤務先 [電話]");
     }
 
     #[test]

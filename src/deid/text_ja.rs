@@ -13,10 +13,13 @@
 //! - clinical compounds before a role word (内視鏡医師, 担当看護師, 胃体下部様, 隆起様) are
 //!   rejected by a stop-list and by "breaker" kanji that never occur in names (癌, 胃, 医…);
 //! - durations and sizes (`3日後`, `1年後`, `10mm`) and fractions (`2/3周`) are not dates; a
-//!   bare year (`2026年`) or month (`11月`) is kept;
+//!   bare year (`2026年`) or month (`11月`) is kept; `M/D` after a score word (`NRS 2/10`) or
+//!   before 陽性/陰性 or "の + a quantity" (`2/3の日数`) is a fraction. A bare `1/2` elsewhere
+//!   is still read as a date: the two cannot be told apart without context;
 //! - a prefecture alone or a city alone (`京都市在住`) is not an address.
 
-use super::identifiers::{fold, Folded};
+use super::dates;
+use super::identifiers::{fold, Folded, IdKind};
 use super::text::{Hit, Match, Pattern};
 
 /// The original chars, full-width ASCII narrowed, ideographic space made ASCII, dashes
@@ -40,7 +43,7 @@ fn narrow(orig: &[char]) -> Vec<char> {
     c
 }
 
-fn is_kanji(ch: char) -> bool {
+pub(super) fn is_kanji(ch: char) -> bool {
     matches!(ch,
         '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}'
         | '\u{20000}'..='\u{3FFFF}' | '々' | '〆')
@@ -178,6 +181,28 @@ const STOP: &[&str] = &[
     "赤",
     "坊",
     "キーパーソン",
+    "生年月日",
+    "氏名",
+    "住所",
+    "電話",
+    "連絡先",
+    "携帯",
+    "自宅",
+    "助手",
+    "職業",
+    "記録",
+    "記録者",
+    "説明者",
+    "読影",
+    "病理",
+    "病理医",
+    "栄養士",
+    "医事課",
+    "ケアマネ",
+    // facilities before Dr (健診センター Dr.上田)
+    "せんたー",
+    "くりにっく",
+    "ほすぴたる",
     // time and workflow
     "本日",
     "次回",
@@ -245,6 +270,21 @@ const STOP: &[&str] = &[
     "同意",
     "立会",
     "立ち会い",
+    "完了",
+    "終了",
+    "開始",
+    "継続",
+    "中止",
+    "変更",
+    "予定",
+    "時間",
+    "窓口",
+    "内容",
+    "事項",
+    "結果",
+    "済み",
+    "待ち",
+    "記入",
     // anatomy and findings without a breaker kanji
     "上部",
     "中部",
@@ -377,7 +417,7 @@ const STOP: &[&str] = &[
 ];
 
 /// One-kanji words that are not names before an honorific (皆様, 同氏, 奥様, 母さん).
-const SINGLE_STOP: &str = "皆各同本両貴諸奥神客子孫母父姉兄弟妹嫁婿娘夫妻主王仏方某故当前元新旧御他先後彼私僕俺我准正副若老";
+const SINGLE_STOP: &str = "皆各同本両貴諸奥神客子孫母父姉兄弟妹嫁婿娘夫妻主王仏方某故当前元新旧御他先後彼私僕俺我准正副若老済中時無有要可否不受";
 
 /// Hiragana a hiragana candidate must not end with: it is a particle or verb ending, so the
 /// run is grammar (こちらの先生), not a name. Before さん/ちゃん/くん, where grammar is rarer,
@@ -390,7 +430,8 @@ const ROMAJI_STOP: &[&str] = &[
     "DR", "NS", "MR", "MRS", "MS", "PROF", "ESD", "EMR", "CSP", "EUS", "ERCP", "NBI", "BLI", "LCI",
     "GIF", "PCF", "CF", "CT", "MRI", "PET", "ASA", "HP", "HB", "PPI", "NSAID", "NSAIDS", "DOAC",
     "II", "III", "IV", "LA", "SMT", "GIST", "MALT", "IPMN", "FAP", "UC", "CD", "GERD", "NERD",
-    "TEL", "FAX", "ID", "NO", "OK", "NG", "ICU", "HCU", "OPE", "POST", "PRE", "THE", "AND",
+    "TEL", "FAX", "ID", "NO", "OK", "NG", "ICU", "HCU", "OPE", "POST", "PRE", "THE", "AND", "IBD",
+    "GI", "ER", "OR", "WOC", "NST", "ICT", "RST", "PT", "OT", "ST", "MSW", "MD", "BY",
 ];
 
 fn key(c: &[char], s: usize, e: usize) -> String {
@@ -516,7 +557,11 @@ fn name_before(c: &[char], p: usize) -> Option<(usize, usize)> {
             // Only a whole word joins (胃角 高橋様 is not 角高橋), and not a counter word
             // after a number (3日後 田中様).
             let whole = b == 0 || !(kanji_at(c, b - 1) || c[b - 1].is_ascii_alphanumeric());
-            if b < a - 1 && whole && (a - 1 - b) + (e - a) <= 6 {
+            // A relation or role word before the space is not a surname (父 拓也さん).
+            let k0 = key(c, b, a - 1);
+            let role = is_stop(&k0)
+                || (k0.chars().count() == 1 && k0.chars().all(|ch| SINGLE_STOP.contains(ch)));
+            if b < a - 1 && whole && !role && (a - 1 - b) + (e - a) <= 6 {
                 s = accept_kanji(c, b, e).unwrap_or(s);
             }
         }
@@ -794,6 +839,21 @@ const ROLES: &[(&str, bool)] = &[
     ("婿", false),
     ("甥", false),
     ("姪", false),
+    // Workflow roles: who took the call, assisted, read or wrote (受付 山下, 助手 北村).
+    ("受付", false),
+    ("受", false),
+    ("助手", true),
+    ("対応者", false),
+    ("対応", false),
+    ("記載", false),
+    ("記録者", false),
+    ("説明者", true),
+    ("読影", true),
+    ("病理医", true),
+    ("栄養士", false),
+    ("ケアマネ", false),
+    ("母親", false),
+    ("父親", false),
 ];
 
 fn name_hit(doctor: bool) -> Hit {
@@ -810,7 +870,13 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
             out.push(Match { start: s, end: e, hit: name_hit(doctor) });
         }
     };
-    for p in 0..n {
+    for p in 0..=n {
+        if p == n || c[p] == '\n' {
+            if let Some(m) = signature_before(&c, p) {
+                push(m, true);
+            }
+            continue;
+        }
         // Honorific after the name.
         for &(w, doctor) in HONORIFICS {
             if !starts_with(&c, p, w) {
@@ -830,6 +896,16 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
                 }
             }
         }
+        // "Kondo MD": a romaji name before the degree.
+        if starts_with(&c, p, "MD")
+            && p >= 2
+            && c[p - 1] == ' '
+            && c.get(p + 2).map_or(true, |ch| !ch.is_ascii_alphanumeric())
+        {
+            if let Some(m) = romaji_back(&c, p - 1) {
+                push(m, true);
+            }
+        }
         // Dr / Ns after the name (田中Dr, 鈴木 Ns): ASCII, so not inside a longer word.
         for (w, doctor) in [("dr", true), ("ns", false)] {
             let after = p + 2;
@@ -840,20 +916,24 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
                 if let Some(m) = name_before(&c, p) {
                     push(m, doctor);
                 }
-                if w == "dr" {
-                    // Dr.田中, Dr 田中, Dr:Tanaka
+                if w == "dr" || at(&c, after, '.') || at(&c, after, ' ') {
+                    // Dr.田中, Dr 田中, Dr:Tanaka; Ns. Yoshikawa, 外来Ns 杉本.
                     let mut s = after;
                     while s < n && s - after < 3 && matches!(c[s], '.' | ' ' | ':') {
                         s += 1;
                     }
                     if let Some(m) = name_after(&c, s) {
-                        push(m, true);
+                        push(m, doctor);
                     }
                 }
             }
         }
-        // Role word before the name.
-        if let Some(&(w, doctor)) = ROLES.iter().find(|(w, _)| starts_with(&c, p, w)) {
+        // Role word before the name; the longest one (母親 rather than 母).
+        let role = ROLES
+            .iter()
+            .filter(|(w, _)| starts_with(&c, p, w))
+            .max_by_key(|(w, _)| w.chars().count());
+        if let Some(&(w, doctor)) = role {
             let len = w.chars().count();
             // A one-kanji relation word inside a longer word (夫妻, 祖父) is not the role.
             if len == 1 && p > 0 && is_kanji(c[p - 1]) {
@@ -864,9 +944,98 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
                 s += 1;
             }
             if s > p + len {
-                if let Some(m) = name_after(&c, s) {
+                let mut next = name_after(&c, s);
+                // A list of names after one role (介助：吉川、宮本, 読影 西村／上野).
+                while let Some(m) = next {
                     push(m, doctor);
+                    let mut k = m.1;
+                    while k < n && c[k] == ' ' {
+                        k += 1;
+                    }
+                    if k < n && "、,・/／".contains(c[k]) {
+                        // Only short surnames continue a list; a longer word after 、 is the
+                        // next item of the sentence (氏名 …、生年月日).
+                        next = name_after(&c, sp(&c, k + 1)).filter(|&(a, b)| {
+                            b - a <= 3
+                                && c.get(b).map_or(true, |&ch| {
+                                    " \n、,・/／。)）".contains(ch) || starts_honorific(&c, b)
+                                })
+                        });
+                    } else {
+                        next = None;
+                    }
                 }
+            }
+        }
+    }
+}
+
+/// A signature: surname, one space, given name (1–3 kanji each) closing a line or the
+/// text, after the line start, 。 or a space (消化器内科 岡田 裕介, …お願いします。谷 健司).
+fn signature_before(c: &[char], end: usize) -> Option<(usize, usize)> {
+    let mut e = end;
+    while e > 0 && c[e - 1] == ' ' {
+        e -= 1;
+    }
+    let g = kanji_back(c, e, 4);
+    if g == e || e - g > 3 || g < 2 || c[g - 1] != ' ' {
+        return None;
+    }
+    let s = kanji_back(c, g - 1, 4);
+    if s == g - 1 || (g - 1) - s > 3 {
+        return None;
+    }
+    let before_ok = s == 0 || matches!(c[s - 1], '\n' | '。' | ' ');
+    let part_ok = |a: usize, b: usize| {
+        let k = key(c, a, b);
+        let one = k.chars().count() == 1 && k.chars().all(|ch| SINGLE_STOP.contains(ch));
+        !one && !is_stop(&k) && stop_prefix(&k).is_none()
+    };
+    (before_ok && part_ok(s, g - 1) && part_ok(g, e)).then_some((s, e))
+}
+
+/// A given name after a found surname and one space (田村 ミチ子, 大西 節子): 1–3 kanji, or
+/// up to 4 katakana with at most one kanji after (ミチ子), ending where a name may end.
+/// Returns the new end. Clinical and workflow words are excluded by the stop-list and the
+/// breaker kanji, as for any name.
+fn given_name_after(c: &[char], e: usize) -> Option<usize> {
+    if !at(c, e, ' ') || e == 0 || !(kanji_at(c, e - 1) || katakana_letter(c[e - 1])) {
+        return None;
+    }
+    let s = e + 1;
+    let mut k = s;
+    while k < c.len() && k - s < 4 && katakana_letter(c[k]) {
+        k += 1;
+    }
+    let kana = k - s;
+    let max_kanji = if kana > 0 { 1 } else { 3 };
+    let ke = kanji_forward(c, k, max_kanji + 1);
+    if ke - s == 0 || ke - k > max_kanji || !kanji_name_ends(c, ke) {
+        return None;
+    }
+    let next = c.get(ke).copied();
+    let ends = next.map_or(true, |ch| {
+        punct_boundary(ch) || ch == '\n' || starts_honorific(c, ke) || AFTER_NAME_KANA.contains(ch)
+    });
+    let k1 = key(c, s, ke);
+    let one = k1.chars().count() == 1 && k1.chars().all(|ch| SINGLE_STOP.contains(ch));
+    (ends && !one && !is_stop(&k1) && stop_prefix(&k1).is_none()).then_some(ke)
+}
+
+/// Widen name matches (the patient's, a relative's, a doctor's) over a given name written
+/// after a space, when only the surname was found.
+pub(super) fn extend_given_names(f: &Folded, out: &mut [Match]) {
+    let c = narrow(&f.original);
+    for m in out.iter_mut() {
+        let name = matches!(
+            m.hit,
+            Hit::Id(IdKind::PatientName | IdKind::PatientKana | IdKind::Physician)
+                | Hit::Pattern(Pattern::PersonName | Pattern::Doctor)
+        );
+        // Only a lone surname is widened; a full name is complete (松本 拓也 携帯).
+        if name && !c[m.start..m.end].contains(&' ') {
+            if let Some(e) = given_name_after(&c, m.end) {
+                m.end = e;
             }
         }
     }
@@ -933,15 +1102,117 @@ fn sep_md(c: &[char], i: usize, seps: &str) -> Option<usize> {
     md_ok(m, d).then_some(e)
 }
 
-/// What may follow `M/D` without it being a fraction or a ratio (2/3周, 1/2個).
+/// Quantities a fraction is "of" (2/3の日数で胸やけ); a date is followed by events instead
+/// (8/22の結果説明).
+const FRACTION_OF: &[&str] = &["日数", "頻度", "割合", "確率", "症例", "回数", "期間", "患者"];
+
+/// Scales whose value is written `n/max` (NRS 2/10, VAS 3/10): `M/D` right after one is a
+/// score, not a date.
+const SCORE_WORDS: &[&str] = &["NRS", "VAS", "FRS", "MMT", "スコア", "スケール", "score", "Score"];
+
+fn after_score_word(c: &[char], i: usize) -> bool {
+    let mut b = i;
+    while b > 0 && matches!(c[b - 1], ' ' | ':' | '：' | '=') && i - b < 3 {
+        b -= 1;
+    }
+    SCORE_WORDS.iter().any(|w| {
+        let n = w.chars().count();
+        b >= n && starts_with_ascii_ci(c, b - n, w)
+    })
+}
+
+/// What may follow `M/D` without it being a fraction or a ratio (2/3周, 1/2個, 1/2陽性).
 fn fraction_follows(c: &[char], e: usize) -> bool {
     let Some(&next) = c.get(e) else {
         return false;
     };
-    "周個程以回本枚箇例件人名倍量割%/".contains(next)
+    "周個程以回本枚箇例件人名倍量割陽陰%/".contains(next)
+        || (next == 'の' && FRACTION_OF.iter().any(|w| starts_with(c, e + 1, w)))
         || (next == '.' && c.get(e + 1).is_some_and(|ch| ch.is_ascii_digit()))
         || starts_with_ascii_ci(c, e, "mm")
         || starts_with_ascii_ci(c, e, "cm")
+}
+
+/// An English month name at `i` as a word (`Dec`, `Dec.`, `December`, `DEC`): month and end.
+/// Capitalized only, so the verb "may" and "mar" inside prose are not months.
+fn month_en(c: &[char], i: usize) -> Option<(u32, usize)> {
+    if i > 0 && c[i - 1].is_ascii_alphabetic() || !c.get(i)?.is_ascii_uppercase() {
+        return None;
+    }
+    let word_end = |e: usize| !c.get(e).is_some_and(|ch| ch.is_ascii_alphabetic());
+    for (m, (full, abbr)) in dates::MONTHS_EN.iter().enumerate() {
+        let m = m as u32 + 1;
+        for w in [*full, "Sept", *abbr] {
+            if w == "Sept" && m != 9 {
+                continue;
+            }
+            let n = w.chars().count();
+            if starts_with_ascii_ci(c, i, w) && word_end(i + n) {
+                let e = if at(c, i + n, '.') && w.len() < full.len() { i + n + 1 } else { i + n };
+                return Some((m, e));
+            }
+        }
+    }
+    None
+}
+
+/// `[,] YYYY` after a day or month ending at `e`: end after the year.
+fn english_year(c: &[char], e: usize) -> Option<usize> {
+    let mut k = e;
+    if at(c, k, ',') {
+        k += 1;
+    }
+    let k2 = sp(c, k);
+    if k2 == k && k == e {
+        return None;
+    }
+    let (y, ye) = num(c, k2, 4, 4)?;
+    (1868..=2099).contains(&y).then_some(ye)
+}
+
+/// `Dec 25, 1972`, `December 25 1972`, `Apr 12`, `May 2027`: end of the date at `i`.
+/// A month name alone is not a date.
+fn english_date(c: &[char], i: usize) -> Option<usize> {
+    let (_, me) = month_en(c, i)?;
+    let k = sp(c, me);
+    if k == me {
+        return None;
+    }
+    if let Some(ye) = num(c, k, 4, 4).filter(|(y, _)| (1868..=2099).contains(y)).map(|x| x.1) {
+        return Some(ye);
+    }
+    let (d, de) = num(c, k, 1, 2)?;
+    if !(1..=31).contains(&d) || c.get(de).is_some_and(|ch| ch.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some(english_year(c, de).unwrap_or(de))
+}
+
+/// After an era letter and year ending at `e`: `H28年10月[5日]` or year and month alone
+/// (`H15.6`, `R4.10`). The bare year-month form only for Showa, Heisei and Reiwa within
+/// the era's years and not followed by a letter, digit or unit, since `T1.5` or `M2.5`
+/// read as stages and sizes.
+fn era_year_month(c: &[char], era: char, y: u32, e: usize) -> Option<usize> {
+    let j = sp(c, e);
+    if at(c, j, '年') {
+        let k = sp(c, j + 1);
+        if c.get(k).is_some_and(|ch| ch.is_ascii_digit()) {
+            return month_day_kanji(c, k);
+        }
+        return None;
+    }
+    let max_year = match era {
+        'S' => 64,
+        'H' => 31,
+        'R' => 30,
+        _ => return None,
+    };
+    if y == 0 || y > max_year || !matches!(c.get(e), Some('.' | '/')) {
+        return None;
+    }
+    let (m, e2) = num(c, e + 1, 1, 2)?;
+    let unit = c.get(e2).is_some_and(|ch| ch.is_ascii_alphanumeric() || "%.°".contains(*ch));
+    ((1..=12).contains(&m) && !unit).then_some(e2)
 }
 
 /// End of a date starting at `i`, if one does.
@@ -957,12 +1228,27 @@ fn date_at(c: &[char], i: usize) -> Option<usize> {
         return month_day_kanji(c, sp(c, e + 1));
     }
     let ch = c[i];
+    if let Some(e) = english_date(c, i) {
+        return Some(e);
+    }
     if "MTSHRmtshr".contains(ch) && !prev.is_some_and(|p| p.is_ascii_alphanumeric()) {
-        let (_, e) = num(c, i + 1, 1, 2)?;
-        return sep_md(c, e, "./-");
+        let (y, e) = num(c, i + 1, 1, 2)?;
+        if let Some(end) = sep_md(c, e, "./-") {
+            return Some(end);
+        }
+        return era_year_month(c, ch.to_ascii_uppercase(), y, e);
     }
     if !ch.is_ascii_digit() || prev.is_some_and(|p| p.is_ascii_digit()) {
         return None;
+    }
+    if let Some((d, e)) = num(c, i, 1, 2) {
+        // 25 Dec 1972, 3 March
+        let k = if matches!(c.get(e), Some(' ' | '-')) { e + 1 } else { e };
+        if (1..=31).contains(&d) && k > e {
+            if let Some((_, me)) = month_en(c, k) {
+                return Some(english_year(c, me).unwrap_or(me));
+            }
+        }
     }
     let after_sep = prev.is_some_and(|p| "./-".contains(p));
     if let Some((y, e)) = num(c, i, 4, 4) {
@@ -1001,7 +1287,7 @@ fn date_at(c: &[char], i: usize) -> Option<usize> {
     let (m, e) = num(c, i, 1, 2)?;
     if at(c, e, '/') {
         let (d, e2) = num(c, e + 1, 1, 2)?;
-        return (md_ok(m, d) && !fraction_follows(c, e2)).then_some(e2);
+        return (md_ok(m, d) && !fraction_follows(c, e2) && !after_score_word(c, i)).then_some(e2);
     }
     let k = sp(c, e);
     if at(c, k, '月') {
@@ -1213,6 +1499,8 @@ const NUMBER_KEYS: &[&str] = &[
     "検査番号",
     "検査ID",
     "MRN",
+    "枝番",
+    "内線",
     "記号",
     "番号",
     "ID",
@@ -1256,6 +1544,65 @@ pub(super) fn find_keyed_numbers(f: &Folded, out: &mut Vec<Match>) {
         let decimal = at(&c, e, '.') && c.get(e + 1).is_some_and(|ch| ch.is_ascii_digit());
         if has_digit && !letter_joined && !unit && !decimal {
             out.push(Match { start: s, end: e, hit: Hit::Pattern(Pattern::Number) });
+        }
+    }
+}
+
+/// Accession and pathology numbers with a letter part (`S24-01873`, `P24-00931`,
+/// `24-G-000512`) and certificate numbers (`第1234-56号`). The last digit group needs 4+
+/// digits, so `CA19-9`, `LA-B` and `0-IIc` stay.
+pub(super) fn find_accession_numbers(f: &Folded, out: &mut Vec<Match>) {
+    let c = narrow(&f.original);
+    let n = c.len();
+    let run = |k: usize, pred: fn(char) -> bool| {
+        let mut e = k;
+        while e < n && pred(c[e]) {
+            e += 1;
+        }
+        e
+    };
+    let digit = |ch: char| ch.is_ascii_digit();
+    let upper = |ch: char| ch.is_ascii_uppercase();
+    for i in 0..n {
+        if i > 0 && c[i - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let end_ok = |e: usize| c.get(e).map_or(true, |ch| !ch.is_ascii_alphanumeric());
+        // Letters + digits - digits
+        let l = run(i, upper);
+        if (1..=3).contains(&(l - i)) {
+            let d = run(l, digit);
+            if (2..=4).contains(&(d - l)) && at(&c, d, '-') {
+                let d2 = run(d + 1, digit);
+                if d2 - (d + 1) >= 4 && end_ok(d2) {
+                    out.push(Match { start: i, end: d2, hit: Hit::Pattern(Pattern::Number) });
+                    continue;
+                }
+            }
+        }
+        // digits - letters - digits
+        let d = run(i, digit);
+        if (2..=4).contains(&(d - i)) && at(&c, d, '-') {
+            let l = run(d + 1, upper);
+            if (1..=3).contains(&(l - d - 1)) && at(&c, l, '-') {
+                let d2 = run(l + 1, digit);
+                if d2 - (l + 1) >= 4 && end_ok(d2) {
+                    out.push(Match { start: i, end: d2, hit: Hit::Pattern(Pattern::Number) });
+                    continue;
+                }
+            }
+        }
+        // 第…号
+        if c[i] == '第' {
+            let s = i + 1;
+            let mut e = s;
+            while e < n && (c[e].is_ascii_digit() || (c[e] == '-' && e > s)) {
+                e += 1;
+            }
+            let digits = c[s..e].iter().filter(|ch| ch.is_ascii_digit()).count();
+            if digits >= 3 && c[e - 1] != '-' && at(&c, e, '号') {
+                out.push(Match { start: s, end: e, hit: Hit::Pattern(Pattern::Number) });
+            }
         }
     }
 }
@@ -1366,6 +1713,70 @@ mod tests {
             "保険者番号 [番号] 記号 [番号] 番号 [番号]"
         );
         for t in ["検体番号 1234-567", "ID 3分", "生検No.3"] {
+            assert_eq!(s(t), t);
+        }
+    }
+
+    #[test]
+    fn workflow_roles_lists_and_signatures() {
+        assert_eq!(s("受付 山下"), "受付 [氏名]");
+        assert_eq!(s("術者 小川 / 助手 北村"), "術者 [医師] / 助手 [医師]");
+        assert_eq!(s("介助：吉川、宮本／技師：原田"), "介助：[氏名]、[氏名]／技師：[氏名]");
+        assert_eq!(s("対応：吉川"), "対応：[氏名]");
+        assert_eq!(s("記載 Kuroda、Ns. Yoshikawa"), "記載 [氏名]、Ns. [氏名]");
+        assert_eq!(s("Reported by Kondo MD."), "Reported by [医師] MD.");
+        assert_eq!(s("お願いします。谷 健司"), "お願いします。[医師]");
+        assert_eq!(s("消化器内科 岡田 裕介\nTEL"), "消化器内科 [医師]\nTEL");
+        assert_eq!(s("母親（森 恵子）"), "母親（[氏名]）");
+        for t in [
+            "職業 看護師",
+            "IBD看護師",
+            "健診センター Dr.",
+            "受付 完了",
+            "対応 不要",
+            "氏名 記入、生年月日",
+            "夫 小川 陽子、食道に病変",
+            "食道 正常",
+        ] {
+            assert!(!s(t).contains("[氏名]") || t.contains("小川"), "{t}: {}", s(t));
+        }
+        assert_eq!(s("父 拓也さん"), "父 [氏名]さん");
+        assert_eq!(s("記録 宮本看護師"), "記録 [氏名]看護師");
+    }
+
+    #[test]
+    fn english_and_era_year_month_dates() {
+        for t in [
+            "Dec 25, 1972",
+            "December 25, 1972",
+            "25 Dec 1972",
+            "Apr 12, 2024",
+            "May 2027",
+            "Sept. 3",
+            "R4.10",
+            "H15.6",
+            "H28年10月",
+        ] {
+            assert_eq!(s(&format!("({t})")), "([日付])", "{t}");
+        }
+        for t in
+            ["NRS 2/10", "VAS: 3/10", "1/2陽性", "2/3程度", "2/3の日数", "T1.5", "may 5", "Dec"]
+        {
+            assert_eq!(s(t), t);
+        }
+        // Still a date when followed by an event.
+        assert_eq!(s("8/22の結果説明"), "[日付]の結果説明");
+    }
+
+    #[test]
+    fn accession_and_card_numbers() {
+        assert_eq!(s("標本番号 S24-01873"), "標本番号 [番号]");
+        assert_eq!(s("Pathology No. P24-00931:"), "Pathology No. [番号]:");
+        assert_eq!(s("検体番号 24-G-000512 生検"), "検体番号 [番号] 生検");
+        assert_eq!(s("手帳 第1234-56号"), "手帳 第[番号]号");
+        assert_eq!(s("（番号 AB12345678CD）"), "（番号 [番号]）");
+        assert_eq!(s("内線 332、枝番 01"), "内線 [番号]、枝番 [番号]");
+        for t in ["CA19-9 12", "LA-B", "0-IIc", "第3病日", "第2号"] {
             assert_eq!(s(t), t);
         }
     }
