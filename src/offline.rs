@@ -281,11 +281,31 @@ pub fn run(
             }
         }
     }
-    for f in dicom {
+    for (n, f) in dicom.into_iter().enumerate() {
         done += 1;
         progress(done, total);
         run.report.counts.dicom_in += 1;
-        run.quarantine(ItemKind::Dicom, f.display().to_string(), &QuarantineReason::DicomPending)?;
+        // Errors name the file by its position, not its name: a DICOM file name may carry the
+        // patient's name. `gateway quarantine show` gives the path, locally.
+        let label = format!("dicom file {}", n + 1);
+        let reason = match std::fs::read(&f) {
+            Err(e) => QuarantineReason::InputInvalid(format!("{label}: cannot read: {e}")),
+            Ok(bytes) => {
+                let ctx = DeidContext {
+                    facility: &cfg.facility_id,
+                    pseudonymizer: &run.pseudonymizer,
+                    policy: &cfg.deid,
+                    profile: "dicom",
+                    revision: 1,
+                };
+                match deid::dicom::deidentify_dicom(&label, &bytes, &ctx, &cfg.deid.dicom) {
+                    Err(e) => e.quarantine_reason(),
+                    // Headers are clean; pixels wait for the burned-in text stage.
+                    Ok(res) => res.quarantine_reason().unwrap_or(QuarantineReason::DicomPending),
+                }
+            }
+        };
+        run.quarantine(ItemKind::Dicom, f.display().to_string(), &reason)?;
     }
     let bytes = serde_json::to_vec_pretty(&run.report).expect("report serializes");
     let rp = output.join("report.json");

@@ -81,7 +81,9 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
     assert!(has("20261125T2300/exams.csv row 9"), "malformed row not named: {reasons:#?}");
     assert!(has("20261125T2359/exams.csv") && has("line"), "bad encoding not named: {reasons:#?}");
     assert!(has("image-unreadable"), "{reasons:#?}");
-    assert!(has("dicom-deid-pending"), "{reasons:#?}");
+    // The fake DICOM file (a bare meta header) is read by the DICOM gate and refused by
+    // position, never by its (possibly identifying) file name.
+    assert!(has("dicom file 1"), "{reasons:#?}");
     assert_eq!(
         reasons.iter().filter(|r| r.starts_with("pixels-not-cleaned")).count() as u64,
         2 * n
@@ -89,7 +91,9 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
 
     // The quarantine id resolves to the original location only locally.
     let dicom_id =
-        q.iter().find(|e| e["reason"] == "dicom-deid-pending").unwrap()["id"].as_str().unwrap();
+        q.iter().find(|e| e["reason"].as_str().unwrap().contains("dicom file 1")).unwrap()["id"]
+            .as_str()
+            .unwrap();
     let show = gw.cmd().args(["quarantine", "show", dicom_id]).output().unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).contains("pacs/notes.txt"));
     assert!(!String::from_utf8_lossy(&std::fs::read(output.join("report.json")).unwrap())
@@ -213,4 +217,36 @@ fn config_check_names_the_bad_key() {
     assert!(err.contains("pipeline.channel_capacity") && err.contains("1 to 4096"), "{err}");
     let out = Command::new(hub_bin()).args(["config", "check"]).arg(&bad).output().unwrap();
     assert!(!out.status.success(), "hub accepted a gateway config");
+}
+
+#[test]
+fn gateway_deid_reads_real_dicom_and_withholds_its_pixels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // A JPEG Baseline DICOM made by DCMTK, with identifiers in its header.
+    let jpg = tmp.path().join("frame.jpg");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 4, 80]))
+        .save(&jpg)
+        .unwrap();
+    let dcm = input.join("YAMADA_TARO.dcm");
+    let made = Command::new("img2dcm")
+        .args(["-i", "JPEG", "-k", "PatientName=YAMADA^TARO", "-k", "PatientID=00424242"])
+        .arg(&jpg)
+        .arg(&dcm)
+        .output()
+        .expect("img2dcm (apt package dcmtk) must be installed: scripts/ensure-deps.sh");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let output = tmp.path().join("out");
+    let gw = Gateway::new(&tmp.path().join("gw"), "https://localhost:8443", tmp.path(), &input, "");
+    let out = gw.cmd().arg("deid").arg(&input).arg(&output).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(output.join("report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["counts"]["dicom_in"], 1);
+    assert_eq!(report["quarantine"][0]["reason"], "pixels-not-cleaned", "{text}");
+    for leak in ["YAMADA", "00424242", "424242"] {
+        assert!(!text.contains(leak));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(leak));
+    }
 }

@@ -75,7 +75,7 @@ impl Era {
     pub fn of(date: NaiveDate) -> Option<(Era, i32)> {
         Era::ALL.iter().copied().find_map(|e| {
             let (start, end) = e.range();
-            (date >= start && end.map_or(true, |end| date <= end))
+            (date >= start && end.is_none_or(|end| date <= end))
                 .then(|| (e, date.year() - e.first_year() + 1))
         })
     }

@@ -49,7 +49,8 @@ pub enum QuarantineReason {
     IdentifierFound(String),
     /// A required column is missing or unparseable (column key).
     RequiredFieldInvalid(String),
-    /// A DICOM object; the DICOM de-identification stage has not landed yet.
+    /// A DICOM object without pixel data: its headers de-identify, but the package format for
+    /// DICOM studies has not landed yet, so it stays on the box.
     DicomPending,
     /// Input file could not be read or parsed (what was wrong, no values).
     InputInvalid(String),

@@ -76,6 +76,8 @@ pub struct Policy {
     /// Header names of extra (non-reference) columns to keep verbatim after verification.
     /// Default: none; every unknown column is dropped and its name recorded in the actions.
     pub keep_extra_columns: Vec<String>,
+    /// DICOM: PS3.15 options on top of the Basic profile (`[deid.dicom]`).
+    pub dicom: crate::deid::dicom::DicomPolicy,
 }
 
 impl Default for Policy {
@@ -88,6 +90,7 @@ impl Default for Policy {
             free_text: FreeTextPolicy::default(),
             pixels: PixelPolicy::default(),
             keep_extra_columns: Vec::new(),
+            dicom: Default::default(),
         }
     }
 }

@@ -900,7 +900,7 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
         if starts_with(&c, p, "MD")
             && p >= 2
             && c[p - 1] == ' '
-            && c.get(p + 2).map_or(true, |ch| !ch.is_ascii_alphanumeric())
+            && c.get(p + 2).is_none_or(|ch| !ch.is_ascii_alphanumeric())
         {
             if let Some(m) = romaji_back(&c, p - 1) {
                 push(m, true);
@@ -911,7 +911,7 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
             let after = p + 2;
             if starts_with_ascii_ci(&c, p, w)
                 && (p == 0 || !c[p - 1].is_ascii_alphabetic())
-                && c.get(after).map_or(true, |ch| !ch.is_ascii_alphabetic())
+                && c.get(after).is_none_or(|ch| !ch.is_ascii_alphabetic())
             {
                 if let Some(m) = name_before(&c, p) {
                     push(m, doctor);
@@ -957,7 +957,7 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
                         // next item of the sentence (氏名 …、生年月日).
                         next = name_after(&c, sp(&c, k + 1)).filter(|&(a, b)| {
                             b - a <= 3
-                                && c.get(b).map_or(true, |&ch| {
+                                && c.get(b).is_none_or(|&ch| {
                                     " \n、,・/／。)）".contains(ch) || starts_honorific(&c, b)
                                 })
                         });
@@ -1014,7 +1014,7 @@ fn given_name_after(c: &[char], e: usize) -> Option<usize> {
         return None;
     }
     let next = c.get(ke).copied();
-    let ends = next.map_or(true, |ch| {
+    let ends = next.is_none_or(|ch| {
         punct_boundary(ch) || ch == '\n' || starts_honorific(c, ke) || AFTER_NAME_KANA.contains(ch)
     });
     let k1 = key(c, s, ke);
@@ -1567,7 +1567,7 @@ pub(super) fn find_accession_numbers(f: &Folded, out: &mut Vec<Match>) {
         if i > 0 && c[i - 1].is_ascii_alphanumeric() {
             continue;
         }
-        let end_ok = |e: usize| c.get(e).map_or(true, |ch| !ch.is_ascii_alphanumeric());
+        let end_ok = |e: usize| c.get(e).is_none_or(|ch| !ch.is_ascii_alphanumeric());
         // Letters + digits - digits
         let l = run(i, upper);
         if (1..=3).contains(&(l - i)) {

@@ -90,7 +90,7 @@ fn preambleless_dicom(b: &[u8]) -> bool {
         return false;
     }
     let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    (len % 2 == 0 && len <= 0x1_0000) || len == u32::MAX
+    (len.is_multiple_of(2) && len <= 0x1_0000) || len == u32::MAX
 }
 
 #[cfg(test)]

@@ -663,7 +663,7 @@ fn macro_at(v: &[NChar], i: usize) -> Option<(Vec<NChar>, usize)> {
         2 => &["a", "b", "c"],
         _ => &[],
     };
-    let free_after = |k: usize| v.get(k).map_or(true, |x| x.gap || !x.c.is_ascii_alphanumeric());
+    let free_after = |k: usize| v.get(k).is_none_or(|x| x.gap || !x.c.is_ascii_alphanumeric());
     // Without the 0- prefix only a lower-case subtype marks a macroscopic type (Ⅱc, Is), so
     // English words and upper-case abbreviations are left alone.
     let suffix = subtypes.iter().find(|sub| {

@@ -232,7 +232,7 @@ impl Walker<'_> {
                 None => dict_vr(tag) == Some(VR::SQ),
             };
             if len == UNDEFINED {
-                pos = if tag == PIXEL_DATA && vr.map_or(true, |vr| &vr == b"OB" || &vr == b"OW") {
+                pos = if tag == PIXEL_DATA && vr.is_none_or(|vr| &vr == b"OB" || &vr == b"OW") {
                     self.fragments(v, end)?
                 } else if vr == Some(*b"UN") {
                     // Undefined-length UN is a sequence encoded implicit VR little endian.

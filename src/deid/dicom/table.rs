@@ -188,7 +188,7 @@ impl Table {
         let v = (u32::from(tag.group()) << 16) | u32::from(tag.element());
         self.patterns
             .iter()
-            .find(|(m, val, _)| v & m == *val && tag.group() % 2 == 0)
+            .find(|(m, val, _)| v & m == *val && tag.group().is_multiple_of(2))
             .map(|(_, _, r)| r)
     }
 
