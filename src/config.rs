@@ -4,6 +4,7 @@
 
 use crate::deid::Policy;
 use crate::ids::{DeviceId, FacilityId};
+use crate::ingest::dicom_scp::DicomScpConfig;
 use crate::ingest::hl7::Hl7Config;
 use crate::record::profile::Profile;
 use crate::uplink::UplinkConfig;
@@ -101,6 +102,8 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub hl7: Hl7Config,
     #[serde(default)]
+    pub dicom_scp: DicomScpConfig,
+    #[serde(default)]
     pub uplink: UplinkConfig,
     #[serde(default)]
     pub deid: Policy,
@@ -174,6 +177,7 @@ impl GatewayConfig {
         }
         self.uplink.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         self.hl7.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        self.dicom_scp.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         Ok(())
     }
 

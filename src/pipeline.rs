@@ -11,6 +11,9 @@
 use crate::config::{GatewayConfig, SourceRetention};
 use crate::deid::{self, DeidContext, DeidOutcome, Pseudonymizer, QuarantineReason};
 use crate::ids::{PackageId, QueueId};
+use crate::ingest::dicom_scp::{
+    DicomScp, DicomSink, ReceivedObject, ScpMode, SinkError as DicomSinkError,
+};
 use crate::ingest::export::{self, BatchDir};
 use crate::ingest::hl7::{Hl7Listener, Hl7Mode, ReportSink, SinkError};
 use crate::outbox::{Outbox, OutboxError};
@@ -160,6 +163,19 @@ pub async fn run(
     let up = tokio::spawn(uplink_stage(gw.clone(), uplink, up_rx, shutdown.clone()));
     let reports =
         tokio::spawn(report_stage(gw.clone(), notify.clone(), to_up.clone(), stop_rx.clone()));
+    let dicom_notify = Arc::new(tokio::sync::Notify::new());
+    let dicom = tokio::spawn(dicom_stage(gw.clone(), dicom_notify.clone(), stop_rx.clone()));
+    let scp = match gw.cfg.dicom_scp.mode {
+        ScpMode::Disabled => None,
+        ScpMode::Enabled => {
+            let scp = DicomScp::bind(&gw.cfg.dicom_scp)
+                .await
+                .map_err(|e| PipelineError::Stage(format!("dicom scp: {e}")))?;
+            info!(addr = %scp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "dicom scp up");
+            let sink = SpoolDicomSink { gw: gw.clone(), notify: dicom_notify };
+            Some(tokio::spawn(scp.serve(sink, stop_rx.clone())))
+        }
+    };
     let hl7 = match gw.cfg.hl7.mode {
         Hl7Mode::Disabled => None,
         Hl7Mode::Enabled => {
@@ -212,6 +228,10 @@ pub async fn run(
     if let Some(h) = hl7 {
         let _ = h.await;
     }
+    if let Some(h) = scp {
+        let _ = h.await;
+    }
+    dicom.await.map_err(|e| PipelineError::Stage(format!("dicom: {e}")))??;
     for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
         h.await.map_err(|e| PipelineError::Stage(format!("{name}: {e}")))??;
     }
@@ -240,6 +260,74 @@ impl ReportSink for SpoolSink {
         debug!(item = %item.id, "report received");
         self.notify.notify_one();
         Ok(())
+    }
+}
+
+/// Where the DICOM SCP puts objects: the encrypted spool, then a `dicom` item. The SCP sends
+/// Success only after this returned Ok.
+struct SpoolDicomSink {
+    gw: Arc<Gateway>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl DicomSink for SpoolDicomSink {
+    fn accept(&self, object: ReceivedObject) -> Result<(), DicomSinkError> {
+        let source = format!("dicom-scp from {} ae {}", object.peer, object.calling_ae.as_str());
+        let item = NewItem::new(ItemKind::Dicom, Origin::Daemon, source);
+        if let Err(e) = self.gw.spool.put_bytes(&item.id, &object.bytes) {
+            error!(error = %e, "dicom object not spooled");
+            return Err(DicomSinkError::Unavailable("spool unavailable"));
+        }
+        if let Err(e) = self.gw.db.insert(&item) {
+            error!(error = %e, "dicom object not recorded");
+            let _ = self.gw.spool.remove(&item.id);
+            return Err(DicomSinkError::Unavailable("state database unavailable"));
+        }
+        debug!(item = %item.id, "dicom object received");
+        self.notify.notify_one();
+        Ok(())
+    }
+}
+
+/// DICOM objects: received → the DICOM gate. Until the pixel stage and the DICOM package
+/// format land, every object ends quarantined with its reason (pixels withheld, malformed,
+/// or package pending), its raw bytes kept encrypted in `quarantine/`.
+async fn dicom_stage(
+    gw: Arc<Gateway>,
+    notify: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    loop {
+        for id in gw.db.ids_in_state(ItemState::Received, ItemKind::Dicom)? {
+            let g = gw.clone();
+            let id2 = id.clone();
+            let reason = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+                let bytes = g.spool.get_bytes(&id2)?;
+                let ctx = DeidContext {
+                    facility: &g.cfg.facility_id,
+                    pseudonymizer: &g.pseudonymizer,
+                    policy: &g.cfg.deid,
+                    profile: "dicom",
+                    revision: 1,
+                };
+                let label = format!("dicom item {id2}");
+                Ok(match deid::dicom::deidentify_dicom(&label, &bytes, &ctx, &g.cfg.deid.dicom) {
+                    Err(e) => e.quarantine_reason(),
+                    Ok(res) => res.quarantine_reason().unwrap_or(QuarantineReason::DicomPending),
+                })
+            })
+            .await
+            .map_err(|e| PipelineError::Stage(format!("dicom: {e}")))??;
+            gw.quarantine_exam(&id, ItemState::Received, &reason)?;
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
     }
 }
 

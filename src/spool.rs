@@ -66,6 +66,20 @@ impl Spool {
         serde_json::from_slice(&plain).map_err(|_| SpoolError::Corrupt { id: id.clone() })
     }
 
+    /// A received DICOM object: its Part-10 bytes as they arrived.
+    pub fn put_bytes(&self, id: &QueueId, bytes: &[u8]) -> Result<(), SpoolError> {
+        let sealed = self.seal(id, bytes.to_vec());
+        let path = self.path(id);
+        crate::outbox::write_atomic(&path, &sealed)
+            .map_err(|source| SpoolError::Io { path, source })
+    }
+
+    pub fn get_bytes(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
+        let path = self.path(id);
+        let bytes = std::fs::read(&path).map_err(|source| SpoolError::Io { path, source })?;
+        self.open_sealed(id, bytes)
+    }
+
     pub fn exists(&self, id: &QueueId) -> bool {
         self.path(id).exists()
     }

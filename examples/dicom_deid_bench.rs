@@ -1,0 +1,146 @@
+//! DICOM header de-identification throughput (docs/benchmarks.md, issue 3).
+//!
+//! cargo run --release --example dicom_deid_bench -- IN_DIR OUT_DIR [--threads N]
+//!
+//! De-identifies every `*.dcm` under IN_DIR with `fgw::deid::dicom::deidentify_dicom` (default
+//! `DicomPolicy`, a fixed test key, facility `BENCH`) and writes each result to OUT_DIR under
+//! the same relative path, as the reference tools write theirs. The written files keep their
+//! pixel data: pixels are a separate stage, and the pipeline withholds such files on the box
+//! (`pixels-not-cleaned`) until it has run. The time covers reading, de-identifying and
+//! writing; one worker by default (like-for-like with the single-process Python tools),
+//! `--threads N` splits the files between N std threads.
+//!
+//! Prints one line: files, errors, threads, seconds, files/s. Errors (which name the file by
+//! position and never a value) go to stderr; the exit code is 1 when any file failed.
+
+use fgw::deid::dicom::{deidentify_dicom, DicomPolicy};
+use fgw::deid::{DeidContext, Policy, Pseudonymizer};
+use fgw::ids::FacilityId;
+use fgw::secrets::Secrets;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+const USAGE: &str = "usage: dicom_deid_bench IN_DIR OUT_DIR [--threads N]";
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let ft = e.file_type()?;
+        let p = e.path();
+        if ft.is_dir() {
+            collect(&p, out)?;
+        } else if ft.is_file() && p.extension().is_some_and(|x| x.eq_ignore_ascii_case("dcm")) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn parse() -> Result<(PathBuf, PathBuf, usize), String> {
+    let mut pos = Vec::new();
+    let mut threads = 1usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--threads" => {
+                threads = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--threads needs a positive number")?
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
+            _ => pos.push(PathBuf::from(a)),
+        }
+    }
+    match <[PathBuf; 2]>::try_from(pos) {
+        Ok([i, o]) => Ok((i, o, threads)),
+        Err(_) => Err(USAGE.into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let (input, output, threads) = match parse() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut files = Vec::new();
+    if let Err(e) = collect(&input, &mut files) {
+        eprintln!("{}: {e}", input.display());
+        return ExitCode::from(2);
+    }
+
+    let pseudonymizer = Pseudonymizer::new(Secrets::from_bytes([7; 32]).pseudonym_key());
+    let facility = FacilityId::new("BENCH").expect("valid facility id");
+    let policy = Policy::default();
+    let dicom = DicomPolicy::default();
+    let ctx = DeidContext {
+        facility: &facility,
+        pseudonymizer: &pseudonymizer,
+        policy: &policy,
+        profile: "dicom",
+        revision: 1,
+    };
+
+    let next = AtomicUsize::new(0);
+    let errors = AtomicUsize::new(0);
+    let worker = || loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let Some(f) = files.get(n) else { break };
+        let label = format!("dicom file {}", n + 1);
+        let fail = |what: String| {
+            eprintln!("{what}");
+            errors.fetch_add(1, Ordering::Relaxed);
+        };
+        let bytes = match std::fs::read(f) {
+            Ok(b) => b,
+            Err(e) => {
+                fail(format!("{label}: cannot read: {e}"));
+                continue;
+            }
+        };
+        match deidentify_dicom(&label, &bytes, &ctx, &dicom) {
+            Err(e) => fail(e.to_string()),
+            Ok(res) => {
+                let dest = output.join(f.strip_prefix(&input).unwrap_or(f));
+                let written = dest
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&dest, &res.bytes));
+                if let Err(e) = written {
+                    fail(format!("{label}: cannot write: {e}"));
+                }
+            }
+        }
+    };
+
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let errors = errors.into_inner();
+    println!(
+        "files {} errors {} threads {} seconds {:.3} files/s {:.1}",
+        files.len(),
+        errors,
+        threads,
+        secs,
+        files.len() as f64 / secs.max(1e-9)
+    );
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
