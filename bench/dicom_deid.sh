@@ -10,8 +10,9 @@
 # --images-per-exam 1). Each tool runs $RUNS times under /usr/bin/time -v, the tools
 # interleaved, every run reading CORPUS_DIR/dicom and writing a fresh output folder; the
 # table has the median wall time and the largest max RSS. Afterwards each tool's output is
-# checked for leftover planted PII (truth.json search strings, in every header value that is
-# not a UID or binary; private group 0009 included).
+# checked for leftover planted PII (truth.json search strings, plus the building-name and room
+# parts of the address on their own, in every header value that is not a UID or binary;
+# private group 0009 included).
 #
 # Setup, done here when missing (one venv per tool, as ../shared/bench/measure_anchors.sh):
 #   $VENVS/venv            pydicom pillow numpy   (corpus generation, the leftover check)
@@ -141,6 +142,9 @@ for d in truth["dicom"]:
             kind_of.setdefault(norm(x), "birth_date" if isinstance(v, dict) else k)
     for s in d["search_strings"]:
         kind_of.setdefault(norm(s), "other")
+    for part in d["pii"]["address"].split()[1:]:  # building name, room: partial-address residue
+        if len(norm(part)) >= 4:
+            kind_of.setdefault(norm(part), "address_part")
     kind_of[norm(d["phi_attributes"]["AccessionNumber"])] = "accession_number"
     kind_of[norm(d["phi_attributes"]["PatientName"])] = "name_dicom_pn"
 kind_of.pop("", None)
