@@ -77,6 +77,40 @@ impl Gateway {
         Ok(Gateway { cfg, db, spool, quarantine, outbox, pseudonymizer })
     }
 
+    /// The gate's context for an input read with `profile`.
+    fn ctx<'a>(&'a self, profile: &'a str, revision: u32) -> DeidContext<'a> {
+        DeidContext {
+            facility: &self.cfg.facility_id,
+            pseudonymizer: &self.pseudonymizer,
+            policy: &self.cfg.deid,
+            profile,
+            revision,
+        }
+    }
+
+    /// Make a listener's input durable before it is acknowledged: write it to the encrypted
+    /// spool, then record a `received` item. On failure nothing is left behind and the caller
+    /// answers "retry later".
+    fn accept_raw(
+        &self,
+        kind: ItemKind,
+        source: String,
+        write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
+    ) -> Result<QueueId, &'static str> {
+        let item = NewItem::new(kind, Origin::Daemon, source);
+        if let Err(e) = write(&self.spool, &item.id) {
+            error!(error = %e, "input not spooled");
+            return Err("spool unavailable");
+        }
+        if let Err(e) = self.db.insert(&item) {
+            error!(error = %e, "input not recorded");
+            let _ = self.spool.remove(&item.id);
+            return Err("state database unavailable");
+        }
+        debug!(item = %item.id, kind = ?kind, "input received");
+        Ok(item.id)
+    }
+
     fn exam_key(&self, exam: &RawExam) -> Option<String> {
         exam.get(Column::ExamId).map(|id| self.pseudonymizer.exam(&self.cfg.facility_id, id))
     }
@@ -247,17 +281,10 @@ struct SpoolSink {
 
 impl ReportSink for SpoolSink {
     fn accept(&self, report: RawReport) -> Result<(), SinkError> {
-        let item = NewItem::new(ItemKind::Report, Origin::Daemon, report.source.clone());
-        if let Err(e) = self.gw.spool.put_report(&item.id, &report) {
-            error!(error = %e, "report not spooled");
-            return Err(SinkError::Unavailable("spool unavailable"));
-        }
-        if let Err(e) = self.gw.db.insert(&item) {
-            error!(error = %e, "report not recorded");
-            let _ = self.gw.spool.remove(&item.id);
-            return Err(SinkError::Unavailable("state database unavailable"));
-        }
-        debug!(item = %item.id, "report received");
+        let source = report.source.clone();
+        self.gw
+            .accept_raw(ItemKind::Report, source, |spool, id| spool.put_report(id, &report))
+            .map_err(SinkError::Unavailable)?;
         self.notify.notify_one();
         Ok(())
     }
@@ -273,20 +300,23 @@ struct SpoolDicomSink {
 impl DicomSink for SpoolDicomSink {
     fn accept(&self, object: ReceivedObject) -> Result<(), DicomSinkError> {
         let source = format!("dicom-scp from {} ae {}", object.peer, object.calling_ae.as_str());
-        let item = NewItem::new(ItemKind::Dicom, Origin::Daemon, source);
-        if let Err(e) = self.gw.spool.put_bytes(&item.id, &object.bytes) {
-            error!(error = %e, "dicom object not spooled");
-            return Err(DicomSinkError::Unavailable("spool unavailable"));
-        }
-        if let Err(e) = self.gw.db.insert(&item) {
-            error!(error = %e, "dicom object not recorded");
-            let _ = self.gw.spool.remove(&item.id);
-            return Err(DicomSinkError::Unavailable("state database unavailable"));
-        }
-        debug!(item = %item.id, "dicom object received");
+        self.gw
+            .accept_raw(ItemKind::Dicom, source, |spool, id| spool.put_bytes(id, &object.bytes))
+            .map_err(DicomSinkError::Unavailable)?;
         self.notify.notify_one();
         Ok(())
     }
+}
+
+/// Wait until a listener signals new input, a second passes (crash leftovers), or the
+/// pipeline stops; true when it stops.
+async fn wait_for_work(notify: &tokio::sync::Notify, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = notify.notified() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = stop.changed() => {}
+    }
+    *stop.borrow()
 }
 
 /// DICOM objects: received → the DICOM gate. Until the pixel stage and the DICOM package
@@ -303,13 +333,7 @@ async fn dicom_stage(
             let id2 = id.clone();
             let reason = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
                 let bytes = g.spool.get_bytes(&id2)?;
-                let ctx = DeidContext {
-                    facility: &g.cfg.facility_id,
-                    pseudonymizer: &g.pseudonymizer,
-                    policy: &g.cfg.deid,
-                    profile: "dicom",
-                    revision: 1,
-                };
+                let ctx = g.ctx("dicom", 1);
                 let label = format!("dicom item {id2}");
                 Ok(match deid::dicom::deidentify_dicom(&label, &bytes, &ctx, &g.cfg.deid.dicom) {
                     Err(e) => e.quarantine_reason(),
@@ -320,12 +344,7 @@ async fn dicom_stage(
             .map_err(|e| PipelineError::Stage(format!("dicom: {e}")))??;
             gw.quarantine_exam(&id, ItemState::Received, &reason)?;
         }
-        tokio::select! {
-            _ = notify.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
+        if wait_for_work(&notify, &mut stop).await {
             return Ok(());
         }
     }
@@ -345,13 +364,7 @@ async fn report_stage(
             let id2 = id.clone();
             let outcome = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
                 let report = g.spool.get_report(&id2)?;
-                let ctx = DeidContext {
-                    facility: &g.cfg.facility_id,
-                    pseudonymizer: &g.pseudonymizer,
-                    policy: &g.cfg.deid,
-                    profile: "hl7",
-                    revision: 1,
-                };
+                let ctx = g.ctx("hl7", 1);
                 let outcome = deid::deidentify_report(&report, &ctx);
                 let stored = match &outcome {
                     DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
@@ -380,12 +393,7 @@ async fn report_stage(
                 }
             }
         }
-        tokio::select! {
-            _ = notify.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
+        if wait_for_work(&notify, &mut stop).await {
             return Ok(());
         }
     }
@@ -574,13 +582,7 @@ async fn deid_stage(
         // CPU-bound (image parsing, text search): off the async workers.
         let outcome = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
             let exam = load(&g, &id2, exam)?;
-            let ctx = DeidContext {
-                facility: &g.cfg.facility_id,
-                pseudonymizer: &g.pseudonymizer,
-                policy: &g.cfg.deid,
-                profile: &g.cfg.export.mapping.id,
-                revision: item.revision,
-            };
+            let ctx = g.ctx(&g.cfg.export.mapping.id, item.revision);
             let outcome = deid::deidentify_exam(&exam, &ctx);
             let stored = match &outcome {
                 DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),

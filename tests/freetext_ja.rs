@@ -10,188 +10,21 @@ use fgw::deid::identifiers::{fold, IdentifierSet};
 use fgw::deid::text::{find, scrub};
 use fgw::record::{Column, RawExam};
 use proptest::prelude::*;
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
-#[derive(Deserialize)]
-struct Span {
-    start: usize,
-    end: usize,
-    label: String,
-}
-
-#[derive(Deserialize)]
-struct Item {
-    id: u32,
-    text: String,
-    patient_name: String,
-    patient_kana: String,
-    patient_id: String,
-    birth_date: String,
-    phone: String,
-    address: String,
-    spans: Vec<Span>,
-}
-
-fn exam(fields: &[(Column, &str)]) -> RawExam {
-    RawExam::with_fields(fields)
-}
-
-fn load() -> Vec<Item> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/freetext_ja.jsonl");
-    let data = std::fs::read_to_string(path).expect("labelled set present");
-    data.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-const LABELS: &[&str] = &[
-    "own_name",
-    "own_id",
-    "own_birth",
-    "own_phone",
-    "own_address",
-    "other_name",
-    "doctor_name",
-    "phone",
-    "date",
-    "address",
-    "number",
-    "email",
-];
-
-#[derive(Default)]
-struct Count {
-    total: usize,
-    hit: usize,
-}
-
-impl Count {
-    fn rate(&self) -> f64 {
-        if self.total == 0 {
-            1.0
-        } else {
-            self.hit as f64 / self.total as f64
-        }
-    }
-}
+mod common;
+use common::freetext::{load, measure, pct};
 
 #[test]
 fn labelled_set_metrics() {
-    let items = load();
+    let items = load("freetext_ja.jsonl");
     assert!(items.len() >= 300, "{} items", items.len());
-    let mut recall: BTreeMap<&str, Count> = LABELS.iter().map(|l| (*l, Count::default())).collect();
-    // Per match kind: matched chars, and how many of them are inside an identifier span.
-    let mut precision: BTreeMap<&'static str, Count> = BTreeMap::new();
-    let mut clinical = Count::default();
-    let mut misses = Vec::new();
-    let mut damaged = Vec::new();
-    let mut extra = Vec::new();
-    for it in &items {
-        let ids = IdentifierSet::from_exam(&exam(&[
-            (Column::PatientName, &it.patient_name),
-            (Column::PatientKana, &it.patient_kana),
-            (Column::PatientId, &it.patient_id),
-            (Column::BirthDate, &it.birth_date),
-            (Column::Phone, &it.phone),
-            (Column::Address, &it.address),
-        ]));
-        let n = it.text.chars().count();
-        let matches = find(&it.text, &ids);
-        let mut covered = vec![false; n];
-        for m in &matches {
-            covered[m.start..m.end].iter_mut().for_each(|c| *c = true);
-        }
-        let mut ident = vec![false; n];
-        for s in it.spans.iter().filter(|s| s.label != "clinical") {
-            ident[s.start..s.end].iter_mut().for_each(|c| *c = true);
-        }
-        let chars: Vec<char> = it.text.chars().collect();
-        let piece = |s: &Span| chars[s.start..s.end].iter().collect::<String>();
-        for s in &it.spans {
-            if s.label == "clinical" {
-                clinical.total += 1;
-                if covered[s.start..s.end].iter().all(|c| !c) {
-                    clinical.hit += 1;
-                } else {
-                    damaged.push(format!("#{} {:?}", it.id, piece(s)));
-                }
-                continue;
-            }
-            let c = recall.get_mut(s.label.as_str()).expect("known label");
-            c.total += 1;
-            if covered[s.start..s.end].iter().all(|c| *c) {
-                c.hit += 1;
-            } else {
-                misses.push(format!("#{} {} {:?}", it.id, s.label, piece(s)));
-            }
-        }
-        for m in &matches {
-            let p = precision.entry(m.hit.key()).or_default();
-            let inside = ident[m.start..m.end].iter().filter(|c| **c).count();
-            p.total += m.end - m.start;
-            p.hit += inside;
-            if inside < m.end - m.start {
-                let over: String = chars[m.start..m.end].iter().collect();
-                extra.push(format!("#{} {} over-matched {over:?}", it.id, m.hit.key()));
-            }
-        }
-    }
-
-    let names = Count {
-        total: recall["other_name"].total + recall["doctor_name"].total,
-        hit: recall["other_name"].hit + recall["doctor_name"].hit,
-    };
-    let all_prec = Count {
-        total: precision.values().map(|c| c.total).sum(),
-        hit: precision.values().map(|c| c.hit).sum(),
-    };
-    let pct = |c: &Count| format!("{:.1}%", 100.0 * c.rate());
-    let mut md = String::new();
-    let _ =
-        writeln!(md, "### Japanese free text (`tests/freetext_ja.rs`, {} items)\n", items.len());
-    let _ = writeln!(md, "| label | spans | caught | recall |\n|---|---:|---:|---:|");
-    for (l, c) in &recall {
-        let _ = writeln!(md, "| {l} | {} | {} | {} |", c.total, c.hit, pct(c));
-    }
-    let _ = writeln!(
-        md,
-        "| other + doctor names | {} | {} | {} |",
-        names.total,
-        names.hit,
-        pct(&names)
-    );
-    let _ =
-        writeln!(md, "\n| match kind | matched chars | inside a labelled identifier | precision |");
-    let _ = writeln!(md, "|---|---:|---:|---:|");
-    for (k, c) in &precision {
-        let _ = writeln!(md, "| {k} | {} | {} | {} |", c.total, c.hit, pct(c));
-    }
-    let _ = writeln!(md, "| all | {} | {} | {} |", all_prec.total, all_prec.hit, pct(&all_prec));
-    let _ = writeln!(
-        md,
-        "\nClinical spans untouched: {} of {} ({}).",
-        clinical.hit,
-        clinical.total,
-        pct(&clinical)
-    );
-    println!("{md}");
-    // Synthetic data only, so the missed pieces may be shown to help tuning.
-    for m in misses.iter().chain(&damaged).chain(&extra).take(40) {
-        println!("  {m}");
-    }
-    let dir = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_string());
-    let _ = std::fs::create_dir_all(&dir);
-    std::fs::write(format!("{dir}/freetext_ja_metrics.md"), &md).expect("write metrics");
-
+    let m =
+        measure(&items, "Japanese free text (`tests/freetext_ja.rs`)", "freetext_ja_metrics.md");
     for l in ["own_name", "own_id", "own_birth", "own_phone", "own_address", "phone"] {
-        assert_eq!(recall[l].rate(), 1.0, "{l} recall");
+        assert_eq!(m.recall[l].rate(), 1.0, "{l} recall");
     }
-    assert!(names.rate() >= 0.98, "person name recall {}", pct(&names));
-    assert!(clinical.rate() >= 0.99, "clinical preservation {}", pct(&clinical));
+    assert!(m.names.rate() >= 0.98, "person name recall {}", pct(&m.names));
+    assert!(m.clinical.rate() >= 0.99, "clinical preservation {}", pct(&m.clinical));
 }
 
 // --- properties ---
@@ -254,7 +87,7 @@ const OWN: &[(&str, &str)] = &[
 const SEPARATORS: &[&str] = &["。", "、", "\n", " ", "：", "（"];
 
 fn own_set() -> IdentifierSet {
-    IdentifierSet::from_exam(&exam(&[
+    IdentifierSet::from_exam(&RawExam::with_fields(&[
         (Column::PatientName, "髙橋　花子"),
         (Column::PatientKana, "ﾀｶﾊｼ ﾊﾅｺ"),
         (Column::PatientId, "00123456"),

@@ -2,6 +2,8 @@
 //! certificates made by `hub init` / `hub issue-device`. Real TLS, real processes.
 #![allow(dead_code)]
 
+pub mod freetext;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
