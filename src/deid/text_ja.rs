@@ -1370,7 +1370,61 @@ fn address_rest(c: &[char], from: usize) -> usize {
     while e > from && c[e - 1] == '-' {
         e -= 1;
     }
-    e
+    building_after(c, e)
+}
+
+/// A building name and room after an address's block number and one space
+/// (`… 1-2-3 パークサイド青葉 309号室`): taken into the address when a room or floor number
+/// (`309号室`, `5F`, `3階`) or a building word (マンション, ハイツ, …) shows it is one, so
+/// ordinary text after an address is left alone.
+fn building_after(c: &[char], e: usize) -> usize {
+    const BUILDING: &[&str] = &[
+        "マンション",
+        "ハイツ",
+        "コーポ",
+        "レジデンス",
+        "ビル",
+        "荘",
+        "タワー",
+        "ハウス",
+        "アパート",
+    ];
+    const ROOM: &[&str] = &["号室", "号", "階"];
+    let space = |k: usize| k < c.len() && (c[k] == ' ' || c[k] == '\u{3000}');
+    if e == 0 || !c[e - 1].is_ascii_digit() || !space(e) {
+        return e;
+    }
+    let mut k = e + 1;
+    let name_start = k;
+    while k < c.len()
+        && k - name_start < 20
+        && (is_katakana(c[k]) || is_kanji(c[k]) || c[k].is_ascii_alphabetic())
+    {
+        k += 1;
+    }
+    if k == name_start {
+        return e;
+    }
+    let named = BUILDING.iter().any(|w| c[name_start..k].ends_with(&w.chars().collect::<Vec<_>>()));
+    // Optional space, then the room: digits (with a dash) and 号室/号/階/F.
+    let mut r = if space(k) { k + 1 } else { k };
+    let digits = r;
+    while r < c.len() && (c[r].is_ascii_digit() || c[r] == '-') {
+        r += 1;
+    }
+    if r > digits {
+        if let Some(w) = ROOM.iter().find(|w| starts_with(c, r, w)) {
+            return r + w.chars().count();
+        }
+        if r < c.len() && (c[r] == 'F' || c[r] == 'f') {
+            return r + 1;
+        }
+    }
+    if named {
+        k
+    } else {
+        e
+    }
 }
 
 /// End of a municipality (…市[…区], …郡…町, …区, …町, …村) whose name starts at `from`.
@@ -1614,6 +1668,41 @@ mod tests {
 
     fn s(t: &str) -> String {
         scrub(t, &IdentifierSet::default()).text
+    }
+
+    #[test]
+    fn building_and_room_follow_the_address() {
+        let ids = crate::deid::identifiers::IdentifierSet::from_exam(
+            &crate::record::RawExam::with_fields(&[]),
+        );
+        for t in [
+            "住所 京都府京都市左京区鞍馬本町1-2-3 パークサイド青葉 309号室 に在住",
+            "東京都千代田区丸の内1-1 グランドハイツ",
+            "大阪府大阪市北区梅田2-4-9 ABCタワー 12F",
+        ] {
+            let out = crate::deid::text::scrub(t, &ids).text;
+            for gone in ["パークサイド青葉", "309", "グランドハイツ", "ABCタワー", "12F"]
+            {
+                assert!(!out.contains(gone), "{gone} left in {out}");
+            }
+        }
+        // Also when the address is the patient's own (matched as an identifier first).
+        let own = crate::deid::identifiers::IdentifierSet::from_exam(
+            &crate::record::RawExam::with_fields(&[(
+                crate::record::Column::Address,
+                "京都府京都市左京区鞍馬本町1-2-3",
+            )]),
+        );
+        let out = crate::deid::text::scrub(
+            "京都府京都市左京区鞍馬本町1-2-3 パークサイド青葉 309号室",
+            &own,
+        )
+        .text;
+        assert!(!out.contains("パークサイド") && !out.contains("309"), "{out}");
+        // Text after an address that is not a building stays.
+        let out =
+            crate::deid::text::scrub("京都府京都市左京区鞍馬本町1-2-3 胃体下部に潰瘍", &ids).text;
+        assert!(out.contains("胃体下部に潰瘍"), "{out}");
     }
 
     #[test]
