@@ -14,7 +14,7 @@ use crate::ingest::sniff::{self, FileKind};
 use crate::outbox::{self, Outbox, OutboxError};
 use crate::record::{Column, RawExam};
 use crate::secrets::Secrets;
-use crate::state::{Db, ItemKind, ItemState, NewItem, Origin, StateError};
+use crate::state::{Db, ItemKind, NewItem, Origin, StateError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,9 +86,7 @@ impl Run<'_> {
         source: String,
         reason: &QuarantineReason,
     ) -> Result<(), OfflineError> {
-        let mut item = NewItem::new(kind, Origin::Offline, source);
-        item.state = ItemState::Quarantined;
-        item.reason = Some(reason.to_string());
+        let item = NewItem::quarantined(kind, Origin::Offline, source, reason.to_string());
         self.db.insert(&item)?;
         self.report.counts.quarantined += 1;
         self.report.quarantine.push(QuarantineEntry { id: item.id, reason: reason.to_string() });

@@ -442,15 +442,14 @@ fn ingest_batch(
             // The whole file is unusable: record one quarantined item so it is reported,
             // and do not look at this batch again until it is re-exported under a new name.
             error!(batch = %batch.name, error = %e, "batch rejected");
-            let mut item = NewItem::new(
+            let mut item = NewItem::quarantined(
                 ItemKind::Row,
                 Origin::Daemon,
                 format!("{}/{}", batch.name, gw.cfg.export.mapping.table),
+                QuarantineReason::InputInvalid(e.to_string()).to_string(),
             );
             item.batch = Some(batch.name.clone());
             item.row_no = Some(0);
-            item.state = ItemState::Quarantined;
-            item.reason = Some(QuarantineReason::InputInvalid(e.to_string()).to_string());
             if !gw.db.row_seen(&batch.name, 0)? {
                 gw.db.insert(&item)?;
             }
@@ -464,11 +463,14 @@ fn ingest_batch(
             continue;
         }
         warn!(batch = %batch.name, error = %err, "row rejected");
-        let mut item = NewItem::new(ItemKind::Row, Origin::Daemon, err.to_string());
+        let mut item = NewItem::quarantined(
+            ItemKind::Row,
+            Origin::Daemon,
+            err.to_string(),
+            QuarantineReason::InputInvalid(err.to_string()).to_string(),
+        );
         item.batch = Some(batch.name.clone());
         item.row_no = Some(err.row);
-        item.state = ItemState::Quarantined;
-        item.reason = Some(QuarantineReason::InputInvalid(err.to_string()).to_string());
         gw.db.insert(&item)?;
         accepted += 1;
     }
@@ -489,16 +491,13 @@ fn ingest_batch(
         gw.db.insert(&item)?;
         for (n, (_path, why)) in exam.missing_images.iter().enumerate() {
             warn!(item = %item.id, source = %exam.source, image = n, reason = %why, "image unreadable");
-            let mut img = NewItem::new(
+            let mut img = NewItem::quarantined(
                 ItemKind::Image,
                 Origin::Daemon,
                 format!("{}: missing image {}", exam.source, n),
-            );
-            img.parent = Some(item.id.clone());
-            img.state = ItemState::Quarantined;
-            img.reason = Some(
                 QuarantineReason::InputInvalid(format!("image unreadable: {why}")).to_string(),
             );
+            img.parent = Some(item.id.clone());
             gw.db.insert(&img)?;
         }
         debug!(item = %item.id, source = %exam.source, images = item.images_in, "exam received");
@@ -598,15 +597,14 @@ async fn deid_stage(
             }
             (DeidOutcome::Package { withheld, .. }, Some(pkg)) => {
                 for w in &withheld {
-                    let mut img = NewItem::new(
+                    let mut img = NewItem::quarantined(
                         ItemKind::Image,
                         Origin::Daemon,
                         format!("{}: image {}", item.source, w.image_index),
+                        w.reason.to_string(),
                     );
                     img.parent = Some(id.clone());
                     img.image_index = Some(w.image_index);
-                    img.state = ItemState::Quarantined;
-                    img.reason = Some(w.reason.to_string());
                     gw.db.insert(&img)?;
                 }
                 gw.db.transition(

@@ -175,6 +175,20 @@ pub struct NewItem {
 }
 
 impl NewItem {
+    /// An item accepted straight into quarantine (unreadable row, withheld image, …).
+    pub fn quarantined(
+        kind: ItemKind,
+        origin: Origin,
+        source: impl Into<String>,
+        reason: String,
+    ) -> NewItem {
+        NewItem {
+            state: ItemState::Quarantined,
+            reason: Some(reason),
+            ..NewItem::new(kind, origin, source)
+        }
+    }
+
     pub fn new(kind: ItemKind, origin: Origin, source: impl Into<String>) -> NewItem {
         NewItem {
             id: QueueId::random(),
