@@ -87,6 +87,7 @@ fn main() -> ExitCode {
         policy: &policy,
         profile: "dicom",
         revision: 1,
+        pixels: &fgw::deid::pixels::PixelStage::new(Default::default()),
     };
 
     let next = AtomicUsize::new(0);

@@ -9,6 +9,13 @@ for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:p
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Libraries and data files, checked by package: Tesseract (libtesseract + jpn/eng models, and
+# libclang for its bindings), Japanese fonts for the burned-in text test images, libjpeg-turbo's
+# cjpeg/djpeg as the reference JPEG encoder/decoder in the DCT-masking tests.
+for pkg in libtesseract-dev libleptonica-dev libclang-dev clang tesseract-ocr tesseract-ocr-jpn \
+           tesseract-ocr-eng fonts-noto-cjk fonts-ipafont-gothic libjpeg-turbo-progs; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "ensure-deps: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -76,6 +76,7 @@ struct Run<'a> {
     db: Db,
     outbox: Outbox,
     pseudonymizer: Pseudonymizer,
+    pixels: crate::deid::pixels::PixelStage,
     report: Report,
 }
 
@@ -147,6 +148,7 @@ pub fn run(
         db: Db::open(&cfg.db_path())?,
         outbox: Outbox::open(output)?,
         pseudonymizer: Pseudonymizer::new(secrets.pseudonym_key()),
+        pixels: crate::deid::pixels::PixelStage::new(cfg.deid.pixels.clone()),
         report: Report {
             tool_version: crate::TOOL_VERSION,
             policy_id: cfg.deid.id.clone(),
@@ -248,6 +250,7 @@ pub fn run(
                 policy: &cfg.deid,
                 profile: &cfg.export.mapping.id,
                 revision: seen[&key],
+                pixels: &run.pixels,
             };
             match deid::deidentify_exam(&exam, &ctx) {
                 DeidOutcome::Quarantined { reason } => {
@@ -295,6 +298,7 @@ pub fn run(
                     policy: &cfg.deid,
                     profile: "dicom",
                     revision: 1,
+                    pixels: &run.pixels,
                 };
                 match deid::dicom::deidentify_dicom(&label, &bytes, &ctx, &cfg.deid.dicom) {
                     Err(e) => e.quarantine_reason(),

@@ -61,6 +61,8 @@ pub struct Gateway {
     pub quarantine: Spool,
     pub outbox: Outbox,
     pub pseudonymizer: Pseudonymizer,
+    /// The burned-in text stage and its OCR engines (started lazily, bounded in number).
+    pub pixels: crate::deid::pixels::PixelStage,
 }
 
 impl Gateway {
@@ -74,7 +76,8 @@ impl Gateway {
         let quarantine = Spool::open(&cfg.quarantine_dir(), secrets.spool_key())?;
         let outbox = Outbox::open(&cfg.outbox_dir())?;
         let pseudonymizer = Pseudonymizer::new(secrets.pseudonym_key());
-        Ok(Gateway { cfg, db, spool, quarantine, outbox, pseudonymizer })
+        let pixels = crate::deid::pixels::PixelStage::new(cfg.deid.pixels.clone());
+        Ok(Gateway { cfg, db, spool, quarantine, outbox, pseudonymizer, pixels })
     }
 
     /// The gate's context for an input read with `profile`.
@@ -85,6 +88,7 @@ impl Gateway {
             policy: &self.cfg.deid,
             profile,
             revision,
+            pixels: &self.pixels,
         }
     }
 

@@ -131,7 +131,14 @@ fn run(e: &RawExam, policy: &Policy, revision: u32) -> DeidOutcome {
     let ps = pseudonymizer();
     deidentify_exam(
         e,
-        &DeidContext { facility: &fac, pseudonymizer: &ps, policy, profile: "reference", revision },
+        &DeidContext {
+            facility: &fac,
+            pseudonymizer: &ps,
+            policy,
+            profile: "reference",
+            revision,
+            pixels: &fgw::deid::pixels::PixelStage::new(policy.pixels.clone()),
+        },
     )
 }
 
@@ -202,7 +209,7 @@ fn no_planted_identifier_survives() {
         "referring_physician:pseudonymized",
         "free_text:scrubbed",
         "extra_dropped:1",
-        "pixels:withheld",
+        "pixels:withheld:1",
     ] {
         assert!(m.deid.actions.iter().any(|x| x == a), "{a}");
     }
@@ -211,11 +218,25 @@ fn no_planted_identifier_survives() {
 }
 
 #[test]
-fn images_are_withheld_not_uploaded() {
+fn a_frame_without_a_field_of_view_is_withheld_not_uploaded() {
+    // The test JPEG is a small dark frame: no field can be placed, so nothing is released.
     match run(&exam(), &Policy::default(), 1) {
         DeidOutcome::Package { package, withheld } => {
             assert!(package.files().is_empty());
             assert_eq!(withheld.len(), 1);
+            assert_eq!(withheld[0].reason, QuarantineReason::FieldNotFound);
+        }
+        DeidOutcome::Quarantined { reason } => panic!("{reason}"),
+    }
+}
+
+#[test]
+fn withhold_mode_keeps_every_image_on_the_box() {
+    let mut policy = Policy::default();
+    policy.pixels.mode = fgw::deid::pixels::PixelMode::Withhold;
+    match run(&exam(), &policy, 1) {
+        DeidOutcome::Package { package, withheld } => {
+            assert!(package.files().is_empty());
             assert_eq!(withheld[0].reason, QuarantineReason::PixelsNotCleaned);
         }
         DeidOutcome::Quarantined { reason } => panic!("{reason}"),

@@ -49,6 +49,7 @@ fn run_key(
         policy: &policy,
         profile: "test",
         revision: 1,
+        pixels: &fgw::deid::pixels::PixelStage::new(Default::default()),
     };
     deidentify_dicom("test.dcm", bytes, &ctx, dicom)
 }

@@ -458,6 +458,7 @@ async fn uplink_uploads_a_staged_package_idempotently() {
         policy: &policy,
         profile: "reference",
         revision: 1,
+        pixels: &fgw::deid::pixels::PixelStage::new(Default::default()),
     };
     let package = match deidentify_exam(&raw, &ctx) {
         DeidOutcome::Package { package, .. } => package,

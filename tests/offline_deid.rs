@@ -71,7 +71,8 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
     assert_eq!(c["exams_in"], n, "{report:#}");
     assert_eq!(c["exams_out"], n);
     assert_eq!(c["images_in"], 2 * n + 1);
-    assert_eq!(c["images_out"], 0);
+    // Every readable synthetic frame passes the pixel stage (no burned-in text in them).
+    assert_eq!(c["images_out"], 2 * n);
     assert_eq!(c["dicom_in"], 1);
     assert_eq!(c["dicom_out"], 0);
     let q = report["quarantine"].as_array().unwrap();
@@ -84,10 +85,7 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
     // The fake DICOM file (a bare meta header) is read by the DICOM gate and refused by
     // position, never by its (possibly identifying) file name.
     assert!(has("dicom file 1"), "{reasons:#?}");
-    assert_eq!(
-        reasons.iter().filter(|r| r.starts_with("pixels-not-cleaned")).count() as u64,
-        2 * n
-    );
+    assert_eq!(reasons.iter().filter(|r| r.starts_with("pixels-not-cleaned")).count(), 0);
 
     // The quarantine id resolves to the original location only locally.
     let dicom_id =

@@ -308,6 +308,7 @@ fn deid_record(e: &RawExam) -> ExamRecord {
         policy: &Policy::default(),
         profile: "reference",
         revision: 1,
+        pixels: &fgw::deid::pixels::PixelStage::new(Default::default()),
     };
     match deidentify_exam(e, &ctx) {
         DeidOutcome::Package { package, .. } => {

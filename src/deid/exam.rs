@@ -6,10 +6,9 @@
 //! is never carried, since a column holding something unexpected may hold anything.
 
 use super::identifiers::IdentifierSet;
-use super::image_meta::{self, ImageMetaError};
-use super::policy::{ExamDatePolicy, ExamTimePolicy, FreeTextPolicy, PixelPolicy};
+use super::policy::{ExamDatePolicy, ExamTimePolicy, FreeTextPolicy};
 use super::*;
-use crate::package::{Background, ExamRecord, ImageRef, TermRef};
+use crate::package::{Background, ExamRecord, TermRef};
 use crate::record::terms::{TermCategory, TermList};
 use crate::record::{Column, RawExam};
 use std::collections::BTreeMap;
@@ -200,30 +199,10 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         actions.push(format!("extra_dropped:{dropped}"));
     }
 
-    // Every image goes through metadata stripping even though none is released yet, so the
-    // path is exercised on real data and unreadable files are reported now.
-    let mut withheld = Vec::with_capacity(exam.images.len());
-    let mut images = Vec::with_capacity(exam.images.len());
-    for img in &exam.images {
-        let reason = match image_meta::strip(&img.bytes) {
-            Err(ImageMetaError::Unsupported) => QuarantineReason::ImageFormatUnsupported,
-            Err(ImageMetaError::Dicom) => QuarantineReason::DicomPending,
-            Err(e) => QuarantineReason::ImageUnreadable(e.what()),
-            Ok(_) => match policy.pixels {
-                PixelPolicy::QuarantineUncleaned => QuarantineReason::PixelsNotCleaned,
-            },
-        };
-        images.push(ImageRef {
-            index: img.index,
-            path: None,
-            withheld: Some(reason.code().into()),
-        });
-        withheld.push(Withheld { image_index: img.index, reason });
-    }
-    if !withheld.is_empty() {
-        actions.push("image_metadata:stripped".into());
-        actions.push("pixels:withheld".into());
-    }
+    let imgs = super::exam_images::process(&exam.images, &ids, ctx.pixels);
+    actions.extend(imgs.actions);
+    let images = imgs.refs;
+    let withheld = imgs.withheld;
 
     let record = ExamRecord {
         exam_pid: ps.exam(fac, exam_id),
@@ -253,7 +232,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         images,
     };
 
-    match verify_and_seal(Content::Exam(record), &ids, ctx, actions, Vec::new()) {
+    match verify_and_seal(Content::Exam(record), &ids, ctx, actions, imgs.files) {
         Ok(package) => DeidOutcome::Package { package, withheld },
         Err(reason) => DeidOutcome::Quarantined { reason },
     }
@@ -377,6 +356,7 @@ mod tests {
                 policy,
                 profile: "reference",
                 revision: 1,
+                pixels: &crate::deid::pixels::PixelStage::new(policy.pixels.clone()),
             },
         )
     }

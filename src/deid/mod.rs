@@ -6,6 +6,7 @@ pub mod dates;
 pub mod dicom;
 pub mod identifiers;
 pub mod image_meta;
+pub mod pixels;
 pub mod policy;
 pub mod pseudonym;
 pub mod report;
@@ -14,6 +15,7 @@ pub mod text_ja;
 pub mod verify;
 
 mod exam;
+mod exam_images;
 
 use crate::ids::{FacilityId, PackageId};
 use crate::package::{DeidInfo, ExamRecord, FileEntry, Kind, Manifest, ReportRecord};
@@ -32,14 +34,24 @@ pub struct DeidContext<'a> {
     pub profile: &'a str,
     /// Re-export counter of this exam (1 for the first export).
     pub revision: u32,
+    /// The burned-in text stage (holds the OCR engines; one per process).
+    pub pixels: &'a pixels::PixelStage,
 }
 
 /// Why something stays on the box. The text never contains a data value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "code", content = "detail")]
 pub enum QuarantineReason {
-    /// The burned-in text stage has not cleaned these pixels yet.
+    /// Pixels not cleaned: the policy withholds images (`[deid.pixels] mode = "withhold"`),
+    /// or a DICOM object's pixel data, which the stage does not take yet.
     PixelsNotCleaned,
+    /// No field of view found in the frame and no device layout for its size.
+    FieldNotFound,
+    /// An identifier of this exam was still read (OCR) in the masked image; detail names
+    /// the identifier kind, never the value.
+    IdentifierInPixels(String),
+    /// The pixel stage could not run on this image (OCR engine, encoder); detail says what.
+    PixelStageFailed(String),
     /// Image bytes could not be decoded as the format their signature claims.
     ImageUnreadable(String),
     /// Image format not supported (by signature, not name).
@@ -60,6 +72,9 @@ impl QuarantineReason {
     pub fn code(&self) -> &'static str {
         match self {
             QuarantineReason::PixelsNotCleaned => "pixels-not-cleaned",
+            QuarantineReason::FieldNotFound => "fov-not-found",
+            QuarantineReason::IdentifierInPixels(_) => "identifier-in-pixels",
+            QuarantineReason::PixelStageFailed(_) => "pixel-stage-failed",
             QuarantineReason::ImageUnreadable(_) => "image-unreadable",
             QuarantineReason::ImageFormatUnsupported => "image-format-unsupported",
             QuarantineReason::IdentifierFound(_) => "identifier-found",
@@ -76,7 +91,9 @@ impl std::fmt::Display for QuarantineReason {
             QuarantineReason::ImageUnreadable(d)
             | QuarantineReason::IdentifierFound(d)
             | QuarantineReason::RequiredFieldInvalid(d)
-            | QuarantineReason::InputInvalid(d) => write!(f, "{}: {}", self.code(), d),
+            | QuarantineReason::InputInvalid(d)
+            | QuarantineReason::IdentifierInPixels(d)
+            | QuarantineReason::PixelStageFailed(d) => write!(f, "{}: {}", self.code(), d),
             _ => f.write_str(self.code()),
         }
     }

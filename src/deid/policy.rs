@@ -52,17 +52,7 @@ pub enum FreeTextPolicy {
     Drop,
 }
 
-/// Image pixels. Until the burned-in text stage lands, the only choice is to withhold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum PixelPolicy {
-    /// Keep every image on the box (quarantined, reason `pixels-not-cleaned`) (default and,
-    /// for now, only choice: pixels may carry burned-in identifiers).
-    #[default]
-    QuarantineUncleaned,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// Name of the policy, written into every manifest.
@@ -72,7 +62,8 @@ pub struct Policy {
     pub exam_date: ExamDatePolicy,
     pub exam_time: ExamTimePolicy,
     pub free_text: FreeTextPolicy,
-    pub pixels: PixelPolicy,
+    /// Burned-in text stage (`[deid.pixels]`).
+    pub pixels: crate::deid::pixels::PixelSettings,
     /// Header names of extra (non-reference) columns to keep verbatim after verification.
     /// Default: none; every unknown column is dropped and its name recorded in the actions.
     pub keep_extra_columns: Vec<String>,
@@ -88,7 +79,7 @@ impl Default for Policy {
             exam_date: ExamDatePolicy::default(),
             exam_time: ExamTimePolicy::default(),
             free_text: FreeTextPolicy::default(),
-            pixels: PixelPolicy::default(),
+            pixels: Default::default(),
             keep_extra_columns: Vec::new(),
             dicom: Default::default(),
         }

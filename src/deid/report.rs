@@ -117,6 +117,7 @@ mod tests {
                 policy: &policy,
                 profile: "hl7",
                 revision: 1,
+                pixels: &crate::deid::pixels::PixelStage::new(Default::default()),
             },
         )
     }

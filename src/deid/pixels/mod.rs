@@ -1,0 +1,335 @@
+//! Burned-in text: masking it on the box, then proving it is gone.
+//!
+//! For each image: find the endoscopic field of view ([`fov`], or a configured device
+//! [`layout`]) and blank everything outside it; OCR what is left ([`ocr`], Tesseract
+//! `jpn+eng`, sparse text) and blank every text region found, whatever it says (overlaid text
+//! is never anatomy); then decode the result, OCR it again and search it for the exam's own
+//! identifiers ([`find`]). A hit, or a frame whose field cannot be placed, is quarantined.
+//!
+//! Baseline JPEGs are masked in the DCT domain ([`jpeg_blocks`]): touched MCUs go black,
+//! all others keep their coefficients. Other images (and JPEGs that cannot be masked that
+//! way) are decoded, masked per pixel and written as PNG, losslessly.
+//!
+//! Depends on no networking; image bytes and OCR text stay in memory, and nothing here logs
+//! or reports what the text said, only where and how much was masked.
+
+pub mod find;
+pub mod fov;
+pub mod jpeg_blocks;
+pub mod layout;
+pub mod ocr;
+
+use super::identifiers::{IdKind, IdentifierSet};
+use super::image_meta::CleanImage;
+use fov::Field;
+use layout::{DeviceLayout, LayoutUse, Rect};
+use ocr::{OcrError, OcrPool, OcrSettings, Word};
+use serde::{Deserialize, Serialize};
+
+/// What happens to image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PixelMode {
+    /// Mask the border and every text region, verify by OCR, upload what passes (default).
+    #[default]
+    Clean,
+    /// Keep every image on the box (quarantined, `pixels-not-cleaned`): for a site that
+    /// sends no images at all.
+    Withhold,
+}
+
+/// `[deid.pixels]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PixelSettings {
+    pub mode: PixelMode,
+    /// Tesseract languages (default `jpn+eng`).
+    pub ocr_languages: String,
+    /// Tesseract model directory; unset = Tesseract's default.
+    pub tessdata: Option<String>,
+    /// OCR engines kept (each ~60 MB); 0 = one per CPU core (default).
+    pub ocr_engines: usize,
+    /// Brightness (0-255) above which a pixel belongs to the field (default 24).
+    pub fov_threshold: u8,
+    /// Tesseract word confidence (0-100) from which a word inside the field is masked
+    /// (default 50). Lower masks more texture; higher may leave faint text to verification.
+    pub min_word_confidence: f32,
+    /// Pixels added around each masked word box (default 6).
+    pub text_margin: u32,
+    /// Tallest word box taken for text (default 120 px): OCR reads texture as huge "words".
+    pub max_text_height: u32,
+    /// Known device layouts (`[[deid.pixels.layouts]]`); default none.
+    pub layouts: Vec<DeviceLayout>,
+}
+
+impl Default for PixelSettings {
+    fn default() -> Self {
+        PixelSettings {
+            mode: PixelMode::default(),
+            ocr_languages: OcrSettings::default().languages,
+            tessdata: None,
+            ocr_engines: 0,
+            fov_threshold: fov::DEFAULT_THRESHOLD,
+            min_word_confidence: 50.0,
+            text_margin: 6,
+            max_text_height: 120,
+            layouts: Vec::new(),
+        }
+    }
+}
+
+/// Why an image cannot be released. Carries no text the image contained.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PixelError {
+    #[error("image cannot be decoded ({0})")]
+    Decode(String),
+    #[error("no field of view found and no layout for {width}x{height}")]
+    FieldNotFound { width: u32, height: u32 },
+    #[error("identifier still readable after masking: {}", .0.key())]
+    IdentifierFound(IdKind),
+    #[error("ocr: {0}")]
+    Ocr(String),
+    #[error("masked image cannot be encoded ({0})")]
+    Encode(String),
+}
+
+impl From<OcrError> for PixelError {
+    fn from(e: OcrError) -> Self {
+        PixelError::Ocr(e.to_string())
+    }
+}
+
+/// Where the field came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldSource {
+    Detected,
+    Layout(String),
+    /// Detection failed on this frame; another frame of the same exam and size gave it.
+    SameExam,
+}
+
+/// What was done to one image (no content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PixelReport {
+    pub field: FieldSource,
+    /// Text regions found inside the field and masked.
+    pub text_regions: usize,
+    /// True if masked in the DCT domain (JPEG out); false if decoded and written as PNG.
+    pub dct_domain: bool,
+    /// MCUs blackened (DCT path) or pixels blackened (pixel path).
+    pub masked_units: usize,
+}
+
+pub struct Cleaned {
+    pub image: CleanImage,
+    pub report: PixelReport,
+}
+
+/// The stage: settings plus a bounded pool of OCR engines. One per process.
+pub struct PixelStage {
+    settings: PixelSettings,
+    pool: OcrPool,
+}
+
+impl PixelStage {
+    pub fn new(settings: PixelSettings) -> PixelStage {
+        let n = match settings.ocr_engines {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        let ocr = OcrSettings {
+            languages: settings.ocr_languages.clone(),
+            datapath: settings.tessdata.clone(),
+        };
+        PixelStage { pool: OcrPool::new(ocr, n), settings }
+    }
+
+    pub fn settings(&self) -> &PixelSettings {
+        &self.settings
+    }
+
+    /// How many images are worth cleaning at once (the OCR pool's size).
+    pub fn parallelism(&self) -> usize {
+        self.pool.size()
+    }
+
+    /// Starts every OCR engine now, so the first images do not pay for model loading (and a
+    /// missing language pack is reported at start-up, not on the first image).
+    pub fn warm(&self) -> Result<(), PixelError> {
+        Ok(self.pool.warm()?)
+    }
+
+    /// Decodes an image (JPEG or PNG, as `image_meta::strip` leaves them) to RGB.
+    pub fn decode(img: &CleanImage) -> Result<image::RgbImage, PixelError> {
+        image::load_from_memory(&img.bytes)
+            .map(|i| i.to_rgb8())
+            .map_err(|_| PixelError::Decode(img.media_type.into()))
+    }
+
+    /// The field of a decoded frame: a fixed layout, else detection, else a fallback layout.
+    pub fn field(&self, rgb: &image::RgbImage) -> Option<(Field, FieldSource)> {
+        let (w, h) = rgb.dimensions();
+        let layout = layout::for_size(&self.settings.layouts, w, h);
+        if let Some(l) = layout.filter(|l| l.use_ == LayoutUse::Fixed) {
+            return Some((Field::from_shape(&l.fov, w, h), FieldSource::Layout(l.name.clone())));
+        }
+        if let Some(f) = fov::detect(rgb.as_raw(), w, h, self.settings.fov_threshold) {
+            return Some((f, FieldSource::Detected));
+        }
+        layout.map(|l| (Field::from_shape(&l.fov, w, h), FieldSource::Layout(l.name.clone())))
+    }
+
+    /// Cleans one image. `rgb` is its decoded frame and `field` where its field is (see
+    /// [`Self::field`]; the caller may lend another frame's field, [`FieldSource::SameExam`]).
+    pub fn clean(
+        &self,
+        img: &CleanImage,
+        rgb: &image::RgbImage,
+        field: Option<(Field, FieldSource)>,
+        ids: &IdentifierSet,
+    ) -> Result<Cleaned, PixelError> {
+        let (w, h) = rgb.dimensions();
+        let (field, source) = field.ok_or(PixelError::FieldNotFound { width: w, height: h })?;
+        let fixed: Vec<Rect> = layout::for_size(&self.settings.layouts, w, h)
+            .map(|l| l.mask.clone())
+            .unwrap_or_default();
+
+        // 1. Text inside the field: OCR the field alone (border and fixed regions black).
+        let mut gray = luma(rgb);
+        for y in 0..h {
+            for x in 0..w {
+                if !field.inside(x, y) || fixed.iter().any(|r| in_rect(r, x, y)) {
+                    gray[(y * w + x) as usize] = 0;
+                }
+            }
+        }
+        let (bx, by, bw, bh) = field.bbox();
+        let words = if bw > 0 && bh > 0 {
+            let crop = crop(&gray, w, bx, by, bw, bh);
+            self.pool.with(|e| e.words(&crop, bw, bh))??
+        } else {
+            Vec::new()
+        };
+        let m = self.settings.text_margin;
+        let mut boxes: Vec<Rect> = fixed;
+        let text: Vec<Rect> = words
+            .iter()
+            .filter(|wd| is_text(wd, &self.settings))
+            .map(|wd| Rect {
+                x: (bx + wd.left).saturating_sub(m),
+                y: (by + wd.top).saturating_sub(m),
+                w: wd.width + 2 * m,
+                h: wd.height + 2 * m,
+            })
+            .collect();
+        let text_regions = text.len();
+        boxes.extend(text);
+
+        // 2. Mask: DCT domain for baseline JPEG, else per pixel to PNG.
+        let keep = |x: u32, y: u32| field.inside(x, y) && !boxes.iter().any(|r| in_rect(r, x, y));
+        let dct = if img.media_type == "image/jpeg" {
+            jpeg_blocks::geometry(&img.bytes).ok().and_then(|g| {
+                if (g.width, g.height) != (w, h) {
+                    return None;
+                }
+                let touched = |c: u32, r: u32| {
+                    cell_touched(&field, &boxes, c * g.mcu_w, r * g.mcu_h, g.mcu_w, g.mcu_h)
+                };
+                jpeg_blocks::mask_mcus(&img.bytes, &g, touched).ok()
+            })
+        } else {
+            None
+        };
+        let (out, dct_domain, masked_units) = match dct {
+            Some((bytes, n)) => {
+                (CleanImage { bytes, media_type: "image/jpeg", ext: "jpg" }, true, n)
+            }
+            None => {
+                let mut px = rgb.clone();
+                let mut n = 0;
+                for (x, y, p) in px.enumerate_pixels_mut() {
+                    if !keep(x, y) {
+                        *p = image::Rgb([0, 0, 0]);
+                        n += 1;
+                    }
+                }
+                let mut bytes = std::io::Cursor::new(Vec::new());
+                px.write_to(&mut bytes, image::ImageFormat::Png)
+                    .map_err(|_| PixelError::Encode("png".into()))?;
+                let bytes = bytes.into_inner();
+                (CleanImage { bytes, media_type: "image/png", ext: "png" }, false, n)
+            }
+        };
+
+        // 3. Proof: OCR the whole released frame and search for this exam's identifiers.
+        let released = Self::decode(&out)?;
+        let g2 = luma(&released);
+        let seen = self.pool.with(|e| e.words(&g2, w, h))??;
+        let all: String = seen.iter().map(|wd| wd.text.as_str()).collect::<Vec<_>>().join(" ");
+        if let Some(kind) = find::find_identifier(&all, ids) {
+            return Err(PixelError::IdentifierFound(kind));
+        }
+        Ok(Cleaned {
+            image: out,
+            report: PixelReport { field: source, text_regions, dct_domain, masked_units },
+        })
+    }
+}
+
+/// Smallest word box taken for text: overlays are legible, so at least ~10 px high.
+const MIN_TEXT_HEIGHT: u32 = 10;
+/// Confidence a one-character word needs to count as text.
+const SINGLE_GLYPH_CONFIDENCE: f32 = 75.0;
+
+/// Overlaid text, not mucosa: confident enough, text-sized, and with a letter, digit, kana
+/// or kanji. Texture read as text comes as low-confidence or oversized boxes.
+fn is_text(w: &Word, s: &PixelSettings) -> bool {
+    // A lone glyph is what a specular highlight most often passes for.
+    let min_conf = if w.text.chars().count() == 1 {
+        s.min_word_confidence.max(SINGLE_GLYPH_CONFIDENCE)
+    } else {
+        s.min_word_confidence
+    };
+    w.conf >= min_conf
+        && (MIN_TEXT_HEIGHT..=s.max_text_height).contains(&w.height)
+        && w.text.chars().any(char::is_alphanumeric)
+}
+
+fn in_rect(r: &Rect, x: u32, y: u32) -> bool {
+    x >= r.x && y >= r.y && x < r.x.saturating_add(r.w) && y < r.y.saturating_add(r.h)
+}
+
+/// True if any pixel of the cell is outside the field or inside a masked box.
+fn cell_touched(field: &Field, boxes: &[Rect], x0: u32, y0: u32, cw: u32, ch: u32) -> bool {
+    let x1 = (x0 + cw).min(field.width);
+    let y1 = (y0 + ch).min(field.height);
+    if boxes.iter().any(|r| {
+        r.x < x1 && x0 < r.x.saturating_add(r.w) && r.y < y1 && y0 < r.y.saturating_add(r.h)
+    }) {
+        return true;
+    }
+    (y0..y1).any(|y| {
+        let (a, b) = field.spans[y as usize];
+        !(a <= x0 && x1 <= b)
+    })
+}
+
+/// BT.601 luma, as 8-bit grayscale for OCR.
+fn luma(rgb: &image::RgbImage) -> Vec<u8> {
+    rgb.pixels()
+        .map(|p| {
+            let [r, g, b] = p.0;
+            ((u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8) as u8
+        })
+        .collect()
+}
+
+fn crop(gray: &[u8], w: u32, x: u32, y: u32, cw: u32, ch: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity((cw * ch) as usize);
+    for row in y..y + ch {
+        let s = (row * w + x) as usize;
+        out.extend_from_slice(&gray[s..s + cw as usize]);
+    }
+    out
+}
