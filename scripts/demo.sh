@@ -92,7 +92,7 @@ import json, sys, glob, os
 rows = json.load(open(sys.argv[1]))
 print(f"{len(rows)} exams at the hub for facility F0001")
 for r in rows[:5]:
-    print(f"  {r['exam_pid']} rev {r['revision']} package {r['package_id'][:16]}… images withheld {r['images_withheld']} reports {r['reports']}")
+    print(f"  {r['exam_pid']} rev {r['revision']} package {r['package_id'][:16]}… images sent {r['files']} withheld {r['images_withheld']} reports {r['reports']}")
 if len(rows) > 5: print("  …")
 print(f"{sum(r['reports'] for r in rows)} HL7 report(s) joined to their exam")
 PY

@@ -95,21 +95,17 @@ pub fn detect(rgb: &[u8], width: u32, height: u32, threshold: u8) -> Option<Fiel
     if sw < 8 || sh < 8 {
         return None;
     }
-    // Mean of the brightest channel over each SCALExSCALE cell.
-    let mut map = vec![false; (sw * sh) as usize];
-    for sy in 0..sh {
-        for sx in 0..sw {
-            let mut sum = 0u32;
-            for dy in 0..SCALE {
-                let row = ((sy * SCALE + dy) * width + sx * SCALE) as usize * 3;
-                for dx in 0..SCALE as usize {
-                    let p = &rgb[row + dx * 3..row + dx * 3 + 3];
-                    sum += u32::from(p[0].max(p[1]).max(p[2]));
-                }
-            }
-            map[(sy * sw + sx) as usize] = sum / (SCALE * SCALE) > u32::from(threshold);
+    // Mean of the brightest channel over each SCALExSCALE cell, row by row (cache-friendly).
+    let mut sums = vec![0u32; (sw * sh) as usize];
+    for y in 0..sh * SCALE {
+        let row = &rgb[(y * width) as usize * 3..((y * width + sw * SCALE) as usize) * 3];
+        let acc = &mut sums[((y / SCALE) * sw) as usize..((y / SCALE + 1) * sw) as usize];
+        for (cell, px) in acc.iter_mut().zip(row.chunks_exact(3 * SCALE as usize)) {
+            *cell += px.chunks_exact(3).map(|p| u32::from(p[0].max(p[1]).max(p[2]))).sum::<u32>();
         }
     }
+    let limit = u32::from(threshold) * SCALE * SCALE;
+    let map: Vec<bool> = sums.iter().map(|&s| s > limit).collect();
     // Opening (erode then dilate, 5x5): text strokes and thin links vanish, the field stays.
     let map = dilate(&erode(&map, sw, sh, 2), sw, sh, 2);
     let comp = largest_component(&map, sw, sh)?;
@@ -151,35 +147,41 @@ fn dilate(m: &[bool], w: u32, h: u32, r: i32) -> Vec<bool> {
 }
 
 /// Separable square min (erode) or max (dilate) filter; outside the map counts as border.
+/// Each pass counts set cells in a sliding window, so the cost does not grow with `r`.
 fn morph(m: &[bool], w: u32, h: u32, r: i32, erode: bool) -> Vec<bool> {
-    let (w, h) = (w as i32, h as i32);
-    let at = |v: &[bool], x: i32, y: i32| {
-        if x < 0 || y < 0 || x >= w || y >= h {
-            false
-        } else {
-            v[(y * w + x) as usize]
-        }
-    };
-    let pass = |src: &[bool], horizontal: bool| -> Vec<bool> {
-        let mut out = vec![false; src.len()];
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = erode;
-                for d in -r..=r {
-                    let v = if horizontal { at(src, x + d, y) } else { at(src, x, y + d) };
-                    if erode {
-                        acc &= v;
-                    } else {
-                        acc |= v;
-                    }
-                }
-                out[(y * w + x) as usize] = acc;
+    let (w, h, r) = (w as usize, h as usize, r as usize);
+    let full = 2 * r + 1;
+    let decide = |count: usize| if erode { count == full } else { count > 0 };
+    // Horizontal.
+    let mut a = vec![false; m.len()];
+    for y in 0..h {
+        let row = &m[y * w..(y + 1) * w];
+        let mut count = row[..r.min(w)].iter().filter(|&&v| v).count();
+        for x in 0..w {
+            if x + r < w && row[x + r] {
+                count += 1;
             }
+            if x > r && row[x - r - 1] {
+                count -= 1;
+            }
+            a[y * w + x] = decide(count);
         }
-        out
-    };
-    let a = pass(m, true);
-    pass(&a, false)
+    }
+    // Vertical.
+    let mut out = vec![false; m.len()];
+    for x in 0..w {
+        let mut count = (0..r.min(h)).filter(|&y| a[y * w + x]).count();
+        for y in 0..h {
+            if y + r < h && a[(y + r) * w + x] {
+                count += 1;
+            }
+            if y > r && a[(y - r - 1) * w + x] {
+                count -= 1;
+            }
+            out[y * w + x] = decide(count);
+        }
+    }
+    out
 }
 
 /// Indices of the largest 4-connected set of `true` cells.
