@@ -18,6 +18,7 @@
 //! Image pixels and image metadata come from per-image streams derived from the seed.
 
 mod imaging;
+pub mod overlay;
 mod rng;
 mod tables;
 

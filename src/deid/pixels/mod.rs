@@ -18,6 +18,7 @@ pub mod fov;
 pub mod jpeg_blocks;
 pub mod layout;
 pub mod ocr;
+pub mod tophat;
 
 use super::identifiers::{IdKind, IdentifierSet};
 use super::image_meta::CleanImage;
@@ -195,19 +196,19 @@ impl PixelStage {
             .map(|l| l.mask.clone())
             .unwrap_or_default();
 
-        // 1. Text inside the field: OCR the field alone (border and fixed regions black).
-        let mut gray = luma(rgb);
-        for y in 0..h {
-            for x in 0..w {
-                if !field.inside(x, y) || fixed.iter().any(|r| in_rect(r, x, y)) {
-                    gray[(y * w + x) as usize] = 0;
-                }
+        // 1. Text inside the field: OCR the text layer (top-hat) of the field alone, border
+        //    and fixed regions blanked first so nothing outside can be read as inside.
+        let mut inner = rgb.clone();
+        for (x, y, p) in inner.enumerate_pixels_mut() {
+            if !field.inside(x, y) || fixed.iter().any(|r| in_rect(r, x, y)) {
+                *p = image::Rgb([0, 0, 0]);
             }
         }
         let (bx, by, bw, bh) = field.bbox();
         let words = if bw > 0 && bh > 0 {
-            let crop = crop(&gray, w, bx, by, bw, bh);
-            self.pool.with(|e| e.words(&crop, bw, bh))??
+            let sub = image::imageops::crop_imm(&inner, bx, by, bw, bh).to_image();
+            let layer = tophat::text_layer(sub.as_raw(), bw, bh);
+            self.pool.with(|e| e.words(&layer, bw, bh))??
         } else {
             Vec::new()
         };
@@ -216,11 +217,18 @@ impl PixelStage {
         let text: Vec<Rect> = words
             .iter()
             .filter(|wd| is_text(wd, &self.settings))
-            .map(|wd| Rect {
-                x: (bx + wd.left).saturating_sub(m),
-                y: (by + wd.top).saturating_sub(m),
-                w: wd.width + 2 * m,
-                h: wd.height + 2 * m,
+            // The word's whole line: its neighbours may be text Tesseract was less sure of.
+            .map(|wd| {
+                let (l, t, lw, lh) = wd.line;
+                let (x0, y0) = (l.min(wd.left), t.min(wd.top));
+                let x1 = (l + lw).max(wd.left + wd.width);
+                let y1 = (t + lh).max(wd.top + wd.height);
+                Rect {
+                    x: (bx + x0).saturating_sub(m),
+                    y: (by + y0).saturating_sub(m),
+                    w: x1 - x0 + 2 * m,
+                    h: y1 - y0 + 2 * m,
+                }
             })
             .collect();
         let text_regions = text.len();
@@ -262,10 +270,11 @@ impl PixelStage {
             }
         };
 
-        // 3. Proof: OCR the whole released frame and search for this exam's identifiers.
+        // 3. Proof: OCR the text layer of the whole released frame (decoded from the bytes
+        //    that leave) and search it for this exam's identifiers.
         let released = Self::decode(&out)?;
-        let g2 = luma(&released);
-        let seen = self.pool.with(|e| e.words(&g2, w, h))??;
+        let layer = tophat::text_layer(released.as_raw(), w, h);
+        let seen = self.pool.with(|e| e.words(&layer, w, h))??;
         let all: String = seen.iter().map(|wd| wd.text.as_str()).collect::<Vec<_>>().join(" ");
         if let Some(kind) = find::find_identifier(&all, ids) {
             return Err(PixelError::IdentifierFound(kind));
@@ -313,23 +322,4 @@ fn cell_touched(field: &Field, boxes: &[Rect], x0: u32, y0: u32, cw: u32, ch: u3
         let (a, b) = field.spans[y as usize];
         !(a <= x0 && x1 <= b)
     })
-}
-
-/// BT.601 luma, as 8-bit grayscale for OCR.
-fn luma(rgb: &image::RgbImage) -> Vec<u8> {
-    rgb.pixels()
-        .map(|p| {
-            let [r, g, b] = p.0;
-            ((u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8) as u8
-        })
-        .collect()
-}
-
-fn crop(gray: &[u8], w: u32, x: u32, y: u32, cw: u32, ch: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity((cw * ch) as usize);
-    for row in y..y + ch {
-        let s = (row * w + x) as usize;
-        out.extend_from_slice(&gray[s..s + cw as usize]);
-    }
-    out
 }

@@ -29,6 +29,8 @@ pub struct Word {
     pub height: u32,
     pub conf: f32,
     pub text: String,
+    /// Box (left, top, width, height) of the text line the word belongs to.
+    pub line: (u32, u32, u32, u32),
 }
 
 impl std::fmt::Debug for Word {
@@ -107,27 +109,34 @@ fn set(api: &mut TessBaseApi, name: &'static str, value: &std::ffi::CStr) -> Res
     api.set_variable(&n, value).map_err(|_| OcrError::Variable { name })
 }
 
-/// Tesseract's TSV: level page block par line word left top width height conf text. Only
-/// level-5 rows (words) with text are kept.
+/// Tesseract's TSV: level page block par line word left top width height conf text. Level-5
+/// rows (words) with text are kept, each with the box of the level-4 row (line) before it.
 fn parse_tsv(tsv: &str) -> Vec<Word> {
+    let mut line = (0, 0, 0, 0);
     tsv.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.splitn(12, '\t').collect();
-            if f.len() < 12 || f[0] != "5" {
+            if f.len() < 12 {
                 return None;
             }
             let n = |i: usize| f[i].parse::<u32>().ok();
+            let bx = (n(6)?, n(7)?, n(8)?, n(9)?);
+            if f[0] == "4" {
+                line = bx;
+                return None;
+            }
             let text = f[11].trim();
-            if text.is_empty() {
+            if f[0] != "5" || text.is_empty() {
                 return None;
             }
             Some(Word {
-                left: n(6)?,
-                top: n(7)?,
-                width: n(8)?,
-                height: n(9)?,
+                left: bx.0,
+                top: bx.1,
+                width: bx.2,
+                height: bx.3,
                 conf: f[10].parse().ok()?,
                 text: text.to_string(),
+                line,
             })
         })
         .collect()
@@ -226,12 +235,14 @@ mod tests {
     fn tsv_words_only() {
         let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
                    1\t1\t0\t0\t0\t0\t0\t0\t100\t50\t-1\t\n\
+                   4\t1\t1\t1\t1\t0\t8\t18\t80\t19\t-1\t\n\
                    5\t1\t1\t1\t1\t1\t10\t20\t30\t15\t91.5\tABC\n\
                    5\t1\t1\t1\t1\t2\t50\t20\t30\t15\t12\t \n";
         let w = parse_tsv(tsv);
         assert_eq!(w.len(), 1);
         assert_eq!((w[0].left, w[0].top, w[0].width, w[0].height), (10, 20, 30, 15));
         assert_eq!(w[0].text, "ABC");
+        assert_eq!(w[0].line, (8, 18, 80, 19));
         assert!(!format!("{:?}", w[0]).contains("ABC"), "Debug must not show the text");
     }
 }
