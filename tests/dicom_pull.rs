@@ -208,35 +208,8 @@ fn log_lines(log: &Path, needle: &str) -> Vec<String> {
     plain_log(log).lines().filter(|l| l.contains(needle)).map(String::from).collect()
 }
 
-#[test]
-fn pulls_history_by_date_window_with_a_persisted_watermark() {
-    require("Orthanc", "orthanc");
-    require("storescu", "dcmtk");
-    require("nsenter", "util-linux");
-    require("ip", "iproute2");
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-
-    // Dates relative to today (the box's local date, as the puller sees it).
-    let today = Local::now().date_naive();
-    let yesterday = today.pred_opt().unwrap();
-    let start = today - Days::new(400);
-    let files = root.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    let before = make_study(&files, "before", start.pred_opt().unwrap(), 1);
-    let first = make_study(&files, "first", start, 2);
-    let middle = make_study(&files, "middle", today - Days::new(30), 1);
-    let today1 = make_study(&files, "today1", today, 1);
-    let future = make_study(&files, "future", today + Days::new(30), 1);
-    let today2 = make_study(&files, "today2", today, 1);
-    let mut all = vec![];
-    for s in [&before, &first, &middle, &today1, &future, &today2] {
-        all.extend(s.iter().cloned());
-    }
-    let secrets = uids(&all);
-
-    // The archive.
-    let mut ns = Netns::new();
+/// Orthanc as `ARCHIVE` on port 4242 of the namespace, knowing the gateway as `FGW`.
+fn start_archive(ns: &mut Netns, root: &Path) {
     let odb = root.join("orthanc-db");
     let ocfg = root.join("orthanc.json");
     let orthanc = serde_json::json!({
@@ -268,6 +241,59 @@ fn pulls_history_by_date_window_with_a_persisted_watermark() {
         },
         &olog,
     );
+}
+
+/// A gateway whose SCP (`FGW`) admits only the archive and whose puller asks it; extra
+/// `[dicom_scp]` and `[dicom_pull]` lines appended.
+fn pull_gateway(root: &Path, scp_extra: &str, pull_extra: &str) -> Gateway {
+    let hub = Hub::init(&root.join("hub"));
+    hub.issue("gw-test", FACILITY, "device", &root.join("gw-pki"));
+    let export = root.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let sections = format!(
+        "[dicom_scp]\nmode = \"enabled\"\nlisten = \"127.0.0.1:{SCP_PORT}\"\nae_title = \"FGW\"\n\
+         allow = [{{ ae = \"ARCHIVE\" }}]\n{scp_extra}\n\
+         [dicom_pull]\nmode = \"enabled\"\narchive_ae = \"ARCHIVE\"\narchive_host = \"127.0.0.1\"\n\
+         archive_port = {ORTHANC_PORT}\npoll_interval_secs = 1\n{pull_extra}"
+    );
+    Gateway::new(&root.join("gw"), &hub.url(), &root.join("gw-pki"), &export, &sections)
+}
+
+fn run_gateway(ns: &mut Netns, gw: &Gateway, log: &Path) -> u32 {
+    let mut c = ns.cmd(gateway_bin());
+    c.arg("--config").arg(&gw.config).arg("run").env("RUST_LOG", "debug");
+    ns.spawn(c, log)
+}
+
+#[test]
+fn pulls_history_by_date_window_with_a_persisted_watermark() {
+    require("Orthanc", "orthanc");
+    require("storescu", "dcmtk");
+    require("nsenter", "util-linux");
+    require("ip", "iproute2");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+
+    // Dates relative to today (the box's local date, as the puller sees it).
+    let today = Local::now().date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let start = today - Days::new(400);
+    let files = root.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let before = make_study(&files, "before", start.pred_opt().unwrap(), 1);
+    let first = make_study(&files, "first", start, 2);
+    let middle = make_study(&files, "middle", today - Days::new(30), 1);
+    let today1 = make_study(&files, "today1", today, 1);
+    let future = make_study(&files, "future", today + Days::new(30), 1);
+    let today2 = make_study(&files, "today2", today, 1);
+    let mut all = vec![];
+    for s in [&before, &first, &middle, &today1, &future, &today2] {
+        all.extend(s.iter().cloned());
+    }
+    let secrets = uids(&all);
+
+    let mut ns = Netns::new();
+    start_archive(&mut ns, root);
     let mut first_batch = vec![];
     for s in [&before, &first, &middle, &today1, &future] {
         first_batch.extend(s.iter().cloned());
@@ -275,23 +301,12 @@ fn pulls_history_by_date_window_with_a_persisted_watermark() {
     store(&ns, &first_batch);
 
     // The gateway: SCP and puller, slow pace for the first run.
-    let hub = Hub::init(&root.join("hub"));
-    hub.issue("gw-test", FACILITY, "device", &root.join("gw-pki"));
-    let export = root.join("export");
-    std::fs::create_dir_all(&export).unwrap();
-    let sections = format!(
-        "[dicom_scp]\nmode = \"enabled\"\nlisten = \"127.0.0.1:{SCP_PORT}\"\nae_title = \"FGW\"\n\
-         allow = [{{ ae = \"ARCHIVE\" }}]\n\n\
-         [dicom_pull]\nmode = \"enabled\"\narchive_ae = \"ARCHIVE\"\narchive_host = \"127.0.0.1\"\n\
-         archive_port = {ORTHANC_PORT}\nstart_date = \"{start}\"\nwindow_days = 200\n\
-         pause_between_studies_ms = 3000\npoll_interval_secs = 1\n"
+    let gw = pull_gateway(
+        root,
+        "",
+        &format!("start_date = \"{start}\"\nwindow_days = 200\npause_between_studies_ms = 3000\n"),
     );
-    let gw = Gateway::new(&root.join("gw"), &hub.url(), &root.join("gw-pki"), &export, &sections);
-    let run = |ns: &mut Netns, log: &Path| {
-        let mut c = ns.cmd(gateway_bin());
-        c.arg("--config").arg(&gw.config).arg("run").env("RUST_LOG", "debug");
-        ns.spawn(c, log)
-    };
+    let run = |ns: &mut Netns, log: &Path| run_gateway(ns, &gw, log);
     let quarantined = || gw.status_json()["counts"]["quarantined"].as_u64().unwrap_or(0);
     let watermark = || gw.status_json()["dicom_pull"]["watermark"].as_str().map(String::from);
 
@@ -400,4 +415,46 @@ fn pulls_history_by_date_window_with_a_persisted_watermark() {
             assert!(!text.contains(secret), "{} carries {secret}", log.display());
         }
     }
+}
+
+/// The archive cannot deliver a study (our SCP does not take its SOP class): the C-MOVE
+/// fails, the window stays open and is retried, and the watermark does not move past it.
+#[test]
+fn a_study_the_box_cannot_receive_holds_the_watermark() {
+    require("Orthanc", "orthanc");
+    require("storescu", "dcmtk");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let today = Local::now().date_naive();
+    let start = today - Days::new(10);
+    let files = root.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let study = make_study(&files, "sc", start + Days::new(2), 1);
+    let mut ns = Netns::new();
+    start_archive(&mut ns, root);
+    store(&ns, &study);
+    // Secondary Capture left out of the SCP's SOP classes.
+    let scp = "sop_classes = [\"1.2.840.10008.5.1.4.1.1.77.1.1\", \"1.2.840.10008.1.1\"]\n";
+    let pull =
+        format!("start_date = \"{start}\"\nwindow_days = 30\npause_between_studies_ms = 0\n");
+    let gw = pull_gateway(root, scp, &pull);
+    let log = root.join("gw.log");
+    let pid = run_gateway(&mut ns, &gw, &log);
+    wait_until(
+        "the window to be retried after the failed move",
+        Duration::from_secs(60),
+        || log_lines(&log, "dicom pull window incomplete").len() >= 2,
+        &log,
+    );
+    ns.kill(pid);
+    let st = gw.status_json();
+    assert_eq!(st["dicom_pull"]["watermark"], serde_json::Value::Null, "{st}");
+    assert_eq!(st["counts"]["quarantined"], 0, "{st}");
+    let incomplete = log_lines(&log, "dicom pull window incomplete");
+    let from = format!("from={start} ");
+    assert!(
+        incomplete.iter().all(|l| l.contains(&from) && l.contains("failed=1")),
+        "{incomplete:?}"
+    );
+    assert!(log_lines(&log, "dicom pull watermark advanced").is_empty());
 }
