@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install what the demo and the tests need on a fresh Debian 12 machine, and nothing more.
 # Idempotent: installs only what is missing. Sourced by scripts/demo.sh and scripts/test.sh.
+# Orthanc is the archive of tests/dicom_pull.rs, started there inside a network namespace
+# (unshare/nsenter from util-linux, `ip` from iproute2). On a machine running systemd the
+# package also enables its own service on ports 4242/8042; the test does not use it.
 set -euo pipefail
 
 need_apt=()
 for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:python3" "sqlite3:sqlite3" \
-            "dcmdump:dcmtk"; do
+            "dcmdump:dcmtk" "Orthanc:orthanc" "ip:iproute2" "nsenter:util-linux"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

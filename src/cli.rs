@@ -121,6 +121,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let counts = db.counts(Origin::Daemon)?;
             let last_upload = db.meta("last_upload_at")?;
             let last_error = db.meta("last_error")?;
+            // Dates only (window bounds of our own queries), never a study's values.
+            let pull = match &cfg.dicom_pull.archive_ae {
+                Some(ae) => db.pull_mark(ae.as_str())?.map(|m| (ae.clone(), m)),
+                None => None,
+            };
             if json {
                 let v = serde_json::json!({
                     "facility_id": cfg.facility_id,
@@ -128,6 +133,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     "counts": counts.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
                     "last_upload_at": last_upload,
                     "last_error": last_error,
+                    "dicom_pull": pull.map(|(ae, m)| serde_json::json!({
+                        "archive_ae": ae.as_str(),
+                        "start_date": m.start.to_string(),
+                        "watermark": m.watermark.map(|w| w.to_string()),
+                    })),
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -137,6 +147,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 println!("  last upload   {}", last_upload.as_deref().unwrap_or("never"));
                 println!("  last error    {}", last_error.as_deref().unwrap_or("none"));
+                if let Some((ae, m)) = pull {
+                    let w = m.watermark.map_or("none".to_string(), |w| w.to_string());
+                    println!("  dicom pull    {ae}: from {} complete up to {w}", m.start);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -4,7 +4,8 @@
 
 use crate::deid::Policy;
 use crate::ids::{DeviceId, FacilityId};
-use crate::ingest::dicom_scp::DicomScpConfig;
+use crate::ingest::dicom_pull::{DicomPullConfig, PullMode};
+use crate::ingest::dicom_scp::{DicomScpConfig, ScpMode};
 use crate::ingest::hl7::Hl7Config;
 use crate::record::profile::Profile;
 use crate::uplink::UplinkConfig;
@@ -104,6 +105,8 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub dicom_scp: DicomScpConfig,
     #[serde(default)]
+    pub dicom_pull: DicomPullConfig,
+    #[serde(default)]
     pub uplink: UplinkConfig,
     #[serde(default)]
     pub deid: Policy,
@@ -178,6 +181,14 @@ impl GatewayConfig {
         self.uplink.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         self.hl7.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         self.dicom_scp.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        self.dicom_pull.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        // C-MOVE delivers to our own SCP: pulling without it would move into the void.
+        if self.dicom_pull.mode == PullMode::Enabled && self.dicom_scp.mode != ScpMode::Enabled {
+            return Err(bad(
+                "dicom_pull.mode",
+                "`enabled` only together with dicom_scp.mode = \"enabled\" (studies arrive by C-STORE)",
+            ));
+        }
         Ok(())
     }
 
@@ -236,5 +247,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+        let e = GatewayConfig::from_toml(
+            Path::new("g.toml"),
+            "facility_id = \"F1\"\n[dicom_pull]\nmode = \"enabled\"\narchive_ae = \"PACS\"\n\
+             archive_host = \"10.0.0.9\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("dicom_pull.mode") && e.contains("dicom_scp.mode"), "{e}");
     }
 }

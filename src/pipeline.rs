@@ -11,8 +11,9 @@
 use crate::config::{GatewayConfig, SourceRetention};
 use crate::deid::{self, DeidContext, DeidOutcome, Pseudonymizer, QuarantineReason};
 use crate::ids::{PackageId, QueueId};
+use crate::ingest::dicom_pull::{self, PullMode};
 use crate::ingest::dicom_scp::{
-    DicomScp, DicomSink, ReceivedObject, ScpMode, SinkError as DicomSinkError,
+    DicomScp, DicomSink, ReceivedObject, ScpMode, SinkError as DicomSinkError, Uid,
 };
 use crate::ingest::export::{self, BatchDir};
 use crate::ingest::hl7::{Hl7Listener, Hl7Mode, ReportSink, SinkError};
@@ -101,18 +102,54 @@ impl Gateway {
         source: String,
         write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
     ) -> Result<QueueId, &'static str> {
+        match self.accept_raw_once(kind, source, None, write)? {
+            Some(id) => Ok(id),
+            None => unreachable!("input without a dedupe key is never a duplicate"),
+        }
+    }
+
+    /// [`Gateway::accept_raw`], and with `dedupe_key` (DICOM: the SOP Instance UID's keyed
+    /// pseudonym) an input already accepted under that key is dropped: `Ok(None)`.
+    fn accept_raw_once(
+        &self,
+        kind: ItemKind,
+        source: String,
+        dedupe_key: Option<&str>,
+        write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
+    ) -> Result<Option<QueueId>, &'static str> {
+        let db_down = |e: StateError| {
+            error!(error = %e, "input not recorded");
+            "state database unavailable"
+        };
+        // Checked first so a duplicate costs no spool write.
+        if let Some(key) = dedupe_key {
+            if self.db.dicom_seen(key).map_err(db_down)? {
+                return Ok(None);
+            }
+        }
         let item = NewItem::new(kind, Origin::Daemon, source);
         if let Err(e) = write(&self.spool, &item.id) {
             error!(error = %e, "input not spooled");
             return Err("spool unavailable");
         }
-        if let Err(e) = self.db.insert(&item) {
-            error!(error = %e, "input not recorded");
-            let _ = self.spool.remove(&item.id);
-            return Err("state database unavailable");
+        let recorded = match dedupe_key {
+            None => self.db.insert(&item).map(|()| true),
+            Some(key) => self.db.insert_dicom(&item, key),
+        };
+        match recorded {
+            Ok(true) => {}
+            // The same input raced in on another connection and was recorded first.
+            Ok(false) => {
+                let _ = self.spool.remove(&item.id);
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.spool.remove(&item.id);
+                return Err(db_down(e));
+            }
         }
         debug!(item = %item.id, kind = ?kind, "input received");
-        Ok(item.id)
+        Ok(Some(item.id))
     }
 
     fn exam_key(&self, exam: &RawExam) -> Option<String> {
@@ -214,6 +251,16 @@ pub async fn run(
             Some(tokio::spawn(scp.serve(sink, stop_rx.clone())))
         }
     };
+    // After the SCP is bound: the archive's C-STOREs for our C-MOVEs go there.
+    let pull = match gw.cfg.dicom_pull.mode {
+        PullMode::Disabled => None,
+        PullMode::Enabled => {
+            let g = gw.clone();
+            let key = move |uid: &Uid| g.pseudonymizer.uid(uid.as_str());
+            let (cfg, ae) = (gw.cfg.dicom_pull.clone(), gw.cfg.dicom_scp.ae_title.clone());
+            Some(tokio::spawn(dicom_pull::run(cfg, ae, gw.db.clone(), key, stop_rx.clone())))
+        }
+    };
     let hl7 = match gw.cfg.hl7.mode {
         Hl7Mode::Disabled => None,
         Hl7Mode::Enabled => {
@@ -266,6 +313,11 @@ pub async fn run(
     if let Some(h) = hl7 {
         let _ = h.await;
     }
+    if let Some(h) = pull {
+        h.await
+            .map_err(|e| PipelineError::Stage(format!("dicom pull: {e}")))?
+            .map_err(|e| PipelineError::Stage(format!("dicom pull: {e}")))?;
+    }
     if let Some(h) = scp {
         let _ = h.await;
     }
@@ -302,12 +354,22 @@ struct SpoolDicomSink {
 }
 
 impl DicomSink for SpoolDicomSink {
+    /// An instance already accepted (same SOP Instance UID) is answered Success and dropped:
+    /// a pull window retried after a crash, or a modality re-sending, must not make a second
+    /// item.
     fn accept(&self, object: ReceivedObject) -> Result<(), DicomSinkError> {
+        let key = self.gw.pseudonymizer.uid(object.sop_instance_uid.as_str());
         let source = format!("dicom-scp from {} ae {}", object.peer, object.calling_ae.as_str());
-        self.gw
-            .accept_raw(ItemKind::Dicom, source, |spool, id| spool.put_bytes(id, &object.bytes))
+        let accepted = self
+            .gw
+            .accept_raw_once(ItemKind::Dicom, source, Some(&key), |spool, id| {
+                spool.put_bytes(id, &object.bytes)
+            })
             .map_err(DicomSinkError::Unavailable)?;
-        self.notify.notify_one();
+        match accepted {
+            Some(_) => self.notify.notify_one(),
+            None => debug!(calling_ae = %object.calling_ae, "dicom duplicate instance dropped"),
+        }
         Ok(())
     }
 }

@@ -15,6 +15,7 @@
 //! commit, a few milliseconds at a few hundred exams a day.
 
 use crate::ids::QueueId;
+use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -239,7 +240,46 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // v2: DICOM. `dicom_instances` makes a re-sent object (a C-MOVE retried after a crash, a
+    // modality sending twice) a no-op; its key is the keyed pseudonym of the SOP Instance
+    // UID, never the UID itself. `dicom_pull` is the pull watermark per archive (last date
+    // whose studies were all retrieved); `dicom_pull_studies` the studies already moved in
+    // windows not yet complete, so a retried window or today's re-query skips them.
+    "CREATE TABLE dicom_instances (
+        key TEXT PRIMARY KEY,
+        item TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE dicom_pull (
+        archive TEXT PRIMARY KEY,
+        start_date TEXT NOT NULL,
+        watermark TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE dicom_pull_studies (
+        archive TEXT NOT NULL,
+        study_key TEXT NOT NULL,
+        study_date TEXT NOT NULL,
+        instances INTEGER,
+        moved_at TEXT NOT NULL,
+        PRIMARY KEY (archive, study_key)
+    );",
 ];
+
+/// Where the DICOM pull of one archive stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullMark {
+    /// The first date this history reaches back to.
+    pub start: NaiveDate,
+    /// Every study dated up to and including this date has been retrieved.
+    pub watermark: Option<NaiveDate>,
+}
+
+fn parse_date(s: String) -> rusqlite::Result<NaiveDate> {
+    NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -305,30 +345,7 @@ impl Db {
     }
 
     pub fn insert(&self, item: &NewItem) -> Result<(), StateError> {
-        self.with(|c| {
-            let t = now();
-            c.execute(
-                "INSERT INTO items (id, kind, origin, source, batch, row_no, parent, image_index,
-                    images_in, state, reason, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
-                params![
-                    item.id.as_str(),
-                    item.kind.as_str(),
-                    item.origin.as_str(),
-                    item.source,
-                    item.batch,
-                    item.row_no.map(|r| r as i64),
-                    item.parent.as_ref().map(|p| p.as_str().to_string()),
-                    item.image_index,
-                    item.images_in,
-                    item.state.as_str(),
-                    item.reason,
-                    t
-                ],
-            )
-            .map_err(sql("insert item"))?;
-            Ok(())
-        })
+        self.with(|c| insert_tx(c, item))
     }
 
     /// Was this row of this batch already accepted by the daemon (resume after a crash
@@ -519,6 +536,120 @@ impl Db {
                 .map_err(sql("get meta"))
         })
     }
+
+    /// Whether a DICOM object with this instance key was already accepted.
+    pub fn dicom_seen(&self, instance_key: &str) -> Result<bool, StateError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM dicom_instances WHERE key = ?1",
+                params![instance_key],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(sql("dicom instance seen"))
+        })
+    }
+
+    /// Records a received DICOM object's item and its instance key in one transaction.
+    /// Returns false, inserting nothing, when the key is already there (a duplicate that
+    /// raced past [`Db::dicom_seen`]).
+    pub fn insert_dicom(&self, item: &NewItem, instance_key: &str) -> Result<bool, StateError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(sql("begin"))?;
+            let new = tx
+                .execute(
+                    "INSERT OR IGNORE INTO dicom_instances (key, item, created_at) VALUES (?1, ?2, ?3)",
+                    params![instance_key, item.id.as_str(), now()],
+                )
+                .map_err(sql("insert dicom instance"))?;
+            if new == 0 {
+                return Ok(false);
+            }
+            insert_tx(&tx, item)?;
+            tx.commit().map_err(sql("commit"))?;
+            Ok(true)
+        })
+    }
+
+    pub fn pull_mark(&self, archive: &str) -> Result<Option<PullMark>, StateError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT start_date, watermark FROM dicom_pull WHERE archive = ?1",
+                params![archive],
+                |r| {
+                    let start = parse_date(r.get(0)?)?;
+                    let watermark = r.get::<_, Option<String>>(1)?.map(parse_date).transpose()?;
+                    Ok(PullMark { start, watermark })
+                },
+            )
+            .optional()
+            .map_err(sql("get pull watermark"))
+        })
+    }
+
+    /// Sets the pull watermark and forgets the moved studies it now covers, in one
+    /// transaction.
+    pub fn set_pull_mark(&self, archive: &str, mark: PullMark) -> Result<(), StateError> {
+        let day = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+        self.with(|c| {
+            let tx = c.transaction().map_err(sql("begin"))?;
+            tx.execute(
+                "INSERT INTO dicom_pull (archive, start_date, watermark, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(archive) DO UPDATE SET start_date = excluded.start_date,
+                    watermark = excluded.watermark, updated_at = excluded.updated_at",
+                params![archive, day(mark.start), mark.watermark.map(day), now()],
+            )
+            .map_err(sql("set pull watermark"))?;
+            if let Some(w) = mark.watermark {
+                tx.execute(
+                    "DELETE FROM dicom_pull_studies WHERE archive = ?1 AND study_date <= ?2",
+                    params![archive, day(w)],
+                )
+                .map_err(sql("prune pulled studies"))?;
+            }
+            tx.commit().map_err(sql("commit"))?;
+            Ok(())
+        })
+    }
+
+    /// `Some(instances)` (the count recorded when it was moved, if the archive gave one) for
+    /// a study already moved and not yet under the watermark; `None` if not moved.
+    pub fn pulled_study(
+        &self,
+        archive: &str,
+        study_key: &str,
+    ) -> Result<Option<Option<u32>>, StateError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT instances FROM dicom_pull_studies WHERE archive = ?1 AND study_key = ?2",
+                params![archive, study_key],
+                |r| r.get::<_, Option<u32>>(0),
+            )
+            .optional()
+            .map_err(sql("get pulled study"))
+        })
+    }
+
+    pub fn record_pulled_study(
+        &self,
+        archive: &str,
+        study_key: &str,
+        study_date: NaiveDate,
+        instances: Option<u32>,
+    ) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO dicom_pull_studies (archive, study_key, study_date, instances, moved_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(archive, study_key) DO UPDATE SET study_date = excluded.study_date,
+                    instances = excluded.instances, moved_at = excluded.moved_at",
+                params![archive, study_key, study_date.format("%Y-%m-%d").to_string(), instances, now()],
+            )
+            .map_err(sql("record pulled study"))?;
+            Ok(())
+        })
+    }
 }
 
 /// Optional column updates that travel with a transition.
@@ -529,6 +660,31 @@ pub struct Update {
     pub package_id: Option<String>,
     pub reason: Option<String>,
     pub images_withheld: Option<u32>,
+}
+
+fn insert_tx(c: &Connection, item: &NewItem) -> Result<(), StateError> {
+    let t = now();
+    c.execute(
+        "INSERT INTO items (id, kind, origin, source, batch, row_no, parent, image_index,
+                    images_in, state, reason, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+        params![
+            item.id.as_str(),
+            item.kind.as_str(),
+            item.origin.as_str(),
+            item.source,
+            item.batch,
+            item.row_no.map(|r| r as i64),
+            item.parent.as_ref().map(|p| p.as_str().to_string()),
+            item.image_index,
+            item.images_in,
+            item.state.as_str(),
+            item.reason,
+            t
+        ],
+    )
+    .map_err(sql("insert item"))?;
+    Ok(())
 }
 
 fn transition_tx(
@@ -635,5 +791,37 @@ mod tests {
         drop(db);
         let db = Db::open(&d.path().join("s.sqlite")).unwrap();
         assert_eq!(db.counts(Origin::Daemon).unwrap()[&ItemState::Superseded], 1);
+    }
+
+    #[test]
+    fn dicom_dedupe_and_pull_watermark() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(&d.path().join("s.sqlite")).unwrap();
+        let a = NewItem::new(ItemKind::Dicom, Origin::Daemon, "dicom-scp");
+        assert!(!db.dicom_seen("2.25.1").unwrap());
+        assert!(db.insert_dicom(&a, "2.25.1").unwrap());
+        assert!(db.dicom_seen("2.25.1").unwrap());
+        let b = NewItem::new(ItemKind::Dicom, Origin::Daemon, "dicom-scp");
+        assert!(!db.insert_dicom(&b, "2.25.1").unwrap(), "same instance twice");
+        assert!(matches!(db.get(&b.id), Err(StateError::NotFound { .. })));
+
+        let day = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(db.pull_mark("PACS").unwrap(), None);
+        let start = PullMark { start: day("2024-01-01"), watermark: None };
+        db.set_pull_mark("PACS", start).unwrap();
+        db.record_pulled_study("PACS", "k1", day("2024-01-01"), Some(3)).unwrap();
+        db.record_pulled_study("PACS", "k2", day("2024-01-02"), None).unwrap();
+        assert_eq!(db.pulled_study("PACS", "k1").unwrap(), Some(Some(3)));
+        assert_eq!(db.pulled_study("PACS", "k2").unwrap(), Some(None));
+        assert_eq!(db.pulled_study("OTHER", "k1").unwrap(), None);
+        let mark = PullMark { watermark: Some(day("2024-01-01")), ..start };
+        db.set_pull_mark("PACS", mark).unwrap();
+        // Studies under the watermark are forgotten; later ones stay.
+        assert_eq!(db.pulled_study("PACS", "k1").unwrap(), None);
+        assert_eq!(db.pulled_study("PACS", "k2").unwrap(), Some(None));
+        drop(db);
+        let db = Db::open(&d.path().join("s.sqlite")).unwrap();
+        assert_eq!(db.pull_mark("PACS").unwrap(), Some(mark));
+        assert_eq!(db.pull_mark("OTHER").unwrap(), None);
     }
 }

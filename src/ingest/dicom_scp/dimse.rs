@@ -1,5 +1,8 @@
 //! DIMSE command sets, the received data set check, and the Part-10 file around it.
 //!
+//! Used both ways: the SCP parses requests and writes responses, the pull SCU
+//! ([`crate::ingest::dicom_pull`]) writes C-FIND/C-MOVE requests and parses their responses.
+//!
 //! Command sets are few fixed elements of group 0000 in Implicit VR Little Endian (PS3.7
 //! 6.3.1), so they are read and written here by hand, with every length checked against the
 //! buffer: a peer's command never reaches a general-purpose parser.
@@ -22,17 +25,31 @@ pub const C_STORE_RQ: u16 = 0x0001;
 pub const C_STORE_RSP: u16 = 0x8001;
 pub const C_ECHO_RQ: u16 = 0x0030;
 pub const C_ECHO_RSP: u16 = 0x8030;
+pub const C_FIND_RQ: u16 = 0x0020;
+pub const C_FIND_RSP: u16 = 0x8020;
+pub const C_MOVE_RQ: u16 = 0x0021;
+pub const C_MOVE_RSP: u16 = 0x8021;
 /// Command Data Set Type value meaning "no data set follows".
 const NO_DATA_SET: u16 = 0x0101;
+/// Any other value means one follows; PS3.7 suggests 0x0000 for requests we write.
+const DATA_SET_PRESENT: u16 = 0x0000;
+/// Priority MEDIUM (PS3.7 E.1).
+const PRIORITY_MEDIUM: u16 = 0x0000;
 
 const AFFECTED_SOP_CLASS_UID: u16 = 0x0002;
 const COMMAND_FIELD: u16 = 0x0100;
 const MESSAGE_ID: u16 = 0x0110;
 const MESSAGE_ID_BEING_RESPONDED_TO: u16 = 0x0120;
+const MOVE_DESTINATION: u16 = 0x0600;
+const PRIORITY: u16 = 0x0700;
 const COMMAND_DATA_SET_TYPE: u16 = 0x0800;
 const STATUS: u16 = 0x0900;
 const ERROR_COMMENT: u16 = 0x0902;
 const AFFECTED_SOP_INSTANCE_UID: u16 = 0x1000;
+const REMAINING_SUB_OPERATIONS: u16 = 0x1020;
+const COMPLETED_SUB_OPERATIONS: u16 = 0x1021;
+const FAILED_SUB_OPERATIONS: u16 = 0x1022;
+const WARNING_SUB_OPERATIONS: u16 = 0x1023;
 
 /// Why a command or data set was not usable. Fixed reasons: never a value from the peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,13 +143,15 @@ pub struct Command {
     pub has_data_set: bool,
 }
 
-/// Parses a complete command set. Unknown group-0000 elements are skipped.
-pub fn parse_command(bytes: &[u8]) -> Result<Command, DimseError> {
+/// Calls `each(element, value)` for every element of a complete command set, with every
+/// length checked against the buffer.
+fn elements(
+    bytes: &[u8],
+    mut each: impl FnMut(u16, &[u8]) -> Result<(), DimseError>,
+) -> Result<(), DimseError> {
     if bytes.len() > MAX_COMMAND_BYTES {
         return Err(DimseError::CommandTooLarge { limit: MAX_COMMAND_BYTES });
     }
-    let (mut field, mut message_id, mut data_set_type) = (None, None, None);
-    let (mut sop_class, mut sop_instance) = (None, None);
     let mut rest = bytes;
     while !rest.is_empty() {
         if rest.len() < 8 {
@@ -148,21 +167,38 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, DimseError> {
         let Some(value) = rest.get(8..8usize.saturating_add(len)) else {
             return Err(DimseError::Command("element length beyond the command set"));
         };
-        let us = || match value {
-            [a, b] => Ok(u16::from_le_bytes([*a, *b])),
-            _ => Err(DimseError::Command("US element is not 2 bytes")),
-        };
-        let ui = || std::str::from_utf8(value).ok().and_then(|s| Uid::new(s).ok());
-        match element {
-            COMMAND_FIELD => field = Some(us()?),
-            MESSAGE_ID => message_id = Some(us()?),
-            COMMAND_DATA_SET_TYPE => data_set_type = Some(us()?),
-            AFFECTED_SOP_CLASS_UID => sop_class = ui(),
-            AFFECTED_SOP_INSTANCE_UID => sop_instance = ui(),
-            _ => {}
-        }
+        each(element, value)?;
         rest = &rest[8 + len..];
     }
+    Ok(())
+}
+
+fn us(value: &[u8]) -> Result<u16, DimseError> {
+    match value {
+        [a, b] => Ok(u16::from_le_bytes([*a, *b])),
+        _ => Err(DimseError::Command("US element is not 2 bytes")),
+    }
+}
+
+fn ui(value: &[u8]) -> Option<Uid> {
+    std::str::from_utf8(value).ok().and_then(|s| Uid::new(s).ok())
+}
+
+/// Parses a complete command set. Unknown group-0000 elements are skipped.
+pub fn parse_command(bytes: &[u8]) -> Result<Command, DimseError> {
+    let (mut field, mut message_id, mut data_set_type) = (None, None, None);
+    let (mut sop_class, mut sop_instance) = (None, None);
+    elements(bytes, |element, value| {
+        match element {
+            COMMAND_FIELD => field = Some(us(value)?),
+            MESSAGE_ID => message_id = Some(us(value)?),
+            COMMAND_DATA_SET_TYPE => data_set_type = Some(us(value)?),
+            AFFECTED_SOP_CLASS_UID => sop_class = ui(value),
+            AFFECTED_SOP_INSTANCE_UID => sop_instance = ui(value),
+            _ => {}
+        }
+        Ok(())
+    })?;
     Ok(Command {
         field: field.ok_or(DimseError::Command("no Command Field"))?,
         message_id: message_id.ok_or(DimseError::Command("no Message ID"))?,
@@ -171,6 +207,86 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, DimseError> {
         has_data_set: data_set_type.ok_or(DimseError::Command("no Command Data Set Type"))?
             != NO_DATA_SET,
     })
+}
+
+/// The parts of a response command set (C-FIND-RSP, C-MOVE-RSP) an SCU uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub field: u16,
+    pub responding_to: u16,
+    /// The raw status code: peers send codes beyond the ones we answer with ([`Status`]).
+    pub status: u16,
+    pub has_data_set: bool,
+    /// Sub-operation counts of C-MOVE / C-GET responses (absent in C-FIND ones).
+    pub remaining: Option<u16>,
+    pub completed: Option<u16>,
+    pub failed: Option<u16>,
+    pub warning: Option<u16>,
+}
+
+impl Response {
+    /// 0xFF00 / 0xFF01: more responses follow (PS3.7 C.4).
+    pub fn is_pending(&self) -> bool {
+        matches!(self.status, 0xFF00 | 0xFF01)
+    }
+}
+
+/// Parses a complete response command set. The Error Comment (0000,0902) is not read: it is
+/// the peer's free text and could quote anything.
+pub fn parse_response(bytes: &[u8]) -> Result<Response, DimseError> {
+    let (mut field, mut responding_to, mut data_set_type, mut status) = (None, None, None, None);
+    let (mut remaining, mut completed, mut failed, mut warning) = (None, None, None, None);
+    elements(bytes, |element, value| {
+        match element {
+            COMMAND_FIELD => field = Some(us(value)?),
+            MESSAGE_ID_BEING_RESPONDED_TO => responding_to = Some(us(value)?),
+            COMMAND_DATA_SET_TYPE => data_set_type = Some(us(value)?),
+            STATUS => status = Some(us(value)?),
+            REMAINING_SUB_OPERATIONS => remaining = Some(us(value)?),
+            COMPLETED_SUB_OPERATIONS => completed = Some(us(value)?),
+            FAILED_SUB_OPERATIONS => failed = Some(us(value)?),
+            WARNING_SUB_OPERATIONS => warning = Some(us(value)?),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(Response {
+        field: field.ok_or(DimseError::Command("no Command Field"))?,
+        responding_to: responding_to
+            .ok_or(DimseError::Command("no Message ID Being Responded To"))?,
+        status: status.ok_or(DimseError::Command("no Status"))?,
+        has_data_set: data_set_type.ok_or(DimseError::Command("no Command Data Set Type"))?
+            != NO_DATA_SET,
+        remaining,
+        completed,
+        failed,
+        warning,
+    })
+}
+
+/// A C-FIND-RQ or C-MOVE-RQ command set (an identifier data set follows), Implicit VR Little
+/// Endian. `move_destination` is required for C-MOVE and must be `None` otherwise.
+pub fn request(
+    field: u16,
+    message_id: u16,
+    sop_class: &Uid,
+    move_destination: Option<&AeTitle>,
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(256);
+    // Elements in ascending tag order, as PS3.5 7.1 requires.
+    put(&mut body, AFFECTED_SOP_CLASS_UID, &padded(sop_class.as_str().as_bytes(), 0));
+    put(&mut body, COMMAND_FIELD, &field.to_le_bytes());
+    put(&mut body, MESSAGE_ID, &message_id.to_le_bytes());
+    if let Some(ae) = move_destination {
+        // AE: padded with spaces to even length (16 at most, so no trailing pad is lost).
+        put(&mut body, MOVE_DESTINATION, &padded(ae.as_str().as_bytes(), b' '));
+    }
+    put(&mut body, PRIORITY, &PRIORITY_MEDIUM.to_le_bytes());
+    put(&mut body, COMMAND_DATA_SET_TYPE, &DATA_SET_PRESENT.to_le_bytes());
+    let mut out = Vec::with_capacity(body.len() + 12);
+    put(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// A response command set (C-STORE-RSP or C-ECHO-RSP), Implicit VR Little Endian.
@@ -363,6 +479,48 @@ mod tests {
         assert_eq!(found[3].1, 7u16.to_le_bytes());
         assert_eq!(found[5].1, 0xA700u16.to_le_bytes());
         assert_eq!(found[7].1, b"1.2.3.4.5\0");
+    }
+
+    #[test]
+    fn request_and_response_round_trip() {
+        let class = uid("1.2.840.10008.5.1.4.1.2.2.2");
+        let dest = AeTitle::new("FGW").unwrap();
+        let rq = request(C_MOVE_RQ, 9, &class, Some(&dest));
+        let c = parse_command(&rq).unwrap();
+        assert_eq!((c.field, c.message_id, c.has_data_set), (C_MOVE_RQ, 9, true));
+        assert_eq!(c.sop_class, Some(class.clone()));
+        assert!(contains(&rq, b"FGW "), "move destination padded to even length");
+        assert_eq!(u32::from_le_bytes(rq[8..12].try_into().unwrap()) as usize, rq.len() - 12);
+
+        // A C-MOVE-RSP as an archive writes it: pending with sub-operation counts.
+        let mut body = Vec::new();
+        put(&mut body, AFFECTED_SOP_CLASS_UID, &padded(class.as_str().as_bytes(), 0));
+        put(&mut body, COMMAND_FIELD, &C_MOVE_RSP.to_le_bytes());
+        put(&mut body, MESSAGE_ID_BEING_RESPONDED_TO, &9u16.to_le_bytes());
+        put(&mut body, COMMAND_DATA_SET_TYPE, &NO_DATA_SET.to_le_bytes());
+        put(&mut body, STATUS, &0xFF00u16.to_le_bytes());
+        put(&mut body, ERROR_COMMENT, b"free text");
+        put(&mut body, REMAINING_SUB_OPERATIONS, &3u16.to_le_bytes());
+        put(&mut body, COMPLETED_SUB_OPERATIONS, &1u16.to_le_bytes());
+        put(&mut body, FAILED_SUB_OPERATIONS, &0u16.to_le_bytes());
+        put(&mut body, WARNING_SUB_OPERATIONS, &0u16.to_le_bytes());
+        let r = parse_response(&body).unwrap();
+        assert!(r.is_pending() && !r.has_data_set);
+        assert_eq!((r.field, r.responding_to, r.status), (C_MOVE_RSP, 9, 0xFF00));
+        assert_eq!(
+            (r.remaining, r.completed, r.failed, r.warning),
+            (Some(3), Some(1), Some(0), Some(0))
+        );
+        // A request is not a response, and a response is not a request.
+        assert!(parse_response(&rq).is_err());
+        assert!(parse_command(&body).is_err());
+        for cut in [1, 7, body.len() - 1] {
+            assert!(parse_response(&body[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
     }
 
     fn data_set(ts: &str) -> Vec<u8> {

@@ -597,7 +597,7 @@ async fn reject_busy(mut stream: TcpStream) {
 
 /// A fixed description of an upper-layer error. dicom-ul's own messages can print whole
 /// PDUs (`{:?}`), which may carry data set bytes, so they are never logged.
-fn ul_reason(e: &UlError) -> &'static str {
+pub(crate) fn ul_reason(e: &UlError) -> &'static str {
     match e {
         UlError::Rejected { .. } => "association rejected",
         UlError::Aborted { .. } => "association aborted",

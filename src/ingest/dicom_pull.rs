@@ -1,1 +1,0 @@
-//! (in progress: C-FIND/C-MOVE pull)
