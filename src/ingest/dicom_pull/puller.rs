@@ -16,7 +16,7 @@ use chrono::{Days, NaiveDate};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Study dates `from..=to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,8 @@ struct Pass {
     moved: usize,
     skipped: usize,
     out_of_window: usize,
+    /// Matches without a readable StudyDate: they belong to no window and are not moved.
+    undated: usize,
     failed: usize,
     objects: u64,
 }
@@ -110,7 +112,13 @@ pub async fn run(
     );
     loop {
         let today = chrono::Local::now().date_naive();
-        let mark = current_mark(&db, &archive, &cfg, today)?;
+        let mark = match current_mark(&db, &archive, &cfg, today) {
+            Ok(m) => m,
+            Err(e) => {
+                error!(archive_ae = %called_ae, error = %e, "dicom pull stopped");
+                return Err(e);
+            }
+        };
         let w = next_window(mark.start, mark.watermark, cfg.window_days, today);
         let result = pass(&scu, &db, &archive, &study_key, w, today, pause, &mut stop).await;
         let caught_up = match result {
@@ -118,10 +126,22 @@ pub async fn run(
                 info!(
                     archive_ae = %called_ae, from = %w.from, to = %w.to, found = p.found,
                     moved = p.moved, skipped = p.skipped, out_of_window = p.out_of_window,
-                    objects = p.objects, "dicom pull window done"
+                    undated = p.undated, objects = p.objects, "dicom pull window done"
                 );
+                if p.undated > 0 {
+                    // Some archives match studies without a date against every range; such a
+                    // study has no window, so it is reported instead of moved over and over.
+                    warn!(
+                        archive_ae = %called_ae, from = %w.from, to = %w.to, undated = p.undated,
+                        "dicom pull: matches without StudyDate are not pulled"
+                    );
+                }
                 if w.to < today {
-                    db.set_pull_mark(&archive, PullMark { watermark: Some(w.to), ..mark })?;
+                    let next = PullMark { watermark: Some(w.to), ..mark };
+                    if let Err(e) = db.set_pull_mark(&archive, next) {
+                        error!(archive_ae = %called_ae, error = %e, "dicom pull stopped");
+                        return Err(e.into());
+                    }
                     info!(archive_ae = %called_ae, watermark = %w.to, "dicom pull watermark advanced");
                     false
                 } else {
@@ -137,7 +157,10 @@ pub async fn run(
                 true
             }
             Err(PullError::Stopped) => return Ok(()),
-            Err(e @ PullError::State(_)) => return Err(e),
+            Err(e @ PullError::State(_)) => {
+                error!(archive_ae = %called_ae, error = %e, "dicom pull stopped");
+                return Err(e);
+            }
             Err(e) => {
                 warn!(
                     archive_ae = %called_ae, from = %w.from, to = %w.to, error = %e,
@@ -200,11 +223,15 @@ async fn pass(
     let mut p = Pass { found: hits.len(), ..Pass::default() };
     for (n, hit) in hits.iter().enumerate() {
         // Range matching is the archive's job; one that ignores the key must not make us
-        // pull its whole content.
-        let Some(date) = hit.date.filter(|d| w.contains(*d)) else {
-            p.out_of_window += 1;
+        // pull its whole content (each study is moved in its own date's window).
+        let Some(date) = hit.date else {
+            p.undated += 1;
             continue;
         };
+        if !w.contains(date) {
+            p.out_of_window += 1;
+            continue;
+        }
         let key = study_key(&hit.uid);
         if !should_move(db.pulled_study(archive, &key)?, hit.instances, date, today) {
             p.skipped += 1;
