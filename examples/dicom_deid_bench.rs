@@ -87,7 +87,11 @@ fn main() -> ExitCode {
         policy: &policy,
         profile: "dicom",
         revision: 1,
-        pixels: &fgw::deid::pixels::PixelStage::new(Default::default()),
+        // Header de-identification only: pixels are benchmarked by bench/pixels.sh.
+        pixels: &fgw::deid::pixels::PixelStage::new(fgw::deid::pixels::PixelSettings {
+            mode: fgw::deid::pixels::PixelMode::Withhold,
+            ..Default::default()
+        }),
     };
 
     let next = AtomicUsize::new(0);

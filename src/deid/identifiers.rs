@@ -154,6 +154,20 @@ impl IdentifierSet {
         self.variants.len()
     }
 
+    /// One set holding every variant of `sets` (a DICOM object has one set per name
+    /// spelling; a search over all of them at once, as OCR verification does, needs one).
+    pub fn union(sets: &[IdentifierSet]) -> IdentifierSet {
+        let mut variants: Vec<(IdKind, String)> =
+            sets.iter().flat_map(|s| s.variants.iter().cloned()).collect();
+        variants.sort_by(|a, b| b.1.chars().count().cmp(&a.1.chars().count()).then(a.cmp(b)));
+        variants.dedup_by(|a, b| a.1 == b.1);
+        let mut short_names: Vec<String> =
+            sets.iter().flat_map(|s| s.short_names.iter().cloned()).collect();
+        short_names.sort();
+        short_names.dedup();
+        IdentifierSet { variants, short_names }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.variants.is_empty()
     }

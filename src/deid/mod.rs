@@ -61,8 +61,8 @@ pub enum QuarantineReason {
     IdentifierFound(String),
     /// A required column is missing or unparseable (column key).
     RequiredFieldInvalid(String),
-    /// A DICOM object without pixel data: its headers de-identify, but the package format for
-    /// DICOM studies has not landed yet, so it stays on the box.
+    /// A DICOM object whose header (and pixels, if any) de-identified, but the package format
+    /// for DICOM studies has not landed yet, so it stays on the box.
     DicomPending,
     /// Input file could not be read or parsed (what was wrong, no values).
     InputInvalid(String),

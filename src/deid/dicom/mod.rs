@@ -9,14 +9,15 @@
 //! none of the object's identifiers is left in any text, and writes a Part-10 file in UTF-8
 //! (`ISO_IR 192`) with the original transfer syntax and a new file meta group.
 //!
-//! Pixel data is carried as it is: Burned In Annotation is not trusted, so every object with
-//! pixel data must go through the pixel-cleaning stage; until then
-//! [`DicomResult::quarantine_reason`] keeps it on the box.
+//! Pixel data: Burned In Annotation is not trusted; every object with pixel data goes through
+//! the burned-in text stage ([`pixels`]), and [`DicomResult::quarantine_reason`] keeps on the
+//! box whatever that stage did not release.
 
 pub mod apply;
 pub mod charset;
 pub mod options;
 pub mod parse;
+pub mod pixels;
 pub mod table;
 pub mod uid;
 
@@ -91,6 +92,11 @@ pub struct DicomResult {
     /// SOP Class UID (unchanged: it names a class, not a patient).
     pub sop_class: String,
     pub burned_in: BurnedIn,
+    /// Pixel data went through the burned-in text stage and was released (Burned In
+    /// Annotation is then NO).
+    pub pixels_cleaned: bool,
+    /// Why pixel data was not released (an object with pixel data and no clean).
+    pub pixels_refused: Option<QuarantineReason>,
 }
 
 impl std::fmt::Debug for DicomResult {
@@ -107,10 +113,10 @@ impl std::fmt::Debug for DicomResult {
 }
 
 impl DicomResult {
-    /// Objects with pixel data stay on the box until the pixel-cleaning stage has seen them
-    /// (`PixelPolicy::QuarantineUncleaned`, the only pixel policy so far).
+    /// Objects with pixel data stay on the box unless the burned-in text stage cleaned them.
     pub fn quarantine_reason(&self) -> Option<QuarantineReason> {
-        self.has_pixel_data.then_some(QuarantineReason::PixelsNotCleaned)
+        (self.has_pixel_data && !self.pixels_cleaned)
+            .then(|| self.pixels_refused.clone().unwrap_or(QuarantineReason::PixelsNotCleaned))
     }
 }
 
@@ -133,7 +139,7 @@ pub fn deidentify_dicom(
     dicom.validate().map_err(DicomError::Policy)?;
     let table = table::Table::get().map_err(DicomError::Table)?;
     let obj = parse::read(file, bytes)?;
-    let ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
+    let mut ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     let root = obj.into_inner();
 
     let cs: Vec<String> =
@@ -178,6 +184,18 @@ pub fn deidentify_dicom(
     }
     mark(&mut out, dicom);
     out.convert_to_utf8();
+    // Pixels last: the stage searches OCR text for the object's own identifiers, read above
+    // from the original header.
+    let (pixels_cleaned, pixels_refused) = if !has_pixel_data {
+        (false, None)
+    } else if ctx.pixels.settings().mode == super::pixels::PixelMode::Withhold {
+        (false, Some(QuarantineReason::PixelsNotCleaned))
+    } else {
+        match pixels::clean(&mut out, &mut ts, &IdentifierSet::union(&ids), ctx.pixels) {
+            Ok(()) => (true, None),
+            Err(r) => (false, Some(r)),
+        }
+    };
 
     let meta = FileMetaTableBuilder::new()
         .transfer_syntax(ts)
@@ -193,6 +211,8 @@ pub fn deidentify_dicom(
         study_uid: uid::remap(ctx.pseudonymizer, &study),
         sop_class,
         burned_in,
+        pixels_cleaned,
+        pixels_refused,
     })
 }
 
