@@ -8,6 +8,13 @@ use fgw::ids::FacilityId;
 use libfuzzer_sys::fuzz_target;
 use ring::hmac;
 
+static PIXELS: std::sync::LazyLock<fgw::deid::pixels::PixelStage> = std::sync::LazyLock::new(|| {
+    fgw::deid::pixels::PixelStage::new(fgw::deid::pixels::PixelSettings {
+        mode: fgw::deid::pixels::PixelMode::Withhold,
+        ..Default::default()
+    })
+});
+
 fuzz_target!(|data: &[u8]| {
     let fac = FacilityId::new("F0001").expect("valid id");
     let ps = Pseudonymizer::new(hmac::Key::new(hmac::HMAC_SHA256, &[7; 32]));
@@ -18,6 +25,8 @@ fuzz_target!(|data: &[u8]| {
         policy: &policy,
         profile: "fuzz",
         revision: 1,
+        // The header path only; pixels have their own target (jpeg_mask).
+        pixels: &PIXELS,
     };
     // Raw bytes as they are, and behind a preamble so the data set parser is reached often.
     let _ = deidentify_dicom("fuzz.dcm", data, &ctx, &DicomPolicy::default());

@@ -156,8 +156,7 @@ pub fn mask_mcus(
     g: &Geometry,
     touched: impl Fn(u32, u32) -> bool,
 ) -> Result<(Vec<u8>, usize), JpegBlockError> {
-    let mut coeffs =
-        dct_io::read_coefficients(jpeg).map_err(|e| JpegBlockError::Coefficients(e.to_string()))?;
+    let mut coeffs = read(jpeg)?;
     let n_mcu = (g.mcu_cols * g.mcu_rows) as usize;
     if coeffs.components.len() != g.du.len()
         || coeffs.components.iter().zip(&g.du).any(|(c, &du)| c.blocks.len() != n_mcu * du)
@@ -186,15 +185,13 @@ pub fn mask_mcus(
     if masked == 0 {
         return Ok((jpeg.to_vec(), 0));
     }
-    let out = dct_io::write_coefficients(jpeg, &coeffs)
-        .map_err(|e| JpegBlockError::Coefficients(e.to_string()))?;
+    let out = contained(|| dct_io::write_coefficients(jpeg, &coeffs))?;
     Ok((out, masked))
 }
 
 /// Quantized coefficients per MCU, for proving untouched blocks identical (tests, audits).
 pub fn mcu_coefficients(jpeg: &[u8], g: &Geometry) -> Result<Vec<Vec<[i16; 64]>>, JpegBlockError> {
-    let coeffs =
-        dct_io::read_coefficients(jpeg).map_err(|e| JpegBlockError::Coefficients(e.to_string()))?;
+    let coeffs = read(jpeg)?;
     let n_mcu = (g.mcu_cols * g.mcu_rows) as usize;
     Ok((0..n_mcu)
         .map(|m| {
@@ -206,6 +203,23 @@ pub fn mcu_coefficients(jpeg: &[u8], g: &Geometry) -> Result<Vec<Vec<[i16; 64]>>
                 .collect()
         })
         .collect())
+}
+
+fn read(jpeg: &[u8]) -> Result<dct_io::JpegCoefficients, JpegBlockError> {
+    contained(|| dct_io::read_coefficients(jpeg))
+}
+
+/// Runs a dct-io call, turning a panic into an error: on some corrupt entropy streams (a
+/// Huffman category above 11) its magnitude decoding overflows, which panics in builds with
+/// overflow checks (found by tests/mutated_inputs.rs). A corrupt file must be refused, not
+/// stop the pipeline.
+fn contained<T>(
+    f: impl FnOnce() -> Result<T, dct_io::DctError> + std::panic::UnwindSafe,
+) -> Result<T, JpegBlockError> {
+    match std::panic::catch_unwind(f) {
+        Ok(r) => r.map_err(|e| JpegBlockError::Coefficients(e.to_string())),
+        Err(_) => Err(JpegBlockError::Coefficients("corrupt entropy-coded data".into())),
+    }
 }
 
 #[cfg(test)]
