@@ -11,7 +11,7 @@
 
 use fgw::deid::identifiers::IdentifierSet;
 use fgw::deid::image_meta;
-use fgw::deid::pixels::{fov, jpeg_blocks, PixelSettings, PixelStage};
+use fgw::deid::pixels::{PixelSettings, PixelStage};
 use fgw::record::Column;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,28 +65,17 @@ fn main() {
                 let t = Instant::now();
                 let bytes = std::fs::read(path).unwrap();
                 let img = image_meta::strip(&bytes).unwrap();
-                let rgb = PixelStage::decode(&img).unwrap();
                 let r = if fov_only {
-                    let (w, h) = rgb.dimensions();
-                    let f = fov::detect(rgb.as_raw(), w, h, fov::DEFAULT_THRESHOLD);
-                    match f {
+                    match stage.mask_outside_field(&img.bytes).unwrap() {
                         None => "fov-not-found".to_string(),
-                        Some(f) => {
-                            let g = jpeg_blocks::geometry(&img.bytes).unwrap();
-                            let (o, _) = jpeg_blocks::mask_mcus(&img.bytes, &g, |c, r| {
-                                let (x0, y0) = (c * g.mcu_w, r * g.mcu_h);
-                                (y0..(y0 + g.mcu_h).min(h)).any(|y| {
-                                    let (a, b) = f.spans[y as usize];
-                                    !(a <= x0 && (x0 + g.mcu_w).min(w) <= b)
-                                })
-                            })
-                            .unwrap();
+                        Some((o, _)) => {
                             std::fs::write(out.join(format!("{i}.jpg")), o).unwrap();
                             "ok".into()
                         }
                     }
                 } else {
-                    let field = stage.field(&rgb);
+                    let rgb = PixelStage::decode(&img).unwrap();
+                    let field = stage.field(&img, &rgb);
                     match stage.clean(&img, &rgb, field, ids) {
                         Ok(c) => {
                             std::fs::write(

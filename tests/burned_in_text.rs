@@ -374,7 +374,7 @@ fn stage() -> PixelStage {
 /// Runs the stage on an image with detection; panics on a quarantine.
 fn clean(stage: &PixelStage, img: &CleanImage, p: &Person) -> (Cleaned, Field, FieldSource) {
     let rgb = PixelStage::decode(img).unwrap();
-    let (field, source) = stage.field(&rgb).expect("field of view");
+    let (field, source) = stage.field(img, &rgb).expect("field of view");
     let t = Instant::now();
     let c = stage
         .clean(img, &rgb, Some((field.clone(), source.clone())), &p.ids())
@@ -668,7 +668,7 @@ fn unmaskable_identifier_is_quarantined() {
         ..Default::default()
     });
     let rgb = PixelStage::decode(&input).unwrap();
-    let field = st.field(&rgb);
+    let field = st.field(&input, &rgb);
     let source = field.as_ref().map(|f| f.1.clone());
     assert_eq!(source, Some(FieldSource::Layout("everything".into())));
     match st.clean(&input, &rgb, field, &p.ids()) {
@@ -689,7 +689,7 @@ fn text_on_black_without_field_is_quarantined() {
     let input = jpeg(&img);
     let st = stage();
     let rgb = PixelStage::decode(&input).unwrap();
-    let field = st.field(&rgb);
+    let field = st.field(&input, &rgb);
     assert_eq!(field, None, "text alone is no field");
     match st.clean(&input, &rgb, field, &p.ids()) {
         Err(PixelError::FieldNotFound { width: 1280, height: 1024 }) => {}

@@ -56,7 +56,7 @@ pub(super) fn process(images: &[RawImage], ids: &IdentifierSet, stage: &PixelSta
             Err(r) => Step::Done(Err(r.clone()), 0),
             Ok(img) => match PixelStage::decode(img) {
                 Err(e) => Step::Done(Err(reason(e)), 0),
-                Ok(rgb) => match stage.field(&rgb) {
+                Ok(rgb) => match stage.field(img, &rgb) {
                     None => Step::NeedField(img.clone()),
                     Some((f, src)) => {
                         if src == FieldSource::Detected {

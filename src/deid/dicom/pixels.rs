@@ -88,7 +88,7 @@ pub fn clean(
     if rgb.dimensions() != (cols, rows) {
         return Err(unsupported("size differs from rows/columns"));
     }
-    let field = stage.field(&rgb);
+    let field = stage.field(&input, &rgb);
     let cleaned = stage.clean(&input, &rgb, field, ids).map_err(|e| match e {
         PixelError::FieldNotFound { .. } => QuarantineReason::FieldNotFound,
         PixelError::IdentifierFound(k) => QuarantineReason::IdentifierInPixels(k.key().into()),

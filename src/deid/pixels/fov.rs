@@ -106,14 +106,43 @@ pub fn detect(rgb: &[u8], width: u32, height: u32, threshold: u8) -> Option<Fiel
     }
     let limit = u32::from(threshold) * SCALE * SCALE;
     let map: Vec<bool> = sums.iter().map(|&s| s > limit).collect();
+    from_map(&map, sw, sh, (SCALE, SCALE), width, height)
+}
+
+/// Detects the field from a brightness map with one value per `cell` (w, h) pixels, such as
+/// the per-MCU means a JPEG's DC coefficients give ([`super::jpeg_blocks::Coefficients`]).
+pub fn detect_cells(
+    brightness: &[u8],
+    cols: u32,
+    rows: u32,
+    cell: (u32, u32),
+    width: u32,
+    height: u32,
+    threshold: u8,
+) -> Option<Field> {
+    if cols < 8 || rows < 8 || brightness.len() != (cols * rows) as usize {
+        return None;
+    }
+    let map: Vec<bool> = brightness.iter().map(|&v| v > threshold).collect();
+    from_map(&map, cols, rows, cell, width, height)
+}
+
+/// The field from a thresholded map: opening, largest region, convex hull of its cells.
+fn from_map(
+    map: &[bool],
+    sw: u32,
+    sh: u32,
+    cell: (u32, u32),
+    width: u32,
+    height: u32,
+) -> Option<Field> {
     // Opening (erode then dilate, 5x5): text strokes and thin links vanish, the field stays.
-    let map = dilate(&erode(&map, sw, sh, 2), sw, sh, 2);
+    let map = dilate(&erode(map, sw, sh, 2), sw, sh, 2);
     let comp = largest_component(&map, sw, sh)?;
     if (comp.len() as f32) < MIN_AREA_FRACTION * (sw * sh) as f32 {
         return None;
     }
     // Row extremes of the component, then their hull, in full-resolution coordinates.
-    let mut ext: Vec<(i64, i64, i64)> = Vec::new(); // (y, xmin, xmax)
     let mut rows: std::collections::BTreeMap<u32, (u32, u32)> = Default::default();
     for &i in &comp {
         let (x, y) = (i % sw, i / sw);
@@ -121,18 +150,15 @@ pub fn detect(rgb: &[u8], width: u32, height: u32, threshold: u8) -> Option<Fiel
         e.0 = e.0.min(x);
         e.1 = e.1.max(x);
     }
+    let (cw, ch) = (cell.0 as f32, cell.1 as f32);
+    let mut pts: Vec<(f32, f32)> = Vec::with_capacity(rows.len() * 4);
     for (y, (a, b)) in rows {
-        ext.push((i64::from(y), i64::from(a), i64::from(b)));
-    }
-    let s = SCALE as f32;
-    let mut pts: Vec<(f32, f32)> = Vec::with_capacity(ext.len() * 4);
-    for (y, a, b) in ext {
         // Cell corners, so the hull covers whole cells.
-        let (y0, y1) = (y as f32 * s, (y + 1) as f32 * s);
-        pts.push((a as f32 * s, y0));
-        pts.push((a as f32 * s, y1));
-        pts.push(((b + 1) as f32 * s, y0));
-        pts.push(((b + 1) as f32 * s, y1));
+        let (y0, y1) = (y as f32 * ch, (y + 1) as f32 * ch);
+        pts.push((a as f32 * cw, y0));
+        pts.push((a as f32 * cw, y1));
+        pts.push(((b + 1) as f32 * cw, y0));
+        pts.push(((b + 1) as f32 * cw, y1));
     }
     let hull = convex_hull(pts);
     Some(Field::from_polygon(&hull, width, height))

@@ -31,6 +31,8 @@ pub struct Geometry {
     pub du: Vec<usize>,
     /// DC quantizer of the first (luma) component.
     luma_q0: u16,
+    /// DC quantizer of every component, in frame order.
+    q0: Vec<u16>,
 }
 
 pub fn geometry(jpeg: &[u8]) -> Result<Geometry, JpegBlockError> {
@@ -135,7 +137,11 @@ pub fn geometry(jpeg: &[u8]) -> Result<Geometry, JpegBlockError> {
     }
     let hmax = comps.iter().map(|c| u32::from(c.0)).max().unwrap_or(1);
     let vmax = comps.iter().map(|c| u32::from(c.1)).max().unwrap_or(1);
-    let luma_q0 = q0[usize::from(comps[0].2 & 3)].ok_or(Structure("no luma DQT"))?;
+    let dc_q: Vec<u16> = comps
+        .iter()
+        .map(|c| q0[usize::from(c.2 & 3)].map(|q| q.max(1)).ok_or(Structure("missing DQT")))
+        .collect::<Result<_, _>>()?;
+    let luma_q0 = dc_q[0];
     let (mcu_w, mcu_h) = (8 * hmax, 8 * vmax);
     Ok(Geometry {
         width,
@@ -145,8 +151,93 @@ pub fn geometry(jpeg: &[u8]) -> Result<Geometry, JpegBlockError> {
         mcu_cols: width.div_ceil(mcu_w),
         mcu_rows: height.div_ceil(mcu_h),
         du: comps.iter().map(|c| usize::from(c.0) * usize::from(c.1)).collect(),
-        luma_q0: luma_q0.max(1),
+        luma_q0,
+        q0: dc_q,
     })
+}
+
+/// A JPEG's quantized coefficients, read once: the field of view is found from their DC
+/// terms ([`Coefficients::brightness`]) and the mask applied to them, with one read and one
+/// write of the entropy-coded data.
+pub struct Coefficients<'a> {
+    jpeg: &'a [u8],
+    g: Geometry,
+    c: dct_io::JpegCoefficients,
+}
+
+impl<'a> Coefficients<'a> {
+    pub fn read(jpeg: &'a [u8]) -> Result<Coefficients<'a>, JpegBlockError> {
+        let g = geometry(jpeg)?;
+        let c = read(jpeg)?;
+        let n_mcu = (g.mcu_cols * g.mcu_rows) as usize;
+        if c.components.len() != g.du.len()
+            || c.components.iter().zip(&g.du).any(|(c, &du)| c.blocks.len() != n_mcu * du)
+        {
+            return Err(JpegBlockError::Unsupported("block layout"));
+        }
+        Ok(Coefficients { jpeg, g, c })
+    }
+
+    pub fn geometry(&self) -> &Geometry {
+        &self.g
+    }
+
+    /// Mean brightest channel (0-255) of every MCU, from DC terms alone: a map of the frame
+    /// at 1/8-1/16 scale without decoding it.
+    pub fn brightness(&self) -> Vec<u8> {
+        let g = &self.g;
+        let n_mcu = (g.mcu_cols * g.mcu_rows) as usize;
+        let mean = |ci: usize, m: usize| -> f32 {
+            let du = g.du[ci];
+            let blocks = &self.c.components[ci].blocks[m * du..(m + 1) * du];
+            let dc: f32 = blocks.iter().map(|b| f32::from(b[0])).sum::<f32>() / du as f32;
+            dc * f32::from(g.q0[ci]) / 8.0
+        };
+        (0..n_mcu)
+            .map(|m| {
+                let y = mean(0, m) + 128.0;
+                if g.du.len() < 3 {
+                    return y.clamp(0.0, 255.0) as u8;
+                }
+                let (cb, cr) = (mean(1, m), mean(2, m));
+                let r = y + 1.402 * cr;
+                let gg = y - 0.344_136 * cb - 0.714_136 * cr;
+                let b = y + 1.772 * cb;
+                r.max(gg).max(b).clamp(0.0, 255.0) as u8
+            })
+            .collect()
+    }
+
+    /// Blackens every MCU for which `touched(col, row)` is true; returns how many.
+    pub fn blacken(&mut self, touched: impl Fn(u32, u32) -> bool) -> usize {
+        let g = &self.g;
+        let n_mcu = (g.mcu_cols * g.mcu_rows) as usize;
+        // Level-shifted black (-128) has a DCT DC of -1024; chroma's neutral is 0.
+        let black_dc = -((1024.0 / f32::from(g.luma_q0)).round() as i16);
+        let mut masked = 0;
+        for m in 0..n_mcu {
+            let (col, row) = ((m as u32) % g.mcu_cols, (m as u32) / g.mcu_cols);
+            if !touched(col, row) {
+                continue;
+            }
+            masked += 1;
+            for (ci, comp) in self.c.components.iter_mut().enumerate() {
+                let du = g.du[ci];
+                for b in &mut comp.blocks[m * du..(m + 1) * du] {
+                    *b = [0; 64];
+                    if ci == 0 {
+                        b[0] = black_dc;
+                    }
+                }
+            }
+        }
+        masked
+    }
+
+    /// The file with the current coefficients (every other segment as it was).
+    pub fn write(&self) -> Result<Vec<u8>, JpegBlockError> {
+        contained(|| dct_io::write_coefficients(self.jpeg, &self.c))
+    }
 }
 
 /// Blackens every MCU for which `touched(col, row)` is true. Returns the new file and the
@@ -156,37 +247,15 @@ pub fn mask_mcus(
     g: &Geometry,
     touched: impl Fn(u32, u32) -> bool,
 ) -> Result<(Vec<u8>, usize), JpegBlockError> {
-    let mut coeffs = read(jpeg)?;
-    let n_mcu = (g.mcu_cols * g.mcu_rows) as usize;
-    if coeffs.components.len() != g.du.len()
-        || coeffs.components.iter().zip(&g.du).any(|(c, &du)| c.blocks.len() != n_mcu * du)
-    {
-        return Err(JpegBlockError::Unsupported("block layout"));
+    let mut c = Coefficients::read(jpeg)?;
+    if c.g != *g {
+        return Err(JpegBlockError::Unsupported("geometry differs"));
     }
-    // Level-shifted black (-128) has a DCT DC of -1024; chroma's neutral is 0.
-    let black_dc = -((1024.0 / f32::from(g.luma_q0)).round() as i16);
-    let mut masked = 0;
-    for m in 0..n_mcu {
-        let (col, row) = ((m as u32) % g.mcu_cols, (m as u32) / g.mcu_cols);
-        if !touched(col, row) {
-            continue;
-        }
-        masked += 1;
-        for (ci, comp) in coeffs.components.iter_mut().enumerate() {
-            let du = g.du[ci];
-            for b in &mut comp.blocks[m * du..(m + 1) * du] {
-                *b = [0; 64];
-                if ci == 0 {
-                    b[0] = black_dc;
-                }
-            }
-        }
-    }
+    let masked = c.blacken(touched);
     if masked == 0 {
         return Ok((jpeg.to_vec(), 0));
     }
-    let out = contained(|| dct_io::write_coefficients(jpeg, &coeffs))?;
-    Ok((out, masked))
+    Ok((c.write()?, masked))
 }
 
 /// Quantized coefficients per MCU, for proving untouched blocks identical (tests, audits).
@@ -257,6 +326,25 @@ mod tests {
         let dec = image::load_from_memory(&out).unwrap().to_rgb8();
         let p = dec.get_pixel(3, 3);
         assert!(p.0.iter().all(|&c| c < 8), "masked pixel {p:?}");
+    }
+
+    #[test]
+    fn dc_terms_give_the_brightness_of_each_mcu() {
+        // Left half white, right half dark red: the brightest channel is 255 then ~120.
+        let img =
+            RgbImage::from_fn(
+                64,
+                32,
+                |x, _| if x < 32 { Rgb([255; 3]) } else { Rgb([120, 10, 10]) },
+            );
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(&img)
+            .unwrap();
+        let c = Coefficients::read(&jpeg).unwrap();
+        let b = c.brightness();
+        let cols = c.geometry().mcu_cols as usize;
+        assert!(b[0] > 245 && b[cols - 1] > 105 && b[cols - 1] < 135, "{b:?}");
     }
 
     #[test]

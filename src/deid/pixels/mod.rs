@@ -168,17 +168,57 @@ impl PixelStage {
             .map_err(|_| PixelError::Decode(img.media_type.into()))
     }
 
-    /// The field of a decoded frame: a fixed layout, else detection, else a fallback layout.
-    pub fn field(&self, rgb: &image::RgbImage) -> Option<(Field, FieldSource)> {
+    /// The field of a frame: a fixed layout, else detection, else a fallback layout. A
+    /// baseline JPEG is measured on its DC coefficients (the same map the field-only path
+    /// uses), anything else on its decoded pixels.
+    pub fn field(&self, img: &CleanImage, rgb: &image::RgbImage) -> Option<(Field, FieldSource)> {
         let (w, h) = rgb.dimensions();
         let layout = layout::for_size(&self.settings.layouts, w, h);
         if let Some(l) = layout.filter(|l| l.use_ == LayoutUse::Fixed) {
             return Some((Field::from_shape(&l.fov, w, h), FieldSource::Layout(l.name.clone())));
         }
-        if let Some(f) = fov::detect(rgb.as_raw(), w, h, self.settings.fov_threshold) {
+        let detected = match jpeg_blocks::Coefficients::read(&img.bytes) {
+            Ok(c)
+                if img.media_type == "image/jpeg"
+                    && (c.geometry().width, c.geometry().height) == (w, h) =>
+            {
+                // Frames too small for an MCU map (under 8x8 MCUs) are measured on pixels.
+                self.field_of(&c)
+                    .or_else(|| fov::detect(rgb.as_raw(), w, h, self.settings.fov_threshold))
+            }
+            _ => fov::detect(rgb.as_raw(), w, h, self.settings.fov_threshold),
+        };
+        if let Some(f) = detected {
             return Some((f, FieldSource::Detected));
         }
         layout.map(|l| (Field::from_shape(&l.fov, w, h), FieldSource::Layout(l.name.clone())))
+    }
+
+    /// The field from a JPEG's DC coefficients (no decode).
+    pub fn field_of(&self, c: &jpeg_blocks::Coefficients) -> Option<Field> {
+        let g = c.geometry();
+        fov::detect_cells(
+            &c.brightness(),
+            g.mcu_cols,
+            g.mcu_rows,
+            (g.mcu_w, g.mcu_h),
+            g.width,
+            g.height,
+            self.settings.fov_threshold,
+        )
+    }
+
+    /// Masks everything outside the field of a baseline JPEG, in the DCT domain, without
+    /// OCR: the first half of [`Self::clean`] on its own (what the field-only benchmark
+    /// times). `None`: no field found.
+    pub fn mask_outside_field(&self, jpeg: &[u8]) -> Result<Option<(Vec<u8>, usize)>, PixelError> {
+        let mut c =
+            jpeg_blocks::Coefficients::read(jpeg).map_err(|e| PixelError::Decode(e.to_string()))?;
+        let Some(field) = self.field_of(&c) else { return Ok(None) };
+        let (mw, mh) = (c.geometry().mcu_w, c.geometry().mcu_h);
+        let n = c.blacken(|col, row| cell_touched(&field, &[], col * mw, row * mh, mw, mh));
+        let out = c.write().map_err(|e| PixelError::Encode(e.to_string()))?;
+        Ok(Some((out, n)))
     }
 
     /// Cleans one image. `rgb` is its decoded frame and `field` where its field is (see
