@@ -1,7 +1,7 @@
 //! Write a synthetic department-system export (fictitious patients) for demos and tests.
 //!
 //! cargo run --example synth_department -- OUT_DIR [--seed N] [--exams N]
-//!     [--images-per-exam N] [--batch NAME] [--utf8] [--truth FILE]
+//!     [--images-per-exam N] [--batch NAME] [--utf8] [--overlay] [--truth FILE]
 //!
 //! The same seed re-exports the same exams: run twice with another --batch for a re-export.
 
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: synth_department OUT_DIR [--seed N] [--exams N] \
-                     [--images-per-exam N] [--batch NAME] [--utf8] [--truth FILE]";
+                     [--images-per-exam N] [--batch NAME] [--utf8] [--overlay] [--truth FILE]";
 
 fn parse() -> Result<(PathBuf, SynthOptions, Option<PathBuf>), String> {
     let mut opts = SynthOptions::default();
@@ -30,6 +30,7 @@ fn parse() -> Result<(PathBuf, SynthOptions, Option<PathBuf>), String> {
             }
             "--batch" => opts.batch = value("--batch")?,
             "--utf8" => opts.encoding = SynthEncoding::Utf8Bom,
+            "--overlay" => opts.overlay = fgw::synth::SynthOverlay::Processor,
             "--truth" => truth = Some(PathBuf::from(value("--truth")?)),
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),

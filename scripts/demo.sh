@@ -29,8 +29,8 @@ HUB_PID=$!
 trap 'kill $HUB_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 
-echo "== synthetic department system: $EXAMS exams (CP932 export, images with EXIF/COM)"
-"$BIN/examples/synth_department" "$WORK/export" --exams "$EXAMS"
+echo "== synthetic department system: $EXAMS exams (CP932 export, images with EXIF/COM and burned-in ID, name, birth date)"
+"$BIN/examples/synth_department" "$WORK/export" --exams "$EXAMS" --overlay
 
 HL7_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$WORK/gateway/gateway.toml" <<TOML

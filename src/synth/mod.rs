@@ -86,6 +86,19 @@ pub struct SynthOptions {
     pub layout: SynthLayout,
     pub width: u32,
     pub height: u32,
+    /// Text the video processor burns into the frames.
+    pub overlay: SynthOverlay,
+}
+
+/// Burned-in text in the generated frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynthOverlay {
+    /// None (default): frames need no font.
+    #[default]
+    None,
+    /// ID, romaji name, birth date (era form) and exam date in the left border, in Noto
+    /// Sans CJK JP (Debian fonts-noto-cjk), as processors print them.
+    Processor,
 }
 
 impl Default for SynthOptions {
@@ -99,6 +112,7 @@ impl Default for SynthOptions {
             layout: SynthLayout::Reference,
             width: 640,
             height: 512,
+            overlay: SynthOverlay::None,
         }
     }
 }
@@ -644,9 +658,29 @@ fn write_exam(
     let fov = if exam_rng.chance(0.5) { Fov::Circle } else { Fov::Octagon };
     let pid = exam.patient_id.clone();
     let to_io = |e: image::ImageError| io::Error::other(e.to_string());
+    let font = match opts.overlay {
+        SynthOverlay::None => None,
+        SynthOverlay::Processor => Some(
+            overlay::system_font(overlay::FontChoice::NotoSansCjkJp)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+        ),
+    };
+    let lines = [
+        format!("ID:{pid}"),
+        romaji.clone(),
+        NaiveDate::parse_from_str(&exam.birth_date, "%Y-%m-%d").map(era_short).unwrap_or_default(),
+        exam.exam_date.replace('-', "/"),
+    ];
     for n in 1..=opts.images_per_exam as u64 {
         let mut rng = Rng::derive(opts.seed, exam.row, n);
-        let img = imaging::render(&mut rng, opts.width, opts.height, fov);
+        let mut img = imaging::render(&mut rng, opts.width, opts.height, fov);
+        if let Some(font) = &font {
+            let px = (opts.height as f32 / 22.0).max(12.0);
+            for (i, line) in lines.iter().enumerate() {
+                let y = (px * 1.2) as i32 + (i as f32 * px * 1.5) as i32;
+                overlay::draw_text(&mut img, font, px, 10, y, line, [235, 235, 235]);
+            }
+        }
         let png = rng.chance(0.15);
         let mut meta =
             SynthImage { rel_path: String::new(), exif: false, com: false, text_chunk: false };
