@@ -85,11 +85,11 @@ fn wrap(dir: &Path, input: &Path, format: &str, name: &str) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-fn deid(bytes: &[u8]) -> fgw::deid::dicom::DicomResult {
+fn deid(bytes: &[u8], pixels: PixelSettings) -> fgw::deid::dicom::DicomResult {
     let fac = FacilityId::new("F0001").unwrap();
     let ps = Pseudonymizer::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]));
     let policy = Policy::default();
-    let stage = PixelStage::new(PixelSettings { ocr_engines: 1, ..Default::default() });
+    let stage = PixelStage::new(pixels);
     let ctx = DeidContext {
         facility: &fac,
         pseudonymizer: &ps,
@@ -117,7 +117,7 @@ fn check(format: &str, source: &Path, expect_ts: &str) {
         "{format}: the CLI should read every planted identifier in the input: {before:?}"
     );
 
-    let r = deid(&input);
+    let r = deid(&input, PixelSettings { ocr_engines: 1, ..Default::default() });
     assert!(r.has_pixel_data);
     assert!(r.pixels_cleaned, "{format}: refused: {:?}", r.pixels_refused);
     assert_eq!(r.quarantine_reason(), None);
@@ -157,22 +157,10 @@ fn withhold_mode_keeps_dicom_pixels_on_the_box() {
     let dir = tempfile::tempdir().unwrap();
     let (jpg, _) = frame(dir.path());
     let input = wrap(dir.path(), &jpg, "JPEG", "in.dcm");
-    let fac = FacilityId::new("F0001").unwrap();
-    let ps = Pseudonymizer::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]));
-    let policy = Policy::default();
-    let stage = PixelStage::new(PixelSettings {
-        mode: fgw::deid::pixels::PixelMode::Withhold,
-        ..Default::default()
-    });
-    let ctx = DeidContext {
-        facility: &fac,
-        pseudonymizer: &ps,
-        policy: &policy,
-        profile: "dicom",
-        revision: 1,
-        pixels: &stage,
-    };
-    let r = deidentify_dicom("t.dcm", &input, &ctx, &DicomPolicy::default()).unwrap();
+    let r = deid(
+        &input,
+        PixelSettings { mode: fgw::deid::pixels::PixelMode::Withhold, ..Default::default() },
+    );
     assert!(!r.pixels_cleaned);
     assert_eq!(r.quarantine_reason(), Some(fgw::deid::QuarantineReason::PixelsNotCleaned));
 }
