@@ -120,13 +120,19 @@ fn da(d: NaiveDate) -> String {
     d.format("%Y%m%d").to_string()
 }
 
-/// `n` Secondary Capture instances (JPEG Baseline, same study and series) dated `date`.
+/// `n` Secondary Capture instances (JPEG Baseline, same study and series) dated `date`. The
+/// frame is a synthetic endoscope image (a lit field on black), so the pixel stage finds its
+/// field and the object goes the whole way through the gate.
 fn make_study(dir: &Path, name: &str, date: NaiveDate, n: usize) -> Vec<PathBuf> {
     let jpg = dir.join("frame.jpg");
     if !jpg.exists() {
-        image::RgbImage::from_fn(32, 24, |x, y| image::Rgb([x as u8 * 7, y as u8 * 9, 60]))
-            .save(&jpg)
-            .unwrap();
+        let img = fgw::synth::overlay::render(
+            &mut fgw::synth::overlay::Rng::new(7),
+            320,
+            256,
+            fgw::synth::overlay::Fov::Circle,
+        );
+        std::fs::write(&jpg, fgw::synth::overlay::encode_jpeg(&img, 90).unwrap()).unwrap();
     }
     let mut files: Vec<PathBuf> = Vec::new();
     for i in 0..n {
@@ -400,10 +406,10 @@ fn pulls_history_by_date_window_with_a_persisted_watermark() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(quarantined(), expected + today2.len() as u64);
 
-    // Every object stays on the box (pixels not yet cleaned), each once.
+    // Every object passed the pixel stage and stays on the box (no DICOM package yet), each once.
     let q = gw.cmd().args(["quarantine", "list"]).output().unwrap();
     let q = String::from_utf8_lossy(&q.stdout).into_owned();
-    assert_eq!(q.matches("pixels-not-cleaned").count() as u64, expected + 1, "{q}");
+    assert_eq!(q.matches("dicom-deid-pending").count() as u64, expected + 1, "{q}");
 
     for log in [&log1, &log2, &log3] {
         let text = std::fs::read_to_string(log).unwrap();
