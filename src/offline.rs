@@ -289,8 +289,10 @@ pub fn run(
         // Errors name the file by its position, not its name: a DICOM file name may carry the
         // patient's name. `gateway quarantine show` gives the path, locally.
         let label = format!("dicom file {}", n + 1);
-        let reason = match std::fs::read(&f) {
-            Err(e) => QuarantineReason::InputInvalid(format!("{label}: cannot read: {e}")),
+        let outcome = match std::fs::read(&f) {
+            Err(e) => DeidOutcome::Quarantined {
+                reason: QuarantineReason::InputInvalid(format!("{label}: cannot read: {e}")),
+            },
             Ok(bytes) => {
                 let ctx = DeidContext {
                     facility: &cfg.facility_id,
@@ -300,14 +302,19 @@ pub fn run(
                     revision: 1,
                     pixels: &run.pixels,
                 };
-                match deid::dicom::deidentify_dicom(&label, &bytes, &ctx, &cfg.deid.dicom) {
-                    Err(e) => e.quarantine_reason(),
-                    // Headers are clean; pixels wait for the burned-in text stage.
-                    Ok(res) => res.quarantine_reason().unwrap_or(QuarantineReason::DicomPending),
-                }
+                deid::deidentify_dicom_package(&label, &bytes, &ctx, &cfg.deid.dicom)
             }
         };
-        run.quarantine(ItemKind::Dicom, f.display().to_string(), &reason)?;
+        match outcome {
+            DeidOutcome::Package { package, .. } => {
+                let id = run.outbox.put(&package)?;
+                run.report.counts.dicom_out += 1;
+                run.report.packages.push(id.to_string());
+            }
+            DeidOutcome::Quarantined { reason } => {
+                run.quarantine(ItemKind::Dicom, f.display().to_string(), &reason)?;
+            }
+        }
     }
     let bytes = serde_json::to_vec_pretty(&run.report).expect("report serializes");
     let rp = output.join("report.json");

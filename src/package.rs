@@ -39,6 +39,10 @@ pub struct Manifest {
     pub exam: Option<ExamRecord>,
     /// Present exactly when `kind` is `report`.
     pub report: Option<ReportRecord>,
+    /// Present exactly when `kind` is `dicom`. Omitted otherwise, so exam and report manifests
+    /// (and their package ids) are the same as before this kind was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<DicomRecord>,
     pub files: Vec<FileEntry>,
     pub deid: DeidInfo,
 }
@@ -184,12 +188,38 @@ pub struct ReportRecord {
     pub flags: BTreeMap<String, String>,
 }
 
+/// One de-identified DICOM object (its Part-10 file is the package's only file). Every value
+/// is made by the gate: remapped UIDs (`2.25.` form, keyed), keyed pseudonyms, and codes.
+/// The hub groups objects by `study_uid`/`series_uid` and joins them to their exam by
+/// `exam_pid` where the department uses its exam id as the Accession Number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomRecord {
+    pub study_uid: String,
+    pub series_uid: Option<String>,
+    pub sop_instance_uid: String,
+    /// SOP Class UID as sent (it names a class, not a patient).
+    pub sop_class: String,
+    pub transfer_syntax: String,
+    pub modality: Option<String>,
+    /// Keyed pseudonym of Patient ID (`p-` + 24 hex), the same as the exam record's.
+    pub patient_pid: Option<String>,
+    /// Keyed pseudonym of Accession Number (`e-` + 24 hex), the same as the exam record's
+    /// `exam_pid` when the department's exam id is the accession number.
+    pub exam_pid: Option<String>,
+    /// `none` (no pixel data) or `cleaned` (through the burned-in text stage).
+    pub pixels: String,
+}
+
 /// What a package carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Exam,
     Report,
+    /// One DICOM object (added in version 2 as an additive kind; exam and report manifests
+    /// are unchanged).
+    Dicom,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,12 +241,13 @@ impl Manifest {
         serde_json::to_vec(self).expect("manifest serializes")
     }
 
-    /// The exam this package belongs to (both kinds carry it).
+    /// The exam this package belongs to (empty for a DICOM object without one).
     pub fn exam_pid(&self) -> &str {
-        match (&self.exam, &self.report) {
-            (Some(e), _) => &e.exam_pid,
-            (None, Some(r)) => &r.exam_pid,
-            (None, None) => "",
+        match (&self.exam, &self.report, &self.dicom) {
+            (Some(e), _, _) => &e.exam_pid,
+            (None, Some(r), _) => &r.exam_pid,
+            (None, None, Some(d)) => d.exam_pid.as_deref().unwrap_or(""),
+            (None, None, None) => "",
         }
     }
 
@@ -229,9 +260,11 @@ impl Manifest {
         if m.format != FORMAT || m.format_version != FORMAT_VERSION {
             return Err(PackageError::Version { found: m.format, version: m.format_version });
         }
+        let present = (m.exam.is_some(), m.report.is_some(), m.dicom.is_some());
         let ok = match m.kind {
-            Kind::Exam => m.exam.is_some() && m.report.is_none(),
-            Kind::Report => m.report.is_some() && m.exam.is_none(),
+            Kind::Exam => present == (true, false, false),
+            Kind::Report => present == (false, true, false),
+            Kind::Dicom => present == (false, false, true) && m.files.len() == 1,
         };
         if !ok {
             return Err(PackageError::KindMismatch { kind: m.kind });
@@ -299,6 +332,18 @@ pub mod protocol {
         pub stored: Stored,
     }
 
+    /// One row of `GET /v1/facilities/{facility}/dicom`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct DicomListing {
+        pub study_uid: String,
+        pub series_uid: Option<String>,
+        pub sop_instance_uid: String,
+        pub sop_class: String,
+        pub exam_pid: Option<String>,
+        pub package_id: PackageId,
+        pub received_at: String,
+    }
+
     /// One row of `GET /v1/facilities/{facility}/exams`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ExamListing {
@@ -310,6 +355,9 @@ pub mod protocol {
         pub images_withheld: u32,
         /// Report packages (HL7) received for this exam.
         pub reports: u32,
+        /// DICOM objects received whose Accession Number maps to this exam.
+        #[serde(default)]
+        pub dicom_objects: u32,
     }
 }
 
@@ -323,5 +371,45 @@ mod tests {
         assert!(!is_plain_rel_path("/etc/passwd"));
         assert!(!is_plain_rel_path("images//a"));
         assert!(!is_plain_rel_path("画像.jpg"));
+    }
+
+    #[test]
+    fn kind_must_match_content() {
+        let m = Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            facility_id: FacilityId::new("F1").unwrap(),
+            kind: Kind::Dicom,
+            exam: None,
+            report: None,
+            dicom: Some(DicomRecord::default()),
+            files: vec![FileEntry {
+                path: "dicom/object.dcm".into(),
+                sha256: Sha256Hex::of(b"x"),
+                size: 1,
+                media_type: "application/dicom".into(),
+            }],
+            deid: DeidInfo {
+                method: "t".into(),
+                tool_version: "t".into(),
+                policy_id: "t".into(),
+                policy_version: 1,
+                actions: vec![],
+            },
+        };
+        assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+        let mut two = m.clone();
+        two.files.push(FileEntry { path: "dicom/b.dcm".into(), ..m.files[0].clone() });
+        assert!(matches!(Manifest::parse(&two.to_bytes()), Err(PackageError::KindMismatch { .. })));
+        let mut exam = m.clone();
+        exam.kind = Kind::Exam;
+        assert!(matches!(
+            Manifest::parse(&exam.to_bytes()),
+            Err(PackageError::KindMismatch { .. })
+        ));
+        // Exam and report manifests do not carry the field at all (ids unchanged).
+        let mut e = m.clone();
+        (e.kind, e.dicom, e.exam) = (Kind::Exam, None, Some(ExamRecord::default()));
+        assert!(!String::from_utf8(e.to_bytes()).unwrap().contains("\"dicom\":"));
     }
 }

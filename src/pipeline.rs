@@ -236,10 +236,23 @@ pub async fn run(
     let norm = tokio::spawn(normalize_stage(gw.clone(), norm_rx, to_deid.clone()));
     let gate = tokio::spawn(deid_stage(gw.clone(), deid_rx, to_up.clone()));
     let up = tokio::spawn(uplink_stage(gw.clone(), uplink, up_rx, shutdown.clone()));
-    let reports =
-        tokio::spawn(report_stage(gw.clone(), notify.clone(), to_up.clone(), stop_rx.clone()));
+    let reports = tokio::spawn(spooled_stage(
+        gw.clone(),
+        ItemKind::Report,
+        report_gate,
+        notify.clone(),
+        to_up.clone(),
+        stop_rx.clone(),
+    ));
     let dicom_notify = Arc::new(tokio::sync::Notify::new());
-    let dicom = tokio::spawn(dicom_stage(gw.clone(), dicom_notify.clone(), stop_rx.clone()));
+    let dicom = tokio::spawn(spooled_stage(
+        gw.clone(),
+        ItemKind::Dicom,
+        dicom_gate,
+        dicom_notify.clone(),
+        to_up.clone(),
+        stop_rx.clone(),
+    ));
     let scp = match gw.cfg.dicom_scp.mode {
         ScpMode::Disabled => None,
         ScpMode::Enabled => {
@@ -280,7 +293,7 @@ pub async fn run(
     for id in gw.db.ids_in_state(ItemState::Normalized, ItemKind::Exam)? {
         send(&to_deid, (id, None)).await?;
     }
-    for kind in [ItemKind::Exam, ItemKind::Report] {
+    for kind in [ItemKind::Exam, ItemKind::Report, ItemKind::Dicom] {
         for id in gw.db.ids_in_state(ItemState::Deidentified, kind)? {
             send(&to_up, id).await?;
         }
@@ -385,53 +398,40 @@ async fn wait_for_work(notify: &tokio::sync::Notify, stop: &mut watch::Receiver<
     *stop.borrow()
 }
 
-/// DICOM objects: received → the DICOM gate. Until the pixel stage and the DICOM package
-/// format land, every object ends quarantined with its reason (pixels withheld, malformed,
-/// or package pending), its raw bytes kept encrypted in `quarantine/`.
-async fn dicom_stage(
-    gw: Arc<Gateway>,
-    notify: Arc<tokio::sync::Notify>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), PipelineError> {
-    loop {
-        for id in gw.db.ids_in_state(ItemState::Received, ItemKind::Dicom)? {
-            let g = gw.clone();
-            let id2 = id.clone();
-            let reason = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-                let bytes = g.spool.get_bytes(&id2)?;
-                let ctx = g.ctx("dicom", 1);
-                let label = format!("dicom item {id2}");
-                Ok(match deid::dicom::deidentify_dicom(&label, &bytes, &ctx, &g.cfg.deid.dicom) {
-                    Err(e) => e.quarantine_reason(),
-                    Ok(res) => res.quarantine_reason().unwrap_or(QuarantineReason::DicomPending),
-                })
-            })
-            .await
-            .map_err(|e| PipelineError::Stage(format!("dicom: {e}")))??;
-            gw.quarantine_exam(&id, ItemState::Received, &reason)?;
-        }
-        if wait_for_work(&notify, &mut stop).await {
-            return Ok(());
-        }
-    }
+/// A spooled item through the gate: the spool's raw input → a package or a quarantine reason.
+type Gate = fn(&Gateway, &QueueId) -> Result<DeidOutcome, PipelineError>;
+
+fn report_gate(g: &Gateway, id: &QueueId) -> Result<DeidOutcome, PipelineError> {
+    let report = g.spool.get_report(id)?;
+    Ok(deid::deidentify_report(&report, &g.ctx("hl7", 1)))
 }
 
-/// Reports: received → (gate) → deidentified → uplink. Polls the database, woken by the
-/// listener, so reports left `received` by a crash are picked up too.
-async fn report_stage(
+/// DICOM objects: one package per object (header per PS3.15, pixels through the burned-in
+/// text stage), or quarantined with the reason, the raw bytes kept encrypted.
+fn dicom_gate(g: &Gateway, id: &QueueId) -> Result<DeidOutcome, PipelineError> {
+    let bytes = g.spool.get_bytes(id)?;
+    let label = format!("dicom item {id}");
+    Ok(deid::deidentify_dicom_package(&label, &bytes, &g.ctx("dicom", 1), &g.cfg.deid.dicom))
+}
+
+/// Items that arrive on their own (HL7 reports, DICOM objects): received → (gate) →
+/// deidentified → uplink. Polls the database, woken by the listener, so items left
+/// `received` by a crash are picked up too.
+async fn spooled_stage(
     gw: Arc<Gateway>,
+    kind: ItemKind,
+    gate: Gate,
     notify: Arc<tokio::sync::Notify>,
     to_up: mpsc::Sender<QueueId>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    let what = kind.as_str();
     loop {
-        for id in gw.db.ids_in_state(ItemState::Received, ItemKind::Report)? {
+        for id in gw.db.ids_in_state(ItemState::Received, kind)? {
             let g = gw.clone();
             let id2 = id.clone();
             let outcome = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-                let report = g.spool.get_report(&id2)?;
-                let ctx = g.ctx("hl7", 1);
-                let outcome = deid::deidentify_report(&report, &ctx);
+                let outcome = gate(&g, &id2)?;
                 let stored = match &outcome {
                     DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
                     DeidOutcome::Quarantined { .. } => None,
@@ -439,7 +439,7 @@ async fn report_stage(
                 Ok((outcome, stored))
             })
             .await
-            .map_err(|e| PipelineError::Stage(format!("reports: {e}")))??;
+            .map_err(|e| PipelineError::Stage(format!("{what}: {e}")))??;
             match outcome {
                 (DeidOutcome::Quarantined { reason }, _) => {
                     gw.quarantine_exam(&id, ItemState::Received, &reason)?
@@ -451,7 +451,7 @@ async fn report_stage(
                         ItemState::Deidentified,
                         Update { package_id: Some(pkg.to_string()), ..Default::default() },
                     )?;
-                    debug!(item = %id, package = %pkg, "report de-identified");
+                    debug!(item = %id, package = %pkg, kind = what, "de-identified");
                     send(&to_up, id).await?;
                 }
                 (DeidOutcome::Package { .. }, None) => {

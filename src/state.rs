@@ -98,7 +98,7 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ItemKind::Exam => "exam",
             ItemKind::Row => "row",

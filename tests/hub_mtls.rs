@@ -134,6 +134,7 @@ fn manifest(facility: &str, exam_pid: &str, revision: u32, files: &[(&str, &[u8]
             ..Default::default()
         }),
         report: None,
+        dicom: None,
         files: files
             .iter()
             .map(|(path, bytes)| FileEntry {

@@ -242,10 +242,25 @@ fn gateway_deid_reads_real_dicom_and_reports_it() {
     let text = std::fs::read_to_string(output.join("report.json")).unwrap();
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(report["counts"]["dicom_in"], 1);
-    // Its pixels pass the stage (no border, no text); the object waits for DICOM packages.
-    assert_eq!(report["quarantine"][0]["reason"], "dicom-deid-pending", "{text}");
+    // Its pixels pass the stage (no border, no text): one package holding one object.
+    assert_eq!(report["counts"]["dicom_out"], 1, "{text}");
+    assert_eq!(report["quarantine"].as_array().unwrap().len(), 0, "{text}");
+    let id = report["packages"][0].as_str().unwrap();
+    let manifest = std::fs::read(output.join("packages").join(format!("{id}.json"))).unwrap();
+    let m = fgw::package::Manifest::parse(&manifest).unwrap();
+    assert_eq!(m.kind, fgw::package::Kind::Dicom);
+    let d = m.dicom.as_ref().unwrap();
+    assert!(d.sop_instance_uid.starts_with("2.25.") && d.patient_pid.is_some(), "{d:?}");
+    let object = output.join("objects").join(m.files[0].sha256.as_str());
+    let dump = Command::new("dcmdump").arg(&object).output().unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    assert!(dump.contains("(0012,0062) CS [YES]"), "{dump}");
+    let all: Vec<u8> = all_files(&output).into_iter().flat_map(|(_, b)| b).collect();
     for leak in ["YAMADA", "00424242", "424242"] {
         assert!(!text.contains(leak));
         assert!(!String::from_utf8_lossy(&out.stderr).contains(leak));
+        assert!(!dump.contains(leak), "dcmdump shows {leak}");
+        assert!(!contains(&all, leak.as_bytes()), "the output holds {leak}");
     }
 }

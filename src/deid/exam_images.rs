@@ -37,7 +37,7 @@ pub(super) fn process(images: &[RawImage], ids: &IdentifierSet, stage: &PixelSta
         .map(|img| {
             image_meta::strip(&img.bytes).map_err(|e| match e {
                 ImageMetaError::Unsupported => QuarantineReason::ImageFormatUnsupported,
-                ImageMetaError::Dicom => QuarantineReason::DicomPending,
+                ImageMetaError::Dicom => QuarantineReason::DicomInExport,
                 e => QuarantineReason::ImageUnreadable(e.what()),
             })
         })

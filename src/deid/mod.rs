@@ -18,8 +18,9 @@ mod exam;
 mod exam_images;
 
 use crate::ids::{FacilityId, PackageId};
-use crate::package::{DeidInfo, ExamRecord, FileEntry, Kind, Manifest, ReportRecord};
+use crate::package::{DeidInfo, DicomRecord, ExamRecord, FileEntry, Kind, Manifest, ReportRecord};
 
+pub use dicom::package::deidentify_dicom_package;
 pub use exam::deidentify_exam;
 pub use policy::Policy;
 pub use pseudonym::Pseudonymizer;
@@ -43,7 +44,7 @@ pub struct DeidContext<'a> {
 #[serde(rename_all = "kebab-case", tag = "code", content = "detail")]
 pub enum QuarantineReason {
     /// Pixels not cleaned: the policy withholds images (`[deid.pixels] mode = "withhold"`),
-    /// or a DICOM object's pixel data, which the stage does not take yet.
+    /// or a DICOM object's pixel data is in a form the stage does not take.
     PixelsNotCleaned,
     /// No field of view found in the frame and no device layout for its size.
     FieldNotFound,
@@ -61,9 +62,9 @@ pub enum QuarantineReason {
     IdentifierFound(String),
     /// A required column is missing or unparseable (column key).
     RequiredFieldInvalid(String),
-    /// A DICOM object whose header (and pixels, if any) de-identified, but the package format
-    /// for DICOM studies has not landed yet, so it stays on the box.
-    DicomPending,
+    /// A DICOM file attached to an export row as an exam image. DICOM objects go through the
+    /// DICOM gate (SCP, pull, `gateway deid` on the file), not the export's image path.
+    DicomInExport,
     /// Input file could not be read or parsed (what was wrong, no values).
     InputInvalid(String),
 }
@@ -79,7 +80,7 @@ impl QuarantineReason {
             QuarantineReason::ImageFormatUnsupported => "image-format-unsupported",
             QuarantineReason::IdentifierFound(_) => "identifier-found",
             QuarantineReason::RequiredFieldInvalid(_) => "required-field-invalid",
-            QuarantineReason::DicomPending => "dicom-deid-pending",
+            QuarantineReason::DicomInExport => "dicom-in-export",
             QuarantineReason::InputInvalid(_) => "input-invalid",
         }
     }
@@ -128,6 +129,7 @@ pub struct DeidPackage {
 enum Content {
     Exam(ExamRecord),
     Report(ReportRecord),
+    Dicom(DicomRecord),
 }
 
 /// The one place packages are made: verify the finished record against the input's own
@@ -142,13 +144,17 @@ fn verify_and_seal(
     let found = match &content {
         Content::Exam(r) => verify::verify_record(r, ids),
         Content::Report(r) => verify::verify_record(r, ids),
+        // Every value is made by the gate (UIDs, pseudonyms, codes): checked by shape. The
+        // object itself was searched for its identifiers by the DICOM gate.
+        Content::Dicom(r) => verify::verify_dicom_record(r),
     };
     if let Err(f) = found {
         return Err(QuarantineReason::IdentifierFound(f.to_string()));
     }
-    let (kind, exam, report) = match content {
-        Content::Exam(r) => (Kind::Exam, Some(r), None),
-        Content::Report(r) => (Kind::Report, None, Some(r)),
+    let (kind, exam, report, dicom) = match content {
+        Content::Exam(r) => (Kind::Exam, Some(r), None, None),
+        Content::Report(r) => (Kind::Report, None, Some(r), None),
+        Content::Dicom(r) => (Kind::Dicom, None, None, Some(r)),
     };
     let manifest = Manifest {
         format: crate::package::FORMAT.to_string(),
@@ -157,6 +163,7 @@ fn verify_and_seal(
         kind,
         exam,
         report,
+        dicom,
         files: files.iter().map(|(e, _)| e.clone()).collect(),
         deid: DeidInfo {
             method: "fgw-deid".into(),

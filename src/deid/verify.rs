@@ -57,6 +57,50 @@ pub fn verify_record<T: Serialize>(record: &T, ids: &IdentifierSet) -> Result<()
     Ok(())
 }
 
+/// Check a DICOM object's record by shape: every field is a remapped UID (`2.25.` + digits),
+/// a keyed pseudonym, or a code the gate chose. Nothing free-form may pass.
+pub fn verify_dicom_record(r: &crate::package::DicomRecord) -> Result<(), Finding> {
+    let fail = |field: &str, kind: &'static str| Err(Finding { field: field.into(), kind });
+    let remapped = |u: &str| {
+        u.len() <= 64
+            && u.strip_prefix("2.25.")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let uid = |u: &str| {
+        (1..=64).contains(&u.len())
+            && u.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+    };
+    for (field, v) in [
+        ("study_uid", Some(&r.study_uid)),
+        ("series_uid", r.series_uid.as_ref()),
+        ("sop_instance_uid", Some(&r.sop_instance_uid)),
+    ] {
+        if v.is_some_and(|u| !remapped(u)) {
+            return fail(field, "uid_shape");
+        }
+    }
+    // Class and transfer syntax UIDs are kept as sent: they name a class, not a patient.
+    for (field, v) in [("sop_class", &r.sop_class), ("transfer_syntax", &r.transfer_syntax)] {
+        if !uid(v) {
+            return fail(field, "uid_shape");
+        }
+    }
+    if r.modality.as_deref().is_some_and(|m| !super::dicom::is_code(m)) {
+        return fail("modality", "code_shape");
+    }
+    for (field, v, prefix) in
+        [("patient_pid", &r.patient_pid, "p-"), ("exam_pid", &r.exam_pid, "e-")]
+    {
+        if v.as_deref().is_some_and(|p| !is_pseudonym(p, prefix)) {
+            return fail(field, "pseudonym_shape");
+        }
+    }
+    if !matches!(r.pixels.as_str(), "none" | "cleaned") {
+        return fail("pixels", "code_shape");
+    }
+    Ok(())
+}
+
 /// Top-level maps whose keys come from the export (extra headers, column keys): their
 /// entries are named by position, so no export text ends up in a quarantine reason.
 const FREE_KEYED: [&str; 2] = ["extra", "flags"];
@@ -209,6 +253,35 @@ mod tests {
         r.findings_text =
             Some("[氏名]様、[医師]先生、Dr.[医師]、[日付]、[住所]、患者ID [番号]".into());
         assert_eq!(verify_record(&r, &ids()), Ok(()));
+    }
+
+    #[test]
+    fn dicom_record_is_checked_by_shape() {
+        use crate::package::DicomRecord;
+        let good = DicomRecord {
+            study_uid: "2.25.1234".into(),
+            series_uid: Some("2.25.99".into()),
+            sop_instance_uid: "2.25.5".into(),
+            sop_class: "1.2.840.10008.5.1.4.1.1.77.1.1".into(),
+            transfer_syntax: "1.2.840.10008.1.2.4.50".into(),
+            modality: Some("ES".into()),
+            patient_pid: Some(format!("p-{}", "0".repeat(24))),
+            exam_pid: None,
+            pixels: "cleaned".into(),
+        };
+        assert_eq!(verify_dicom_record(&good), Ok(()));
+        let bad = |f: fn(&mut DicomRecord), field: &str| {
+            let mut r = good.clone();
+            f(&mut r);
+            assert_eq!(verify_dicom_record(&r).unwrap_err().field, field);
+        };
+        // An original (not remapped) instance UID links back to the archive.
+        bad(|r| r.sop_instance_uid = "1.2.392.200036.9116.2.5".into(), "sop_instance_uid");
+        bad(|r| r.series_uid = Some("2.25.x".into()), "series_uid");
+        bad(|r| r.sop_class = "YAMADA".into(), "sop_class");
+        bad(|r| r.modality = Some("山田".into()), "modality");
+        bad(|r| r.exam_pid = Some("E2026112700042".into()), "exam_pid");
+        bad(|r| r.pixels = "raw".into(), "pixels");
     }
 
     #[test]

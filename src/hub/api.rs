@@ -8,7 +8,7 @@
 use super::store::{MetaStore, ObjectStore, StoreError};
 use super::{Caller, Role};
 use crate::ids::{FacilityId, PackageId, Sha256Hex};
-use crate::package::protocol::{Ack, ApiError, ExamListing, OBJECTS, PACKAGES};
+use crate::package::protocol::{Ack, ApiError, DicomListing, ExamListing, OBJECTS, PACKAGES};
 use crate::package::{Manifest, PackageError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -179,6 +179,7 @@ pub fn router(state: Arc<HubState>) -> Router {
         )
         .route(&format!("{PACKAGES}/:package_id"), put(put_package).layer(manifest_limit))
         .route("/v1/facilities/:facility/exams", get(list_exams))
+        .route("/v1/facilities/:facility/dicom", get(list_dicom))
         .fallback(|| async { ApiFailure::NotFound })
         .with_state(state)
         // Outermost: authorize the connection's peer, then log the outcome.
@@ -194,6 +195,7 @@ fn route_of(path: &str) -> (&'static str, Option<PackageId>) {
         ["v1", "objects", _] => ("/v1/objects/{sha256}", None),
         ["v1", "packages", id] => ("/v1/packages/{package_id}", Sha256Hex::new(*id).ok()),
         ["v1", "facilities", _, "exams"] => ("/v1/facilities/{facility}/exams", None),
+        ["v1", "facilities", _, "dicom"] => ("/v1/facilities/{facility}/dicom", None),
         _ => ("(unknown)", None),
     }
 }
@@ -317,18 +319,37 @@ async fn put_package(
     Ok(Json(Ack { package_id, stored, facility_id: caller.facility }))
 }
 
+/// The facility a listing asks for, if the caller may read it (a device only its own).
+fn listing_facility(caller: &Caller, facility: String) -> Result<FacilityId, ApiFailure> {
+    let facility =
+        FacilityId::new(facility).map_err(|_| ApiFailure::BadParam { param: "facility" })?;
+    if caller.role == Role::Device && facility != caller.facility {
+        return Err(ApiFailure::ForeignFacility {
+            requested: facility,
+            caller: caller.facility.clone(),
+        });
+    }
+    Ok(facility)
+}
+
 async fn list_exams(
     State(state): State<Arc<HubState>>,
     Extension(caller): Extension<Caller>,
     Path(facility): Path<String>,
 ) -> Result<Json<Vec<ExamListing>>, ApiFailure> {
-    let facility =
-        FacilityId::new(facility).map_err(|_| ApiFailure::BadParam { param: "facility" })?;
-    if caller.role == Role::Device && facility != caller.facility {
-        return Err(ApiFailure::ForeignFacility { requested: facility, caller: caller.facility });
-    }
+    let facility = listing_facility(&caller, facility)?;
     let meta = state.meta.clone();
     Ok(Json(blocking(move || meta.list_exams(&facility)).await?))
+}
+
+async fn list_dicom(
+    State(state): State<Arc<HubState>>,
+    Extension(caller): Extension<Caller>,
+    Path(facility): Path<String>,
+) -> Result<Json<Vec<DicomListing>>, ApiFailure> {
+    let facility = listing_facility(&caller, facility)?;
+    let meta = state.meta.clone();
+    Ok(Json(blocking(move || meta.list_dicom(&facility)).await?))
 }
 
 #[cfg(test)]

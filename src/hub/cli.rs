@@ -60,13 +60,25 @@ enum Command {
     /// Config file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Print the current exams of a facility as JSON (reads the metadata store directly).
+    /// Print the current exams (or DICOM objects) of a facility as JSON (reads the metadata
+    /// store directly).
     List {
         #[command(flatten)]
         cfg: ConfigArgs,
         #[arg(long)]
         facility: FacilityId,
+        /// What to list.
+        #[arg(long, value_enum, default_value_t = Listing::Exams)]
+        kind: Listing,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Listing {
+    /// Current package of each exam, with its report and DICOM object counts.
+    Exams,
+    /// Every DICOM object, by study, series and instance.
+    Dicom,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,11 +208,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let cfg = HubConfig::load(&file)?;
             print_json(&effective(&cfg));
         }
-        Command::List { cfg: args, facility } => {
+        Command::List { cfg: args, facility, kind } => {
             let cfg = load(&args)?;
             let meta = SqliteMetaStore::open(&cfg.db_path())?;
-            let exams = meta.list_exams(&facility)?;
-            print_json(&serde_json::to_value(exams).expect("listing serializes"));
+            let listing = match kind {
+                Listing::Exams => serde_json::to_value(meta.list_exams(&facility)?),
+                Listing::Dicom => serde_json::to_value(meta.list_dicom(&facility)?),
+            };
+            print_json(&listing.expect("listing serializes"));
         }
     }
     Ok(())

@@ -97,15 +97,25 @@ impl Hub {
         self.dir.join("data")
     }
 
-    /// The hub's listing API, called with an operator certificate over mTLS.
+    /// The hub's exam listing, called with an operator certificate over mTLS.
     pub fn list(&self, operator_pki: &Path, facility: &str) -> Vec<serde_json::Value> {
+        self.list_of(operator_pki, facility, "exams")
+    }
+
+    /// A listing route (`exams`, `dicom`) of a facility, with an operator certificate.
+    pub fn list_of(
+        &self,
+        operator_pki: &Path,
+        facility: &str,
+        what: &str,
+    ) -> Vec<serde_json::Value> {
         let cfg = fgw::tls::client_config(
             &operator_pki.join("ca.crt"),
             &operator_pki.join("device.crt"),
             &operator_pki.join("device.key"),
         )
         .unwrap();
-        let url = format!("{}/v1/facilities/{facility}/exams", self.url());
+        let url = format!("{}/v1/facilities/{facility}/{what}", self.url());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let client = reqwest::Client::builder().use_preconfigured_tls(cfg).build().unwrap();

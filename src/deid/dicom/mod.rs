@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod charset;
 pub mod options;
+pub mod package;
 pub mod parse;
 pub mod pixels;
 pub mod table;
@@ -89,8 +90,22 @@ pub struct DicomResult {
     pub has_pixel_data: bool,
     /// Remapped Study Instance UID (groups the study's files at the hub).
     pub study_uid: String,
+    /// Remapped Series Instance UID, when the source had one.
+    pub series_uid: Option<String>,
+    /// Remapped SOP Instance UID.
+    pub sop_instance_uid: String,
     /// SOP Class UID (unchanged: it names a class, not a patient).
     pub sop_class: String,
+    /// Transfer syntax of the output (the source's, or Explicit VR Little Endian after a
+    /// native re-write).
+    pub transfer_syntax: String,
+    /// Modality when it is a plain code (`ES`, `XC`, `OT`, …).
+    pub modality: Option<String>,
+    /// Keyed pseudonym of Patient ID (`p-…`, as in exam records).
+    pub patient_pid: Option<String>,
+    /// Keyed pseudonym of Accession Number (`e-…`, as the exam record's `exam_pid` when the
+    /// department uses its exam id as accession number).
+    pub exam_pid: Option<String>,
     pub burned_in: BurnedIn,
     /// Pixel data went through the burned-in text stage and was released (Burned In
     /// Annotation is then NO).
@@ -125,6 +140,9 @@ const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
 const STUDY_UID: Tag = Tag(0x0020, 0x000D);
 const SOP_CLASS: Tag = Tag(0x0008, 0x0016);
 const SOP_INSTANCE: Tag = Tag(0x0008, 0x0018);
+const SERIES_UID: Tag = Tag(0x0020, 0x000E);
+const MODALITY: Tag = Tag(0x0008, 0x0060);
+const ACCESSION: Tag = Tag(0x0008, 0x0050);
 const BURNED_IN: Tag = Tag(0x0028, 0x0301);
 const PIXEL_TAGS: [Tag; 3] = [Tag(0x7FE0, 0x0010), Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)];
 
@@ -162,9 +180,17 @@ pub fn deidentify_dicom(
         .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| missing(SOP_CLASS, "SOP Class UID"))?;
-    text1(SOP_INSTANCE)
+    let instance = text1(SOP_INSTANCE)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| missing(SOP_INSTANCE, "SOP Instance UID"))?;
+    let series = text1(SERIES_UID).filter(|s| !s.trim().is_empty());
+    let modality = text1(MODALITY)
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+        .filter(|m| is_code(m));
+    let (fac, ps) = (ctx.facility, ctx.pseudonymizer);
+    let nonblank = |t: Tag| text1(t).filter(|s| !s.trim_end_matches(['\0', ' ']).trim().is_empty());
+    let patient_pid = nonblank(PATIENT_ID).map(|v| ps.patient(fac, v.trim_end_matches('\0')));
+    let exam_pid = nonblank(ACCESSION).map(|v| ps.exam(fac, v.trim_end_matches('\0')));
     let burned_in = match text1(BURNED_IN).map(|s| s.trim().to_ascii_uppercase()).as_deref() {
         Some("YES") => BurnedIn::Yes,
         Some("NO") => BurnedIn::No,
@@ -198,7 +224,7 @@ pub fn deidentify_dicom(
     };
 
     let meta = FileMetaTableBuilder::new()
-        .transfer_syntax(ts)
+        .transfer_syntax(ts.clone())
         .implementation_version_name(format!("FGW_{}", crate::TOOL_VERSION));
     let fobj = out.with_meta(meta).map_err(|_| DicomError::Write { file: file.into() })?;
     let mut bytes = Vec::new();
@@ -209,7 +235,13 @@ pub fn deidentify_dicom(
         bytes,
         has_pixel_data,
         study_uid: uid::remap(ctx.pseudonymizer, &study),
+        series_uid: series.map(|s| uid::remap(ctx.pseudonymizer, &s)),
+        sop_instance_uid: uid::remap(ctx.pseudonymizer, &instance),
         sop_class,
+        transfer_syntax: ts.trim_end_matches(['\0', ' ']).to_string(),
+        modality,
+        patient_pid,
+        exam_pid,
         burned_in,
         pixels_cleaned,
         pixels_refused,
@@ -223,15 +255,7 @@ fn mark(obj: &mut InMemDicomObject, dicom: &DicomPolicy) {
     obj.put(DataElement::new(Tag(0x0012, 0x0062), VR::CS, "YES"));
     // LO is at most 64 characters: one value for the profile, one per option.
     let mut method = vec![format!("fgw-deid {} PS3.15 Basic", crate::TOOL_VERSION)];
-    method.extend(selected.iter().map(|o| {
-        format!(
-            "+ {}",
-            serde_json::to_value(o)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        )
-    }));
+    method.extend(selected.iter().map(|o| format!("+ {}", o.name())));
     obj.put(DataElement::new(Tag(0x0012, 0x0063), VR::LO, PrimitiveValue::Strs(method.into())));
     let code = |value: &str, meaning: &str| {
         InMemDicomObject::from_element_iter([
@@ -317,6 +341,12 @@ pub fn identify(root: &InMemDicomObject) -> Vec<IdentifierSet> {
     }
     sets.retain(|s| !s.is_empty());
     sets
+}
+
+/// A CS-style code: 1–16 of `A-Z 0-9 _`.
+pub fn is_code(s: &str) -> bool {
+    (1..=16).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// One PN component group as words: `YAMADA^TARO` → `YAMADA TARO` (components in order,

@@ -55,6 +55,14 @@ impl DicomOption {
         }
     }
 
+    /// The configuration name (`retain-longitudinal-modified-dates`, …).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// DCM code (CID 7050) for De-identification Method Code Sequence.
     pub fn code(self) -> &'static str {
         match self {

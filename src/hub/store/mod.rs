@@ -7,7 +7,7 @@ pub mod sqlite;
 
 use crate::hub::Role;
 use crate::ids::{DeviceId, FacilityId, PackageId, Sha256Hex};
-use crate::package::protocol::{ExamListing, Stored};
+use crate::package::protocol::{DicomListing, ExamListing, Stored};
 use crate::package::Manifest;
 use std::path::PathBuf;
 
@@ -91,6 +91,9 @@ pub trait MetaStore: Send + Sync {
 
     /// Current package of every exam of a facility, ordered by exam pseudonym.
     fn list_exams(&self, facility: &FacilityId) -> Result<Vec<ExamListing>>;
+
+    /// Current package of every DICOM object of a facility, by study, series, instance.
+    fn list_dicom(&self, facility: &FacilityId) -> Result<Vec<DicomListing>>;
 
     /// Number of distinct packages received (all facilities).
     fn package_count(&self) -> Result<u64>;

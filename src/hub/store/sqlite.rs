@@ -7,14 +7,15 @@
 use super::{DeviceRecord, MetaStore, Result, StoreError};
 use crate::hub::Role;
 use crate::ids::{DeviceId, FacilityId, PackageId, Sha256Hex};
-use crate::package::protocol::{ExamListing, Stored};
+use crate::package::protocol::{DicomListing, ExamListing, Stored};
 use crate::package::Manifest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE devices (
     fingerprint   TEXT PRIMARY KEY,
     device_id     TEXT NOT NULL,
@@ -46,7 +47,28 @@ CREATE TABLE exams (
     revision    INTEGER NOT NULL,
     PRIMARY KEY (facility_id, exam_pid)
 );
-"#];
+"#,
+    r#"
+-- DICOM objects, one package each. A re-sent instance with other bytes (a policy change)
+-- replaces the earlier row: latest wins, the older package stays in the object store.
+CREATE TABLE dicom_objects (
+    package_id       TEXT PRIMARY KEY,
+    facility_id      TEXT NOT NULL,
+    device_id        TEXT NOT NULL,
+    study_uid        TEXT NOT NULL,
+    series_uid       TEXT,
+    sop_instance_uid TEXT NOT NULL,
+    sop_class        TEXT NOT NULL,
+    exam_pid         TEXT,
+    patient_pid      TEXT,
+    received_at      TEXT NOT NULL,
+    manifest         TEXT NOT NULL,
+    UNIQUE (facility_id, sop_instance_uid)
+);
+CREATE INDEX dicom_by_study ON dicom_objects (facility_id, study_uid);
+CREATE INDEX dicom_by_exam ON dicom_objects (facility_id, exam_pid);
+"#,
+];
 
 pub struct SqliteMetaStore {
     path: PathBuf,
@@ -213,7 +235,8 @@ impl MetaStore for SqliteMetaStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
         let exists: bool = tx
             .query_row(
-                "SELECT 1 FROM packages WHERE package_id = ?1",
+                "SELECT 1 FROM packages WHERE package_id = ?1
+                 UNION ALL SELECT 1 FROM dicom_objects WHERE package_id = ?1",
                 [package_id.as_str()],
                 |_| Ok(()),
             )
@@ -223,12 +246,42 @@ impl MetaStore for SqliteMetaStore {
         if exists {
             return Ok(Stored::Duplicate);
         }
+        // The exact manifest JSON is kept: it is the de-identified record itself.
+        let manifest_json = String::from_utf8(manifest.to_bytes()).expect("serde_json emits UTF-8");
+        if let Some(d) = &manifest.dicom {
+            tx.execute(
+                "INSERT INTO dicom_objects (package_id, facility_id, device_id, study_uid,
+                        series_uid, sop_instance_uid, sop_class, exam_pid, patient_pid,
+                        received_at, manifest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (facility_id, sop_instance_uid) DO UPDATE SET
+                    package_id = excluded.package_id, device_id = excluded.device_id,
+                    study_uid = excluded.study_uid, series_uid = excluded.series_uid,
+                    sop_class = excluded.sop_class, exam_pid = excluded.exam_pid,
+                    patient_pid = excluded.patient_pid, received_at = excluded.received_at,
+                    manifest = excluded.manifest",
+                params![
+                    package_id.as_str(),
+                    facility.as_str(),
+                    device.as_str(),
+                    d.study_uid,
+                    d.series_uid,
+                    d.sop_instance_uid,
+                    d.sop_class,
+                    d.exam_pid,
+                    d.patient_pid,
+                    now(),
+                    manifest_json,
+                ],
+            )
+            .map_err(&sql)?;
+            tx.commit().map_err(&sql)?;
+            return Ok(Stored::New);
+        }
         let (kind, revision, withheld) = match &manifest.exam {
             Some(e) => ("exam", e.revision, e.images_withheld()),
             None => ("report", 0, 0),
         };
-        // The exact manifest JSON is kept: it is the de-identified record itself.
-        let manifest_json = String::from_utf8(manifest.to_bytes()).expect("serde_json emits UTF-8");
         tx.execute(
             "INSERT INTO packages (package_id, facility_id, device_id, kind, exam_pid, revision,
                                    files, images_withheld, received_at, manifest)
@@ -273,7 +326,9 @@ impl MetaStore for SqliteMetaStore {
                 "SELECT p.exam_pid, p.revision, p.package_id, p.received_at, p.files,
                         p.images_withheld,
                         (SELECT COUNT(*) FROM packages r WHERE r.kind = 'report'
-                           AND r.facility_id = e.facility_id AND r.exam_pid = e.exam_pid)
+                           AND r.facility_id = e.facility_id AND r.exam_pid = e.exam_pid),
+                        (SELECT COUNT(*) FROM dicom_objects d
+                           WHERE d.facility_id = e.facility_id AND d.exam_pid = e.exam_pid)
                  FROM exams e JOIN packages p ON p.package_id = e.package_id
                  WHERE e.facility_id = ?1
                  ORDER BY e.exam_pid",
@@ -289,13 +344,22 @@ impl MetaStore for SqliteMetaStore {
                     r.get::<_, u32>(4)?,
                     r.get::<_, u32>(5)?,
                     r.get::<_, u32>(6)?,
+                    r.get::<_, u32>(7)?,
                 ))
             })
             .map_err(&sql)?;
         let mut out = Vec::new();
         for row in rows {
-            let (exam_pid, revision, package_id, received_at, files, images_withheld, reports) =
-                row.map_err(&sql)?;
+            let (
+                exam_pid,
+                revision,
+                package_id,
+                received_at,
+                files,
+                images_withheld,
+                reports,
+                dicom_objects,
+            ) = row.map_err(&sql)?;
             out.push(ExamListing {
                 exam_pid,
                 revision,
@@ -305,16 +369,58 @@ impl MetaStore for SqliteMetaStore {
                 files,
                 images_withheld,
                 reports,
+                dicom_objects,
             });
+        }
+        Ok(out)
+    }
+
+    fn list_dicom(&self, facility: &FacilityId) -> Result<Vec<DicomListing>> {
+        let sql = self.sql();
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT study_uid, series_uid, sop_instance_uid, sop_class, exam_pid, package_id,
+                        received_at
+                 FROM dicom_objects WHERE facility_id = ?1
+                 ORDER BY study_uid, series_uid, sop_instance_uid",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map([facility.as_str()], |r| {
+                Ok((
+                    DicomListing {
+                        study_uid: r.get(0)?,
+                        series_uid: r.get(1)?,
+                        sop_instance_uid: r.get(2)?,
+                        sop_class: r.get(3)?,
+                        exam_pid: r.get(4)?,
+                        package_id: Sha256Hex::of(b""),
+                        received_at: r.get(6)?,
+                    },
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut listing, id) = row.map_err(&sql)?;
+            listing.package_id =
+                Sha256Hex::new(id).map_err(|_| self.corrupt("dicom_objects.package_id"))?;
+            out.push(listing);
         }
         Ok(out)
     }
 
     fn package_count(&self) -> Result<u64> {
         let conn = self.lock()?;
-        conn.query_row("SELECT COUNT(*) FROM packages", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(self.sql())
+        conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM packages) + (SELECT COUNT(*) FROM dicom_objects)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as u64)
+        .map_err(self.sql())
     }
 }
 
@@ -331,6 +437,7 @@ mod tests {
             kind: crate::package::Kind::Exam,
             exam: Some(ExamRecord { exam_pid: exam_pid.into(), revision, ..Default::default() }),
             report: None,
+            dicom: None,
             files: vec![FileEntry {
                 path: "images/001.jpg".into(),
                 sha256: Sha256Hex::of(b"x"),
@@ -384,5 +491,43 @@ mod tests {
         // Reopening runs no migration twice.
         let store = SqliteMetaStore::open(&path).unwrap();
         assert_eq!(store.package_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn dicom_objects_join_their_exam_and_latest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("hub.sqlite")).unwrap();
+        let f1 = FacilityId::new("F0001").unwrap();
+        let dev = DeviceId::new("gw-1").unwrap();
+        let exam = manifest(&f1, "e-1", 1);
+        store.record_package(&f1, &dev, &Manifest::id_of(&exam.to_bytes()), &exam).unwrap();
+        let object = |sop: &str, policy_version: u32| {
+            let mut m = manifest(&f1, "", 0);
+            m.kind = crate::package::Kind::Dicom;
+            m.exam = None;
+            m.deid.policy_version = policy_version;
+            m.dicom = Some(crate::package::DicomRecord {
+                study_uid: "2.25.1".into(),
+                sop_instance_uid: sop.into(),
+                exam_pid: Some("e-1".into()),
+                ..Default::default()
+            });
+            let id = Manifest::id_of(&m.to_bytes());
+            (m, id)
+        };
+        let (a, ida) = object("2.25.10", 1);
+        let (b, idb) = object("2.25.11", 1);
+        assert_eq!(store.record_package(&f1, &dev, &ida, &a).unwrap(), Stored::New);
+        assert_eq!(store.record_package(&f1, &dev, &ida, &a).unwrap(), Stored::Duplicate);
+        assert_eq!(store.record_package(&f1, &dev, &idb, &b).unwrap(), Stored::New);
+        // The same instance de-identified under a new policy replaces its row.
+        let (a2, ida2) = object("2.25.10", 2);
+        assert_eq!(store.record_package(&f1, &dev, &ida2, &a2).unwrap(), Stored::New);
+        let list = store.list_dicom(&f1).unwrap();
+        let ids: Vec<_> =
+            list.iter().map(|r| (r.sop_instance_uid.as_str(), &r.package_id)).collect();
+        assert_eq!(ids, vec![("2.25.10", &ida2), ("2.25.11", &idb)]);
+        assert_eq!(store.list_exams(&f1).unwrap()[0].dicom_objects, 2);
+        assert_eq!(store.package_count().unwrap(), 3);
     }
 }
