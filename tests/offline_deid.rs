@@ -119,6 +119,11 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
         let id = p.file_stem().unwrap().to_str().unwrap();
         assert_eq!(fgw::ids::Sha256Hex::of(bytes).as_str(), id);
     }
+    validate_manifests(&schema, &output.join("packages"));
+}
+
+/// Every manifest in `dir` validates against the published JSON Schema (python3-jsonschema).
+fn validate_manifests(schema: &Path, dir: &Path) {
     let check = Command::new("python3")
         .arg("-c")
         .arg(
@@ -126,8 +131,8 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
              s=json.load(open(sys.argv[1]))\n\
              for p in glob.glob(sys.argv[2]+'/*.json'): jsonschema.validate(json.load(open(p)), s)\n",
         )
-        .arg(&schema)
-        .arg(output.join("packages"))
+        .arg(schema)
+        .arg(dir)
         .output()
         .unwrap();
     assert!(check.status.success(), "schema: {}", String::from_utf8_lossy(&check.stderr));
@@ -251,6 +256,8 @@ fn gateway_deid_reads_real_dicom_and_reports_it() {
     assert_eq!(m.kind, fgw::package::Kind::Dicom);
     let d = m.dicom.as_ref().unwrap();
     assert!(d.sop_instance_uid.starts_with("2.25.") && d.patient_pid.is_some(), "{d:?}");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/package-manifest.schema.json");
+    validate_manifests(&schema, &output.join("packages"));
     let object = output.join("objects").join(m.files[0].sha256.as_str());
     let dump = Command::new("dcmdump").arg(&object).output().unwrap();
     assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
