@@ -33,6 +33,7 @@ echo "== synthetic department system: $EXAMS exams (CP932 export, images with EX
 "$BIN/examples/synth_department" "$WORK/export" --exams "$EXAMS" --overlay
 
 HL7_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+DICOM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$WORK/gateway/gateway.toml" <<TOML
 facility_id = "F0001"
 device_id = "gw-demo-0001"
@@ -42,6 +43,11 @@ state_dir = "state"
 mode = "enabled"
 listen = "127.0.0.1:$HL7_PORT"
 allow = ["127.0.0.1"]
+
+[dicom_scp]
+mode = "enabled"
+listen = "127.0.0.1:$DICOM_PORT"
+ae_title = "FGW"
 
 [export]
 watch_dir = "../export"
@@ -55,7 +61,7 @@ client_key = "pki/device.key"
 TOML
 "$GW" config check "$WORK/gateway/gateway.toml"
 
-echo "== gateway: ingest, de-identify, upload; an HL7 ORU^R01 report arrives over MLLP meanwhile"
+echo "== gateway: ingest, de-identify, upload; meanwhile an HL7 ORU^R01 report arrives over MLLP and two DICOM frames over C-STORE"
 "$GW" --config "$WORK/gateway/gateway.toml" run 2> "$WORK/gateway/gateway.log" &
 GW_PID=$!
 trap 'kill $HUB_PID $GW_PID 2>/dev/null || true' EXIT
@@ -77,9 +83,30 @@ msg = "\n".join([
 open(sys.argv[2], "w", encoding="utf-8").write(msg + "\n")
 PY
 mllp_send --loose --port "$HL7_PORT" --file "$WORK/oru.hl7" 127.0.0.1 | tr '\r' '\n' | grep MSA
-for _ in $(seq 600); do
-  acked=$("$GW" --config "$WORK/gateway/gateway.toml" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["acked"])')
-  [ "$acked" -ge $((EXAMS + 1)) ] && break; sleep 0.2
+# The processor sends two frames of the first exam as DICOM (JPEG Baseline, the burned-in
+# overlay included; the department's exam id as Accession Number).
+python3 - "$WORK/export" "$WORK/dicom-args" <<'PY'
+import csv, io, sys, glob
+path = glob.glob(sys.argv[1] + "/*/exams.csv")[0]
+row = next(csv.DictReader(io.StringIO(open(path, encoding="cp932").read())))
+jpgs = sorted(p for p in glob.glob(sys.argv[1] + "/**/*.jpg", recursive=True) if row["検査ID"] in p)[:2]
+open(sys.argv[2], "w").write("\n".join([row["患者ID"], row["検査ID"], row["検査日"].replace("/", "")] + jpgs) + "\n")
+PY
+mapfile -t DARGS < "$WORK/dicom-args"
+N_DICOM=0
+for jpg in "${DARGS[@]:3}"; do
+  N_DICOM=$((N_DICOM + 1))
+  same=(); [ "$N_DICOM" -gt 1 ] && same=(--series-from "$WORK/frame1.dcm")  # one study, one series
+  img2dcm -q -i JPEG "${same[@]}" -k "PatientID=${DARGS[0]}" -k "AccessionNumber=${DARGS[1]}" -k "StudyDate=${DARGS[2]}" \
+    -k Modality=ES "$jpg" "$WORK/frame$N_DICOM.dcm"
+done
+[ "$N_DICOM" -gt 0 ] && storescu -xy -aet ENDO1 -aec FGW 127.0.0.1 "$DICOM_PORT" "$WORK"/frame*.dcm
+# Done when every exam and the report are acknowledged and nothing is left in flight.
+for _ in $(seq 900); do
+  done_=$("$GW" --config "$WORK/gateway/gateway.toml" status --json | python3 -c '
+import json,sys; c=json.load(sys.stdin)["counts"]
+print(int(c["acked"] >= int(sys.argv[1]) and c["received"] + c["normalized"] + c["deidentified"] == 0))' $((EXAMS + 1)))
+  [ "$done_" = 1 ] && break; sleep 0.2
 done
 kill -TERM $GW_PID; wait $GW_PID || true
 "$GW" --config "$WORK/gateway/gateway.toml" status
@@ -95,6 +122,16 @@ for r in rows[:5]:
     print(f"  {r['exam_pid']} rev {r['revision']} package {r['package_id'][:16]}… images sent {r['files']} withheld {r['images_withheld']} reports {r['reports']}")
 if len(rows) > 5: print("  …")
 print(f"{sum(r['reports'] for r in rows)} HL7 report(s) joined to their exam")
+print(f"{sum(r.get('dicom_objects', 0) for r in rows)} DICOM object(s) joined to their exam by accession number")
+PY
+curl -sS --fail --cacert "$WORK/operator/ca.crt" --cert "$WORK/operator/device.crt" --key "$WORK/operator/device.key" \
+  "https://127.0.0.1:$PORT/v1/facilities/F0001/dicom" > "$WORK/dicom.json"
+python3 - "$WORK/dicom.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+print(f"{len(rows)} DICOM object(s) at the hub (remapped UIDs):")
+for r in rows:
+    print(f"  study {r['study_uid'][:24]}… instance {r['sop_instance_uid'][:24]}… exam {r['exam_pid']}")
 PY
 echo "== one de-identified manifest as the hub stores it"
 "$GW" --config "$WORK/gateway/gateway.toml" deid "$WORK/export" "$WORK/deid-out" >/dev/null
