@@ -244,8 +244,8 @@ fn no_marker_survives_basic_profile_with_clean_descriptors() {
     let r = run(&input, &DicomPolicy::default()).unwrap();
     assert!(!r.has_pixel_data);
     assert_eq!(r.quarantine_reason(), None);
-    assert_eq!(r.sop_class, SC_CLASS);
-    assert!(r.study_uid.starts_with("2.25."));
+    assert_eq!(r.record.sop_class, SC_CLASS);
+    assert!(r.record.study_uid.starts_with("2.25."));
 
     assert_no_marker(&String::from_utf8_lossy(&r.bytes), "output bytes");
     let dump = dcmdump(&r.bytes);
@@ -254,10 +254,15 @@ fn no_marker_survives_basic_profile_with_clean_descriptors() {
     let out = parse(&r.bytes);
     assert_eq!(text(&out, Tag(0x0012, 0x0062)).as_deref(), Some("YES"));
     assert_eq!(text(&out, Tag(0x0008, 0x0005)).as_deref(), Some("ISO_IR 192"));
-    assert_eq!(text(&out, Tag(0x0020, 0x000D)).unwrap(), r.study_uid);
+    assert_eq!(text(&out, Tag(0x0020, 0x000D)).unwrap(), r.record.study_uid);
     for t in [Tag(0x0008, 0x0018), Tag(0x0020, 0x000E)] {
         assert!(text(&out, t).unwrap().starts_with("2.25."), "{t}");
     }
+    // The package record names the object as the file does, and by shape only.
+    assert_eq!(text(&out, Tag(0x0008, 0x0018)).as_ref(), Some(&r.record.sop_instance_uid));
+    assert_eq!(text(&out, Tag(0x0020, 0x000E)).as_ref(), r.record.series_uid.as_ref());
+    assert_eq!(fgw::deid::verify::verify_dicom_record(&r.record), Ok(()));
+    assert!(r.record.patient_pid.as_deref().is_some_and(|p| p.starts_with("p-")));
     assert!(dump.contains("113100") && dump.contains("113105"), "{dump}");
     assert!(dump.contains("fgw-deid"));
     // The private block is gone; descriptors survive with placeholders.
@@ -277,7 +282,7 @@ fn uids_stay_consistent_across_files_and_differ_between_inputs() {
     let b_in = Build { instance: format!("{M_UID_ROOT}4"), ..Build::default() };
     let b = run(&to_bytes(marker_object(&b_in)), &DicomPolicy::default()).unwrap();
     let (oa, ob) = (parse(&a.bytes), parse(&b.bytes));
-    assert_eq!(a.study_uid, b.study_uid);
+    assert_eq!(a.record.study_uid, b.record.study_uid);
     assert_eq!(text(&oa, Tag(0x0020, 0x000E)), text(&ob, Tag(0x0020, 0x000E)));
     assert_ne!(text(&oa, Tag(0x0008, 0x0018)), text(&ob, Tag(0x0008, 0x0018)));
     // Same run again (another day): same output UIDs.
@@ -286,7 +291,7 @@ fn uids_stay_consistent_across_files_and_differ_between_inputs() {
     // Another box key: other UIDs.
     let other =
         run_key(&to_bytes(marker_object(&Build::default())), &DicomPolicy::default(), 2).unwrap();
-    assert_ne!(other.study_uid, a.study_uid);
+    assert_ne!(other.record.study_uid, a.record.study_uid);
     // The file meta group follows the data set.
     let sop = text(&oa, Tag(0x0008, 0x0018)).unwrap();
     let meta = OpenFileOptions::new()

@@ -88,24 +88,9 @@ pub struct DicomResult {
     pub bytes: Vec<u8>,
     /// Pixel Data, Float or Double Float Pixel Data present.
     pub has_pixel_data: bool,
-    /// Remapped Study Instance UID (groups the study's files at the hub).
-    pub study_uid: String,
-    /// Remapped Series Instance UID, when the source had one.
-    pub series_uid: Option<String>,
-    /// Remapped SOP Instance UID.
-    pub sop_instance_uid: String,
-    /// SOP Class UID (unchanged: it names a class, not a patient).
-    pub sop_class: String,
-    /// Transfer syntax of the output (the source's, or Explicit VR Little Endian after a
-    /// native re-write).
-    pub transfer_syntax: String,
-    /// Modality when it is a plain code (`ES`, `XC`, `OT`, …).
-    pub modality: Option<String>,
-    /// Keyed pseudonym of Patient ID (`p-…`, as in exam records).
-    pub patient_pid: Option<String>,
-    /// Keyed pseudonym of Accession Number (`e-…`, as the exam record's `exam_pid` when the
-    /// department uses its exam id as accession number).
-    pub exam_pid: Option<String>,
+    /// What the package says of the object: remapped UIDs, keyed pseudonyms of Patient ID
+    /// and Accession Number, SOP class, transfer syntax, modality.
+    pub record: crate::package::DicomRecord,
     pub burned_in: BurnedIn,
     /// Pixel data went through the burned-in text stage and was released (Burned In
     /// Annotation is then NO).
@@ -121,7 +106,7 @@ impl std::fmt::Debug for DicomResult {
             "DicomResult({} bytes, pixels {}, {}, burned-in {:?})",
             self.bytes.len(),
             self.has_pixel_data,
-            self.sop_class,
+            self.record.sop_class,
             self.burned_in
         )
     }
@@ -234,14 +219,17 @@ pub fn deidentify_dicom(
     Ok(DicomResult {
         bytes,
         has_pixel_data,
-        study_uid: uid::remap(ctx.pseudonymizer, &study),
-        series_uid: series.map(|s| uid::remap(ctx.pseudonymizer, &s)),
-        sop_instance_uid: uid::remap(ctx.pseudonymizer, &instance),
-        sop_class,
-        transfer_syntax: ts.trim_end_matches(['\0', ' ']).to_string(),
-        modality,
-        patient_pid,
-        exam_pid,
+        record: crate::package::DicomRecord {
+            study_uid: uid::remap(ctx.pseudonymizer, &study),
+            series_uid: series.map(|s| uid::remap(ctx.pseudonymizer, &s)),
+            sop_instance_uid: uid::remap(ctx.pseudonymizer, &instance),
+            sop_class,
+            transfer_syntax: ts.trim_end_matches(['\0', ' ']).to_string(),
+            modality,
+            patient_pid,
+            exam_pid,
+            pixels: if pixels_cleaned { "cleaned" } else { "none" }.into(),
+        },
         burned_in,
         pixels_cleaned,
         pixels_refused,

@@ -8,7 +8,7 @@ use super::{deidentify_dicom, DicomPolicy, DicomResult};
 use crate::deid::identifiers::IdentifierSet;
 use crate::deid::{verify_and_seal, Content, DeidContext, DeidOutcome, QuarantineReason};
 use crate::ids::Sha256Hex;
-use crate::package::{DicomRecord, FileEntry};
+use crate::package::FileEntry;
 
 /// Path of the object inside its package.
 pub const OBJECT_PATH: &str = "dicom/object.dcm";
@@ -39,17 +39,6 @@ fn seal(
     ctx: &DeidContext,
     dicom: &DicomPolicy,
 ) -> Result<crate::deid::DeidPackage, QuarantineReason> {
-    let record = DicomRecord {
-        study_uid: res.study_uid,
-        series_uid: res.series_uid,
-        sop_instance_uid: res.sop_instance_uid,
-        sop_class: res.sop_class,
-        transfer_syntax: res.transfer_syntax,
-        modality: res.modality,
-        patient_pid: res.patient_pid,
-        exam_pid: res.exam_pid,
-        pixels: if res.pixels_cleaned { "cleaned" } else { "none" }.into(),
-    };
     let mut actions = vec!["dicom:ps3.15-basic".to_string()];
     actions.extend(dicom.selected().iter().map(|o| format!("dicom_option:{}", o.name())));
     actions.push("dicom_uids:remapped".into());
@@ -63,5 +52,5 @@ fn seal(
         media_type: "application/dicom".into(),
     };
     let none = IdentifierSet::from_fields(&Default::default());
-    verify_and_seal(Content::Dicom(record), &none, ctx, actions, vec![(entry, res.bytes)])
+    verify_and_seal(Content::Dicom(res.record), &none, ctx, actions, vec![(entry, res.bytes)])
 }
