@@ -227,7 +227,8 @@ pub fn deidentify_dicom(
         .transfer_syntax(ts.clone())
         .implementation_version_name(format!("FGW_{}", crate::TOOL_VERSION));
     let fobj = out.with_meta(meta).map_err(|_| DicomError::Write { file: file.into() })?;
-    let mut bytes = Vec::new();
+    // About the input's size (header edits are small): sized once instead of regrown.
+    let mut bytes = Vec::with_capacity(bytes.len() + 4096);
     fobj.write_all(&mut bytes).map_err(|_| DicomError::Write { file: file.into() })?;
     // What we wrote must pass our own read checks; anything else is a bug to stop here.
     parse::check_structure(file, &bytes).map_err(|_| DicomError::Write { file: file.into() })?;
