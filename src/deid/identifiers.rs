@@ -287,9 +287,12 @@ impl Builder {
     }
 
     fn finish(self) -> IdentifierSet {
-        let mut variants: Vec<(IdKind, String)> = self.set.into_iter().collect();
-        // Longest first; ties in kind/text order so the result is deterministic.
-        variants.sort_by(|a, b| b.1.chars().count().cmp(&a.1.chars().count()).then(a.cmp(b)));
+        // Longest first; ties in kind/text order so the result is deterministic. Lengths are
+        // counted once, not in every comparison (a kana name has hundreds of variants).
+        let mut counted: Vec<(usize, (IdKind, String))> =
+            self.set.into_iter().map(|v| (v.1.chars().count(), v)).collect();
+        counted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut variants: Vec<(IdKind, String)> = counted.into_iter().map(|(_, v)| v).collect();
         // A spelling shared by two kinds (e.g. surname of patient and physician) is kept
         // once, under the first kind.
         let mut seen = BTreeSet::new();
