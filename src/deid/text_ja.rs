@@ -868,14 +868,28 @@ const ROLES: &[(&str, bool)] = &[
     ("父親", false),
 ];
 
-/// First chars of [`ROLES`], sorted: most positions start none, and this rules them out
-/// before the list is walked.
-static ROLE_FIRST_CHARS: std::sync::LazyLock<Vec<char>> = std::sync::LazyLock::new(|| {
-    let mut v: Vec<char> = ROLES.iter().filter_map(|(w, _)| w.chars().next()).collect();
+/// The first chars of `words` (both cases of ASCII letters), sorted: most positions of a
+/// text start none of a list's words, and a lookup here rules them out before the list is
+/// walked word by word.
+fn first_chars<'a>(words: impl Iterator<Item = &'a str>) -> Vec<char> {
+    let mut v: Vec<char> = words
+        .filter_map(|w| w.chars().next())
+        .flat_map(|ch| [ch.to_ascii_lowercase(), ch.to_ascii_uppercase()])
+        .collect();
     v.sort_unstable();
     v.dedup();
     v
-});
+}
+
+type FirstChars = std::sync::LazyLock<Vec<char>>;
+static ROLE_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(ROLES.iter().map(|(w, _)| *w)));
+static HONORIFIC_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(HONORIFICS.iter().map(|(w, _)| *w)));
+static NUMBER_KEY_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(NUMBER_KEYS.iter().copied()));
+static PREFECTURE_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(PREFECTURES.split_whitespace()));
 
 fn name_hit(doctor: bool) -> Hit {
     Hit::Pattern(if doctor { Pattern::Doctor } else { Pattern::PersonName })
@@ -898,7 +912,9 @@ pub(super) fn find_person_names(c: &[char], out: &mut Vec<Match>) {
             continue;
         }
         // Honorific after the name.
-        for &(w, doctor) in HONORIFICS {
+        let honorifics =
+            if HONORIFIC_FIRST_CHARS.binary_search(&c[p]).is_ok() { HONORIFICS } else { &[] };
+        for &(w, doctor) in honorifics {
             if !starts_with(c, p, w) {
                 continue;
             }
@@ -1494,7 +1510,8 @@ pub(super) fn find_addresses(c: &[char], out: &mut Vec<Match>) {
     };
     for i in 0..n {
         // Prefecture first; 府立/県立/都立 starts an institution name, not an address.
-        if let Some(p) = prefs.iter().find(|p| c[i..].starts_with(p)) {
+        let may_start = PREFECTURE_FIRST_CHARS.binary_search(&c[i]).is_ok();
+        if let Some(p) = prefs.iter().find(|p| may_start && c[i..].starts_with(p)) {
             let m = i + p.len();
             if !at(c, m, '立') {
                 if let Some(me) = municipality_end(c, m) {
@@ -1592,6 +1609,9 @@ const NUMBER_KEYS: &[&str] = &[
 pub(super) fn find_keyed_numbers(c: &[char], out: &mut Vec<Match>) {
     let n = c.len();
     for p in 0..n {
+        if NUMBER_KEY_FIRST_CHARS.binary_search(&c[p]).is_err() {
+            continue;
+        }
         let Some(w) = NUMBER_KEYS.iter().find(|w| starts_with_ascii_ci(c, p, w)) else {
             continue;
         };
