@@ -292,13 +292,15 @@ impl Builder {
         let mut counted: Vec<(usize, (IdKind, String))> =
             self.set.into_iter().map(|v| (v.1.chars().count(), v)).collect();
         counted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut variants: Vec<(IdKind, String)> = counted.into_iter().map(|(_, v)| v).collect();
         // A spelling shared by two kinds (e.g. surname of patient and physician) is kept
-        // once, under the first kind.
-        let mut seen = BTreeSet::new();
-        variants.retain(|(_, v)| seen.insert(v.clone()));
+        // once, under the first kind. (Borrowed, not cloned: a set has hundreds.)
+        let mut seen = std::collections::HashSet::with_capacity(counted.len());
+        let first: Vec<bool> = counted.iter().map(|(_, (_, v))| seen.insert(v.as_str())).collect();
         // A short part that is also a searchable spelling elsewhere needs no special rule.
-        let short_names = self.short.into_iter().filter(|s| !seen.contains(s)).collect();
+        let short_names: Vec<String> =
+            self.short.into_iter().filter(|s| !seen.contains(s.as_str())).collect();
+        let variants: Vec<(IdKind, String)> =
+            counted.into_iter().zip(first).filter(|(_, f)| *f).map(|((_, v), _)| v).collect();
         IdentifierSet::new(variants, short_names)
     }
 }
