@@ -4,9 +4,11 @@
 //!
 //! De-identifies every `*.dcm` under IN_DIR with `fgw::deid::dicom::deidentify_dicom` (default
 //! `DicomPolicy`, a fixed test key, facility `BENCH`) and writes each result to OUT_DIR under
-//! the same relative path, as the reference tools write theirs. The written files keep their
-//! pixel data: pixels are a separate stage, and the pipeline withholds such files on the box
-//! (`pixels-not-cleaned`) until it has run. The time covers reading, de-identifying and
+//! the same relative path, as the reference tools write theirs. Header only: the context uses
+//! `PixelMode::Withhold`, so the burned-in text stage does not run and the written files keep
+//! the source's pixel data (the stage is benchmarked by bench/pixels.sh; in the pipeline, with
+//! the default `PixelMode::Clean`, every object with pixel data goes through it and what it
+//! releases is uploaded as one package per object). The time covers reading, de-identifying and
 //! writing; one worker by default (like-for-like with the single-process Python tools),
 //! `--threads N` splits the files between N std threads.
 //!

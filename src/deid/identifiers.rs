@@ -78,6 +78,9 @@ pub struct IdentifierSet {
     /// (kind, folded variant), longest variant first so overlapping matches prefer the
     /// longest spelling. No duplicates.
     variants: Vec<(IdKind, String)>,
+    /// `variants` as chars, in the same order: what the matcher compares, made once per set
+    /// rather than once per searched text.
+    variant_chars: Vec<(IdKind, Vec<char>)>,
     /// Folded name parts too short to search alone (a one-kanji given name such as 正): only
     /// an identifier right before an honorific (正さん), see `text::find_ids`.
     short_names: Vec<String>,
@@ -145,6 +148,16 @@ impl IdentifierSet {
         self.variants.iter().map(|(k, v)| (*k, v.as_str()))
     }
 
+    /// [`Self::variants`] as chars.
+    pub fn variant_chars(&self) -> impl Iterator<Item = (IdKind, &[char])> {
+        self.variant_chars.iter().map(|(k, v)| (*k, v.as_slice()))
+    }
+
+    fn new(variants: Vec<(IdKind, String)>, short_names: Vec<String>) -> IdentifierSet {
+        let variant_chars = variants.iter().map(|(k, v)| (*k, v.chars().collect())).collect();
+        IdentifierSet { variants, variant_chars, short_names }
+    }
+
     /// Name parts too short to search alone, folded; matched only before an honorific.
     pub fn short_names(&self) -> impl Iterator<Item = &str> {
         self.short_names.iter().map(|s| s.as_str())
@@ -165,7 +178,7 @@ impl IdentifierSet {
             sets.iter().flat_map(|s| s.short_names.iter().cloned()).collect();
         short_names.sort();
         short_names.dedup();
-        IdentifierSet { variants, short_names }
+        IdentifierSet::new(variants, short_names)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -274,16 +287,21 @@ impl Builder {
     }
 
     fn finish(self) -> IdentifierSet {
-        let mut variants: Vec<(IdKind, String)> = self.set.into_iter().collect();
-        // Longest first; ties in kind/text order so the result is deterministic.
-        variants.sort_by(|a, b| b.1.chars().count().cmp(&a.1.chars().count()).then(a.cmp(b)));
+        // Longest first; ties in kind/text order so the result is deterministic. Lengths are
+        // counted once, not in every comparison (a kana name has hundreds of variants).
+        let mut counted: Vec<(usize, (IdKind, String))> =
+            self.set.into_iter().map(|v| (v.1.chars().count(), v)).collect();
+        counted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         // A spelling shared by two kinds (e.g. surname of patient and physician) is kept
-        // once, under the first kind.
-        let mut seen = BTreeSet::new();
-        variants.retain(|(_, v)| seen.insert(v.clone()));
+        // once, under the first kind. (Borrowed, not cloned: a set has hundreds.)
+        let mut seen = std::collections::HashSet::with_capacity(counted.len());
+        let first: Vec<bool> = counted.iter().map(|(_, (_, v))| seen.insert(v.as_str())).collect();
         // A short part that is also a searchable spelling elsewhere needs no special rule.
-        let short_names = self.short.into_iter().filter(|s| !seen.contains(s)).collect();
-        IdentifierSet { variants, short_names }
+        let short_names: Vec<String> =
+            self.short.into_iter().filter(|s| !seen.contains(s.as_str())).collect();
+        let variants: Vec<(IdKind, String)> =
+            counted.into_iter().zip(first).filter(|(_, f)| *f).map(|((_, v), _)| v).collect();
+        IdentifierSet::new(variants, short_names)
     }
 }
 
@@ -766,8 +784,18 @@ pub fn fold_mapped(text: &str) -> Folded {
         while j < original.len() && attaches(original[j]) {
             j += 1;
         }
-        let cluster: String = original[i..j].iter().collect();
-        for c in cluster.nfkc() {
+        let c = original[i];
+        if j == i + 1 && c.is_ascii() {
+            // Alone, an ASCII char is its own NFKC form and no kana or variant kanji: only
+            // the removals and the uppercasing below apply (most header text is ASCII).
+            if !(c.is_whitespace() || is_separator(c)) {
+                chars.push(c.to_ascii_uppercase());
+                origin.push((i, j));
+            }
+            i = j;
+            continue;
+        }
+        for c in original[i..j].iter().copied().nfkc() {
             if c.is_whitespace() || is_separator(c) || is_variation_selector(c) {
                 continue;
             }
@@ -793,7 +821,8 @@ pub fn fold_mapped(text: &str) -> Folded {
 }
 
 fn attaches(c: char) -> bool {
-    c.nfkd().next().is_some_and(|d| canonical_combining_class(d) != 0)
+    // ASCII decomposes to itself, combining class 0.
+    !c.is_ascii() && c.nfkd().next().is_some_and(|d| canonical_combining_class(d) != 0)
 }
 
 fn katakana_to_hiragana(c: char) -> char {

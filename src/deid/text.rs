@@ -104,13 +104,39 @@ impl std::fmt::Debug for Scrubbed {
 
 /// Replace every identifier and pattern in `text` with its placeholder.
 pub fn scrub(text: &str, ids: &IdentifierSet) -> Scrubbed {
+    scrub_checked(text, ids).0
+}
+
+/// [`scrub`] with each of `sets` in turn (a DICOM object has one set per name spelling); the
+/// same text as chaining [`scrub`] calls.
+pub fn scrub_each(text: &str, sets: &[IdentifierSet]) -> String {
+    let mut cur = text.to_string();
+    // True when the last search over `cur` found nothing: then no set-independent pattern is
+    // in it, and a set whose own identifiers are absent too would leave it as it is, so the
+    // full search (most of the cost) is skipped for that set.
+    let mut clean = false;
+    for set in sets {
+        if clean && !has_own(&fold_mapped(&cur), set) {
+            continue;
+        }
+        let (s, c) = scrub_checked(&cur, set);
+        cur = s.text;
+        clean = c;
+    }
+    cur
+}
+
+/// [`scrub`], and whether its last search found nothing.
+fn scrub_checked(text: &str, ids: &IdentifierSet) -> (Scrubbed, bool) {
     let mut cur = text.to_string();
     let mut replaced = Vec::new();
+    let mut clean = false;
     // Re-scan the result: replacing can join text that now forms a match. Bounded, since
     // placeholders themselves never match.
     for _ in 0..4 {
         let ms = find(&cur, ids);
         if ms.is_empty() {
+            clean = true;
             break;
         }
         let chars: Vec<char> = cur.chars().collect();
@@ -125,7 +151,13 @@ pub fn scrub(text: &str, ids: &IdentifierSet) -> Scrubbed {
         out.extend(&chars[i..]);
         cur = out;
     }
-    Scrubbed { text: cur, replaced }
+    (Scrubbed { text: cur, replaced }, clean)
+}
+
+fn has_own(f: &Folded, ids: &IdentifierSet) -> bool {
+    let mut raw = Vec::new();
+    find_ids(f, ids, &mut raw);
+    !raw.is_empty()
 }
 
 /// Only this exam's own identifiers, merged: what `verify` searches in structured fields
@@ -137,6 +169,17 @@ pub fn find_own(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     merge(raw)
 }
 
+/// The first of `sets`' own identifiers in `text` (sets in order, then text order), as
+/// [`find_own`] with each set in turn; the text is folded once.
+pub fn find_own_each(text: &str, sets: &[IdentifierSet]) -> Option<Match> {
+    let f = fold_mapped(text);
+    sets.iter().find_map(|ids| {
+        let mut raw = Vec::new();
+        find_ids(&f, ids, &mut raw);
+        merge(raw).first().copied()
+    })
+}
+
 /// All identifier and pattern spans in `text`, merged so they do not overlap, in text order.
 pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     let f = fold_mapped(text);
@@ -145,16 +188,17 @@ pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     find_phones(&f, &mut raw);
     find_postal(&f, &mut raw);
     find_emails(&f, &mut raw);
-    text_ja::find_person_names(&f, &mut raw);
-    text_ja::find_dates(&f, &mut raw);
-    text_ja::find_addresses(&f, &mut raw);
-    text_ja::extend_given_names(&f, &mut raw);
+    let c = text_ja::narrow(&f.original);
+    text_ja::find_person_names(&c, &mut raw);
+    text_ja::find_dates(&c, &mut raw);
+    text_ja::find_addresses(&c, &mut raw);
+    text_ja::extend_given_names(&c, &mut raw);
     // Generic numbers only where nothing more specific matched, so the typed placeholder
     // ([患者ID], [電話]) wins.
     let mut numbers = Vec::new();
     find_id_numbers(&f, &mut numbers);
-    text_ja::find_keyed_numbers(&f, &mut numbers);
-    text_ja::find_accession_numbers(&f, &mut numbers);
+    text_ja::find_keyed_numbers(&c, &mut numbers);
+    text_ja::find_accession_numbers(&c, &mut numbers);
     numbers.retain(|n| !raw.iter().any(|m| n.start < m.end && m.start < n.end));
     raw.extend(numbers);
     merge(raw)
@@ -194,16 +238,38 @@ fn find_ids(f: &Folded, ids: &IdentifierSet, out: &mut Vec<Match>) {
     out.extend(own);
 }
 
+/// Bit of a pair of adjacent chars in a 4096-bit filter.
+fn pair_bit(a: char, b: char) -> usize {
+    let h = (a as u32).wrapping_mul(0x9E37_79B1) ^ (b as u32).wrapping_mul(0x85EB_CA77);
+    (h >> 20) as usize
+}
+
 fn find_variants(f: &Folded, ids: &IdentifierSet, out: &mut Vec<Match>) {
     let n = f.chars.len();
-    for (kind, v) in ids.variants() {
-        let pat: Vec<char> = v.chars().collect();
+    // Every pair of adjacent chars of the text: a variant with a pair not in it cannot occur,
+    // which rules out nearly all of a set's variants (hundreds of romaji spellings) without
+    // scanning the text for each.
+    let mut pairs = [0u64; 64];
+    for w in f.chars.windows(2) {
+        let b = pair_bit(w[0], w[1]);
+        pairs[b / 64] |= 1 << (b % 64);
+    }
+    let may_occur = |pat: &[char]| {
+        pat.windows(2).all(|w| {
+            let b = pair_bit(w[0], w[1]);
+            pairs[b / 64] & (1 << (b % 64)) != 0
+        })
+    };
+    for (kind, pat) in ids.variant_chars() {
         let (Some(&first), Some(&last)) = (pat.first(), pat.last()) else {
             continue;
         };
+        if pat.len() > n || !may_occur(pat) {
+            continue;
+        }
         let mut s = 0;
         while s + pat.len() <= n {
-            if f.chars[s..s + pat.len()] != pat[..] {
+            if f.chars[s] != first || f.chars[s..s + pat.len()] != pat[..] {
                 s += 1;
                 continue;
             }

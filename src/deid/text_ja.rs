@@ -19,12 +19,12 @@
 //! - a prefecture alone or a city alone (`京都市在住`) is not an address.
 
 use super::dates;
-use super::identifiers::{fold, Folded, IdKind};
+use super::identifiers::{fold, IdKind};
 use super::text::{Hit, Match, Pattern};
 
 /// The original chars, full-width ASCII narrowed, ideographic space made ASCII, dashes
 /// unified; one char per original char so indices are original indices.
-fn narrow(orig: &[char]) -> Vec<char> {
+pub(super) fn narrow(orig: &[char]) -> Vec<char> {
     let mut c: Vec<char> = orig
         .iter()
         .map(|&ch| match ch {
@@ -446,7 +446,7 @@ fn is_stop(k: &str) -> bool {
 /// Stop word that the folded candidate `k` starts with and is longer than, if any (longest).
 fn stop_prefix(k: &str) -> Option<&'static str> {
     STOP.iter()
-        .filter(|w| w.chars().count() >= 2 && k.len() > w.len() && k.starts_with(**w))
+        .filter(|w| k.len() > w.len() && k.starts_with(**w) && w.chars().count() >= 2)
         .max_by_key(|w| w.len())
         .copied()
 }
@@ -475,7 +475,7 @@ fn accept_kanji(c: &[char], mut s: usize, e: usize) -> Option<usize> {
     }
     let n = k.chars().count();
     let one = n == 1 && k.chars().all(|ch| SINGLE_STOP.contains(ch));
-    let ends_stop = STOP.iter().any(|w| w.chars().count() >= 3 && k.ends_with(*w));
+    let ends_stop = STOP.iter().any(|w| k.ends_with(*w) && w.chars().count() >= 3);
     (s < e && n > 0 && !one && !is_stop(&k) && !ends_stop).then_some(s)
 }
 
@@ -512,7 +512,7 @@ fn accept_kana(c: &[char], mut s: usize, e: usize) -> Option<usize> {
     }
     let letters = c[s..e].iter().filter(|&&ch| katakana_letter(ch)).count();
     let k = key(c, s, e);
-    let ends_stop = STOP.iter().any(|w| w.chars().count() >= 3 && k.ends_with(*w));
+    let ends_stop = STOP.iter().any(|w| k.ends_with(*w) && w.chars().count() >= 3);
     ((2..=12).contains(&letters) && !is_stop(&k) && !ends_stop).then_some(s)
 }
 
@@ -698,14 +698,26 @@ fn name_after(c: &[char], s: usize) -> Option<(usize, usize)> {
     }
 }
 
+// Word by word, stopping at the first mismatch: these run for every position and every
+// word of the lists, so counting the word's chars first would dominate.
 fn starts_with(c: &[char], i: usize, w: &str) -> bool {
-    let n = w.chars().count();
-    i + n <= c.len() && c[i..i + n].iter().zip(w.chars()).all(|(a, b)| *a == b)
+    let rest = c.get(i..).unwrap_or_default();
+    let mut k = 0;
+    w.chars().all(|b| {
+        let ok = rest.get(k) == Some(&b);
+        k += 1;
+        ok
+    })
 }
 
 fn starts_with_ascii_ci(c: &[char], i: usize, w: &str) -> bool {
-    let n = w.chars().count();
-    i + n <= c.len() && c[i..i + n].iter().zip(w.chars()).all(|(a, b)| a.eq_ignore_ascii_case(&b))
+    let rest = c.get(i..).unwrap_or_default();
+    let mut k = 0;
+    w.chars().all(|b| {
+        let ok = rest.get(k).is_some_and(|a| a.eq_ignore_ascii_case(&b));
+        k += 1;
+        ok
+    })
 }
 
 /// Honorifics and roles after a name; `true` for the doctor ones.
@@ -856,14 +868,36 @@ const ROLES: &[(&str, bool)] = &[
     ("父親", false),
 ];
 
+/// The first chars of `words` (both cases of ASCII letters), sorted: most positions of a
+/// text start none of a list's words, and a lookup here rules them out before the list is
+/// walked word by word.
+fn first_chars<'a>(words: impl Iterator<Item = &'a str>) -> Vec<char> {
+    let mut v: Vec<char> = words
+        .filter_map(|w| w.chars().next())
+        .flat_map(|ch| [ch.to_ascii_lowercase(), ch.to_ascii_uppercase()])
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+type FirstChars = std::sync::LazyLock<Vec<char>>;
+static ROLE_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(ROLES.iter().map(|(w, _)| *w)));
+static HONORIFIC_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(HONORIFICS.iter().map(|(w, _)| *w)));
+static NUMBER_KEY_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(NUMBER_KEYS.iter().copied()));
+static PREFECTURE_FIRST_CHARS: FirstChars =
+    FirstChars::new(|| first_chars(PREFECTURES.split_whitespace()));
+
 fn name_hit(doctor: bool) -> Hit {
     Hit::Pattern(if doctor { Pattern::Doctor } else { Pattern::PersonName })
 }
 
 /// Other people's names: `〇〇様/さん/先生/医師/Dr/氏/君/ちゃん/看護師/Ns/技師`,
 /// `Dr.〇〇`, `担当:〇〇`, `主治医 〇〇`, `長男 〇〇`.
-pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
-    let c = narrow(&f.original);
+pub(super) fn find_person_names(c: &[char], out: &mut Vec<Match>) {
     let n = c.len();
     let mut push = |(s, e): (usize, usize), doctor: bool| {
         if s < e {
@@ -872,14 +906,16 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
     };
     for p in 0..=n {
         if p == n || c[p] == '\n' {
-            if let Some(m) = signature_before(&c, p) {
+            if let Some(m) = signature_before(c, p) {
                 push(m, true);
             }
             continue;
         }
         // Honorific after the name.
-        for &(w, doctor) in HONORIFICS {
-            if !starts_with(&c, p, w) {
+        let honorifics =
+            if HONORIFIC_FIRST_CHARS.binary_search(&c[p]).is_ok() { HONORIFICS } else { &[] };
+        for &(w, doctor) in honorifics {
+            if !starts_with(c, p, w) {
                 continue;
             }
             let after = p + w.chars().count();
@@ -887,51 +923,54 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
             let skip = match w {
                 "氏" => matches!(next, Some('名' | '病' | '症')),
                 "君" => next.is_some_and(is_kanji),
-                "様" => LIKE_AFTER.iter().any(|l| starts_with(&c, after, l)),
+                "様" => LIKE_AFTER.iter().any(|l| starts_with(c, after, l)),
                 _ => false,
             };
             if !skip {
-                if let Some(m) = name_before(&c, p) {
+                if let Some(m) = name_before(c, p) {
                     push(m, doctor);
                 }
             }
         }
         // "Kondo MD": a romaji name before the degree.
-        if starts_with(&c, p, "MD")
+        if starts_with(c, p, "MD")
             && p >= 2
             && c[p - 1] == ' '
             && c.get(p + 2).is_none_or(|ch| !ch.is_ascii_alphanumeric())
         {
-            if let Some(m) = romaji_back(&c, p - 1) {
+            if let Some(m) = romaji_back(c, p - 1) {
                 push(m, true);
             }
         }
         // Dr / Ns after the name (田中Dr, 鈴木 Ns): ASCII, so not inside a longer word.
         for (w, doctor) in [("dr", true), ("ns", false)] {
             let after = p + 2;
-            if starts_with_ascii_ci(&c, p, w)
+            if starts_with_ascii_ci(c, p, w)
                 && (p == 0 || !c[p - 1].is_ascii_alphabetic())
                 && c.get(after).is_none_or(|ch| !ch.is_ascii_alphabetic())
             {
-                if let Some(m) = name_before(&c, p) {
+                if let Some(m) = name_before(c, p) {
                     push(m, doctor);
                 }
-                if w == "dr" || at(&c, after, '.') || at(&c, after, ' ') {
+                if w == "dr" || at(c, after, '.') || at(c, after, ' ') {
                     // Dr.田中, Dr 田中, Dr:Tanaka; Ns. Yoshikawa, 外来Ns 杉本.
                     let mut s = after;
                     while s < n && s - after < 3 && matches!(c[s], '.' | ' ' | ':') {
                         s += 1;
                     }
-                    if let Some(m) = name_after(&c, s) {
+                    if let Some(m) = name_after(c, s) {
                         push(m, doctor);
                     }
                 }
             }
         }
         // Role word before the name; the longest one (母親 rather than 母).
+        if ROLE_FIRST_CHARS.binary_search(&c[p]).is_err() {
+            continue;
+        }
         let role = ROLES
             .iter()
-            .filter(|(w, _)| starts_with(&c, p, w))
+            .filter(|(w, _)| starts_with(c, p, w))
             .max_by_key(|(w, _)| w.chars().count());
         if let Some(&(w, doctor)) = role {
             let len = w.chars().count();
@@ -944,7 +983,7 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
                 s += 1;
             }
             if s > p + len {
-                let mut next = name_after(&c, s);
+                let mut next = name_after(c, s);
                 // A list of names after one role (介助：吉川、宮本, 読影 西村／上野).
                 while let Some(m) = next {
                     push(m, doctor);
@@ -955,10 +994,10 @@ pub(super) fn find_person_names(f: &Folded, out: &mut Vec<Match>) {
                     if k < n && "、,・/／".contains(c[k]) {
                         // Only short surnames continue a list; a longer word after 、 is the
                         // next item of the sentence (氏名 …、生年月日).
-                        next = name_after(&c, sp(&c, k + 1)).filter(|&(a, b)| {
+                        next = name_after(c, sp(c, k + 1)).filter(|&(a, b)| {
                             b - a <= 3
                                 && c.get(b).is_none_or(|&ch| {
-                                    " \n、,・/／。)）".contains(ch) || starts_honorific(&c, b)
+                                    " \n、,・/／。)）".contains(ch) || starts_honorific(c, b)
                                 })
                         });
                     } else {
@@ -1024,8 +1063,7 @@ fn given_name_after(c: &[char], e: usize) -> Option<usize> {
 
 /// Widen name matches (the patient's, a relative's, a doctor's) over a given name written
 /// after a space, when only the surname was found.
-pub(super) fn extend_given_names(f: &Folded, out: &mut [Match]) {
-    let c = narrow(&f.original);
+pub(super) fn extend_given_names(c: &[char], out: &mut [Match]) {
     for m in out.iter_mut() {
         let name = matches!(
             m.hit,
@@ -1034,7 +1072,7 @@ pub(super) fn extend_given_names(f: &Folded, out: &mut [Match]) {
         );
         // Only a lone surname is widened; a full name is complete (松本 拓也 携帯).
         if name && !c[m.start..m.end].contains(&' ') {
-            if let Some(e) = given_name_after(&c, m.end) {
+            if let Some(e) = given_name_after(c, m.end) {
                 m.end = e;
             }
         }
@@ -1146,8 +1184,11 @@ fn month_en(c: &[char], i: usize) -> Option<(u32, usize)> {
             if w == "Sept" && m != 9 {
                 continue;
             }
+            if !starts_with_ascii_ci(c, i, w) {
+                continue;
+            }
             let n = w.chars().count();
-            if starts_with_ascii_ci(c, i, w) && word_end(i + n) {
+            if word_end(i + n) {
                 let e = if at(c, i + n, '.') && w.len() < full.len() { i + n + 1 } else { i + n };
                 return Some((m, e));
             }
@@ -1300,11 +1341,10 @@ fn date_at(c: &[char], i: usize) -> Option<usize> {
 
 /// Dates: `2026/11/25`, `2026-11-25`, `2026.11.25`, `2026年11月25日`, `2026年11月`, `2026/11`,
 /// `26/11/25`, `R8.11.25`, `令和8年11月25日`, `令和元年5月1日`, `11/25`, `11月25日`.
-pub(super) fn find_dates(f: &Folded, out: &mut Vec<Match>) {
-    let c = narrow(&f.original);
+pub(super) fn find_dates(c: &[char], out: &mut Vec<Match>) {
     let mut i = 0;
     while i < c.len() {
-        match date_at(&c, i) {
+        match date_at(c, i) {
             Some(e) => {
                 out.push(Match { start: i, end: e, hit: Hit::Pattern(Pattern::Date) });
                 i = e;
@@ -1318,6 +1358,11 @@ const PREFECTURES: &str = "北海道 青森県 岩手県 宮城県 秋田県 山
 埼玉県 千葉県 東京都 神奈川県 新潟県 富山県 石川県 福井県 山梨県 長野県 岐阜県 静岡県 愛知県 三重県 \
 滋賀県 京都府 大阪府 兵庫県 奈良県 和歌山県 鳥取県 島根県 岡山県 広島県 山口県 徳島県 香川県 愛媛県 \
 高知県 福岡県 佐賀県 長崎県 熊本県 大分県 宮崎県 鹿児島県 沖縄県";
+
+/// [`PREFECTURES`] as char slices, split once rather than on every search.
+static PREFECTURE_CHARS: std::sync::LazyLock<Vec<Vec<char>>> = std::sync::LazyLock::new(|| {
+    PREFECTURES.split_whitespace().map(|p| p.chars().collect()).collect()
+});
 
 /// Words that end an address run (京都市上京区在住, 大阪市北区の病院).
 const ADDRESS_END: &[&str] = &[
@@ -1457,28 +1502,27 @@ fn block_number(c: &[char], s: usize, e: usize) -> bool {
 
 /// Addresses: prefecture + municipality + rest (`京都府京都市上京区…1-2-3`), city + ward or
 /// town (`横浜市中区…`), and ward or town + block number (`千代田区丸の内1丁目`).
-pub(super) fn find_addresses(f: &Folded, out: &mut Vec<Match>) {
-    let c = narrow(&f.original);
+pub(super) fn find_addresses(c: &[char], out: &mut Vec<Match>) {
     let n = c.len();
-    let prefs: Vec<Vec<char>> =
-        PREFECTURES.split_whitespace().map(|p| p.chars().collect()).collect();
+    let prefs = &*PREFECTURE_CHARS;
     let mut push = |s: usize, e: usize| {
         out.push(Match { start: s, end: e, hit: Hit::Pattern(Pattern::Address) });
     };
     for i in 0..n {
         // Prefecture first; 府立/県立/都立 starts an institution name, not an address.
-        if let Some(p) = prefs.iter().find(|p| c[i..].starts_with(p)) {
+        let may_start = PREFECTURE_FIRST_CHARS.binary_search(&c[i]).is_ok();
+        if let Some(p) = prefs.iter().find(|p| may_start && c[i..].starts_with(p)) {
             let m = i + p.len();
-            if !at(&c, m, '立') {
-                if let Some(me) = municipality_end(&c, m) {
-                    push(i, address_rest(&c, me));
+            if !at(c, m, '立') {
+                if let Some(me) = municipality_end(c, m) {
+                    push(i, address_rest(c, me));
                     continue;
                 }
             }
         }
         let ch = c[i];
         // City first: the city name is the kanji (≤ 3) or hiragana (≤ 4) before 市.
-        if ch == '市' && i > 0 && !at(&c, i + 1, '立') {
+        if ch == '市' && i > 0 && !at(c, i + 1, '立') {
             let mut a = i;
             while a > 0 && i - a < 3 && is_kanji(c[a - 1]) && !breaker(c[a - 1]) {
                 a -= 1;
@@ -1500,12 +1544,12 @@ pub(super) fn find_addresses(f: &Folded, out: &mut Vec<Match>) {
             };
             if a < i {
                 if let Some(we) = ward(i + 1) {
-                    push(a, address_rest(&c, we));
+                    push(a, address_rest(c, we));
                     continue;
                 }
                 // City and town without a ward, with a block number (大津市浜大津1-2).
-                let e = address_rest(&c, i + 1);
-                if e > i + 1 && block_number(&c, i + 1, e) {
+                let e = address_rest(c, i + 1);
+                if e > i + 1 && block_number(c, i + 1, e) {
                     push(a, e);
                     continue;
                 }
@@ -1514,10 +1558,10 @@ pub(super) fn find_addresses(f: &Folded, out: &mut Vec<Match>) {
         // Ward or town with a block number after it.
         if (ch == '区' || ch == '町') && i > 0 {
             // Through a county (北佐久郡軽井沢町), else at most 4 kanji of town name.
-            let wide = kanji_back(&c, i, 8);
-            let a = if c[wide..i].contains(&'郡') { wide } else { kanji_back(&c, i, 4) };
-            let e = address_rest(&c, i + 1);
-            if i - a >= 2 && e > i + 1 && block_number(&c, i + 1, e) {
+            let wide = kanji_back(c, i, 8);
+            let a = if c[wide..i].contains(&'郡') { wide } else { kanji_back(c, i, 4) };
+            let e = address_rest(c, i + 1);
+            if i - a >= 2 && e > i + 1 && block_number(c, i + 1, e) {
                 push(a, e);
             }
         }
@@ -1562,11 +1606,13 @@ const NUMBER_KEYS: &[&str] = &[
 
 /// Numbers after an identifying keyword, even short ones: `患者ID 123`, `ID:A12345`,
 /// `記号 12 番号 345`.
-pub(super) fn find_keyed_numbers(f: &Folded, out: &mut Vec<Match>) {
-    let c = narrow(&f.original);
+pub(super) fn find_keyed_numbers(c: &[char], out: &mut Vec<Match>) {
     let n = c.len();
     for p in 0..n {
-        let Some(w) = NUMBER_KEYS.iter().find(|w| starts_with_ascii_ci(&c, p, w)) else {
+        if NUMBER_KEY_FIRST_CHARS.binary_search(&c[p]).is_err() {
+            continue;
+        }
+        let Some(w) = NUMBER_KEYS.iter().find(|w| starts_with_ascii_ci(c, p, w)) else {
             continue;
         };
         let prev = if p > 0 { Some(c[p - 1]) } else { None };
@@ -1595,7 +1641,7 @@ pub(super) fn find_keyed_numbers(f: &Folded, out: &mut Vec<Match>) {
         let has_digit = c[digits_from..e].iter().any(|ch| ch.is_ascii_digit());
         let letter_joined = e < n && c[e].is_ascii_alphabetic();
         let unit = e < n && "時分秒歳名個回枚本日月年件例:/%".contains(c[e]);
-        let decimal = at(&c, e, '.') && c.get(e + 1).is_some_and(|ch| ch.is_ascii_digit());
+        let decimal = at(c, e, '.') && c.get(e + 1).is_some_and(|ch| ch.is_ascii_digit());
         if has_digit && !letter_joined && !unit && !decimal {
             out.push(Match { start: s, end: e, hit: Hit::Pattern(Pattern::Number) });
         }
@@ -1605,8 +1651,7 @@ pub(super) fn find_keyed_numbers(f: &Folded, out: &mut Vec<Match>) {
 /// Accession and pathology numbers with a letter part (`S24-01873`, `P24-00931`,
 /// `24-G-000512`) and certificate numbers (`第1234-56号`). The last digit group needs 4+
 /// digits, so `CA19-9`, `LA-B` and `0-IIc` stay.
-pub(super) fn find_accession_numbers(f: &Folded, out: &mut Vec<Match>) {
-    let c = narrow(&f.original);
+pub(super) fn find_accession_numbers(c: &[char], out: &mut Vec<Match>) {
     let n = c.len();
     let run = |k: usize, pred: fn(char) -> bool| {
         let mut e = k;
@@ -1626,7 +1671,7 @@ pub(super) fn find_accession_numbers(f: &Folded, out: &mut Vec<Match>) {
         let l = run(i, upper);
         if (1..=3).contains(&(l - i)) {
             let d = run(l, digit);
-            if (2..=4).contains(&(d - l)) && at(&c, d, '-') {
+            if (2..=4).contains(&(d - l)) && at(c, d, '-') {
                 let d2 = run(d + 1, digit);
                 if d2 - (d + 1) >= 4 && end_ok(d2) {
                     out.push(Match { start: i, end: d2, hit: Hit::Pattern(Pattern::Number) });
@@ -1636,9 +1681,9 @@ pub(super) fn find_accession_numbers(f: &Folded, out: &mut Vec<Match>) {
         }
         // digits - letters - digits
         let d = run(i, digit);
-        if (2..=4).contains(&(d - i)) && at(&c, d, '-') {
+        if (2..=4).contains(&(d - i)) && at(c, d, '-') {
             let l = run(d + 1, upper);
-            if (1..=3).contains(&(l - d - 1)) && at(&c, l, '-') {
+            if (1..=3).contains(&(l - d - 1)) && at(c, l, '-') {
                 let d2 = run(l + 1, digit);
                 if d2 - (l + 1) >= 4 && end_ok(d2) {
                     out.push(Match { start: i, end: d2, hit: Hit::Pattern(Pattern::Number) });
@@ -1654,7 +1699,7 @@ pub(super) fn find_accession_numbers(f: &Folded, out: &mut Vec<Match>) {
                 e += 1;
             }
             let digits = c[s..e].iter().filter(|ch| ch.is_ascii_digit()).count();
-            if digits >= 3 && c[e - 1] != '-' && at(&c, e, '号') {
+            if digits >= 3 && c[e - 1] != '-' && at(c, e, '号') {
                 out.push(Match { start: s, end: e, hit: Hit::Pattern(Pattern::Number) });
             }
         }
@@ -1875,12 +1920,12 @@ mod tests {
         let t =
             "[氏名]様 [医師]先生 Dr.[医師] [日付] [住所] [番号] [患者ID] [生年月日] 担当:[氏名]";
         assert!(super::super::text::find(t, &IdentifierSet::default()).is_empty());
-        let f = fold_mapped(t);
+        let c = super::narrow(&fold_mapped(t).original);
         let mut out = Vec::new();
-        super::find_person_names(&f, &mut out);
-        super::find_dates(&f, &mut out);
-        super::find_addresses(&f, &mut out);
-        super::find_keyed_numbers(&f, &mut out);
+        super::find_person_names(&c, &mut out);
+        super::find_dates(&c, &mut out);
+        super::find_addresses(&c, &mut out);
+        super::find_keyed_numbers(&c, &mut out);
         assert!(out.is_empty());
     }
 }

@@ -321,14 +321,10 @@ fn clean_text(ctx: &Ctx, e: InMemElement, depth: usize) -> InMemElement {
 
 /// Scrub with every identifier set in turn.
 pub fn scrub(ids: &[IdentifierSet], v: &str) -> String {
-    let mut cur = v.to_string();
-    for set in ids {
-        cur = text::scrub(&cur, set).text;
-    }
     if ids.is_empty() {
-        cur = text::scrub(&cur, &IdentifierSet::default()).text;
+        return text::scrub(v, &IdentifierSet::default()).text;
     }
-    cur
+    text::scrub_each(v, ids)
 }
 
 /// The first own identifier still present in any text value: (tag path, kind key).
@@ -337,12 +333,13 @@ pub fn find_identifier(
     ids: &[IdentifierSet],
     path: &str,
 ) -> Option<(String, &'static str)> {
+    // The path is only formatted where it is needed: for items and for a hit.
+    let here = |tag: Tag| format!("{path}{}", super::parse::tag_str(tag));
     for e in obj {
         let tag = e.tag();
-        let here = format!("{path}{}", super::parse::tag_str(tag));
         if let Value::Sequence(s) = e.value() {
             for (i, item) in s.items().iter().enumerate() {
-                if let Some(hit) = find_identifier(item, ids, &format!("{here}[{i}]")) {
+                if let Some(hit) = find_identifier(item, ids, &format!("{}[{i}]", here(tag))) {
                     return Some(hit);
                 }
             }
@@ -351,11 +348,14 @@ pub fn find_identifier(
         if !text_vr(e.vr()) {
             continue;
         }
-        for v in strings(e.value()).unwrap_or_default() {
-            for set in ids {
-                if let Some(m) = text::find_own(&v, set).first() {
-                    return Some((here, m.hit.key()));
-                }
+        let values = match e.value() {
+            Value::Primitive(PrimitiveValue::Str(s)) => std::slice::from_ref(s),
+            Value::Primitive(PrimitiveValue::Strs(s)) => &s[..],
+            _ => continue,
+        };
+        for v in values {
+            if let Some(m) = text::find_own_each(v, ids) {
+                return Some((here(tag), m.hit.key()));
             }
         }
     }

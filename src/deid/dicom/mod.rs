@@ -30,7 +30,7 @@ use crate::record::Column;
 use apply::{strings, Ctx, SPECIFIC_CHARACTER_SET};
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Length, Tag, VR};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use std::collections::BTreeMap;
 
 /// Why a DICOM file could not be de-identified. Every variant names the file (as the caller
@@ -212,8 +212,9 @@ pub fn deidentify_dicom(
         .transfer_syntax(ts.clone())
         .implementation_version_name(format!("FGW_{}", crate::TOOL_VERSION));
     let fobj = out.with_meta(meta).map_err(|_| DicomError::Write { file: file.into() })?;
-    let mut bytes = Vec::new();
-    fobj.write_all(&mut bytes).map_err(|_| DicomError::Write { file: file.into() })?;
+    // About the input's size (header edits are small): sized once instead of regrown.
+    let bytes = write_part10(fobj, bytes.len() + 4096)
+        .ok_or_else(|| DicomError::Write { file: file.into() })?;
     // What we wrote must pass our own read checks; anything else is a bug to stop here.
     parse::check_structure(file, &bytes).map_err(|_| DicomError::Write { file: file.into() })?;
     Ok(DicomResult {
@@ -234,6 +235,30 @@ pub fn deidentify_dicom(
         pixels_cleaned,
         pixels_refused,
     })
+}
+
+/// The Part-10 file, byte for byte as `FileDicomObject::write_all` writes it, but consuming the
+/// object: its values (the pixel data above all) move to the encoder instead of being cloned
+/// first, which was a second copy of every frame. `size`: capacity to start with.
+fn write_part10(fobj: FileDicomObject<InMemDicomObject>, size: usize) -> Option<Vec<u8>> {
+    use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
+    use dicom_parser::dataset::{DataSetWriter, IntoTokens};
+    let mut out = Vec::with_capacity(size);
+    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(fobj.meta().transfer_syntax())?;
+    if !matches!(ts.codec(), Codec::None | Codec::EncapsulatedPixelData(..)) {
+        // A data set adapter (deflate): dicom-object's own writer applies it.
+        fobj.write_all(&mut out).ok()?;
+        return Some(out);
+    }
+    out.extend_from_slice(&[0; 128]);
+    out.extend_from_slice(b"DICM");
+    fobj.meta().write(&mut out).ok()?;
+    let mut w = DataSetWriter::with_ts(&mut out, ts).ok()?;
+    w.write_sequence(fobj.into_inner().into_tokens()).ok()?;
+    w.flush().ok()?;
+    drop(w);
+    Some(out)
 }
 
 /// Patient Identity Removed, De-identification Method (+ code sequence), Longitudinal
