@@ -1436,7 +1436,13 @@ fn building_after(c: &[char], e: usize) -> usize {
     ];
     const ROOM: &[&str] = &["号室", "号", "階"];
     let space = |k: usize| k < c.len() && (c[k] == ' ' || c[k] == '\u{3000}');
-    if e == 0 || !c[e - 1].is_ascii_digit() || !space(e) {
+    // The block number ends in a digit (`1-2-3`) or in 番/号/番地 after one (`2丁目15番3号`).
+    let digit = |k: usize| c[k].is_ascii_digit() || ('０'..='９').contains(&c[k]);
+    let block_end = e > 0
+        && (digit(e - 1)
+            || (matches!(c[e - 1], '号' | '番') && e >= 2 && digit(e - 2))
+            || (e >= 3 && c[e - 2..e] == ['番', '地'] && digit(e - 3)));
+    if !block_end || !space(e) {
         return e;
     }
     let mut k = e + 1;
@@ -1724,6 +1730,8 @@ mod tests {
             "住所 京都府京都市左京区鞍馬本町1-2-3 パークサイド青葉 309号室 に在住",
             "東京都千代田区丸の内1-1 グランドハイツ",
             "大阪府大阪市北区梅田2-4-9 ABCタワー 12F",
+            "宮城県仙台市青葉区一番町2丁目15番3号 パークサイド青葉 309号室",
+            "福岡県福岡市中央区天神4丁目7番地 グランドハイツ",
         ] {
             let out = crate::deid::text::scrub(t, &ids).text;
             for gone in ["パークサイド青葉", "309", "グランドハイツ", "ABCタワー", "12F"]
