@@ -426,43 +426,63 @@ async fn spooled_stage(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let what = kind.as_str();
+    // As many items at once as the pixel stage has OCR engines: a DICOM frame is OCR-bound,
+    // and the engines, not the backlog, bound the memory in use.
+    let width = gw.pixels.parallelism().max(1);
     loop {
-        for id in gw.db.ids_in_state(ItemState::Received, kind)? {
-            let g = gw.clone();
-            let id2 = id.clone();
-            let outcome = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-                let outcome = gate(&g, &id2)?;
-                let stored = match &outcome {
-                    DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
-                    DeidOutcome::Quarantined { .. } => None,
-                };
-                Ok((outcome, stored))
-            })
-            .await
-            .map_err(|e| PipelineError::Stage(format!("{what}: {e}")))??;
-            match outcome {
-                (DeidOutcome::Quarantined { reason }, _) => {
-                    gw.quarantine_exam(&id, ItemState::Received, &reason)?
-                }
-                (DeidOutcome::Package { .. }, Some(pkg)) => {
-                    gw.db.transition(
-                        &id,
-                        ItemState::Received,
-                        ItemState::Deidentified,
-                        Update { package_id: Some(pkg.to_string()), ..Default::default() },
-                    )?;
-                    debug!(item = %id, package = %pkg, kind = what, "de-identified");
-                    send(&to_up, id).await?;
-                }
-                (DeidOutcome::Package { .. }, None) => {
-                    unreachable!("package outcome always stored")
-                }
+        let ids = gw.db.ids_in_state(ItemState::Received, kind)?;
+        for chunk in ids.chunks(width) {
+            let running: Vec<_> = chunk
+                .iter()
+                .map(|id| {
+                    let (g, id) = (gw.clone(), id.clone());
+                    tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+                        let outcome = gate(&g, &id)?;
+                        let stored = match &outcome {
+                            DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
+                            DeidOutcome::Quarantined { .. } => None,
+                        };
+                        Ok((outcome, stored))
+                    })
+                })
+                .collect();
+            for (id, task) in chunk.iter().cloned().zip(running) {
+                let outcome =
+                    task.await.map_err(|e| PipelineError::Stage(format!("{what}: {e}")))??;
+                finish_spooled(&gw, id, outcome, what, &to_up).await?;
             }
         }
         if wait_for_work(&notify, &mut stop).await {
             return Ok(());
         }
     }
+}
+
+/// Record what the gate made of one spooled item and pass a package on to the uplink.
+async fn finish_spooled(
+    gw: &Gateway,
+    id: QueueId,
+    outcome: (DeidOutcome, Option<PackageId>),
+    what: &str,
+    to_up: &mpsc::Sender<QueueId>,
+) -> Result<(), PipelineError> {
+    match outcome {
+        (DeidOutcome::Quarantined { reason }, _) => {
+            gw.quarantine_exam(&id, ItemState::Received, &reason)?
+        }
+        (DeidOutcome::Package { .. }, Some(pkg)) => {
+            gw.db.transition(
+                &id,
+                ItemState::Received,
+                ItemState::Deidentified,
+                Update { package_id: Some(pkg.to_string()), ..Default::default() },
+            )?;
+            debug!(item = %id, package = %pkg, kind = what, "de-identified");
+            send(to_up, id).await?;
+        }
+        (DeidOutcome::Package { .. }, None) => unreachable!("package outcome always stored"),
+    }
+    Ok(())
 }
 
 async fn send<T>(tx: &mpsc::Sender<T>, v: T) -> Result<(), PipelineError> {
