@@ -698,26 +698,19 @@ fn name_after(c: &[char], s: usize) -> Option<(usize, usize)> {
     }
 }
 
-// Word by word, stopping at the first mismatch: these run for every position and every
+// Char by char, stopping at the first mismatch: these run for every position and every
 // word of the lists, so counting the word's chars first would dominate.
+fn starts_with_by(c: &[char], i: usize, w: &str, same: impl Fn(&char, &char) -> bool) -> bool {
+    let mut rest = c.get(i..).unwrap_or_default().iter();
+    w.chars().all(|b| rest.next().is_some_and(|a| same(a, &b)))
+}
+
 fn starts_with(c: &[char], i: usize, w: &str) -> bool {
-    let rest = c.get(i..).unwrap_or_default();
-    let mut k = 0;
-    w.chars().all(|b| {
-        let ok = rest.get(k) == Some(&b);
-        k += 1;
-        ok
-    })
+    starts_with_by(c, i, w, char::eq)
 }
 
 fn starts_with_ascii_ci(c: &[char], i: usize, w: &str) -> bool {
-    let rest = c.get(i..).unwrap_or_default();
-    let mut k = 0;
-    w.chars().all(|b| {
-        let ok = rest.get(k).is_some_and(|a| a.eq_ignore_ascii_case(&b));
-        k += 1;
-        ok
-    })
+    starts_with_by(c, i, w, char::eq_ignore_ascii_case)
 }
 
 /// Honorifics and roles after a name; `true` for the doctor ones.
@@ -1437,7 +1430,8 @@ fn building_after(c: &[char], e: usize) -> usize {
     const ROOM: &[&str] = &["号室", "号", "階"];
     let space = |k: usize| k < c.len() && (c[k] == ' ' || c[k] == '\u{3000}');
     // The block number ends in a digit (`1-2-3`) or in 番/号/番地 after one (`2丁目15番3号`).
-    let digit = |k: usize| c[k].is_ascii_digit() || ('０'..='９').contains(&c[k]);
+    // `c` is narrowed: full-width digits are ASCII here.
+    let digit = |k: usize| c[k].is_ascii_digit();
     let block_end = e > 0
         && (digit(e - 1)
             || (matches!(c[e - 1], '号' | '番') && e >= 2 && digit(e - 2))

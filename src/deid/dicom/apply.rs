@@ -57,10 +57,15 @@ fn single_valued_text(vr: VR) -> bool {
 pub fn strings(
     v: &Value<InMemDicomObject, dicom_core::value::InMemFragment>,
 ) -> Option<Vec<String>> {
+    str_values(v).map(<[String]>::to_vec)
+}
+
+/// [`strings`], borrowed.
+fn str_values(v: &Value<InMemDicomObject, dicom_core::value::InMemFragment>) -> Option<&[String]> {
     match v {
-        Value::Primitive(PrimitiveValue::Str(s)) => Some(vec![s.clone()]),
-        Value::Primitive(PrimitiveValue::Strs(s)) => Some(s.iter().cloned().collect()),
-        Value::Primitive(PrimitiveValue::Empty) => Some(Vec::new()),
+        Value::Primitive(PrimitiveValue::Str(s)) => Some(std::slice::from_ref(s)),
+        Value::Primitive(PrimitiveValue::Strs(s)) => Some(&s[..]),
+        Value::Primitive(PrimitiveValue::Empty) => Some(&[]),
         _ => None,
     }
 }
@@ -348,12 +353,7 @@ pub fn find_identifier(
         if !text_vr(e.vr()) {
             continue;
         }
-        let values = match e.value() {
-            Value::Primitive(PrimitiveValue::Str(s)) => std::slice::from_ref(s),
-            Value::Primitive(PrimitiveValue::Strs(s)) => &s[..],
-            _ => continue,
-        };
-        for v in values {
+        for v in str_values(e.value()).unwrap_or_default() {
             if let Some(m) = text::find_own_each(v, ids) {
                 return Some((here(tag), m.hit.key()));
             }
