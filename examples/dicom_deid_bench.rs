@@ -1,30 +1,36 @@
 //! DICOM header de-identification throughput (docs/benchmarks.md, issue 3).
 //!
 //! cargo run --release --example dicom_deid_bench -- IN_DIR OUT_DIR [--threads N]
+//!     [--pixels withhold|clean]
 //!
-//! De-identifies every `*.dcm` under IN_DIR with `fgw::deid::dicom::deidentify_dicom` (default
-//! `DicomPolicy`, a fixed test key, facility `BENCH`) and writes each result to OUT_DIR under
-//! the same relative path, as the reference tools write theirs. Header only: the context uses
-//! `PixelMode::Withhold`, so the burned-in text stage does not run and the written files keep
-//! the source's pixel data (the stage is benchmarked by bench/pixels.sh; in the pipeline, with
-//! the default `PixelMode::Clean`, every object with pixel data goes through it and what it
-//! releases is uploaded as one package per object). The time covers reading, de-identifying and
-//! writing; one worker by default (like-for-like with the single-process Python tools),
-//! `--threads N` splits the files between N std threads.
+//! De-identifies every `*.dcm` under IN_DIR with `fgw::deid::dicom::deidentify_dicom_into`
+//! (default `DicomPolicy`, a fixed test key, facility `BENCH`) and writes each result to
+//! OUT_DIR under the same relative path, as the reference tools write theirs. Header only by
+//! default: the context uses `PixelMode::Withhold`, so the burned-in text stage does not run
+//! and the written files keep the source's pixel data (the stage is benchmarked by
+//! bench/pixels.sh; in the pipeline, with the default `PixelMode::Clean`, every object with
+//! pixel data goes through it and what it releases is uploaded as one package per object).
+//! `--pixels clean` runs the stage as the pipeline does. The time covers reading,
+//! de-identifying and writing; one worker by default (like-for-like with the single-process
+//! Python tools), `--threads N` splits the files between N std threads, each reusing one input
+//! and one output buffer.
 //!
 //! Prints one line: files, errors, threads, seconds, files/s. Errors (which name the file by
 //! position and never a value) go to stderr; the exit code is 1 when any file failed.
 
-use fgw::deid::dicom::{deidentify_dicom, DicomPolicy};
+use fgw::deid::dicom::{deidentify_dicom_into, DicomPolicy};
+use fgw::deid::pixels::{PixelMode, PixelSettings, PixelStage};
 use fgw::deid::{DeidContext, Policy, Pseudonymizer};
 use fgw::ids::FacilityId;
 use fgw::secrets::Secrets;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-const USAGE: &str = "usage: dicom_deid_bench IN_DIR OUT_DIR [--threads N]";
+const USAGE: &str =
+    "usage: dicom_deid_bench IN_DIR OUT_DIR [--threads N] [--pixels withhold|clean]";
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
@@ -41,9 +47,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn parse() -> Result<(PathBuf, PathBuf, usize), String> {
+fn parse() -> Result<(PathBuf, PathBuf, usize, PixelMode), String> {
     let mut pos = Vec::new();
     let mut threads = 1usize;
+    let mut mode = PixelMode::Withhold;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -54,19 +61,26 @@ fn parse() -> Result<(PathBuf, PathBuf, usize), String> {
                     .filter(|n| *n > 0)
                     .ok_or("--threads needs a positive number")?
             }
+            "--pixels" => {
+                mode = match args.next().as_deref() {
+                    Some("withhold") => PixelMode::Withhold,
+                    Some("clean") => PixelMode::Clean,
+                    _ => return Err(format!("--pixels takes withhold or clean\n{USAGE}")),
+                }
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
             _ => pos.push(PathBuf::from(a)),
         }
     }
     match <[PathBuf; 2]>::try_from(pos) {
-        Ok([i, o]) => Ok((i, o, threads)),
+        Ok([i, o]) => Ok((i, o, threads, mode)),
         Err(_) => Err(USAGE.into()),
     }
 }
 
 fn main() -> ExitCode {
-    let (input, output, threads) = match parse() {
+    let (input, output, threads, mode) = match parse() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
@@ -89,40 +103,41 @@ fn main() -> ExitCode {
         policy: &policy,
         profile: "dicom",
         revision: 1,
-        // Header de-identification only: pixels are benchmarked by bench/pixels.sh.
-        pixels: &fgw::deid::pixels::PixelStage::new(fgw::deid::pixels::PixelSettings {
-            mode: fgw::deid::pixels::PixelMode::Withhold,
-            ..Default::default()
-        }),
+        // Header de-identification only by default: pixels are benchmarked by bench/pixels.sh.
+        pixels: &PixelStage::new(PixelSettings { mode, ..Default::default() }),
     };
 
     let next = AtomicUsize::new(0);
     let errors = AtomicUsize::new(0);
-    let worker = || loop {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        let Some(f) = files.get(n) else { break };
-        let label = format!("dicom file {}", n + 1);
-        let fail = |what: String| {
-            eprintln!("{what}");
-            errors.fetch_add(1, Ordering::Relaxed);
-        };
-        let bytes = match std::fs::read(f) {
-            Ok(b) => b,
-            Err(e) => {
+    // Each worker reuses one input and one output buffer across its files.
+    let worker = || {
+        let (mut input_buf, mut output_buf) = (Vec::new(), Vec::new());
+        loop {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let Some(f) = files.get(n) else { break };
+            let label = format!("dicom file {}", n + 1);
+            let fail = |what: String| {
+                eprintln!("{what}");
+                errors.fetch_add(1, Ordering::Relaxed);
+            };
+            input_buf.clear();
+            if let Err(e) = std::fs::File::open(f).and_then(|mut r| r.read_to_end(&mut input_buf)) {
                 fail(format!("{label}: cannot read: {e}"));
                 continue;
             }
-        };
-        match deidentify_dicom(&label, &bytes, &ctx, &dicom) {
-            Err(e) => fail(e.to_string()),
-            Ok(res) => {
-                let dest = output.join(f.strip_prefix(&input).unwrap_or(f));
-                let written = dest
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::write(&dest, &res.bytes));
-                if let Err(e) = written {
-                    fail(format!("{label}: cannot write: {e}"));
+            let out = std::mem::take(&mut output_buf);
+            match deidentify_dicom_into(&label, &input_buf, &ctx, &dicom, out) {
+                Err(e) => fail(e.to_string()),
+                Ok(res) => {
+                    let dest = output.join(f.strip_prefix(&input).unwrap_or(f));
+                    let written = dest
+                        .parent()
+                        .map_or(Ok(()), std::fs::create_dir_all)
+                        .and_then(|()| std::fs::write(&dest, &res.bytes));
+                    if let Err(e) = written {
+                        fail(format!("{label}: cannot write: {e}"));
+                    }
+                    output_buf = res.bytes;
                 }
             }
         }

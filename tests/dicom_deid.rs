@@ -494,6 +494,127 @@ fn malformed_inputs_are_reported_not_panicked() {
     assert!(s.contains("not supported") || s.contains("malformed"), "{s}");
 }
 
+fn withheld(bytes: &[u8]) -> fgw::deid::dicom::DicomResult {
+    let fac = FacilityId::new("F0001").unwrap();
+    let (ps, policy) = (pseudo(1), Policy::default());
+    let stage = fgw::deid::pixels::PixelStage::new(fgw::deid::pixels::PixelSettings {
+        mode: fgw::deid::pixels::PixelMode::Withhold,
+        ..Default::default()
+    });
+    let ctx = DeidContext {
+        facility: &fac,
+        pseudonymizer: &ps,
+        policy: &policy,
+        profile: "test",
+        revision: 1,
+        pixels: &stage,
+    };
+    deidentify_dicom("test.dcm", bytes, &ctx, &DicomPolicy::default()).expect("de-identified")
+}
+
+/// The header path takes Pixel Data that ends the file straight from the input (never parsed,
+/// never copied through the object): what it writes must be what the whole-object path
+/// writes, and the pixel element must be byte for byte the input's.
+#[test]
+fn pixel_data_at_the_end_passes_through_byte_for_byte() {
+    use dicom_core::value::PixelFragmentSequence;
+    use fgw::deid::dicom::parse::{check_structure, TailPixels};
+    let native = DataElement::new(
+        Tag(0x7FE0, 0x0010),
+        VR::OB,
+        PrimitiveValue::U8((0..=255u8).cycle().take(4 * 64).collect()),
+    );
+    let encapsulated = DataElement::new(
+        Tag(0x7FE0, 0x0010),
+        VR::OB,
+        Value::from(PixelFragmentSequence::new(vec![0], vec![vec![0xFF, 0xD8, 1, 2], vec![3, 0]])),
+    );
+    for (what, px, ts) in
+        [("native", native, EXPLICIT_LE), ("encapsulated", encapsulated, "1.2.840.10008.1.2.4.50")]
+    {
+        let mut obj = small_object();
+        obj.put(px);
+        let f = obj.clone().with_meta(FileMetaTableBuilder::new().transfer_syntax(ts)).unwrap();
+        let mut input = Vec::new();
+        f.write_all(&mut input).unwrap();
+        let start = find(&input, Tag(0x7FE0, 0x0010));
+        let tail = check_structure("in", &input).unwrap().expect("pixel data ends the file");
+        assert_eq!(tail.start, start, "{what}");
+        assert_eq!(tail.encapsulated, what == "encapsulated");
+        if tail.encapsulated {
+            let frags: Vec<Vec<u8>> =
+                tail.fragments(&input).into_iter().map(<[u8]>::to_vec).collect();
+            assert_eq!(frags, vec![vec![0xFF, 0xD8, 1, 2], vec![3, 0]]);
+        }
+
+        let out = withheld(&input);
+        assert!(out.has_pixel_data, "{what}");
+        assert_eq!(out.quarantine_reason(), Some(QuarantineReason::PixelsNotCleaned));
+        assert!(out.bytes.ends_with(&input[start..]), "{what}: pixel element changed");
+        let out_tail: TailPixels = check_structure("out", &out.bytes).unwrap().expect("tail");
+        assert_eq!(out.bytes.len() - out_tail.start, input.len() - start, "{what}");
+        dcmdump(&out.bytes);
+
+        // The same object with an element after Pixel Data goes the whole-object way; the
+        // result has the same header and the same pixel data.
+        let mut padded = obj;
+        padded.put(DataElement::new(
+            Tag(0xFFFC, 0xFFFC),
+            VR::OB,
+            PrimitiveValue::U8(vec![0; 8].into()),
+        ));
+        let f = padded.with_meta(FileMetaTableBuilder::new().transfer_syntax(ts)).unwrap();
+        let mut input2 = Vec::new();
+        f.write_all(&mut input2).unwrap();
+        assert_eq!(check_structure("in", &input2).unwrap(), None, "{what}");
+        let out2 = withheld(&input2);
+        let (a, b) = (parse(&out.bytes), parse(&out2.bytes));
+        assert_eq!(
+            a.get(Tag(0x7FE0, 0x0010)).map(|e| e.value().clone()),
+            b.get(Tag(0x7FE0, 0x0010)).map(|e| e.value().clone()),
+            "{what}"
+        );
+        use dicom_core::header::Header;
+        let header = |o: &InMemDicomObject| -> Vec<(Tag, String)> {
+            o.iter()
+                .filter(|e| e.tag() < Tag(0x7FE0, 0x0010))
+                .map(|e| (e.tag(), format!("{:?}", e.value())))
+                .collect()
+        };
+        assert_eq!(header(&a), header(&b), "{what}");
+    }
+}
+
+/// Two top-level Pixel Data elements: malformed, reported, not passed through.
+#[test]
+fn a_second_pixel_data_element_is_rejected() {
+    let mut obj = small_object();
+    obj.put(DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, PrimitiveValue::U8(vec![1, 2].into())));
+    let mut bytes = to_bytes(obj);
+    let at = find(&bytes, Tag(0x7FE0, 0x0010));
+    let element = bytes[at..].to_vec();
+    bytes.extend(element);
+    let e = err(&bytes);
+    assert!(e.contains("a second Pixel Data element"), "{e}");
+}
+
+/// Identifier sets are kept for the next objects of the same patient and exam, and never
+/// reused for another.
+#[test]
+fn identifier_sets_are_reused_only_for_the_same_values() {
+    use fgw::deid::dicom::identify;
+    let a = small_object();
+    let mut b = small_object();
+    b.put(el(Tag(0x0010, 0x0020), VR::LO, "OTHERPID77"));
+    let (a1, a2, b1) = (identify(&a), identify(&a), identify(&b));
+    assert!(std::sync::Arc::ptr_eq(&a1, &a2));
+    assert!(!std::sync::Arc::ptr_eq(&a1, &b1));
+    let has = |sets: &[fgw::deid::identifiers::IdentifierSet], v: &str| {
+        sets.iter().any(|s| s.variants().any(|(_, x)| x.eq_ignore_ascii_case(v)))
+    };
+    assert!(has(&b1, "OTHERPID77") && !has(&a1, "OTHERPID77"));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

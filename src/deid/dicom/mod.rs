@@ -32,6 +32,7 @@ use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Why a DICOM file could not be de-identified. Every variant names the file (as the caller
 /// called it) and, where one is involved, the tag; never an attribute value.
@@ -139,9 +140,22 @@ pub fn deidentify_dicom(
     ctx: &DeidContext,
     dicom: &DicomPolicy,
 ) -> Result<DicomResult, DicomError> {
+    deidentify_dicom_into(file, bytes, ctx, dicom, Vec::new())
+}
+
+/// [`deidentify_dicom`], writing the result into `buf` (cleared first), so that a caller
+/// going through many files reuses one output buffer: take it back from
+/// [`DicomResult::bytes`] once the result is stored.
+pub fn deidentify_dicom_into(
+    file: &str,
+    bytes: &[u8],
+    ctx: &DeidContext,
+    dicom: &DicomPolicy,
+    mut buf: Vec<u8>,
+) -> Result<DicomResult, DicomError> {
     dicom.validate().map_err(DicomError::Policy)?;
     let table = table::Table::get().map_err(DicomError::Table)?;
-    let obj = parse::read(file, bytes)?;
+    let (obj, tail) = parse::read(file, bytes)?;
     let mut ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     let root = obj.into_inner();
 
@@ -181,7 +195,7 @@ pub fn deidentify_dicom(
         Some("NO") => BurnedIn::No,
         _ => BurnedIn::Undeclared,
     };
-    let has_pixel_data = PIXEL_TAGS.iter().any(|t| root.get(*t).is_some());
+    let has_pixel_data = tail.is_some() || PIXEL_TAGS.iter().any(|t| root.get(*t).is_some());
 
     let ids = identify(&root);
     let shift = text1(PATIENT_ID)
@@ -202,7 +216,11 @@ pub fn deidentify_dicom(
     } else if ctx.pixels.settings().mode == super::pixels::PixelMode::Withhold {
         (false, Some(QuarantineReason::PixelsNotCleaned))
     } else {
-        match pixels::clean(&mut out, &mut ts, &IdentifierSet::union(&ids), ctx.pixels) {
+        let source = match tail {
+            Some(t) => pixels::Source::Input(bytes, t),
+            None => pixels::Source::Object,
+        };
+        match pixels::clean(&mut out, &mut ts, &IdentifierSet::union(&ids), ctx.pixels, source) {
             Ok(()) => (true, None),
             Err(r) => (false, Some(r)),
         }
@@ -212,13 +230,18 @@ pub fn deidentify_dicom(
         .transfer_syntax(ts.clone())
         .implementation_version_name(format!("FGW_{}", crate::TOOL_VERSION));
     let fobj = out.with_meta(meta).map_err(|_| DicomError::Write { file: file.into() })?;
+    buf.clear();
     // About the input's size (header edits are small): sized once instead of regrown.
-    let bytes = write_part10(fobj, bytes.len() + 4096)
-        .ok_or_else(|| DicomError::Write { file: file.into() })?;
+    buf.reserve(bytes.len() + 4096);
+    write_part10(fobj, &mut buf).ok_or_else(|| DicomError::Write { file: file.into() })?;
+    // Pixel data the stage did not replace goes out as it came in (same transfer syntax).
+    if let (Some(t), false) = (tail, pixels_cleaned) {
+        buf.extend_from_slice(&bytes[t.start..]);
+    }
     // What we wrote must pass our own read checks; anything else is a bug to stop here.
-    parse::check_structure(file, &bytes).map_err(|_| DicomError::Write { file: file.into() })?;
+    parse::check_structure(file, &buf).map_err(|_| DicomError::Write { file: file.into() })?;
     Ok(DicomResult {
-        bytes,
+        bytes: buf,
         has_pixel_data,
         record: crate::package::DicomRecord {
             study_uid: uid::remap(ctx.pseudonymizer, &study),
@@ -239,26 +262,22 @@ pub fn deidentify_dicom(
 
 /// The Part-10 file, byte for byte as `FileDicomObject::write_all` writes it, but consuming the
 /// object: its values (the pixel data above all) move to the encoder instead of being cloned
-/// first, which was a second copy of every frame. `size`: capacity to start with.
-fn write_part10(fobj: FileDicomObject<InMemDicomObject>, size: usize) -> Option<Vec<u8>> {
+/// first, which was a second copy of every frame. Appends to `out`.
+fn write_part10(fobj: FileDicomObject<InMemDicomObject>, out: &mut Vec<u8>) -> Option<()> {
     use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
     use dicom_parser::dataset::{DataSetWriter, IntoTokens};
-    let mut out = Vec::with_capacity(size);
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(fobj.meta().transfer_syntax())?;
     if !matches!(ts.codec(), Codec::None | Codec::EncapsulatedPixelData(..)) {
         // A data set adapter (deflate): dicom-object's own writer applies it.
-        fobj.write_all(&mut out).ok()?;
-        return Some(out);
+        return fobj.write_all(out).ok();
     }
     out.extend_from_slice(&[0; 128]);
     out.extend_from_slice(b"DICM");
-    fobj.meta().write(&mut out).ok()?;
-    let mut w = DataSetWriter::with_ts(&mut out, ts).ok()?;
+    fobj.meta().write(&mut *out).ok()?;
+    let mut w = DataSetWriter::with_ts(&mut *out, ts).ok()?;
     w.write_sequence(fobj.into_inner().into_tokens()).ok()?;
-    w.flush().ok()?;
-    drop(w);
-    Some(out)
+    w.flush().ok()
 }
 
 /// Patient Identity Removed, De-identification Method (+ code sequence), Longitudinal
@@ -297,63 +316,107 @@ fn mark(obj: &mut InMemDicomObject, dicom: &DicomPolicy) {
 /// The object's own identifiers, one [`IdentifierSet`] per spelling (a PN value has up to
 /// three groups — alphabetic, ideographic, phonetic — each its own name), so that every
 /// spelling is matched whole as well as by parts.
-pub fn identify(root: &InMemDicomObject) -> Vec<IdentifierSet> {
-    let all = |t: Tag| root.get(t).and_then(|e| strings(e.value())).unwrap_or_default();
-    let first = |t: Tag| all(t).into_iter().find(|s| !s.trim().is_empty());
-    let mut base = BTreeMap::new();
-    let put = |m: &mut BTreeMap<Column, String>, c: Column, v: Option<String>| {
-        if let Some(v) = v {
-            m.insert(c, v);
-        }
-    };
-    put(&mut base, Column::PatientId, first(PATIENT_ID));
-    put(&mut base, Column::BirthDate, first(Tag(0x0010, 0x0030)));
-    put(&mut base, Column::Address, first(Tag(0x0010, 0x1040)));
-    put(&mut base, Column::Phone, first(Tag(0x0010, 0x2154)));
-    put(&mut base, Column::ExamId, first(Tag(0x0008, 0x0050)));
-    let mut sets = vec![IdentifierSet::from_fields(&base)];
-    let mut one = |c: Column, v: String| {
-        if !v.trim().is_empty() {
-            sets.push(IdentifierSet::from_fields(&BTreeMap::from([(c, v)])));
-        }
-    };
-    // Patient names, other names, birth names.
-    for t in [PATIENT_NAME, Tag(0x0010, 0x1001), Tag(0x0010, 0x1005), Tag(0x0010, 0x1060)] {
-        for v in all(t) {
-            for (i, group) in v.split('=').enumerate() {
-                let c = if i == 2 { Column::PatientKana } else { Column::PatientName };
-                one(c, pn_words(group));
-            }
-        }
+///
+/// Building the sets is a good part of the header path's time (a kana name has hundreds of
+/// romaji spellings), and the objects of one exam arrive together with the same patient and
+/// staff, so the last few results are kept in memory ([`RECENT_SETS`] entries, keyed by the
+/// values themselves, in this process only; nothing is logged or stored).
+pub fn identify(root: &InMemDicomObject) -> Arc<Vec<IdentifierSet>> {
+    static RECENT: Mutex<Vec<(IdentifyingValues, Arc<Vec<IdentifierSet>>)>> =
+        Mutex::new(Vec::new());
+    let values = IdentifyingValues::of(root);
+    let lock = || RECENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, sets)) = lock().iter().find(|(v, _)| *v == values) {
+        return sets.clone();
     }
-    // Physicians and operators: surname searched, like the exam record's.
-    for (t, c) in [
-        (Tag(0x0008, 0x0090), Column::ReferringPhysician),
-        (Tag(0x0008, 0x1050), Column::Operator),
-        (Tag(0x0008, 0x1070), Column::Operator),
-        (Tag(0x0008, 0x1060), Column::Operator),
-    ] {
-        for v in all(t) {
-            for group in v.split('=') {
-                one(c, pn_words(group));
-            }
-        }
+    let sets = Arc::new(values.sets());
+    let mut recent = lock();
+    if recent.len() >= RECENT_SETS {
+        recent.remove(0);
     }
-    // Other ids: (0010,1000) and Other Patient IDs Sequence items; further phone numbers.
-    for v in
-        all(Tag(0x0010, 0x1000)).into_iter().chain(all(Tag(0x0010, 0x2154)).into_iter().skip(1))
-    {
-        one(Column::PatientId, v);
-    }
-    if let Some(Value::Sequence(s)) = root.get(Tag(0x0010, 0x1002)).map(|e| e.value()) {
-        for item in s.items() {
-            for v in item.get(PATIENT_ID).and_then(|e| strings(e.value())).unwrap_or_default() {
-                one(Column::PatientId, v);
-            }
-        }
-    }
-    sets.retain(|s| !s.is_empty());
+    recent.push((values, sets.clone()));
     sets
+}
+
+/// How many objects' identifier sets [`identify`] keeps (a few studies arriving at once).
+pub const RECENT_SETS: usize = 8;
+
+/// The values [`identify`] builds its sets from: the patient's fields, then one entry per
+/// name spelling or further id. No `Debug`: these are the patient's identifiers.
+#[derive(PartialEq, Eq)]
+struct IdentifyingValues {
+    base: BTreeMap<Column, String>,
+    each: Vec<(Column, String)>,
+}
+
+impl IdentifyingValues {
+    fn of(root: &InMemDicomObject) -> IdentifyingValues {
+        let all = |t: Tag| root.get(t).and_then(|e| strings(e.value())).unwrap_or_default();
+        let first = |t: Tag| all(t).into_iter().find(|s| !s.trim().is_empty());
+        let mut base = BTreeMap::new();
+        for (c, t) in [
+            (Column::PatientId, PATIENT_ID),
+            (Column::BirthDate, Tag(0x0010, 0x0030)),
+            (Column::Address, Tag(0x0010, 0x1040)),
+            (Column::Phone, Tag(0x0010, 0x2154)),
+            (Column::ExamId, Tag(0x0008, 0x0050)),
+        ] {
+            if let Some(v) = first(t) {
+                base.insert(c, v);
+            }
+        }
+        let mut each = Vec::new();
+        let mut one = |c: Column, v: String| {
+            if !v.trim().is_empty() {
+                each.push((c, v));
+            }
+        };
+        // Patient names, other names, birth names.
+        for t in [PATIENT_NAME, Tag(0x0010, 0x1001), Tag(0x0010, 0x1005), Tag(0x0010, 0x1060)] {
+            for v in all(t) {
+                for (i, group) in v.split('=').enumerate() {
+                    let c = if i == 2 { Column::PatientKana } else { Column::PatientName };
+                    one(c, pn_words(group));
+                }
+            }
+        }
+        // Physicians and operators: surname searched, like the exam record's.
+        for (t, c) in [
+            (Tag(0x0008, 0x0090), Column::ReferringPhysician),
+            (Tag(0x0008, 0x1050), Column::Operator),
+            (Tag(0x0008, 0x1070), Column::Operator),
+            (Tag(0x0008, 0x1060), Column::Operator),
+        ] {
+            for v in all(t) {
+                for group in v.split('=') {
+                    one(c, pn_words(group));
+                }
+            }
+        }
+        // Other ids: (0010,1000) and Other Patient IDs Sequence items; further phone numbers.
+        for v in
+            all(Tag(0x0010, 0x1000)).into_iter().chain(all(Tag(0x0010, 0x2154)).into_iter().skip(1))
+        {
+            one(Column::PatientId, v);
+        }
+        if let Some(Value::Sequence(s)) = root.get(Tag(0x0010, 0x1002)).map(|e| e.value()) {
+            for item in s.items() {
+                for v in item.get(PATIENT_ID).and_then(|e| strings(e.value())).unwrap_or_default() {
+                    one(Column::PatientId, v);
+                }
+            }
+        }
+        IdentifyingValues { base, each }
+    }
+
+    fn sets(&self) -> Vec<IdentifierSet> {
+        let mut sets = vec![IdentifierSet::from_fields(&self.base)];
+        for (c, v) in &self.each {
+            sets.push(IdentifierSet::from_fields(&BTreeMap::from([(*c, v.clone())])));
+        }
+        sets.retain(|s| !s.is_empty());
+        sets
+    }
 }
 
 /// A CS-style code: 1–16 of `A-Z 0-9 _`.

@@ -13,6 +13,7 @@ use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use std::cell::Cell;
 
 /// Deeper nesting than this is refused: real objects stay far below it, and unbounded
 /// recursion (here or in the parser) would let a small file exhaust the stack.
@@ -23,6 +24,7 @@ const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_END: Tag = Tag(0xFFFE, 0xE00D);
 const SEQ_END: Tag = Tag(0xFFFE, 0xE0DD);
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
 
 /// VRs whose explicit header has 2 reserved bytes and a 32-bit length.
 const LONG_VRS: [&[u8; 2]; 13] =
@@ -32,9 +34,59 @@ const SHORT_VRS: [&[u8; 2]; 21] = [
     b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 ];
 
-/// Read a Part-10 file (128-byte preamble + `DICM`, or `DICM` at the start).
-pub fn read(file: &str, bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
-    check_structure(file, bytes)?;
+/// Pixel Data (7FE0,0010) as the last top-level element of a little-endian file. The header
+/// path never parses it: the object is read up to `start`, and the element's bytes are taken
+/// from the input as they are (by the pixel stage, and into the output when the stage leaves
+/// the pixels unchanged), instead of being copied into the object and out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailPixels {
+    /// Where the element's header starts; the element runs to the end of the input.
+    pub start: usize,
+    /// Where its value starts.
+    pub value: usize,
+    /// Undefined length: an offset table item and fragments, then a sequence delimiter.
+    pub encapsulated: bool,
+}
+
+impl TailPixels {
+    /// The fragments of encapsulated pixel data (the offset table item skipped). The
+    /// structural walk has checked the items, so this only splits them.
+    pub fn fragments<'a>(&self, bytes: &'a [u8]) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        let mut pos = self.value;
+        let mut first = true;
+        while pos + 8 <= bytes.len() {
+            let tag = Tag(
+                u16::from_le_bytes([bytes[pos], bytes[pos + 1]]),
+                u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]),
+            );
+            if tag != ITEM {
+                break;
+            }
+            let len = u32::from_le_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]) as usize;
+            let Some(v) = bytes.get(pos + 8..pos + 8 + len) else { break };
+            if !std::mem::take(&mut first) {
+                out.push(v);
+            }
+            pos += 8 + len;
+        }
+        out
+    }
+}
+
+/// Read a Part-10 file (128-byte preamble + `DICM`, or `DICM` at the start). With
+/// [`TailPixels`], the object holds everything but that element.
+pub fn read(
+    file: &str,
+    bytes: &[u8],
+) -> Result<(DefaultDicomObject, Option<TailPixels>), DicomError> {
+    let tail = check_structure(file, bytes)?;
+    let bytes = &bytes[..tail.map_or(bytes.len(), |t| t.start)];
     let body =
         if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { &bytes[128..] } else { bytes };
     let parsed = std::panic::catch_unwind(|| {
@@ -43,7 +95,7 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> 
             .from_reader(body)
     });
     match parsed {
-        Ok(Ok(obj)) => Ok(obj),
+        Ok(Ok(obj)) => Ok((obj, tail)),
         Ok(Err(_)) => {
             Err(DicomError::ParserRejected { file: file.into(), what: "returned an error" })
         }
@@ -51,8 +103,9 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> 
     }
 }
 
-/// The structural walk alone (also what the fuzz target exercises first).
-pub fn check_structure(file: &str, bytes: &[u8]) -> Result<(), DicomError> {
+/// The structural walk alone (also what the fuzz target exercises first); finds
+/// [`TailPixels`].
+pub fn check_structure(file: &str, bytes: &[u8]) -> Result<Option<TailPixels>, DicomError> {
     if bytes.is_empty() {
         return Err(DicomError::Empty { file: file.into() });
     }
@@ -66,7 +119,7 @@ pub fn check_structure(file: &str, bytes: &[u8]) -> Result<(), DicomError> {
             what: "no 'DICM' marker after a 128-byte preamble",
         });
     };
-    let meta = Walker { file, b: bytes, explicit: true, big: false };
+    let meta = Walker { file, b: bytes, explicit: true, big: false, pixels: Cell::new(None) };
     let (ts, data_start) = meta.meta_group(start)?;
     let Some(ts) = ts else {
         return Err(meta.err(
@@ -87,12 +140,14 @@ pub fn check_structure(file: &str, bytes: &[u8]) -> Result<(), DicomError> {
             uid: safe_uid(&ts),
         });
     }
-    let w = Walker { file, b: bytes, explicit, big };
+    let w = Walker { file, b: bytes, explicit, big, pixels: Cell::new(None) };
     let end = w.dataset(data_start, bytes.len(), 0, false)?;
     if end != bytes.len() {
         return Err(w.err(end, None, "trailing bytes after the data set"));
     }
-    Ok(())
+    // Only where the output is written as the input was: little endian, no deflated data set.
+    let plain = !big && ts != DEFLATED;
+    Ok(w.pixels.get().filter(|(_, end)| *end == bytes.len() && plain).map(|(t, _)| t))
 }
 
 /// A UID for an error message: shown only if it has the shape of one.
@@ -117,6 +172,8 @@ struct Walker<'a> {
     b: &'a [u8],
     explicit: bool,
     big: bool,
+    /// Top-level OB/OW Pixel Data and where it ends.
+    pixels: Cell<Option<(TailPixels, usize)>>,
 }
 
 impl Walker<'_> {
@@ -227,6 +284,14 @@ impl Walker<'_> {
                 return Err(self.err(pos, Some(tag), "item or delimiter outside a sequence"));
             }
             let v = pos + hdr;
+            let start = pos;
+            let top_pixels = depth == 0
+                && !in_item
+                && tag == PIXEL_DATA
+                && vr.is_none_or(|vr| &vr == b"OB" || &vr == b"OW");
+            if top_pixels && self.pixels.get().is_some() {
+                return Err(self.err(pos, Some(tag), "a second Pixel Data element"));
+            }
             let sq = match vr {
                 Some(vr) => &vr == b"SQ",
                 None => dict_vr(tag) == Some(VR::SQ),
@@ -236,7 +301,13 @@ impl Walker<'_> {
                     self.fragments(v, end)?
                 } else if vr == Some(*b"UN") {
                     // Undefined-length UN is a sequence encoded implicit VR little endian.
-                    let w = Walker { file: self.file, b: self.b, explicit: false, big: false };
+                    let w = Walker {
+                        file: self.file,
+                        b: self.b,
+                        explicit: false,
+                        big: false,
+                        pixels: Cell::new(None),
+                    };
                     w.items(v, end, None, depth + 1)?
                 } else if sq || vr.is_none() {
                     self.items(v, end, None, depth + 1)?
@@ -247,6 +318,10 @@ impl Walker<'_> {
                         "undefined length on a VR that cannot have one",
                     ));
                 };
+                if top_pixels {
+                    let t = TailPixels { start, value: v, encapsulated: true };
+                    self.pixels.set(Some((t, pos)));
+                }
                 continue;
             }
             if len as usize > end - v {
@@ -255,6 +330,9 @@ impl Walker<'_> {
             let next = v + len as usize;
             if sq {
                 self.items(v, next, Some(next), depth + 1)?;
+            }
+            if top_pixels {
+                self.pixels.set(Some((TailPixels { start, value: v, encapsulated: false }, next)));
             }
             pos = next;
         }

@@ -10,6 +10,7 @@
 //! reason.
 
 use super::apply::strings;
+use super::parse::TailPixels;
 use crate::deid::identifiers::IdentifierSet;
 use crate::deid::image_meta::{self, CleanImage};
 use crate::deid::pixels::{PixelError, PixelStage};
@@ -17,6 +18,7 @@ use crate::deid::QuarantineReason;
 use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_object::InMemDicomObject;
+use std::borrow::Cow;
 
 pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -50,13 +52,42 @@ fn text(obj: &InMemDicomObject, t: Tag) -> Option<String> {
         .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
 }
 
-/// Cleans the pixel data of `obj` in place (and `ts`, when the storage changes). On success
-/// Burned In Annotation is NO; on refusal, the reason to keep the object on the box.
+/// Where the pixel data to clean is.
+pub enum Source<'a> {
+    /// Still in the input file (`parse::TailPixels`), not parsed into the object.
+    Input(&'a [u8], TailPixels),
+    /// The object's own Pixel Data element.
+    Object,
+}
+
+impl Source<'_> {
+    fn fragments<'o>(&'o self, obj: &'o InMemDicomObject) -> Option<Vec<&'o [u8]>> {
+        match self {
+            Source::Input(bytes, t) => t.encapsulated.then(|| t.fragments(bytes)),
+            Source::Object => obj
+                .get(PIXEL_DATA)
+                .and_then(|e| e.value().fragments())
+                .map(|f| f.iter().map(Vec::as_slice).collect()),
+        }
+    }
+
+    fn native<'o>(&'o self, obj: &'o InMemDicomObject) -> Option<Cow<'o, [u8]>> {
+        match self {
+            Source::Input(bytes, t) => (!t.encapsulated).then(|| Cow::Borrowed(&bytes[t.value..])),
+            Source::Object => obj.get(PIXEL_DATA).and_then(|e| e.value().to_bytes().ok()),
+        }
+    }
+}
+
+/// Cleans the pixel data of `obj` (and `ts`, when the storage changes): the cleaned pixels
+/// are put into `obj`. On success Burned In Annotation is NO; on refusal, the reason to keep
+/// the object on the box.
 pub fn clean(
     obj: &mut InMemDicomObject,
     ts: &mut String,
     ids: &IdentifierSet,
     stage: &PixelStage,
+    source: Source,
 ) -> Result<(), QuarantineReason> {
     if int(obj, FRAMES).unwrap_or(1) > 1 {
         return Err(unsupported("multi-frame"));
@@ -70,18 +101,20 @@ pub fn clean(
     };
     let input = match ts.as_str() {
         JPEG_BASELINE => {
-            let frags = obj
-                .get(PIXEL_DATA)
-                .and_then(|e| e.value().fragments())
-                .ok_or_else(|| unsupported("no encapsulated fragments"))?;
-            let mut jpeg: Vec<u8> = frags.iter().flatten().copied().collect();
+            let frags =
+                source.fragments(obj).ok_or_else(|| unsupported("no encapsulated fragments"))?;
+            let mut jpeg: Vec<u8> = frags.concat();
             // Fragments are padded to even length after EOI.
             while jpeg.len() > 2 && !jpeg.ends_with(&[0xFF, 0xD9]) && jpeg.last() == Some(&0) {
                 jpeg.pop();
             }
             image_meta::strip(&jpeg).map_err(|e| unsupported(&e.what()))?
         }
-        IMPLICIT_LE | EXPLICIT_LE => native_as_png(obj, rows, cols)?,
+        IMPLICIT_LE | EXPLICIT_LE => {
+            let data =
+                source.native(obj).ok_or_else(|| unsupported("native pixel data unreadable"))?;
+            native_as_png(obj, &data, rows, cols)?
+        }
         _ => return Err(unsupported("transfer syntax not taken by the pixel stage")),
     };
     let rgb = PixelStage::decode(&input).map_err(|_| unsupported("cannot be decoded"))?;
@@ -135,15 +168,12 @@ pub fn clean(
 /// Native 8-bit pixel data (RGB interleaved or MONOCHROME2) as a PNG for the stage.
 fn native_as_png(
     obj: &InMemDicomObject,
+    data: &[u8],
     rows: u32,
     cols: u32,
 ) -> Result<CleanImage, QuarantineReason> {
     let samples = int(obj, SAMPLES).unwrap_or(1);
     let photometric = text(obj, PHOTOMETRIC).unwrap_or_default();
-    let data = obj
-        .get(PIXEL_DATA)
-        .and_then(|e| e.value().to_bytes().ok())
-        .ok_or_else(|| unsupported("native pixel data unreadable"))?;
     let n = (rows * cols) as usize;
     let rgb: Vec<u8> = match (samples, photometric.as_str()) {
         (3, "RGB") if int(obj, PLANAR).unwrap_or(0) == 0 && data.len() >= 3 * n => {
