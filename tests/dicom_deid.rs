@@ -40,16 +40,29 @@ fn run_key(
     dicom: &DicomPolicy,
     k: u8,
 ) -> Result<fgw::deid::dicom::DicomResult, DicomError> {
+    run_mode(bytes, dicom, k, fgw::deid::pixels::PixelMode::Clean)
+}
+
+fn run_mode(
+    bytes: &[u8],
+    dicom: &DicomPolicy,
+    k: u8,
+    mode: fgw::deid::pixels::PixelMode,
+) -> Result<fgw::deid::dicom::DicomResult, DicomError> {
     let fac = FacilityId::new("F0001").unwrap();
     let ps = pseudo(k);
     let policy = Policy::default();
+    let stage = fgw::deid::pixels::PixelStage::new(fgw::deid::pixels::PixelSettings {
+        mode,
+        ..Default::default()
+    });
     let ctx = DeidContext {
         facility: &fac,
         pseudonymizer: &ps,
         policy: &policy,
         profile: "test",
         revision: 1,
-        pixels: &fgw::deid::pixels::PixelStage::new(Default::default()),
+        pixels: &stage,
     };
     deidentify_dicom("test.dcm", bytes, &ctx, dicom)
 }
@@ -495,21 +508,8 @@ fn malformed_inputs_are_reported_not_panicked() {
 }
 
 fn withheld(bytes: &[u8]) -> fgw::deid::dicom::DicomResult {
-    let fac = FacilityId::new("F0001").unwrap();
-    let (ps, policy) = (pseudo(1), Policy::default());
-    let stage = fgw::deid::pixels::PixelStage::new(fgw::deid::pixels::PixelSettings {
-        mode: fgw::deid::pixels::PixelMode::Withhold,
-        ..Default::default()
-    });
-    let ctx = DeidContext {
-        facility: &fac,
-        pseudonymizer: &ps,
-        policy: &policy,
-        profile: "test",
-        revision: 1,
-        pixels: &stage,
-    };
-    deidentify_dicom("test.dcm", bytes, &ctx, &DicomPolicy::default()).expect("de-identified")
+    let withhold = fgw::deid::pixels::PixelMode::Withhold;
+    run_mode(bytes, &DicomPolicy::default(), 1, withhold).expect("de-identified")
 }
 
 /// The header path takes Pixel Data that ends the file straight from the input (never parsed,
