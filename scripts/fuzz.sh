@@ -10,7 +10,8 @@
 # Seeds are generated into fuzz/corpus/TARGET/ (DCMTK img2dcm and dcmdjpeg for DICOM,
 # libjpeg-turbo cjpeg for JPEG: 4:2:0, 4:2:2, 4:4:4, grey, progressive, restart intervals);
 # libFuzzer adds what it finds to the same folder. A crash leaves its input in
-# fuzz/artifacts/TARGET/ and the script exits non-zero. Summary lines: fuzz/last-run.txt.
+# fuzz/artifacts/TARGET/ and the script exits non-zero. Summary lines are appended to
+# fuzz/last-run.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${1:-300}
@@ -51,7 +52,7 @@ EOF
   rm -rf "$tmp"
 }
 
-: > last-run.txt
+echo "# $(date -u +%FT%TZ), $SECS s per target" >> last-run.txt
 status=0
 for t in $TARGETS; do
   mkdir -p "corpus/$t" "artifacts/$t"
@@ -61,12 +62,14 @@ for t in $TARGETS; do
   if cargo +nightly fuzz run -O "$t" "corpus/$t" -- \
       -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -artifact_prefix="artifacts/$t/" -print_final_stats=1 > "$log" 2>&1; then
-    echo "$t: no crash in $SECS s; $(grep -E '^#[0-9]+ +DONE' "$log" | tail -1)" | tee -a last-run.txt
+    echo "$t: no crash; $(grep -E '^Done [0-9]+ runs' "$log" | tail -1);" \
+      "$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 | tr -s '\t ' ' ')" | tee -a last-run.txt
   else
     status=1
     echo "$t: FAILED, input in fuzz/artifacts/$t/ (log: $log)" | tee -a last-run.txt
     tail -40 "$log"
   fi
   grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$log" | sed "s/^/$t /" >> last-run.txt || true
+  grep -q '^Done [0-9]* runs' "$log" && rm -f "$log"
 done
 exit $status

@@ -392,6 +392,21 @@ fn pixel_data_is_flagged_for_quarantine() {
     assert_no_marker(&dcmdump(&r.bytes), "dcmdump");
 }
 
+/// Rows x Columns beyond the picture size limit: refused before any pixel is read.
+#[test]
+fn a_huge_declared_picture_is_refused_before_decoding() {
+    let mut obj = marker_object(&Build { pixels: true, ..Build::default() });
+    obj.put(el(Tag(0x0028, 0x0010), VR::US, 65535u16));
+    obj.put(el(Tag(0x0028, 0x0011), VR::US, 65535u16));
+    let r = run(&to_bytes(obj), &DicomPolicy::default()).unwrap();
+    match r.quarantine_reason() {
+        Some(QuarantineReason::PixelStageFailed(w)) => {
+            assert!(w.contains("over the picture size limit"), "{w}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// `\ISO 2022 IR 87` (ASCII first, kanji by code extension), as Japanese modalities write it.
 #[test]
 fn iso_2022_ir_87_names_are_found_and_output_is_utf8() {

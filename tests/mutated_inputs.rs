@@ -1,8 +1,8 @@
 //! The parsers of untrusted bytes, on many deterministic mutations of valid inputs (bit
-//! flips, byte overwrites, truncations, inserted and deleted runs). libFuzzer needs a nightly
-//! toolchain this project does not use (the targets are in fuzz/, for machines that have
-//! one); this runs the same entry points on stable, in every test run. Each call must return
-//! Ok or Err: a panic fails the test.
+//! flips, byte overwrites, truncations, inserted and deleted runs). The coverage-guided
+//! targets in fuzz/ need a nightly toolchain and run outside the test suite
+//! (`bash scripts/fuzz.sh`); this runs the same entry points on stable, in every test run.
+//! Each call must return Ok or Err: a panic fails the test.
 
 use fgw::deid::dicom::{deidentify_dicom, DicomPolicy};
 use fgw::deid::image_meta;
@@ -119,4 +119,46 @@ fn image_paths_survive_mutations() {
             let _ = PixelStage::decode(&clean);
         }
     }
+}
+
+/// What libFuzzer found (`jpeg_mask`, a timeout): a 1 KB JPEG whose frame header declares
+/// 65344 x 2048 pixels. Every path refuses it from the header, before decoding or reading
+/// coefficients; a TIFF declaring as much is refused the same way (DICOM rows x columns:
+/// tests/dicom_deid.rs).
+#[test]
+fn a_small_file_declaring_a_huge_picture_is_refused_from_its_header() {
+    let img = render(&mut Rng::new(9), 64, 48, Fov::Circle);
+    let good = encode_jpeg(&img, 85).unwrap();
+    let sof = good.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF");
+    // Height then width, big endian: the fuzzer's 2048 x 65344, then one within the side
+    // limit but over the pixel count.
+    for (dims, h, w) in [("65344x2048", 2048u16, 65344u16), ("4100x4100", 4100, 4100)] {
+        let mut jpeg = good.clone();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        let g = jpeg_blocks::geometry(&jpeg);
+        assert!(
+            matches!(g, Err(jpeg_blocks::JpegBlockError::Unsupported(w)) if w.contains("size limit")),
+            "{dims}: {g:?}"
+        );
+        let stripped = image_meta::strip(&jpeg).expect("metadata stripping does not decode");
+        let e = PixelStage::decode(&stripped).expect_err("must not decode").to_string();
+        assert!(e.contains("size limit") || e.contains(&format!("{dims} picture is over")), "{e}");
+    }
+
+    // Within the limit a picture decodes (the check is not refusing everything).
+    let ok = encode_jpeg(&render(&mut Rng::new(9), 4096, 64, Fov::Circle), 85).unwrap();
+    assert!(PixelStage::decode(&image_meta::strip(&ok).unwrap()).is_ok());
+
+    // TIFF is re-encoded, so decoded: refused from its header too.
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    image::GrayImage::new(8193, 1).write_to(&mut tiff, image::ImageFormat::Tiff).unwrap();
+    let e = image_meta::strip(&tiff.into_inner()).expect_err("must not decode");
+    assert!(
+        matches!(
+            e,
+            image_meta::ImageMetaError::OverLimits(_) | image_meta::ImageMetaError::TooLarge { .. }
+        ),
+        "{e:?}"
+    );
 }

@@ -43,6 +43,60 @@ pub enum ImageMetaError {
     Decode(&'static str),
     #[error("{0}: cannot be re-encoded as png")]
     Encode(&'static str),
+    #[error("{width}x{height} picture is over the {MAX_PICTURE_PIXELS}-pixel limit")]
+    TooLarge { width: u32, height: u32 },
+    #[error("{0}: picture over the size limit")]
+    OverLimits(&'static str),
+}
+
+/// Largest picture the box decodes: 4096 x 4096 pixels (16.7 megapixels), at most
+/// [`MAX_PICTURE_SIDE`] a side. Endoscopy frames are at most 4K UHD (8.3 megapixels); a header
+/// that declares more is refused before decoding, so a small file cannot make the box
+/// allocate and decode gigabytes (libFuzzer found a 1 KB JPEG declaring 65344 x 2048 that took
+/// over 10 s in the `jpeg_mask` target).
+pub const MAX_PICTURE_PIXELS: u64 = 4096 * 4096;
+/// Longest side taken (a 8192 x 2048 strip is within [`MAX_PICTURE_PIXELS`]).
+pub const MAX_PICTURE_SIDE: u32 = 8192;
+
+/// Within [`MAX_PICTURE_PIXELS`] and [`MAX_PICTURE_SIDE`].
+pub fn picture_size_ok(width: u32, height: u32) -> bool {
+    width <= MAX_PICTURE_SIDE
+        && height <= MAX_PICTURE_SIDE
+        && u64::from(width) * u64::from(height) <= MAX_PICTURE_PIXELS
+}
+
+/// Decode a picture (format from `format`, else from the content) after checking the size its
+/// header declares; the decoder's own allocations are capped too. `name` names the format in
+/// errors.
+pub fn decode_picture(
+    bytes: &[u8],
+    format: Option<image::ImageFormat>,
+    name: &'static str,
+) -> Result<image::DynamicImage, ImageMetaError> {
+    use image::ImageDecoder;
+    let mut reader = image::ImageReader::new(Cursor::new(bytes));
+    match format {
+        Some(f) => reader.set_format(f),
+        None => reader = reader.with_guessed_format().map_err(|_| ImageMetaError::Decode(name))?,
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_PICTURE_SIDE);
+    limits.max_image_height = Some(MAX_PICTURE_SIDE);
+    // The decoded picture at up to 16 bits per sample and 4 channels, plus its buffers.
+    limits.max_alloc = Some(MAX_PICTURE_PIXELS * 8 * 2);
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => ImageMetaError::OverLimits(name),
+        _ => ImageMetaError::Decode(name),
+    })?;
+    let (width, height) = decoder.dimensions();
+    if !picture_size_ok(width, height) {
+        return Err(ImageMetaError::TooLarge { width, height });
+    }
+    image::DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        image::ImageError::Limits(_) => ImageMetaError::OverLimits(name),
+        _ => ImageMetaError::Decode(name),
+    })
 }
 
 impl ImageMetaError {
@@ -73,8 +127,7 @@ fn reencode(
     format: image::ImageFormat,
     name: &'static str,
 ) -> Result<CleanImage, ImageMetaError> {
-    let img = image::load_from_memory_with_format(bytes, format)
-        .map_err(|_| ImageMetaError::Decode(name))?;
+    let img = decode_picture(bytes, Some(format), name)?;
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).map_err(|_| ImageMetaError::Encode(name))?;
     Ok(CleanImage { bytes: out.into_inner(), media_type: "image/png", ext: "png" })

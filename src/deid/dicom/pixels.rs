@@ -99,6 +99,9 @@ pub fn clean(
         (Some(r), Some(c)) if r > 0 && c > 0 => (r, c),
         _ => return Err(unsupported("rows/columns missing")),
     };
+    if !image_meta::picture_size_ok(cols, rows) {
+        return Err(unsupported("rows x columns over the picture size limit"));
+    }
     let input = match ts.as_str() {
         JPEG_BASELINE => {
             let frags =

@@ -74,6 +74,9 @@ pub fn geometry(jpeg: &[u8]) -> Result<Geometry, JpegBlockError> {
                 if seg.len() < 6 + 3 * n || w == 0 || h == 0 {
                     return Err(Structure("SOF"));
                 }
+                if !crate::deid::image_meta::picture_size_ok(w, h) {
+                    return Err(Unsupported("frame over the picture size limit"));
+                }
                 let comps = (0..n)
                     .map(|k| {
                         let c = &seg[6 + 3 * k..9 + 3 * k];

@@ -21,7 +21,7 @@ pub mod ocr;
 pub mod tophat;
 
 use super::identifiers::{IdKind, IdentifierSet};
-use super::image_meta::CleanImage;
+use super::image_meta::{self, CleanImage, ImageMetaError};
 use fov::Field;
 use layout::{DeviceLayout, LayoutUse, Rect};
 use ocr::{OcrError, OcrPool, OcrSettings, Word};
@@ -163,9 +163,14 @@ impl PixelStage {
 
     /// Decodes an image (JPEG or PNG, as `image_meta::strip` leaves them) to RGB.
     pub fn decode(img: &CleanImage) -> Result<image::RgbImage, PixelError> {
-        image::load_from_memory(&img.bytes)
-            .map(|i| i.to_rgb8())
-            .map_err(|_| PixelError::Decode(img.media_type.into()))
+        image_meta::decode_picture(&img.bytes, None, img.media_type).map(|i| i.to_rgb8()).map_err(
+            |e| match e {
+                e @ (ImageMetaError::TooLarge { .. } | ImageMetaError::OverLimits(_)) => {
+                    PixelError::Decode(e.to_string())
+                }
+                _ => PixelError::Decode(img.media_type.into()),
+            },
+        )
     }
 
     /// The field of a frame: a fixed layout, else detection, else a fallback layout. A
