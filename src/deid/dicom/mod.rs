@@ -320,17 +320,30 @@ fn mark(obj: &mut InMemDicomObject, dicom: &DicomPolicy) {
 /// Building the sets is a good part of the header path's time (a kana name has hundreds of
 /// romaji spellings), and the objects of one exam arrive together with the same patient and
 /// staff, so the last few results are kept in memory ([`RECENT_SETS`] entries, keyed by the
-/// values themselves, in this process only; nothing is logged or stored).
+/// values themselves, least recently used dropped first; in this process's memory only, never
+/// logged or written).
 pub fn identify(root: &InMemDicomObject) -> Arc<Vec<IdentifierSet>> {
     static RECENT: Mutex<Vec<(IdentifyingValues, Arc<Vec<IdentifierSet>>)>> =
         Mutex::new(Vec::new());
     let values = IdentifyingValues::of(root);
     let lock = || RECENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, sets)) = lock().iter().find(|(v, _)| *v == values) {
-        return sets.clone();
+    // Least recently used first: a hit moves its entry to the end.
+    let hit = |recent: &mut Vec<(IdentifyingValues, Arc<Vec<IdentifierSet>>)>| {
+        let i = recent.iter().position(|(v, _)| *v == values)?;
+        let entry = recent.remove(i);
+        let sets = entry.1.clone();
+        recent.push(entry);
+        Some(sets)
+    };
+    if let Some(sets) = hit(&mut lock()) {
+        return sets;
     }
+    // Built outside the lock; another worker may have built the same meanwhile.
     let sets = Arc::new(values.sets());
     let mut recent = lock();
+    if let Some(theirs) = hit(&mut recent) {
+        return theirs;
+    }
     if recent.len() >= RECENT_SETS {
         recent.remove(0);
     }
