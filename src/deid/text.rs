@@ -115,13 +115,16 @@ pub fn scrub_each(text: &str, sets: &[IdentifierSet]) -> String {
     // in it, and a set whose own identifiers are absent too would leave it as it is, so the
     // full search (most of the cost) is skipped for that set.
     let mut clean = false;
+    // `cur` folded, made once for all the sets skipped while it stays the same.
+    let mut folded: Option<Folded> = None;
     for set in sets {
-        if clean && !has_own(&fold_mapped(&cur), set) {
+        if clean && !has_own(folded.get_or_insert_with(|| fold_mapped(&cur)), set) {
             continue;
         }
         let (s, c) = scrub_checked(&cur, set);
         cur = s.text;
         clean = c;
+        folded = None;
     }
     cur
 }
