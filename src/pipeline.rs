@@ -437,12 +437,11 @@ async fn spooled_stage(
                 .map(|id| {
                     let (g, id) = (gw.clone(), id.clone());
                     tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-                        let outcome = gate(&g, &id)?;
-                        let stored = match &outcome {
-                            DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
-                            DeidOutcome::Quarantined { .. } => None,
-                        };
-                        Ok((outcome, stored))
+                        // The package stored in the outbox, or why the item stays on the box.
+                        Ok(match gate(&g, &id)? {
+                            DeidOutcome::Package { package, .. } => Ok(g.outbox.put(&package)?),
+                            DeidOutcome::Quarantined { reason } => Err(reason),
+                        })
                     })
                 })
                 .collect();
@@ -462,15 +461,13 @@ async fn spooled_stage(
 async fn finish_spooled(
     gw: &Gateway,
     id: QueueId,
-    outcome: (DeidOutcome, Option<PackageId>),
+    outcome: Result<PackageId, QuarantineReason>,
     what: &str,
     to_up: &mpsc::Sender<QueueId>,
 ) -> Result<(), PipelineError> {
     match outcome {
-        (DeidOutcome::Quarantined { reason }, _) => {
-            gw.quarantine_exam(&id, ItemState::Received, &reason)?
-        }
-        (DeidOutcome::Package { .. }, Some(pkg)) => {
+        Err(reason) => gw.quarantine_exam(&id, ItemState::Received, &reason)?,
+        Ok(pkg) => {
             gw.db.transition(
                 &id,
                 ItemState::Received,
@@ -480,7 +477,6 @@ async fn finish_spooled(
             debug!(item = %id, package = %pkg, kind = what, "de-identified");
             send(to_up, id).await?;
         }
-        (DeidOutcome::Package { .. }, None) => unreachable!("package outcome always stored"),
     }
     Ok(())
 }
