@@ -389,25 +389,30 @@ impl MetaStore for SqliteMetaStore {
         let rows = stmt
             .query_map([facility.as_str()], |r| {
                 Ok((
-                    DicomListing {
-                        study_uid: r.get(0)?,
-                        series_uid: r.get(1)?,
-                        sop_instance_uid: r.get(2)?,
-                        sop_class: r.get(3)?,
-                        exam_pid: r.get(4)?,
-                        package_id: Sha256Hex::of(b""),
-                        received_at: r.get(6)?,
-                    },
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
                     r.get::<_, String>(5)?,
+                    r.get(6)?,
                 ))
             })
             .map_err(&sql)?;
         let mut out = Vec::new();
         for row in rows {
-            let (mut listing, id) = row.map_err(&sql)?;
-            listing.package_id =
-                Sha256Hex::new(id).map_err(|_| self.corrupt("dicom_objects.package_id"))?;
-            out.push(listing);
+            let (study_uid, series_uid, sop_instance_uid, sop_class, exam_pid, id, received_at) =
+                row.map_err(&sql)?;
+            out.push(DicomListing {
+                study_uid,
+                series_uid,
+                sop_instance_uid,
+                sop_class,
+                exam_pid,
+                package_id: Sha256Hex::new(id)
+                    .map_err(|_| self.corrupt("dicom_objects.package_id"))?,
+                received_at,
+            });
         }
         Ok(out)
     }
