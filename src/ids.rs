@@ -10,6 +10,13 @@ pub enum IdError {
     Shape { kind: &'static str, rule: &'static str, len: usize },
 }
 
+/// A DICOM UID's shape: 1–64 characters of digits and dots, no empty component. The one
+/// definition for the SCP's `Uid` and the check of a DICOM package's record.
+pub fn is_dicom_uid(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 macro_rules! id_type {
     ($name:ident, $kind:literal, $rule:literal, $check:expr) => {
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -66,10 +66,6 @@ pub fn verify_dicom_record(r: &crate::package::DicomRecord) -> Result<(), Findin
             && u.strip_prefix("2.25.")
                 .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
     };
-    let uid = |u: &str| {
-        (1..=64).contains(&u.len())
-            && u.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
-    };
     for (field, v) in [
         ("study_uid", Some(&r.study_uid)),
         ("series_uid", r.series_uid.as_ref()),
@@ -81,7 +77,7 @@ pub fn verify_dicom_record(r: &crate::package::DicomRecord) -> Result<(), Findin
     }
     // Class and transfer syntax UIDs are kept as sent: they name a class, not a patient.
     for (field, v) in [("sop_class", &r.sop_class), ("transfer_syntax", &r.transfer_syntax)] {
-        if !uid(v) {
+        if !crate::ids::is_dicom_uid(v) {
             return fail(field, "uid_shape");
         }
     }

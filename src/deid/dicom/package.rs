@@ -51,6 +51,7 @@ fn seal(
         size: res.bytes.len() as u64,
         media_type: "application/dicom".into(),
     };
-    let none = IdentifierSet::from_fields(&Default::default());
+    // The record is checked by shape (`verify_dicom_record`), not searched: no identifiers.
+    let none = IdentifierSet::default();
     verify_and_seal(Content::Dicom(res.record), &none, ctx, actions, vec![(entry, res.bytes)])
 }

@@ -84,10 +84,7 @@ impl Uid {
     pub fn new(s: impl Into<String>) -> Result<Uid, ShapeError> {
         let s = s.into();
         let t = s.trim_end_matches(['\0', ' ']);
-        let ok = !t.is_empty()
-            && t.len() <= 64
-            && t.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
-        if ok {
+        if crate::ids::is_dicom_uid(t) {
             Ok(Uid(t.to_string()))
         } else {
             Err(ShapeError {
