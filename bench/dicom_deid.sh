@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DICOM header de-identification throughput and peak memory: fgw (examples/dicom_deid_bench.rs)
+# DICOM header de-identification throughput and peak memory: fgw (crates/gateway/examples/dicom_deid_bench.rs)
 # against dicognito and pydicom's deid (default recipe), in the same run on the same files
 # (issue 3; results pasted into docs/benchmarks.md).
 #
@@ -72,7 +72,7 @@ fi
 NDCM=$(find "$CORPUS/dicom" -name '*.dcm' | wc -l)
 
 echo "== building the example (release)"
-(cd "$ROOT" && cargo build --release --quiet --example dicom_deid_bench)
+(cd "$ROOT" && cargo build --release --quiet -p fgw-gateway --example dicom_deid_bench)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/dicom_deid_bench
 
 rm -rf "$W"; mkdir -p "$W/times" "$W/out"

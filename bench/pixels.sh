@@ -31,7 +31,7 @@ fi
 if [ ! -f "$CORPUS/truth.json" ]; then
   "$PY" "$MAKE_CORPUS" "$CORPUS" --exams "$NIMG" --images-per-exam 1 --dicom 0 --workers 2
 fi
-(cd "$ROOT" && cargo build --release --locked --example pixel_bench >/dev/null)
+(cd "$ROOT" && cargo build --release --locked -p fgw-synth --example pixel_bench >/dev/null)
 BIN=$ROOT/target/release/examples/pixel_bench
 
 "$PY" - "$CORPUS" "$NIMG" > "$RESULTS/images.txt" <<'PYEOF'

@@ -12,7 +12,7 @@ PORT=${DEMO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0
 rm -rf "$WORK"; mkdir -p "$WORK"/{hub,gateway,export}
 
 echo "== building"
-cargo build -q --bins --example synth_department
+cargo build -q --workspace --bins && cargo build -q -p fgw-synth --example synth_department
 BIN=$PWD/target/debug
 HUB="$BIN/hub"; GW="$BIN/gateway"
 

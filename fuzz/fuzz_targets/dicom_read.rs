@@ -2,15 +2,15 @@
 //! never panic, overflow the stack or allocate without bound.
 #![no_main]
 
-use fgw::deid::dicom::{deidentify_dicom, DicomPolicy};
-use fgw::deid::{DeidContext, Policy, Pseudonymizer};
-use fgw::ids::FacilityId;
+use fgw_deid::dicom::{deidentify_dicom, DicomPolicy};
+use fgw_deid::{DeidContext, Policy, Pseudonymizer};
+use fgw_format::ids::FacilityId;
 use libfuzzer_sys::fuzz_target;
 use ring::hmac;
 
-static PIXELS: std::sync::LazyLock<fgw::deid::pixels::PixelStage> = std::sync::LazyLock::new(|| {
-    fgw::deid::pixels::PixelStage::new(fgw::deid::pixels::PixelSettings {
-        mode: fgw::deid::pixels::PixelMode::Withhold,
+static PIXELS: std::sync::LazyLock<fgw_deid::pixels::PixelStage> = std::sync::LazyLock::new(|| {
+    fgw_deid::pixels::PixelStage::new(fgw_deid::pixels::PixelSettings {
+        mode: fgw_deid::pixels::PixelMode::Withhold,
         ..Default::default()
     })
 });

@@ -2,8 +2,8 @@
 //! geometry, coefficient masking and decoding. Each must return `Ok` or `Err`, never panic.
 #![no_main]
 
-use fgw::deid::image_meta;
-use fgw::deid::pixels::{jpeg_blocks, PixelStage};
+use fgw_deid::image_meta;
+use fgw_deid::pixels::{jpeg_blocks, PixelStage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

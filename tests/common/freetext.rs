@@ -1,9 +1,9 @@
 //! Scoring of a labelled free-text set (JSONL: text, the patient's own identifiers, labelled
 //! spans in characters), shared by the in-sample and the held-out test.
 
-use fgw::deid::identifiers::IdentifierSet;
-use fgw::deid::text::find;
-use fgw::record::{Column, RawExam};
+use fgw_deid::identifiers::IdentifierSet;
+use fgw_deid::text::find;
+use fgw_records::{Column, RawExam};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -11,11 +11,45 @@ use std::time::{Duration, Instant};
 
 pub const FACILITY: &str = "F0001";
 
+/// The `hub` binary of this build.
 pub fn hub_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hub")
+    &bins().1
 }
+/// The `gateway` binary of this build.
 pub fn gateway_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gateway")
+    &bins().0
+}
+
+/// The binaries live in other packages of the workspace, so Cargo gives this package no
+/// `CARGO_BIN_EXE_*`. They are built once per test process with the same profile and target
+/// directory (a no-op when `scripts/test.sh` built them first), so a test never runs a stale
+/// binary. `FGW_BIN_DIR` points at prebuilt binaries instead.
+fn bins() -> &'static (String, String) {
+    static BINS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    BINS.get_or_init(|| {
+        let dir = match std::env::var_os("FGW_BIN_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                // <target>/<profile>/deps/<test binary>
+                let exe = std::env::current_exe().expect("test binary path");
+                let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+                let mut cmd = Command::new(env!("CARGO"));
+                cmd.args(["build", "--workspace", "--bins", "--quiet"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"));
+                if profile_dir.file_name().is_some_and(|n| n == "release") {
+                    cmd.arg("--release");
+                }
+                if let Some(target) = profile_dir.parent() {
+                    cmd.arg("--target-dir").arg(target);
+                }
+                let st = cmd.status().expect("run cargo build for the binaries");
+                assert!(st.success(), "cargo build --workspace --bins failed");
+                profile_dir.to_path_buf()
+            }
+        };
+        let s = |n: &str| dir.join(n).to_str().expect("utf-8 path").to_string();
+        (s("gateway"), s("hub"))
+    })
 }
 
 pub fn free_port() -> u16 {
@@ -109,7 +143,7 @@ impl Hub {
         facility: &str,
         what: &str,
     ) -> Vec<serde_json::Value> {
-        let cfg = fgw::tls::client_config(
+        let cfg = fgw_tls::client_config(
             &operator_pki.join("ca.crt"),
             &operator_pki.join("device.crt"),
             &operator_pki.join("device.key"),

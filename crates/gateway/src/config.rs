@@ -1,0 +1,259 @@
+//! Gateway configuration: one TOML file, typed, with documented defaults, validated at start.
+//! Every key and its default is listed in `docs/configuration.md`; `gateway config check FILE`
+//! runs the same validation as the daemon.
+
+use fgw_deid::Policy;
+use fgw_format::ids::{DeviceId, FacilityId};
+use fgw_ingest::dicom_pull::{DicomPullConfig, PullMode};
+use fgw_ingest::dicom_scp::{DicomScpConfig, ScpMode};
+use fgw_ingest::hl7::Hl7Config;
+use fgw_records::profile::Profile;
+use fgw_outbound::uplink::UplinkConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where the daemon looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/facility-gateway/gateway.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: key `{key}`: {allowed}")]
+    Invalid { path: PathBuf, key: &'static str, allowed: String },
+}
+
+/// What happens to a batch folder in the department's export directory once every exam in it
+/// is acknowledged or quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceRetention {
+    /// Leave it (default): the folder belongs to the department system; the gateway only
+    /// remembers which batches it ingested.
+    #[default]
+    Keep,
+    /// Delete the batch folder once all its items are finished (acked or quarantined).
+    DeleteWhenFinished,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportSource {
+    /// Export root watched for `<batch>/DONE` (default `/srv/department-export`).
+    pub watch_dir: PathBuf,
+    /// Seconds between scans of the export root (default 10; 1..=3600).
+    pub poll_interval_secs: u64,
+    pub source_retention: SourceRetention,
+    /// Vendor mapping profile: a built-in name (`reference`, default; `vendor-b`) or the path
+    /// of a profile TOML file (relative to this config file). Loaded and validated on load.
+    pub profile: String,
+    /// The loaded `profile`; filled in by [`GatewayConfig::from_toml`].
+    #[serde(skip)]
+    pub mapping: Profile,
+}
+
+impl Default for ExportSource {
+    fn default() -> Self {
+        ExportSource {
+            watch_dir: "/srv/department-export".into(),
+            poll_interval_secs: 10,
+            source_retention: SourceRetention::Keep,
+            profile: "reference".into(),
+            mapping: Profile::reference(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Capacity of each channel between stages (default 16; 1..=4096). Bounds memory: a
+    /// full channel makes the stage before it wait.
+    pub channel_capacity: usize,
+    /// First retry delay after a failed upload, in milliseconds (default 500).
+    pub retry_initial_ms: u64,
+    /// Upper bound of the exponential retry delay, in milliseconds (default 60000).
+    pub retry_max_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { channel_capacity: 16, retry_initial_ms: 500, retry_max_ms: 60_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Facility this box serves; must match the facility in its client certificate.
+    pub facility_id: FacilityId,
+    /// This box's id (default `gateway`).
+    #[serde(default = "default_device")]
+    pub device_id: DeviceId,
+    /// State directory: database, encrypted spool, outbox, quarantine, secret store
+    /// (default `/var/lib/facility-gateway`).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub export: ExportSource,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub hl7: Hl7Config,
+    #[serde(default)]
+    pub dicom_scp: DicomScpConfig,
+    #[serde(default)]
+    pub dicom_pull: DicomPullConfig,
+    #[serde(default)]
+    pub uplink: UplinkConfig,
+    #[serde(default)]
+    pub deid: Policy,
+}
+
+fn default_device() -> DeviceId {
+    DeviceId::new("gateway").expect("valid default")
+}
+
+fn default_state_dir() -> PathBuf {
+    "/var/lib/facility-gateway".into()
+}
+
+impl GatewayConfig {
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(path, &text)
+    }
+
+    pub fn from_toml(path: &Path, text: &str) -> Result<GatewayConfig, ConfigError> {
+        let mut cfg: GatewayConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        // Relative paths are relative to the config file, so a config and its certs can move
+        // together (the demo relies on this).
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_relative(base);
+        cfg.export.mapping =
+            Profile::from_setting(&cfg.export.profile, base).map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "export.profile",
+                allowed: e.to_string(),
+            })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn resolve_relative(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.state_dir);
+        fix(&mut self.export.watch_dir);
+        self.uplink.resolve_relative(base);
+    }
+
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key, allowed: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            allowed: allowed.to_string(),
+        };
+        if !(1..=3600).contains(&self.export.poll_interval_secs) {
+            return Err(bad("export.poll_interval_secs", "an integer from 1 to 3600"));
+        }
+        if !(1..=4096).contains(&self.pipeline.channel_capacity) {
+            return Err(bad("pipeline.channel_capacity", "an integer from 1 to 4096"));
+        }
+        if self.pipeline.retry_initial_ms == 0
+            || self.pipeline.retry_max_ms < self.pipeline.retry_initial_ms
+        {
+            return Err(bad(
+                "pipeline.retry_max_ms",
+                "retry_initial_ms > 0 and retry_max_ms >= retry_initial_ms",
+            ));
+        }
+        if self.deid.version == 0 || self.deid.id.trim().is_empty() {
+            return Err(bad("deid.version", "a non-empty deid.id and a version >= 1"));
+        }
+        self.uplink.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        self.hl7.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        self.dicom_scp.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        self.dicom_pull.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        // C-MOVE delivers to our own SCP: pulling without it would move into the void.
+        if self.dicom_pull.mode == PullMode::Enabled && self.dicom_scp.mode != ScpMode::Enabled {
+            return Err(bad(
+                "dicom_pull.mode",
+                "`enabled` only together with dicom_scp.mode = \"enabled\" (studies arrive by C-STORE)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join("state.sqlite")
+    }
+    pub fn spool_dir(&self) -> PathBuf {
+        self.state_dir.join("spool")
+    }
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.state_dir.join("quarantine")
+    }
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.state_dir.join("outbox")
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.state_dir.join("secrets")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = GatewayConfig::from_toml(Path::new("/etc/g.toml"), "facility_id = \"F0001\"\n")
+            .unwrap();
+        assert_eq!(c.export.poll_interval_secs, 10);
+        assert_eq!(c.pipeline.channel_capacity, 16);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/facility-gateway"));
+        assert_eq!(c.deid, Policy::default());
+    }
+
+    #[test]
+    fn wrong_values_name_the_key() {
+        let e = GatewayConfig::from_toml(
+            Path::new("g.toml"),
+            "facility_id = \"F1\"\n[export]\npoll_interval_secs = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("export.poll_interval_secs"), "{e}");
+        let e = GatewayConfig::from_toml(
+            Path::new("g.toml"),
+            "facility_id = \"F1\"\n[deid]\nexam_date = \"sometimes\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("exam_date") && e.contains("year-month"), "{e}");
+        let e = GatewayConfig::from_toml(Path::new("g.toml"), "facility_id = \"../x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("facility id"), "{e}");
+        let e = GatewayConfig::from_toml(Path::new("g.toml"), "facility_id = \"F1\"\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = GatewayConfig::from_toml(
+            Path::new("g.toml"),
+            "facility_id = \"F1\"\n[dicom_pull]\nmode = \"enabled\"\narchive_ae = \"PACS\"\n\
+             archive_host = \"10.0.0.9\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("dicom_pull.mode") && e.contains("dicom_scp.mode"), "{e}");
+    }
+}

@@ -1,0 +1,279 @@
+//! The `hub` command line.
+//!
+//! Every command that touches the hub's state takes `--config FILE`. A missing config file is
+//! an error, unless `--data-dir DIR` is also given: then the embedded defaults apply with that
+//! data directory. `--data-dir` always overrides `data_dir` from the file.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+use super::ca;
+use super::config::{ConfigError, HubConfig};
+use super::store::{MetaStore, SqliteMetaStore};
+use super::Role;
+use fgw_format::ids::{DeviceId, FacilityId};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hub",
+    version,
+    about = "Society hub: receives de-identified exam packages over mutual TLS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Hub config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Data directory; overrides `data_dir`, and allows a missing config file (defaults).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the society CA and the hub's server certificate (refuses to overwrite).
+    Init(ConfigArgs),
+    /// Issue a client certificate for a gateway (or operator) and register it.
+    IssueDevice {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[arg(long)]
+        device: DeviceId,
+        #[arg(long)]
+        facility: FacilityId,
+        #[arg(long, value_enum, default_value = "device")]
+        role: Role,
+        /// Output directory for device.crt, device.key and ca.crt (must not contain them).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Serve the API until SIGINT / SIGTERM.
+    Serve(ConfigArgs),
+    /// Config file commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the current exams (or DICOM objects) of a facility as JSON (reads the metadata
+    /// store directly).
+    List {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[arg(long)]
+        facility: FacilityId,
+        /// What to list.
+        #[arg(long, value_enum, default_value_t = Listing::Exams)]
+        kind: Listing,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Listing {
+    /// Current package of each exam, with its report and DICOM object counts.
+    Exams,
+    /// Every DICOM object, by study, series and instance.
+    Dicom,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Parse and validate a config file; print the effective settings.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{path} does not exist (pass --data-dir to run with defaults)")]
+    NoConfig { path: PathBuf },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
+    #[error(transparent)]
+    Serve(#[from] super::server::ServeError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NoConfig { .. } | CliError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn load(args: &ConfigArgs) -> Result<HubConfig, CliError> {
+    let mut cfg = if args.config.exists() {
+        HubConfig::load(&args.config)?
+    } else if let Some(dir) = &args.data_dir {
+        HubConfig::with_data_dir(dir)
+    } else {
+        return Err(CliError::NoConfig { path: args.config.clone() });
+    };
+    if let Some(dir) = &args.data_dir {
+        cfg.data_dir = dir.clone();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json value serializes"));
+}
+
+fn effective(cfg: &HubConfig) -> serde_json::Value {
+    json!({
+        "listen": cfg.listen,
+        "data_dir": cfg.data_dir,
+        "server_names": cfg.server_names,
+        "max_object_bytes": cfg.max_object_bytes,
+        "max_manifest_bytes": cfg.max_manifest_bytes,
+        "tls": {
+            "ca_cert": cfg.ca_cert(),
+            "ca_key": cfg.ca_key(),
+            "server_cert": cfg.server_cert(),
+            "server_key": cfg.server_key(),
+        },
+        "db": cfg.db_path(),
+        "objects": cfg.objects_dir(),
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Init(args) => {
+            let cfg = load(&args)?;
+            let out = ca::init(&cfg)?;
+            print_json(&json!({
+                "ca_cert": out.ca_cert,
+                "server_cert": out.server_cert,
+                "ca_fingerprint": out.ca_fingerprint,
+            }));
+        }
+        Command::IssueDevice { cfg: args, device, facility, role, out } => {
+            let cfg = load(&args)?;
+            let fingerprint = ca::issue_device(&cfg, &device, &facility, role, &out)?;
+            print_json(&json!({
+                "device": device,
+                "facility": facility,
+                "role": role,
+                "fingerprint": fingerprint,
+                "out": out,
+            }));
+        }
+        Command::Serve(args) => {
+            let cfg = load(&args)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            rt.block_on(super::server::serve(cfg, shutdown_signal()))?;
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let cfg = HubConfig::load(&file)?;
+            print_json(&effective(&cfg));
+        }
+        Command::List { cfg: args, facility, kind } => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let listing = match kind {
+                Listing::Exams => serde_json::to_value(meta.list_exams(&facility)?),
+                Listing::Dicom => serde_json::to_value(meta.list_dicom(&facility)?),
+            };
+            print_json(&listing.expect("listing serializes"));
+        }
+    }
+    Ok(())
+}
+
+/// Entry point of `src/bin/hub.rs`.
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hub: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::path::Path;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "hub",
+            "issue-device",
+            "--config",
+            "h.toml",
+            "--device",
+            "gw-1",
+            "--facility",
+            "F1",
+            "--role",
+            "operator",
+            "--out",
+            "o",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::IssueDevice { role: Role::Operator, .. }));
+        assert!(
+            Cli::try_parse_from(["hub", "list", "--config", "h", "--facility", "../x"]).is_err()
+        );
+    }
+
+    #[test]
+    fn missing_config_needs_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent.toml");
+        let args = |data_dir: Option<&Path>| ConfigArgs {
+            config: absent.clone(),
+            data_dir: data_dir.map(Path::to_path_buf),
+        };
+        assert!(load(&args(None)).unwrap_err().to_string().contains("absent.toml"));
+        let cfg = load(&args(Some(dir.path()))).unwrap();
+        assert_eq!(cfg.data_dir, dir.path());
+    }
+}

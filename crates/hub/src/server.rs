@@ -1,0 +1,256 @@
+//! TLS acceptor + HTTP/1.1 server. Authentication is the TLS layer: the handshake requires a
+//! client certificate chained to the society CA, then the leaf's fingerprint is looked up in
+//! the device registry once per connection and attached to every request as [`Peer`].
+
+use super::api::{self, HubState, Peer};
+use super::config::{ConfigError, HubConfig};
+use super::store::{FsObjectStore, MetaStore, ObjectStore, SqliteMetaStore, StoreError};
+use super::Caller;
+use fgw_tls::TlsError;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// A client has this long to finish the TLS handshake (stops idle half-open connections
+/// from holding sockets).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ... and this long to send each request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// On shutdown, in-flight requests get this long to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("hub: cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("hub: server task failed")]
+    Join,
+}
+
+/// A configured hub: stores opened, TLS loaded, not yet listening.
+pub struct Hub {
+    state: Arc<HubState>,
+    tls: Arc<rustls::ServerConfig>,
+    listen: SocketAddr,
+}
+
+impl Hub {
+    /// Open the embedded stores under `data_dir` and load the PKI files.
+    pub fn open(cfg: &HubConfig) -> Result<Hub, ServeError> {
+        let objects = Arc::new(FsObjectStore::open(&cfg.objects_dir())?);
+        let meta = Arc::new(SqliteMetaStore::open(&cfg.db_path())?);
+        Hub::with_stores(cfg, objects, meta)
+    }
+
+    /// A hub over any store implementations.
+    pub fn with_stores(
+        cfg: &HubConfig,
+        objects: Arc<dyn ObjectStore>,
+        meta: Arc<dyn MetaStore>,
+    ) -> Result<Hub, ServeError> {
+        cfg.validate()?;
+        fgw_tls::install_ring_provider();
+        let tls = fgw_tls::server_config(&cfg.ca_cert(), &cfg.server_cert(), &cfg.server_key())?;
+        let state = Arc::new(HubState {
+            objects,
+            meta,
+            // validate() bounds both far below usize::MAX on 64-bit targets.
+            max_object_bytes: usize::try_from(cfg.max_object_bytes).unwrap_or(usize::MAX),
+            max_manifest_bytes: usize::try_from(cfg.max_manifest_bytes).unwrap_or(usize::MAX),
+        });
+        Ok(Hub { state, tls: Arc::new(tls), listen: cfg.listen_addr()? })
+    }
+
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.state.objects
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.state.meta
+    }
+
+    pub async fn bind(self) -> Result<RunningHub, ServeError> {
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: self.listen, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr: self.listen, source })?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let objects = self.state.objects.clone();
+        let meta = self.state.meta.clone();
+        let task = tokio::spawn(self.run(listener, async {
+            let _ = stop_rx.await;
+        }));
+        Ok(RunningHub { addr, stop: Some(stop_tx), task, objects, meta })
+    }
+
+    /// Accept connections on `listener` until `shutdown` completes, then drain.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let acceptor = TlsAcceptor::from(self.tls.clone());
+        let router = api::router(self.state.clone());
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "hub listening");
+        }
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _peer)) => {
+                        conns.spawn(connection(
+                            acceptor.clone(),
+                            tcp,
+                            self.state.meta.clone(),
+                            router.clone(),
+                            drain_rx.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        tracing::info!(connections = conns.len(), "hub shutting down");
+        let _ = drain_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            conns.abort_all();
+        }
+        Ok(())
+    }
+}
+
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    meta: Arc<dyn MetaStore>,
+    router: axum::Router,
+    mut drain: watch::Receiver<bool>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "tls handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("tls handshake timed out");
+            return;
+        }
+    };
+    // Client auth is mandatory in the server config, so a finished handshake has a leaf.
+    let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        return;
+    };
+    let fingerprint = fgw_tls::cert_fingerprint(leaf);
+    let fp = fingerprint.clone();
+    let peer = match tokio::task::spawn_blocking(move || meta.device_by_fingerprint(&fp)).await {
+        Ok(Ok(Some(rec))) => {
+            Peer::Registered(Caller { device: rec.device, facility: rec.facility, role: rec.role })
+        }
+        Ok(Ok(None)) => Peer::Unregistered { fingerprint },
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "device lookup failed; closing connection");
+            return;
+        }
+        Err(_) => return,
+    };
+    let svc = tower::ServiceExt::map_request(router, move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        req
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = drain.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// A hub serving in the background (tests, embedding).
+pub struct RunningHub {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+    objects: Arc<dyn ObjectStore>,
+    meta: Arc<dyn MetaStore>,
+}
+
+impl RunningHub {
+    /// The bound address (useful with `listen = "127.0.0.1:0"`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    /// Stop accepting, drain in-flight requests, and wait.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(|_| ServeError::Join)?
+    }
+}
+
+/// Open the hub described by `cfg` and start serving in the background on `cfg.listen`
+/// (port 0 picks a free port; see [`RunningHub::addr`]).
+pub async fn bind(cfg: HubConfig) -> Result<RunningHub, ServeError> {
+    Hub::open(&cfg)?.bind().await
+}
+
+/// Serve until `shutdown` completes.
+pub async fn serve(
+    cfg: HubConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let hub = Hub::open(&cfg)?;
+    let listener = TcpListener::bind(hub.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: hub.listen, source })?;
+    hub.run(listener, shutdown).await
+}

@@ -1,0 +1,14 @@
+//! The whole box and hub as processes: uploads over real mTLS, HL7, DICOM push and pull, offline mode, planted-marker leak tests.
+//! One test binary per group: linking each file as its own binary dominated the suite's time.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod burned_in_e2e;
+mod dicom_pull;
+mod dicom_scp_e2e;
+mod e2e_upload;
+mod hl7_e2e;
+mod hub_mtls;
+mod no_personal_data_leaks;
+mod offline_deid;
