@@ -32,6 +32,14 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# cargo-deny for scripts/deny.sh, pinned: deny.toml's keys and the database layout the script
+# relies on are those of this version. Built from crates.io (about 6 minutes on 2 cores).
+cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  echo "ensure-deps: installing cargo-deny $cargo_deny_version" >&2
+  cargo install --locked --quiet --version "$cargo_deny_version" cargo-deny
+fi
+
 # The manifest schema check in the tests uses Python's jsonschema.
 if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
   echo "ensure-deps: installing python jsonschema" >&2

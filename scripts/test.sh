@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
 cargo fmt --all -- --check
-cargo deny --log-level error check
+bash scripts/deny.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The system tests run the real binaries; build them once, with the suite's profile.
 cargo build --workspace --bins --locked
