@@ -2,12 +2,20 @@
 # The whole test suite, on a fresh machine: installs what is missing, checks formatting, lints
 # and dependencies (cargo deny), then runs every unit and integration test of the workspace
 # (they start their own hub, gateway and synthetic department system on loopback).
+# Each step prints its wall time, so the suite's cost can be followed across changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/ensure-deps.sh
-cargo fmt --all -- --check
-bash scripts/deny.sh
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step() {  # name command...
+  local name=$1 t0=$SECONDS; shift
+  echo "== $name" >&2
+  "$@"
+  echo "== $name: $((SECONDS - t0)) s" >&2
+}
+step "dependencies" source scripts/ensure-deps.sh
+step "rustfmt" cargo fmt --all -- --check
+step "cargo deny" bash scripts/deny.sh
+step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # The system tests run the real binaries; build them once, with the suite's profile.
-cargo build --workspace --bins --locked
-cargo test --workspace --all-targets --locked
+step "build binaries" cargo build --workspace --bins --locked
+step "tests" cargo test --workspace --all-targets --locked
+echo "== suite: $SECONDS s" >&2
