@@ -7,7 +7,7 @@ use fgw_deid::{
     deidentify_exam, DeidContext, DeidOutcome, Policy, Pseudonymizer, QuarantineReason,
 };
 use fgw_format::ids::FacilityId;
-use fgw_format::package::Manifest;
+use fgw_format::package::{Body, Manifest};
 use fgw_records::{Column, RawExam, RawImage, SourceRef};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -155,7 +155,7 @@ fn package(o: DeidOutcome) -> (Vec<u8>, String) {
 /// chance; pseudonyms are checked by shape instead.
 fn searchable_text(bytes: &[u8]) -> String {
     let mut m = Manifest::parse(bytes).unwrap();
-    let e = m.exam.as_mut().unwrap();
+    let Body::Exam(e) = &mut m.body else { panic!("not an exam package") };
     for (v, prefix) in [
         (Some(&mut e.exam_pid), "e-"),
         (e.patient_pid.as_mut(), "p-"),
@@ -163,7 +163,7 @@ fn searchable_text(bytes: &[u8]) -> String {
         (e.referring_pid.as_mut(), "d-"),
     ] {
         let v = v.expect("pseudonym present");
-        assert!(fgw_deid::pseudonym::is_pseudonym(v, prefix), "{prefix}");
+        assert!(fgw_deid::is_pseudonym(v, prefix), "{prefix}");
         v.clear();
     }
     String::from_utf8(m.to_bytes()).unwrap()
@@ -182,7 +182,7 @@ fn no_planted_identifier_survives() {
         assert!(text.contains(c), "clinical word lost: {c}");
     }
     let m = Manifest::parse(&bytes).unwrap();
-    let r = m.exam.as_ref().unwrap();
+    let r = m.exam().unwrap();
     assert_eq!(r.age_at_exam, Some(fgw_format::package::Age::Years(76)));
     assert_eq!(r.exam_date.as_deref(), Some("2026-11-25"));
     assert_eq!(r.exam_start_time, None);
@@ -260,7 +260,7 @@ fn same_patient_same_pseudonym_across_spellings() {
     e2.fields.insert(Column::ExamId, "E2026112600001".into());
     let m1 = Manifest::parse(&package(run(&exam(), &Policy::default(), 1)).0).unwrap();
     let m2 = Manifest::parse(&package(run(&e2, &Policy::default(), 1)).0).unwrap();
-    let (e1, e2) = (m1.exam.unwrap(), m2.exam.unwrap());
+    let (e1, e2) = (m1.exam().unwrap(), m2.exam().unwrap());
     assert_eq!(e1.patient_pid, e2.patient_pid);
     assert_ne!(e1.exam_pid, e2.exam_pid);
 }
@@ -309,14 +309,14 @@ fn kept_extra_columns_are_scrubbed() {
     e.extra.insert("部位".into(), "胃角 高橋様".into());
     let policy = Policy { keep_extra_columns: vec!["部位".into()], ..Policy::default() };
     let m = Manifest::parse(&package(run(&e, &policy, 1)).0).unwrap();
-    assert_eq!(m.exam.unwrap().extra.get("部位").map(String::as_str), Some("胃角 [氏名]様"));
+    assert_eq!(m.exam().unwrap().extra.get("部位").map(String::as_str), Some("胃角 [氏名]様"));
 }
 
 #[test]
 fn drop_policy_drops_free_text() {
-    let policy = Policy { free_text: fgw_deid::policy::FreeTextPolicy::Drop, ..Policy::default() };
+    let policy = Policy { free_text: fgw_deid::FreeTextPolicy::Drop, ..Policy::default() };
     let m = Manifest::parse(&package(run(&exam(), &policy, 1)).0).unwrap();
-    let e = m.exam.unwrap();
+    let e = m.exam().cloned().unwrap();
     assert_eq!((e.findings_text, e.comment, e.report), (None, None, None));
 }
 

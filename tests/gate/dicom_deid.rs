@@ -8,7 +8,7 @@ use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_object::mem::InMemElement;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
-use fgw_deid::dicom::table::Table;
+use fgw_deid::dicom::Table;
 use fgw_deid::dicom::{deidentify_dicom, DicomError, DicomOption, DicomPolicy, SafePrivate};
 use fgw_deid::{DeidContext, Policy, Pseudonymizer, QuarantineReason};
 use fgw_format::ids::FacilityId;
@@ -274,7 +274,7 @@ fn no_marker_survives_basic_profile_with_clean_descriptors() {
     // The package record names the object as the file does, and by shape only.
     assert_eq!(text(&out, Tag(0x0008, 0x0018)).as_ref(), Some(&r.record.sop_instance_uid));
     assert_eq!(text(&out, Tag(0x0020, 0x000E)).as_ref(), r.record.series_uid.as_ref());
-    assert_eq!(fgw_deid::verify::verify_dicom_record(&r.record), Ok(()));
+    assert_eq!(fgw_deid::verify_dicom_record(&r.record), Ok(()));
     assert!(r.record.patient_pid.as_deref().is_some_and(|p| p.starts_with("p-")));
     assert!(dump.contains("113100") && dump.contains("113105"), "{dump}");
     assert!(dump.contains("fgw-deid"));
@@ -533,7 +533,7 @@ fn withheld(bytes: &[u8]) -> fgw_deid::dicom::DicomResult {
 #[test]
 fn pixel_data_at_the_end_passes_through_byte_for_byte() {
     use dicom_core::value::PixelFragmentSequence;
-    use fgw_deid::dicom::parse::{check_structure, TailPixels};
+    use fgw_deid::dicom::{check_structure, TailPixels};
     let native = DataElement::new(
         Tag(0x7FE0, 0x0010),
         VR::OB,

@@ -4,8 +4,7 @@
 
 use chrono::NaiveDate;
 use fgw_gateway::config::GatewayConfig;
-use fgw_deid::dates::parse_date;
-use fgw_deid::{deidentify_exam, DeidContext, DeidOutcome, Policy, Pseudonymizer};
+use fgw_deid::{deidentify_exam, parse_date, DeidContext, DeidOutcome, Policy, Pseudonymizer};
 use fgw_format::ids::FacilityId;
 use fgw_ingest::export::{
     find_ready_batches, load_attachments, read_batch, BatchDir, ExportError, Profile, TextEncoding,
@@ -312,7 +311,7 @@ fn deid_record(e: &RawExam) -> ExamRecord {
     };
     match deidentify_exam(e, &ctx) {
         DeidOutcome::Package { package, .. } => {
-            Manifest::parse(package.manifest_bytes()).unwrap().exam.unwrap()
+            Manifest::parse(package.manifest_bytes()).unwrap().exam().cloned().unwrap()
         }
         DeidOutcome::Quarantined { reason } => panic!("quarantined: {reason}"),
     }

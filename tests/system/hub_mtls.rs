@@ -1,12 +1,13 @@
 //! The hub over real mutual TLS on 127.0.0.1: authentication (CA chain + registry), the
 //! upload protocol's status codes, idempotency, and facility scoping of listings.
 
-use fgw_hub::api::{MissingObjects, ObjectAck};
 use fgw_hub::ca::{self, Role};
 use fgw_hub::{HubConfig, RunningHub};
 use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
-use fgw_format::package::protocol::{Ack, ApiError, ExamListing, Stored};
-use fgw_format::package::{DeidInfo, ExamRecord, FileEntry, Manifest, FORMAT, FORMAT_VERSION};
+use fgw_format::package::protocol::{Ack, ApiError, ExamListing, MissingObjects, ObjectAck, Stored};
+use fgw_format::package::{
+    Body, DeidInfo, ExamRecord, FileEntry, Manifest, FORMAT, FORMAT_VERSION,
+};
 
 use fgw_outbound::uplink::{Uplink, UplinkConfig};
 use reqwest::StatusCode;
@@ -118,8 +119,7 @@ fn manifest(facility: &str, exam_pid: &str, revision: u32, files: &[(&str, &[u8]
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         facility_id: fid(facility),
-        kind: fgw_format::package::Kind::Exam,
-        exam: Some(ExamRecord {
+        body: Body::Exam(ExamRecord {
             exam_pid: exam_pid.into(),
             revision,
             patient_pid: Some("p-0123456789abcdef01234567".into()),
@@ -133,8 +133,6 @@ fn manifest(facility: &str, exam_pid: &str, revision: u32, files: &[(&str, &[u8]
             }],
             ..Default::default()
         }),
-        report: None,
-        dicom: None,
         files: files
             .iter()
             .map(|(path, bytes)| FileEntry {

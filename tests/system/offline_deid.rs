@@ -253,8 +253,8 @@ fn gateway_deid_reads_real_dicom_and_reports_it() {
     let id = report["packages"][0].as_str().unwrap();
     let manifest = std::fs::read(output.join("packages").join(format!("{id}.json"))).unwrap();
     let m = fgw_format::package::Manifest::parse(&manifest).unwrap();
-    assert_eq!(m.kind, fgw_format::package::Kind::Dicom);
-    let d = m.dicom.as_ref().unwrap();
+    assert_eq!(m.kind(), fgw_format::package::Kind::Dicom);
+    let d = m.dicom().unwrap();
     assert!(d.sop_instance_uid.starts_with("2.25.") && d.patient_pid.is_some(), "{d:?}");
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/package-manifest.schema.json");
     validate_manifests(&schema, &output.join("packages"));

@@ -5,25 +5,29 @@
 //! Era dates are checked against the era's real range (`H31.5.1` does not exist: that day is
 //! `R1.5.1`), so a typo does not silently become a different person's birth date.
 
-use fgw_format::package::{Age, AgeBucket};
 use chrono::{Datelike, NaiveDate, NaiveTime};
+use fgw_format::package::{Age, AgeBucket};
 use unicode_normalization::UnicodeNormalization;
 
 /// Why a date or time did not parse. Carries no part of the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DateError {
     #[error("empty")]
+    /// Nothing but whitespace.
     Empty,
     #[error("not a recognized date or time format")]
+    /// No format the parser knows.
     Format,
     #[error("no such calendar day")]
+    /// Parsed, but not a day of the calendar.
     NoSuchDate,
     #[error("date outside the range of its era")]
+    /// A Japanese era year beyond that era.
     OutsideEra,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Era {
+pub(crate) enum Era {
     Meiji,
     Taisho,
     Showa,
@@ -32,9 +36,9 @@ pub enum Era {
 }
 
 impl Era {
-    pub const ALL: [Era; 5] = [Era::Meiji, Era::Taisho, Era::Showa, Era::Heisei, Era::Reiwa];
+    pub(crate) const ALL: [Era; 5] = [Era::Meiji, Era::Taisho, Era::Showa, Era::Heisei, Era::Reiwa];
 
-    pub fn letter(self) -> char {
+    pub(crate) fn letter(self) -> char {
         match self {
             Era::Meiji => 'M',
             Era::Taisho => 'T',
@@ -44,7 +48,7 @@ impl Era {
         }
     }
 
-    pub fn kanji(self) -> &'static str {
+    pub(crate) fn kanji(self) -> &'static str {
         match self {
             Era::Meiji => "明治",
             Era::Taisho => "大正",
@@ -72,7 +76,7 @@ impl Era {
     }
 
     /// The era a date belongs to, with the era year.
-    pub fn of(date: NaiveDate) -> Option<(Era, i32)> {
+    pub(crate) fn of(date: NaiveDate) -> Option<(Era, i32)> {
         Era::ALL.iter().copied().find_map(|e| {
             let (start, end) = e.range();
             (date >= start && end.is_none_or(|end| date <= end))
@@ -179,7 +183,7 @@ fn num(g: &str) -> Result<u32, DateError> {
 }
 
 /// `09:15`, `9:15`, `0915`, `09:15:30`, `9時15分`.
-pub fn parse_time(s: &str) -> Result<NaiveTime, DateError> {
+pub(crate) fn parse_time(s: &str) -> Result<NaiveTime, DateError> {
     let n: String = normalize(s).chars().filter(|c| !c.is_whitespace()).collect();
     if n.is_empty() {
         return Err(DateError::Empty);
@@ -199,7 +203,7 @@ pub fn parse_time(s: &str) -> Result<NaiveTime, DateError> {
 
 /// Age in completed years at the exam. None if the birth date is after the exam or more than
 /// 130 years before it (a data error, not a person). 90 and above is one bucket.
-pub fn age_at(birth: NaiveDate, exam: NaiveDate) -> Option<Age> {
+pub(crate) fn age_at(birth: NaiveDate, exam: NaiveDate) -> Option<Age> {
     if birth > exam {
         return None;
     }
@@ -218,7 +222,7 @@ pub fn age_at(birth: NaiveDate, exam: NaiveDate) -> Option<Age> {
 /// Western with `/ - . 年月日` (month and day zero-padded or not, in every combination),
 /// compact `YYYYMMDD`, and era forms with letter (`S25.01.02`, `S25/1/2`, `S25-1-2`) or kanji
 /// (`昭和25年1月2日`, `昭和元年…` for year 1). Sorted, no duplicates.
-pub fn date_variants(d: NaiveDate) -> Vec<String> {
+pub(crate) fn date_variants(d: NaiveDate) -> Vec<String> {
     let (y, m, dd) = (d.year(), d.month(), d.day());
     let ms = [format!("{m}"), format!("{m:02}")];
     let ds = [format!("{dd}"), format!("{dd:02}")];
@@ -253,7 +257,7 @@ pub fn date_variants(d: NaiveDate) -> Vec<String> {
 }
 
 /// English month names, full and abbreviated (`Sept` as well as `Sep`).
-pub const MONTHS_EN: [(&str, &str); 12] = [
+pub(crate) const MONTHS_EN: [(&str, &str); 12] = [
     ("January", "Jan"),
     ("February", "Feb"),
     ("March", "Mar"),
@@ -272,7 +276,7 @@ pub const MONTHS_EN: [(&str, &str); 12] = [
 /// them: `25 Dec 1972`, `Dec 25, 1972`, `December 25, 1972`, `Dec. 25, 1972`, day padded or
 /// not. Kept apart from [`date_variants`] because `parse_date` reads export columns, which
 /// never hold these. Sorted, no duplicates.
-pub fn english_date_variants(d: NaiveDate) -> Vec<String> {
+pub(crate) fn english_date_variants(d: NaiveDate) -> Vec<String> {
     let (y, m, dd) = (d.year(), d.month(), d.day());
     let (full, abbr) = MONTHS_EN[m as usize - 1];
     let mut names = vec![full.to_string(), abbr.to_string(), format!("{abbr}.")];

@@ -5,6 +5,7 @@
 //! Unknown categorical values become `None` plus a flag naming the column; the value itself
 //! is never carried, since a column holding something unexpected may hold anything.
 
+use super::actions::{Action, Flag, Treatment};
 use super::identifiers::IdentifierSet;
 use super::policy::{ExamDatePolicy, ExamTimePolicy, FreeTextPolicy};
 use super::*;
@@ -14,9 +15,10 @@ use fgw_records::{Column, RawExam};
 use std::collections::BTreeMap;
 use unicode_normalization::UnicodeNormalization;
 
-const NOT_IN_VOCABULARY: &str = "not_in_vocabulary";
-const UNPARSEABLE: &str = "unparseable";
+const NOT_IN_VOCABULARY: &str = Flag::NotInVocabulary.as_str();
+const UNPARSEABLE: &str = Flag::Unparseable.as_str();
 
+/// One exam through the gate: a sealed package (with any withheld images) or a quarantine.
 pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
     let quarantine = |key: &str| DeidOutcome::Quarantined {
         reason: QuarantineReason::RequiredFieldInvalid(key.to_string()),
@@ -31,27 +33,30 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
     let ids = IdentifierSet::from_exam(exam);
     let (fac, ps, policy) = (ctx.facility, ctx.pseudonymizer, ctx.policy);
     let mut flags = BTreeMap::new();
-    let mut actions: Vec<String> = vec!["exam_id:pseudonymized".into()];
-    let mut note = |c: Column, what: &str| actions.push(format!("{}:{}", c.key(), what));
+    let mut actions = vec![Action::Column(Column::ExamId, Treatment::Pseudonymized)];
+    let mut note = |c: Column, t: Treatment| actions.push(Action::Column(c, t));
 
     let patient_pid = exam.get(Column::PatientId).map(|v| ps.patient(fac, v));
     if patient_pid.is_some() {
-        note(Column::PatientId, "pseudonymized");
+        note(Column::PatientId, Treatment::Pseudonymized);
     }
 
     let age_at_exam = match exam.get(Column::BirthDate) {
         None => None,
         Some(v) => {
-            note(Column::BirthDate, "age_at_exam");
+            note(Column::BirthDate, Treatment::AgeAtExam);
             match dates::parse_date(v) {
                 Err(_) => {
-                    flags.insert(Column::BirthDate.key().to_string(), UNPARSEABLE.to_string());
+                    flags.insert(Column::BirthDate.key().to_string(), UNPARSEABLE.into());
                     None
                 }
                 Ok(b) => {
                     let age = dates::age_at(b, exam_date);
                     if age.is_none() {
-                        flags.insert(Column::BirthDate.key().to_string(), "implausible".into());
+                        flags.insert(
+                            Column::BirthDate.key().to_string(),
+                            Flag::Implausible.as_str().into(),
+                        );
                     }
                     age
                 }
@@ -61,7 +66,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
 
     for c in [Column::PatientName, Column::PatientKana, Column::Address, Column::Phone] {
         if exam.get(c).is_some() {
-            note(c, "removed");
+            note(c, Treatment::Removed);
         }
     }
 
@@ -70,16 +75,16 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
     note(
         Column::ExamDate,
         match policy.exam_date {
-            ExamDatePolicy::Keep => "kept",
-            ExamDatePolicy::YearMonth => "year_month",
-            ExamDatePolicy::Shift => "shifted",
+            ExamDatePolicy::Keep => Treatment::Kept,
+            ExamDatePolicy::YearMonth => Treatment::YearMonth,
+            ExamDatePolicy::Shift => Treatment::Shifted,
         },
     );
 
     let exam_start_time = match policy.exam_time {
         ExamTimePolicy::Drop => {
             if exam.get(Column::ExamStartTime).is_some() {
-                note(Column::ExamStartTime, "removed");
+                note(Column::ExamStartTime, Treatment::Removed);
             }
             None
         }
@@ -96,11 +101,11 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
 
     let operator_pid = exam.get(Column::Operator).map(|v| ps.doctor(fac, v));
     if operator_pid.is_some() {
-        note(Column::Operator, "pseudonymized");
+        note(Column::Operator, Treatment::Pseudonymized);
     }
     let referring_pid = exam.get(Column::ReferringPhysician).map(|v| ps.doctor(fac, v));
     if referring_pid.is_some() {
-        note(Column::ReferringPhysician, "pseudonymized");
+        note(Column::ReferringPhysician, Treatment::Pseudonymized);
     }
 
     let exam_type = exam.get(Column::ExamType).and_then(|v| {
@@ -158,7 +163,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         terms(Column::Treatments, TermCategory::Treatment),
         terms(Column::AdverseEvents, TermCategory::AdverseEvent),
     );
-    actions.push("terms:scrubbed_and_mapped".into());
+    actions.push(Action::TermsScrubbedAndMapped);
 
     let free = |v: Option<&str>| match policy.free_text {
         FreeTextPolicy::ScrubAndVerify => {
@@ -171,13 +176,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         findings_text.as_deref().map(|t| term_list.extract_findings(t)).unwrap_or_default();
     let comment = free(exam.get(Column::Comment));
     let report = free(exam.report.as_deref().filter(|r| !r.trim().is_empty()));
-    actions.push(
-        match policy.free_text {
-            FreeTextPolicy::ScrubAndVerify => "free_text:scrubbed",
-            FreeTextPolicy::Drop => "free_text:removed",
-        }
-        .into(),
-    );
+    actions.push(Action::FreeText(policy.free_text));
 
     let keep: Vec<String> = policy.keep_extra_columns.iter().map(|h| norm(h)).collect();
     let mut extra = BTreeMap::new();
@@ -193,10 +192,10 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         }
     }
     if !extra.is_empty() {
-        actions.push(format!("extra_kept:{}", extra.len()));
+        actions.push(Action::ExtraKept(extra.len()));
     }
     if dropped > 0 {
-        actions.push(format!("extra_dropped:{dropped}"));
+        actions.push(Action::ExtraDropped(dropped));
     }
 
     let imgs = super::exam_images::process(&exam.images, &ids, ctx.pixels);
@@ -232,10 +231,7 @@ pub fn deidentify_exam(exam: &RawExam, ctx: &DeidContext) -> DeidOutcome {
         images,
     };
 
-    match verify_and_seal(Content::Exam(record), &ids, ctx, actions, imgs.files) {
-        Ok(package) => DeidOutcome::Package { package, withheld },
-        Err(reason) => DeidOutcome::Quarantined { reason },
-    }
+    outcome(verify::verify_exam(record, &ids), ctx, actions, imgs.files, withheld)
 }
 
 /// The per-patient shift in days when the policy shifts dates (the exam's own key when the
@@ -252,7 +248,7 @@ pub(super) fn date_shift(
     match patient_id {
         Some(p) => ctx.pseudonymizer.date_shift_days(ctx.facility, p),
         None => {
-            flags.insert("exam_date".into(), "shift_without_patient".into());
+            flags.insert(Column::ExamDate.key().into(), Flag::ShiftWithoutPatient.as_str().into());
             ctx.pseudonymizer.date_shift_days(ctx.facility, &format!("exam:{exam_id}"))
         }
     }
@@ -363,7 +359,9 @@ mod tests {
 
     fn record(o: DeidOutcome) -> ExamRecord {
         match o {
-            DeidOutcome::Package { package, .. } => package.manifest().exam.clone().expect("exam"),
+            DeidOutcome::Package { package, .. } => {
+                package.manifest().exam().cloned().expect("exam")
+            }
             DeidOutcome::Quarantined { reason } => panic!("quarantined: {reason}"),
         }
     }
@@ -450,7 +448,7 @@ mod tests {
         });
         match run(&e, &Policy::default()) {
             DeidOutcome::Package { package, withheld } => {
-                assert_eq!(package.manifest().exam.as_ref().unwrap().images_withheld(), 2);
+                assert_eq!(package.manifest().exam().unwrap().images_withheld(), 2);
                 assert!(package.files().is_empty());
                 assert_eq!(withheld[0].reason, QuarantineReason::ImageFormatUnsupported);
                 assert!(matches!(withheld[1].reason, QuarantineReason::ImageUnreadable(_)));

@@ -5,6 +5,7 @@
 //! Frames of one exam come from one processor: a frame too dark for its field to be found
 //! borrows the field detected on another frame of the same size in the same exam.
 
+use super::actions::Action;
 use super::identifiers::IdentifierSet;
 use super::image_meta::{self, CleanImage, ImageMetaError};
 use super::pixels::{fov::Field, FieldSource, PixelError, PixelMode, PixelStage};
@@ -22,7 +23,7 @@ pub(super) struct ImagesOut {
     pub refs: Vec<ImageRef>,
     pub files: Vec<(FileEntry, Vec<u8>)>,
     pub withheld: Vec<Withheld>,
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
 }
 
 enum Step {
@@ -123,14 +124,14 @@ pub(super) fn process(images: &[RawImage], ids: &IdentifierSet, stage: &PixelSta
         }
     }
     if !images.is_empty() {
-        out.actions.push("image_metadata:stripped".into());
+        out.actions.push(Action::ImageMetadataStripped);
     }
     if !out.files.is_empty() {
-        out.actions.push(format!("pixels:cleaned:{}", out.files.len()));
-        out.actions.push(format!("pixels:text_regions_masked:{text_regions}"));
+        out.actions.push(Action::PixelsCleaned(out.files.len()));
+        out.actions.push(Action::TextRegionsMasked(text_regions));
     }
     if !out.withheld.is_empty() {
-        out.actions.push(format!("pixels:withheld:{}", out.withheld.len()));
+        out.actions.push(Action::PixelsWithheld(out.withheld.len()));
     }
     out
 }

@@ -16,10 +16,14 @@
 use fgw_format::sniff::{sniff, FileKind};
 use std::io::Cursor;
 
+/// An image with its metadata stripped, ready for the pixel stage.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CleanImage {
+    /// The image file.
     pub bytes: Vec<u8>,
+    /// `image/jpeg` or `image/png`.
     pub media_type: &'static str,
+    /// File extension for the package path (`jpg`, `png`).
     pub ext: &'static str,
 }
 
@@ -29,23 +33,37 @@ impl std::fmt::Debug for CleanImage {
     }
 }
 
+/// Why an image could not be stripped. Carries no image content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageMetaError {
     #[error("unsupported image format")]
+    /// Not JPEG, PNG, TIFF or BMP (by signature).
     Unsupported,
     #[error("dicom object, not a plain image")]
+    /// A DICOM object where an image was expected.
     Dicom,
     #[error("jpeg: {0}")]
+    /// JPEG structure broken (what).
     Jpeg(&'static str),
     #[error("png: {0}")]
+    /// PNG structure broken (what).
     Png(&'static str),
     #[error("{0}: cannot be decoded")]
+    /// Could not be decoded (format).
     Decode(&'static str),
     #[error("{0}: cannot be re-encoded as png")]
+    /// Could not be re-encoded as PNG (format).
     Encode(&'static str),
+    /// Over [`MAX_PICTURE_PIXELS`].
     #[error("{width}x{height} picture is over the {MAX_PICTURE_PIXELS}-pixel limit")]
-    TooLarge { width: u32, height: u32 },
+    TooLarge {
+        /// Picture width.
+        width: u32,
+        /// Picture height.
+        height: u32,
+    },
     #[error("{0}: picture over the size limit")]
+    /// The decoder's limits refused it (format).
     OverLimits(&'static str),
 }
 
@@ -106,6 +124,8 @@ impl ImageMetaError {
     }
 }
 
+/// Strip metadata: JPEG and PNG lose their metadata segments and chunks, TIFF and BMP are
+/// re-encoded as PNG, anything else (DICOM included) is refused.
 pub fn strip(bytes: &[u8]) -> Result<CleanImage, ImageMetaError> {
     match sniff(bytes) {
         FileKind::Jpeg => {

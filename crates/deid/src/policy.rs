@@ -19,6 +19,7 @@ pub enum ExamDatePolicy {
 }
 
 impl ExamDatePolicy {
+    /// The configuration name, as written into records (`date_policy`).
     pub fn as_str(self) -> &'static str {
         match self {
             ExamDatePolicy::Keep => "keep",
@@ -52,6 +53,7 @@ pub enum FreeTextPolicy {
     Drop,
 }
 
+/// `[deid]`: every choice the gate makes, with its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
@@ -59,8 +61,11 @@ pub struct Policy {
     pub id: String,
     /// Bumped whenever what the policy does changes.
     pub version: u32,
+    /// Exam date: kept, year-month, or shifted.
     pub exam_date: ExamDatePolicy,
+    /// Exam start time: dropped or kept.
     pub exam_time: ExamTimePolicy,
+    /// Free text: scrubbed and verified, or dropped.
     pub free_text: FreeTextPolicy,
     /// Burned-in text stage (`[deid.pixels]`).
     pub pixels: crate::pixels::PixelSettings,

@@ -13,6 +13,7 @@ use unicode_normalization::UnicodeNormalization;
 /// Hex characters kept from the HMAC: 96 bits, ample against collisions within a registry.
 const TAG_HEX_LEN: usize = 24;
 
+/// Makes keyed pseudonyms, date shifts and replacement UIDs with the box's pseudonym key.
 pub struct Pseudonymizer {
     key: hmac::Key,
 }
@@ -25,6 +26,7 @@ impl std::fmt::Debug for Pseudonymizer {
 }
 
 impl Pseudonymizer {
+    /// With the box's pseudonym key (HMAC-SHA-256).
     pub fn new(key: hmac::Key) -> Self {
         Self { key }
     }
@@ -102,7 +104,7 @@ fn patient_key(id: &str) -> String {
 }
 
 /// NFKC, all whitespace removed, uppercase.
-pub fn normalize(s: &str) -> String {
+fn normalize(s: &str) -> String {
     s.nfkc().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect()
 }
 

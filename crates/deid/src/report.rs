@@ -3,6 +3,7 @@
 //! and the package names its exam by the same keyed pseudonym the exam gets, so the hub joins
 //! them without the box keeping any link.
 
+use super::actions::{Action, Flag, Treatment};
 use super::exam::{date_shift, format_date};
 use super::identifiers::IdentifierSet;
 use super::policy::FreeTextPolicy;
@@ -11,6 +12,7 @@ use fgw_format::package::ReportRecord;
 use fgw_records::{Column, RawReport};
 use std::collections::BTreeMap;
 
+/// A report on its own through the gate: a sealed package or a quarantine.
 pub fn deidentify_report(report: &RawReport, ctx: &DeidContext) -> DeidOutcome {
     let Some(exam_id) = report.get(Column::ExamId) else {
         return DeidOutcome::Quarantined {
@@ -20,10 +22,10 @@ pub fn deidentify_report(report: &RawReport, ctx: &DeidContext) -> DeidOutcome {
     let ids = IdentifierSet::from_fields(&report.fields);
     let (fac, ps, policy) = (ctx.facility, ctx.pseudonymizer, ctx.policy);
     let mut flags = BTreeMap::new();
-    let mut actions = vec!["exam_id:pseudonymized".to_string()];
+    let mut actions = vec![Action::Column(Column::ExamId, Treatment::Pseudonymized)];
     let patient_pid = report.get(Column::PatientId).map(|v| ps.patient(fac, v));
     if patient_pid.is_some() {
-        actions.push("patient_id:pseudonymized".into());
+        actions.push(Action::Column(Column::PatientId, Treatment::Pseudonymized));
     }
     let observed_date = report.observed.as_deref().and_then(|ts| match parse_hl7_date(ts) {
         Some(d) => {
@@ -31,7 +33,7 @@ pub fn deidentify_report(report: &RawReport, ctx: &DeidContext) -> DeidOutcome {
             Some(format_date(d, policy.exam_date, shift))
         }
         None => {
-            flags.insert("observed_date".into(), "unparseable".into());
+            flags.insert("observed_date".into(), Flag::Unparseable.as_str().into());
             None
         }
     });
@@ -43,17 +45,17 @@ pub fn deidentify_report(report: &RawReport, ctx: &DeidContext) -> DeidOutcome {
         Some("A") => "partial",
         Some("") | None => "unknown",
         Some(_) => {
-            flags.insert("status".into(), "not_in_vocabulary".into());
+            flags.insert("status".into(), Flag::NotInVocabulary.as_str().into());
             "unknown"
         }
     };
     let text = match policy.free_text {
         FreeTextPolicy::ScrubAndVerify => {
-            actions.push("free_text:scrubbed".into());
+            actions.push(Action::FreeText(FreeTextPolicy::ScrubAndVerify));
             text::scrub(&report.text, &ids).text
         }
         FreeTextPolicy::Drop => {
-            actions.push("free_text:removed".into());
+            actions.push(Action::FreeText(FreeTextPolicy::Drop));
             String::new()
         }
     };
@@ -71,10 +73,7 @@ pub fn deidentify_report(report: &RawReport, ctx: &DeidContext) -> DeidOutcome {
         diagnoses: Vec::new(),
         flags,
     };
-    match verify_and_seal(Content::Report(record), &ids, ctx, actions, Vec::new()) {
-        Ok(package) => DeidOutcome::Package { package, withheld: Vec::new() },
-        Err(reason) => DeidOutcome::Quarantined { reason },
-    }
+    outcome(verify::verify_report(record, &ids), ctx, actions, Vec::new(), Vec::new())
 }
 
 /// HL7 TS `YYYYMMDD[HHMM[SS[.S]]][+ZZZZ]`: the date part.
@@ -130,7 +129,7 @@ mod tests {
             panic!("quarantined")
         };
         let m = package.manifest();
-        let r = m.report.as_ref().unwrap();
+        let r = m.report().unwrap();
         let fac = FacilityId::new("F1").unwrap();
         let ps = Pseudonymizer::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[3; 32]));
         assert_eq!(r.exam_pid, ps.exam(&fac, "E2026112500123"));

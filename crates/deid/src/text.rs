@@ -22,8 +22,11 @@ use super::text_ja;
 /// Generic patterns that are identifiers whoever they belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Pattern {
+    /// A Japanese phone number (landline, mobile, 0120/0800, +81).
     Phone,
+    /// A postal code (`〒` + 7 digits, or `NNN-NNNN`).
     PostalCode,
+    /// An e-mail address.
     Email,
     /// 6+ contiguous digits, optionally after up to 3 letters (K4389867): patient, chart,
     /// accession and insurance numbers. Clinical numbers are short or carry units, and dates
@@ -46,11 +49,14 @@ pub enum Pattern {
 /// What was found: one of this exam's identifiers, or a generic pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Hit {
+    /// One of this exam's own identifiers.
     Id(IdKind),
+    /// A generic pattern, whoever it belongs to.
     Pattern(Pattern),
 }
 
 impl Hit {
+    /// Stable snake-case name of what was found (reports, quarantine reasons); never the value.
     pub fn key(self) -> &'static str {
         match self {
             Hit::Id(k) => k.key(),
@@ -66,6 +72,7 @@ impl Hit {
         }
     }
 
+    /// Typed placeholder put where the match was.
     pub fn placeholder(self) -> &'static str {
         match self {
             Hit::Id(k) => k.placeholder(),
@@ -84,12 +91,17 @@ impl Hit {
 /// A span of the original text, in chars (`start..end`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Match {
+    /// First char of the span.
     pub start: usize,
+    /// One past the last char of the span.
     pub end: usize,
+    /// What the span is.
     pub hit: Hit,
 }
 
+/// A scrubbed text and what was replaced in it.
 pub struct Scrubbed {
+    /// The text with every match replaced by its placeholder.
     pub text: String,
     /// One entry per replaced span, in text order.
     pub replaced: Vec<Hit>,

@@ -10,18 +10,65 @@
 //! Structured fields the gate formats itself ([`STRUCTURED`]: `exam_date` as `YYYY-MM-DD`,
 //! `exam_start_time` as `HH:MM`, policy names, codes) are searched for the exam's own
 //! identifiers only: the generic date pattern would otherwise flag every exam date.
+//!
+//! This module is also the only maker of [`Verified`], the token a package is sealed from
+//! ([`crate::DeidPackage`]): `verify_exam`, `verify_report` and `verify_dicom` return one only
+//! when their check found nothing.
 
 use super::identifiers::{searchable, IdentifierSet};
 use super::pseudonym::is_pseudonym;
 use super::text;
+use fgw_format::package::{Body, DicomRecord, ExamRecord, ReportRecord};
 use serde::Serialize;
 use serde_json::Value;
+
+/// A finished record that passed verification, held so that it cannot change after the
+/// check. Its one constructor is private to this module and called only by the `verify_*`
+/// functions below when they find nothing: holding one is the proof.
+pub(crate) struct Verified {
+    body: Body,
+}
+
+impl Verified {
+    fn new(body: Body) -> Verified {
+        Verified { body }
+    }
+
+    /// The verified record, for the seal.
+    pub(crate) fn into_body(self) -> Body {
+        self.body
+    }
+}
+
+/// An exam record checked against the exam's own identifiers ([`verify_record`]).
+pub(crate) fn verify_exam(record: ExamRecord, ids: &IdentifierSet) -> Result<Verified, Finding> {
+    verify_record(&record, ids)?;
+    Ok(Verified::new(Body::Exam(record)))
+}
+
+/// A report record checked against the message's own identifiers ([`verify_record`]).
+pub(crate) fn verify_report(
+    record: ReportRecord,
+    ids: &IdentifierSet,
+) -> Result<Verified, Finding> {
+    verify_record(&record, ids)?;
+    Ok(Verified::new(Body::Report(record)))
+}
+
+/// A DICOM object's record checked by shape ([`verify_dicom_record`]). Every value in it is
+/// made by the gate; the object itself was searched for its identifiers by the DICOM gate.
+pub(crate) fn verify_dicom(record: DicomRecord) -> Result<Verified, Finding> {
+    verify_dicom_record(&record)?;
+    Ok(Verified::new(Body::Dicom(record)))
+}
 
 /// Where an identifier was found: field path (`findings`, `diagnoses.1`, `extra.0`,
 /// `extra.0.key`) and identifier kind (`patient_name`, `phone_pattern`, ...). Never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// Path of the field in the record.
     pub field: String,
+    /// Identifier kind or check that failed.
     pub kind: &'static str,
 }
 
@@ -36,7 +83,7 @@ const PSEUDONYM_FIELDS: [(&str, &str); 4] =
 
 /// Verify any de-identified record (exam or report): a JSON object whose top-level
 /// pseudonym fields have their shape and whose every other string is free of identifiers.
-pub fn verify_record<T: Serialize>(record: &T, ids: &IdentifierSet) -> Result<(), Finding> {
+pub(crate) fn verify_record<T: Serialize>(record: &T, ids: &IdentifierSet) -> Result<(), Finding> {
     debug_assert!(ids.variants().all(|(_, v)| searchable(v)));
     let value = serde_json::to_value(record)
         .map_err(|_| Finding { field: "record".into(), kind: "unserializable" })?;
@@ -59,7 +106,7 @@ pub fn verify_record<T: Serialize>(record: &T, ids: &IdentifierSet) -> Result<()
 
 /// Check a DICOM object's record by shape: every field is a remapped UID (`2.25.` + digits),
 /// a keyed pseudonym, or a code the gate chose. Nothing free-form may pass.
-pub fn verify_dicom_record(r: &fgw_format::package::DicomRecord) -> Result<(), Finding> {
+pub fn verify_dicom_record(r: &DicomRecord) -> Result<(), Finding> {
     let fail = |field: &str, kind: &'static str| Err(Finding { field: field.into(), kind });
     let remapped = |u: &str| {
         u.len() <= 64
@@ -103,7 +150,7 @@ const FREE_KEYED: [&str; 2] = ["extra", "flags"];
 
 /// Field names (last path segment) whose values the gate formats itself: dates, times,
 /// policy and version names, codes. Own identifiers are still searched there.
-pub const STRUCTURED: [&str; 8] = [
+const STRUCTURED: [&str; 8] = [
     "exam_date",
     "exam_start_time",
     "observed_date",
@@ -160,7 +207,8 @@ fn check_own(path: &str, s: &str, ids: &IdentifierSet) -> Result<(), Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fgw_format::package::{Background, ExamRecord, TermRef};
+    use dicom_dictionary_std::uids::{JPEG_BASELINE8_BIT, VL_ENDOSCOPIC_IMAGE_STORAGE};
+    use fgw_format::package::{Background, TermRef};
     use fgw_records::{Column, RawExam};
 
     fn ids() -> IdentifierSet {
@@ -258,8 +306,8 @@ mod tests {
             study_uid: "2.25.1234".into(),
             series_uid: Some("2.25.99".into()),
             sop_instance_uid: "2.25.5".into(),
-            sop_class: "1.2.840.10008.5.1.4.1.1.77.1.1".into(),
-            transfer_syntax: "1.2.840.10008.1.2.4.50".into(),
+            sop_class: VL_ENDOSCOPIC_IMAGE_STORAGE.into(),
+            transfer_syntax: JPEG_BASELINE8_BIT.into(),
             modality: Some("ES".into()),
             patient_pid: Some(format!("p-{}", "0".repeat(24))),
             exam_pid: None,
@@ -278,6 +326,31 @@ mod tests {
         bad(|r| r.modality = Some("山田".into()), "modality");
         bad(|r| r.exam_pid = Some("E2026112700042".into()), "exam_pid");
         bad(|r| r.pixels = "raw".into(), "pixels");
+    }
+
+    #[test]
+    fn a_failed_check_makes_no_token() {
+        let mut r = record();
+        r.comment = Some("山田太郎".into());
+        assert!(verify_exam(r, &ids()).is_err());
+        assert!(verify_exam(record(), &ids()).is_ok());
+
+        let report = fgw_format::package::ReportRecord {
+            exam_pid: format!("e-{}", "0".repeat(24)),
+            text: "ID 1125".into(),
+            ..Default::default()
+        };
+        assert_eq!(verify_report(report, &ids()).err().map(|f| f.kind), Some("patient_id"));
+
+        let dicom = DicomRecord {
+            study_uid: "1.2.392.200036.9116.2.5".into(),
+            sop_instance_uid: "2.25.5".into(),
+            sop_class: VL_ENDOSCOPIC_IMAGE_STORAGE.into(),
+            transfer_syntax: JPEG_BASELINE8_BIT.into(),
+            pixels: "none".into(),
+            ..Default::default()
+        };
+        assert_eq!(verify_dicom(dicom).err().map(|f| f.field), Some("study_uid".into()));
     }
 
     #[test]

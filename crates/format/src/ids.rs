@@ -4,10 +4,19 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A value that does not have an id's shape.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
+    /// Wrong length or characters; only the length of the value is kept.
     #[error("{kind} must be {rule} (got {len} characters)")]
-    Shape { kind: &'static str, rule: &'static str, len: usize },
+    Shape {
+        /// Which id.
+        kind: &'static str,
+        /// Its shape, in words.
+        rule: &'static str,
+        /// Length of the refused value, in characters.
+        len: usize,
+    },
 }
 
 /// A DICOM UID's shape: 1–64 characters of digits and dots, no empty component. The one
@@ -18,12 +27,14 @@ pub fn is_dicom_uid(s: &str) -> bool {
 }
 
 macro_rules! id_type {
-    ($name:ident, $kind:literal, $rule:literal, $check:expr) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $check:expr) => {
+        $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
         impl $name {
+            /// Checks the shape.
             pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 let check: fn(&str) -> bool = $check;
@@ -33,6 +44,7 @@ macro_rules! id_type {
                     Err(IdError::Shape { kind: $kind, rule: $rule, len: s.chars().count() })
                 }
             }
+            /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -78,14 +90,23 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-id_type!(FacilityId, "facility id", "1-32 of [A-Za-z0-9_-]", |s| is_slug(s, 32));
-id_type!(DeviceId, "device id", "1-64 of [A-Za-z0-9_-]", |s| is_slug(s, 64));
-id_type!(Sha256Hex, "sha-256", "64 lowercase hex digits", |s| is_hex(s, 64));
-id_type!(QueueId, "queue id", "'q' + 16 lowercase hex digits", |s| s.len() == 17
+id_type!(
+    /// A facility (hospital department) registered with the society.
+    FacilityId, "facility id", "1-32 of [A-Za-z0-9_-]", |s| is_slug(s, 32));
+id_type!(
+    /// A gateway or operator certificate's registered name.
+    DeviceId, "device id", "1-64 of [A-Za-z0-9_-]", |s| is_slug(s, 64));
+id_type!(
+    /// A SHA-256 digest in lowercase hex: names objects and packages.
+    Sha256Hex, "sha-256", "64 lowercase hex digits", |s| is_hex(s, 64));
+id_type!(
+    /// A work item on the box (spool file names).
+    QueueId, "queue id", "'q' + 16 lowercase hex digits", |s| s.len() == 17
     && s.starts_with('q')
     && is_hex(&s[1..], 16));
 
 impl Sha256Hex {
+    /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Self(hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)))
     }

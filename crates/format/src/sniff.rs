@@ -8,13 +8,20 @@ use std::path::Path;
 /// Number of leading bytes [`sniff`] needs to decide (DICOM preamble + "DICM").
 pub const SNIFF_LEN: usize = 132;
 
+/// What a file's bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
+    /// DICOM: Part 10 with preamble, or a bare data set.
     Dicom,
+    /// JPEG.
     Jpeg,
+    /// PNG.
     Png,
+    /// TIFF.
     Tiff,
+    /// BMP.
     Bmp,
+    /// Anything else.
     Other,
 }
 

@@ -1,10 +1,11 @@
-//! The `gateway` binary: the appliance daemon and its operator commands.
+//! The command line: clap parsing and dispatch to the library. Errors are reported with
+//! anyhow here, in the binary; the library has its own error enums.
 
-use crate::config::{GatewayConfig, DEFAULT_CONFIG_PATH};
-use fgw_format::ids::QueueId;
-use crate::pipeline::{self, RunMode};
-use crate::state::{Db, ItemState, Origin};
 use clap::{Parser, Subcommand};
+use fgw_format::ids::QueueId;
+use fgw_gateway::config::{GatewayConfig, DEFAULT_CONFIG_PATH};
+use fgw_gateway::pipeline::{self, RunMode};
+use fgw_gateway::state::{Db, ItemState, MetaKey, Origin};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,9 +66,10 @@ enum QuarantineCmd {
     Show { id: String },
 }
 
-pub fn main() -> ExitCode {
+/// Parse the command line, run the command, and turn its error into a message and exit code.
+pub(crate) fn run() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init("gateway");
+    fgw_gateway::logging::init("gateway");
     fgw_tls::install_ring_provider();
     match dispatch(cli) {
         Ok(code) => code,
@@ -119,8 +121,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&cli.config)?;
             let db = Db::open(&cfg.db_path())?;
             let counts = db.counts(Origin::Daemon)?;
-            let last_upload = db.meta("last_upload_at")?;
-            let last_error = db.meta("last_error")?;
+            let last_upload = db.meta(MetaKey::LastUploadAt)?;
+            let last_error = db.meta(MetaKey::LastError)?;
             // Dates only (window bounds of our own queries), never a study's values.
             let pull = match &cfg.dicom_pull.archive_ae {
                 Some(ae) => db.pull_mark(ae.as_str())?.map(|m| (ae.clone(), m)),
@@ -168,7 +170,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 bar.set_length(total);
                 bar.set_position(done);
             };
-            let report = crate::offline::run(&cfg, &input, &output, &progress)?;
+            let report = fgw_gateway::offline::run(&cfg, &input, &output, &progress)?;
             bar.finish_and_clear();
             let c = &report.counts;
             println!(
@@ -194,9 +196,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!(
                             "{}  {:<6} {:<8} {}",
                             item.id,
-                            serde_json::to_value(item.kind)?.as_str().unwrap_or("?"),
-                            serde_json::to_value(item.origin)?.as_str().unwrap_or("?"),
-                            item.reason.as_deref().unwrap_or("")
+                            item.kind.as_str(),
+                            item.origin.as_str(),
+                            item.reason.map(|r| r.to_string()).unwrap_or_default()
                         );
                     }
                 }

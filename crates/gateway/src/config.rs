@@ -7,22 +7,43 @@ use fgw_format::ids::{DeviceId, FacilityId};
 use fgw_ingest::dicom_pull::{DicomPullConfig, PullMode};
 use fgw_ingest::dicom_scp::{DicomScpConfig, ScpMode};
 use fgw_ingest::hl7::Hl7Config;
-use fgw_records::profile::Profile;
 use fgw_outbound::uplink::UplinkConfig;
+use fgw_records::profile::Profile;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Where the daemon looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/facility-gateway/gateway.toml";
 
+/// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type).
     #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A key has a value outside what it allows.
     #[error("config {path}: key `{key}`: {allowed}")]
-    Invalid { path: PathBuf, key: &'static str, allowed: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted (`export.poll_interval_secs`).
+        key: &'static str,
+        /// What it allows.
+        allowed: String,
+    },
 }
 
 /// What happens to a batch folder in the department's export directory once every exam in it
@@ -38,6 +59,7 @@ pub enum SourceRetention {
     DeleteWhenFinished,
 }
 
+/// `[export]`: the department system's export folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportSource {
@@ -45,6 +67,7 @@ pub struct ExportSource {
     pub watch_dir: PathBuf,
     /// Seconds between scans of the export root (default 10; 1..=3600).
     pub poll_interval_secs: u64,
+    /// What happens to a batch folder once all its items are finished (default `keep`).
     pub source_retention: SourceRetention,
     /// Vendor mapping profile: a built-in name (`reference`, default; `vendor-b`) or the path
     /// of a profile TOML file (relative to this config file). Loaded and validated on load.
@@ -66,6 +89,7 @@ impl Default for ExportSource {
     }
 }
 
+/// `[pipeline]`: the daemon's channels and upload retries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -84,6 +108,7 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The whole configuration file (`gateway.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -96,18 +121,25 @@ pub struct GatewayConfig {
     /// (default `/var/lib/facility-gateway`).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// `[export]`: the export folder and its vendor profile.
     #[serde(default)]
     pub export: ExportSource,
+    /// `[pipeline]`: channel capacity and upload retries.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// `[hl7]`: the MLLP listener for reports.
     #[serde(default)]
     pub hl7: Hl7Config,
+    /// `[dicom_scp]`: the DICOM storage listener.
     #[serde(default)]
     pub dicom_scp: DicomScpConfig,
+    /// `[dicom_pull]`: pulling studies from an archive.
     #[serde(default)]
     pub dicom_pull: DicomPullConfig,
+    /// `[uplink]`: the hub and the box's client certificate.
     #[serde(default)]
     pub uplink: UplinkConfig,
+    /// `[deid]`: the de-identification policy.
     #[serde(default)]
     pub deid: Policy,
 }
@@ -121,12 +153,14 @@ fn default_state_dir() -> PathBuf {
 }
 
 impl GatewayConfig {
+    /// Read, parse and validate the file at `path`.
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::from_toml(path, &text)
     }
 
+    /// Parse and validate `text`; relative paths are taken relative to `path`'s folder.
     pub fn from_toml(path: &Path, text: &str) -> Result<GatewayConfig, ConfigError> {
         let mut cfg: GatewayConfig = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
@@ -155,6 +189,8 @@ impl GatewayConfig {
         self.uplink.resolve_relative(base);
     }
 
+    /// The checks beyond the file's types (ranges, combinations); `path` names the file in
+    /// errors.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |key, allowed: &str| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -192,18 +228,23 @@ impl GatewayConfig {
         Ok(())
     }
 
+    /// The state database.
     pub fn db_path(&self) -> PathBuf {
         self.state_dir.join("state.sqlite")
     }
+    /// The encrypted spool of raw inputs in flight.
     pub fn spool_dir(&self) -> PathBuf {
         self.state_dir.join("spool")
     }
+    /// Raw inputs kept on the box (encrypted like the spool).
     pub fn quarantine_dir(&self) -> PathBuf {
         self.state_dir.join("quarantine")
     }
+    /// Packages waiting for upload.
     pub fn outbox_dir(&self) -> PathBuf {
         self.state_dir.join("outbox")
     }
+    /// The secret store.
     pub fn secrets_dir(&self) -> PathBuf {
         self.state_dir.join("secrets")
     }

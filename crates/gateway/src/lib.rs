@@ -1,15 +1,16 @@
-//! The appliance: the daemon and the operator CLI of the `gateway` binary.
+//! The appliance: the daemon and the operator commands behind the `gateway` binary.
 //!
 //! The box's crates (docs/ARCHITECTURE.md):
 //! - identifiable side: `fgw-ingest`, `fgw-records`, and here [`spool`] and [`state`];
-//! - the gate: `fgw-deid`, whose `DeidPackage` only its verifier can make;
+//! - the gate: `fgw-deid`, whose `DeidPackage` only its verifier can make; here the one
+//!   place that drives it for both modes (`gate_service`);
 //! - de-identified side: `fgw-outbound` (outbox, uplink), which cannot name a record type.
 //!
 //! This crate wires them: [`pipeline`] (the daemon's stages), [`offline`] (`gateway deid`),
-//! [`config`], [`secrets`] and [`cli`].
+//! [`config`] and [`secrets`]. The command line itself lives in the binary (`main.rs`).
 
-pub mod cli;
 pub mod config;
+mod gate_service;
 pub mod logging;
 pub mod offline;
 pub mod pipeline;

@@ -9,7 +9,9 @@ use tracing_subscriber::EnvFilter;
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogSink {
+    /// The systemd journal.
     Journald,
+    /// Standard error, filtered by `RUST_LOG`.
     Stderr,
 }
 

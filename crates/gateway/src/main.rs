@@ -1,3 +1,7 @@
+//! `gateway`: the appliance daemon and its operator commands (see [`cli`]).
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    fgw_gateway::cli::main()
+    cli::run()
 }

@@ -7,44 +7,77 @@
 //! ids resolve to their original location only locally: `gateway quarantine show ID`.
 
 use crate::config::GatewayConfig;
-use fgw_deid::{DeidContext, DeidOutcome, Pseudonymizer, QuarantineReason};
-use fgw_format::ids::QueueId;
-use fgw_ingest::export::{self, BatchDir};
-use fgw_format::sniff::{self, FileKind};
-use fgw_outbound::outbox::{self, Outbox, OutboxError};
-use fgw_records::{Column, RawExam};
+use crate::gate_service::{Exports, GateService};
 use crate::secrets::Secrets;
 use crate::state::{Db, ItemKind, NewItem, Origin, StateError};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use fgw_deid::{DeidOutcome, QuarantineReason};
+use fgw_format::ids::{PackageId, QueueId};
+use fgw_format::sniff::{self, FileKind};
+use fgw_ingest::export::{self, BatchDir};
+use fgw_outbound::outbox::{self, Outbox, OutboxError};
+use fgw_records::RawExam;
+use serde::{Serialize, Serializer};
 use std::path::{Path, PathBuf};
 
+/// Why `gateway deid` stopped. Items it could not de-identify are not errors: they are
+/// quarantined and listed in the report.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
+    /// The input folder could not be read.
     #[error("input folder {path}: {source}")]
-    Input { path: PathBuf, source: std::io::Error },
+    Input {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The input is not a folder.
     #[error("input folder {path} is not a directory")]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The output folder could not be made or written.
     #[error("output folder {path}: {source}")]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        /// The folder or file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The output would be read back as input.
     #[error("output folder {path} is inside the input folder; choose a folder outside it")]
-    OutputInsideInput { path: PathBuf },
+    OutputInsideInput {
+        /// The output folder given.
+        path: PathBuf,
+    },
+    /// Writing a package failed.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// Recording a quarantined item failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The box's secret store (pseudonym key) could not be opened.
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
 }
 
+/// What a run read and wrote.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct Counts {
+    /// Export rows read as exams.
     pub exams_in: u64,
+    /// Exam packages written.
     pub exams_out: u64,
+    /// Images attached to the exams de-identified.
     pub images_in: u64,
+    /// Images in the packages written.
     pub images_out: u64,
+    /// DICOM files found.
     pub dicom_in: u64,
+    /// DICOM packages written.
     pub dicom_out: u64,
+    /// Items kept on the box (listed in `quarantine`).
     pub quarantined: u64,
     /// Earlier exports of an exam replaced by a later batch (not quarantined, not output).
     pub superseded: u64,
@@ -52,45 +85,58 @@ pub struct Counts {
     pub files_ignored: u64,
 }
 
+/// One item kept on the box: its id (resolved locally by `gateway quarantine show`) and why.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct QuarantineEntry {
+    /// The item's id in the state database.
     pub id: QueueId,
-    pub reason: String,
+    /// Why, as the reason's text (`code` or `code: detail`).
+    #[serde(serialize_with = "display")]
+    pub reason: QuarantineReason,
 }
 
+fn display<S: Serializer>(reason: &QuarantineReason, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(reason)
+}
+
+/// `report.json`: counts, package ids and quarantine entries; no personal data.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The gate's version.
     pub tool_version: &'static str,
+    /// The de-identification policy's id.
     pub policy_id: String,
+    /// The policy's version.
     pub policy_version: u32,
+    /// What was read and written.
     pub counts: Counts,
-    pub packages: Vec<String>,
+    /// The packages written, in order.
+    pub packages: Vec<PackageId>,
+    /// The items kept on the box, in order.
     pub quarantine: Vec<QuarantineEntry>,
 }
 
 /// Progress callback: (done, total).
 pub type Progress<'a> = &'a dyn Fn(u64, u64);
 
-struct Run<'a> {
-    cfg: &'a GatewayConfig,
+struct Run {
     db: Db,
     outbox: Outbox,
-    pseudonymizer: Pseudonymizer,
-    pixels: fgw_deid::pixels::PixelStage,
+    gate: GateService,
     report: Report,
 }
 
-impl Run<'_> {
+impl Run {
     fn quarantine(
         &mut self,
         kind: ItemKind,
         source: String,
-        reason: &QuarantineReason,
+        reason: QuarantineReason,
     ) -> Result<(), OfflineError> {
-        let item = NewItem::quarantined(kind, Origin::Offline, source, reason.to_string());
+        let item = NewItem::quarantined(kind, Origin::Offline, source, reason.clone());
         self.db.insert(&item)?;
         self.report.counts.quarantined += 1;
-        self.report.quarantine.push(QuarantineEntry { id: item.id, reason: reason.to_string() });
+        self.report.quarantine.push(QuarantineEntry { id: item.id, reason });
         Ok(())
     }
 }
@@ -120,6 +166,8 @@ fn walk(
     Ok(())
 }
 
+/// De-identify everything under `input` into `output` (see the module docs); `progress` is
+/// called after each exam or DICOM file.
 pub fn run(
     cfg: &GatewayConfig,
     input: &Path,
@@ -144,11 +192,9 @@ pub fn run(
     }
     let secrets = Secrets::open_or_create(&cfg.secrets_dir())?;
     let mut run = Run {
-        cfg,
         db: Db::open(&cfg.db_path())?,
         outbox: Outbox::open(output)?,
-        pseudonymizer: Pseudonymizer::new(secrets.pseudonym_key()),
-        pixels: fgw_deid::pixels::PixelStage::new(cfg.deid.pixels.clone()),
+        gate: GateService::new(cfg, &secrets),
         report: Report {
             tool_version: fgw_deid::TOOL_VERSION,
             policy_id: cfg.deid.id.clone(),
@@ -174,7 +220,7 @@ pub fn run(
             let reason = QuarantineReason::InputInvalid(
                 "batch has no DONE marker (export incomplete)".into(),
             );
-            run.quarantine(ItemKind::Row, dir.display().to_string(), &reason)?;
+            run.quarantine(ItemKind::Row, dir.display().to_string(), reason)?;
             continue;
         }
         match export::read_batch(&b, &cfg.export.mapping) {
@@ -184,18 +230,16 @@ pub fn run(
                 run.quarantine(
                     ItemKind::Row,
                     dir.join(&cfg.export.mapping.table).display().to_string(),
-                    &reason,
+                    reason,
                 )?;
             }
         }
     }
-    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-    let mut latest: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut exports = Exports::default();
     for (bi, (_, rows)) in batches.iter().enumerate() {
         for e in &rows.exams {
-            if let Some(key) = exam_key(&run, e) {
-                *seen.entry(key.clone()).or_default() += 1;
-                latest.insert(key, (bi, e.source.row));
+            if let Some(key) = run.gate.exam_key(e) {
+                exports.record(key, (bi, e.source.row));
             }
         }
     }
@@ -217,22 +261,22 @@ pub fn run(
                 ItemKind::Row,
                 batch.path.join(&cfg.export.mapping.table).display().to_string()
                     + &format!(" row {}", err.row),
-                &reason,
+                reason,
             )?;
         }
         for mut exam in rows.exams {
             done += 1;
             progress(done, total);
             run.report.counts.exams_in += 1;
-            let Some(key) = exam_key(&run, &exam) else {
+            let Some(key) = run.gate.exam_key(&exam) else {
                 let r = QuarantineReason::RequiredFieldInvalid("exam_id".into());
-                run.quarantine(ItemKind::Exam, local_source(&batch, &exam), &r)?;
+                run.quarantine(ItemKind::Exam, local_source(&batch, &exam), r)?;
                 continue;
             };
-            if latest.get(&key) != Some(&(bi, exam.source.row)) {
+            let Some(revision) = exports.revision_of(&key, (bi, exam.source.row)) else {
                 run.report.counts.superseded += 1;
                 continue;
-            }
+            };
             let _ = export::load_attachments(&batch, &mut exam, rows.encoding, &cfg.export.mapping)
                 .map_err(|e| tracing::warn!(error = %e, "attachments unreadable"));
             run.report.counts.images_in += exam.images.len() as u64;
@@ -241,26 +285,18 @@ pub fn run(
                 run.quarantine(
                     ItemKind::Image,
                     batch.path.parent().unwrap_or(&batch.path).join(path).display().to_string(),
-                    &r,
+                    r,
                 )?;
             }
-            let ctx = DeidContext {
-                facility: &cfg.facility_id,
-                pseudonymizer: &run.pseudonymizer,
-                policy: &cfg.deid,
-                profile: &cfg.export.mapping.id,
-                revision: seen[&key],
-                pixels: &run.pixels,
-            };
-            match fgw_deid::deidentify_exam(&exam, &ctx) {
+            match run.gate.exam(&exam, revision) {
                 DeidOutcome::Quarantined { reason } => {
-                    run.quarantine(ItemKind::Exam, local_source(&batch, &exam), &reason)?;
+                    run.quarantine(ItemKind::Exam, local_source(&batch, &exam), reason)?;
                 }
                 DeidOutcome::Package { package, withheld } => {
                     let id = run.outbox.put(&package)?;
                     run.report.counts.exams_out += 1;
                     run.report.counts.images_out += package.files().len() as u64;
-                    run.report.packages.push(id.to_string());
+                    run.report.packages.push(id);
                     for w in withheld {
                         let src = exam
                             .images
@@ -276,7 +312,7 @@ pub fn run(
                                     .to_string()
                             })
                             .unwrap_or_else(|| local_source(&batch, &exam));
-                        run.quarantine(ItemKind::Image, src, &w.reason)?;
+                        run.quarantine(ItemKind::Image, src, w.reason)?;
                     }
                 }
             }
@@ -293,26 +329,16 @@ pub fn run(
             Err(e) => DeidOutcome::Quarantined {
                 reason: QuarantineReason::InputInvalid(format!("{label}: cannot read: {e}")),
             },
-            Ok(bytes) => {
-                let ctx = DeidContext {
-                    facility: &cfg.facility_id,
-                    pseudonymizer: &run.pseudonymizer,
-                    policy: &cfg.deid,
-                    profile: "dicom",
-                    revision: 1,
-                    pixels: &run.pixels,
-                };
-                fgw_deid::deidentify_dicom_package(&label, &bytes, &ctx, &cfg.deid.dicom)
-            }
+            Ok(bytes) => run.gate.dicom(&label, &bytes),
         };
         match outcome {
             DeidOutcome::Package { package, .. } => {
                 let id = run.outbox.put(&package)?;
                 run.report.counts.dicom_out += 1;
-                run.report.packages.push(id.to_string());
+                run.report.packages.push(id);
             }
             DeidOutcome::Quarantined { reason } => {
-                run.quarantine(ItemKind::Dicom, f.display().to_string(), &reason)?;
+                run.quarantine(ItemKind::Dicom, f.display().to_string(), reason)?;
             }
         }
     }
@@ -321,10 +347,6 @@ pub fn run(
     outbox::write_atomic(&rp, &bytes)
         .map_err(|source| OfflineError::Output { path: rp, source })?;
     Ok(run.report)
-}
-
-fn exam_key(run: &Run<'_>, exam: &RawExam) -> Option<String> {
-    exam.get(Column::ExamId).map(|id| run.pseudonymizer.exam(&run.cfg.facility_id, id))
 }
 
 fn local_source(batch: &BatchDir, exam: &RawExam) -> String {

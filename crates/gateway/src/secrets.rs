@@ -6,20 +6,41 @@ use ring::{aead, hkdf, hmac, rand::SecureRandom};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Why the secret store could not be opened or created.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
+    /// Reading or writing the root secret failed.
     #[error("secret store {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The root secret file has the wrong length.
     #[error("secret store {path}: root secret has {len} bytes, expected 32")]
-    Length { path: PathBuf, len: usize },
+    Length {
+        /// The file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The root secret file is readable by others.
     #[error("secret store {path}: permissions {mode:o} are too open (expected 0600)")]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// What a derived key is for. Separate keys, so one leaking does not reveal the others.
 #[derive(Debug, Clone, Copy)]
-pub enum KeyPurpose {
+enum KeyPurpose {
+    /// HMAC key of the keyed pseudonyms.
     Pseudonym,
+    /// AES-256-GCM key of the spool and quarantine files.
     SpoolEncryption,
 }
 
@@ -32,6 +53,7 @@ impl KeyPurpose {
     }
 }
 
+/// The box's root secret; derives the purpose keys.
 pub struct Secrets {
     root: [u8; 32],
 }
@@ -82,7 +104,7 @@ impl Secrets {
                 f.write_all(&root).map_err(io)?;
                 f.sync_all().map_err(io)?;
                 std::fs::rename(&tmp, &path).map_err(io)?;
-                crate::state::fsync_dir(dir).map_err(io)?;
+                fgw_format::durable::fsync_dir(dir).map_err(io)?;
                 Ok(Secrets { root })
             }
             Err(e) => Err(io(e)),
@@ -104,10 +126,12 @@ impl Secrets {
         out
     }
 
+    /// The HMAC-SHA-256 key of the keyed pseudonyms.
     pub fn pseudonym_key(&self) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &self.derive(KeyPurpose::Pseudonym))
     }
 
+    /// The AES-256-GCM key of the spool and quarantine files.
     pub fn spool_key(&self) -> aead::LessSafeKey {
         let k =
             aead::UnboundKey::new(&aead::AES_256_GCM, &self.derive(KeyPurpose::SpoolEncryption))

@@ -11,30 +11,45 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"FGWS1\n";
 
+/// Why a spool operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
+    /// Reading, writing or listing failed.
     #[error("spool {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not open with the box's key under this id.
     #[error("spool file for {id} is not a spool file or was tampered with")]
-    Corrupt { id: QueueId },
+    Corrupt {
+        /// The item whose file it is.
+        id: QueueId,
+    },
 }
 
+/// One encrypted spool directory (the spool, or the quarantine).
 pub struct Spool {
     dir: PathBuf,
     key: LessSafeKey,
 }
 
 impl Spool {
+    /// Open (creating) the directory; files are sealed with `key`.
     pub fn open(dir: &Path, key: LessSafeKey) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| SpoolError::Io { path: dir.to_path_buf(), source })?;
         Ok(Spool { dir: dir.to_path_buf(), key })
     }
 
+    /// The file of item `id`.
     pub fn path(&self, id: &QueueId) -> PathBuf {
         self.dir.join(format!("{id}.fgws"))
     }
 
+    /// Store an exam with its images, durably.
     pub fn put(&self, id: &QueueId, exam: &RawExam) -> Result<(), SpoolError> {
         let plain = encode(exam);
         let sealed = self.seal(id, plain);
@@ -43,6 +58,7 @@ impl Spool {
             .map_err(|source| SpoolError::Io { path, source })
     }
 
+    /// Read back an exam stored with [`Spool::put`].
     pub fn get(&self, id: &QueueId) -> Result<RawExam, SpoolError> {
         let path = self.path(id);
         let bytes = std::fs::read(&path).map_err(|source| SpoolError::Io { path, source })?;
@@ -59,6 +75,7 @@ impl Spool {
             .map_err(|source| SpoolError::Io { path, source })
     }
 
+    /// Read back a report stored with [`Spool::put_report`].
     pub fn get_report(&self, id: &QueueId) -> Result<RawReport, SpoolError> {
         let path = self.path(id);
         let bytes = std::fs::read(&path).map_err(|source| SpoolError::Io { path, source })?;
@@ -74,12 +91,14 @@ impl Spool {
             .map_err(|source| SpoolError::Io { path, source })
     }
 
+    /// Read back an object stored with [`Spool::put_bytes`].
     pub fn get_bytes(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
         let path = self.path(id);
         let bytes = std::fs::read(&path).map_err(|source| SpoolError::Io { path, source })?;
         self.open_sealed(id, bytes)
     }
 
+    /// Whether item `id` has a file here.
     pub fn exists(&self, id: &QueueId) -> bool {
         self.path(id).exists()
     }
@@ -104,22 +123,26 @@ impl Spool {
         }
         std::fs::rename(&from, &to)
             .map_err(|source| SpoolError::Io { path: to.clone(), source })?;
-        crate::state::fsync_dir(&other.dir).map_err(|source| SpoolError::Io { path: to, source })
+        fgw_format::durable::fsync_dir(&other.dir)
+            .map_err(|source| SpoolError::Io { path: to, source })
     }
 
-    /// Number of files in the spool directory (for status and tests).
-    pub fn len(&self) -> usize {
-        std::fs::read_dir(&self.dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".fgws"))
-                    .count()
-            })
-            .unwrap_or(0)
+    /// Number of spool files in the directory (for status and tests). An entry that cannot
+    /// be read is an error naming the directory.
+    pub fn len(&self) -> Result<usize, SpoolError> {
+        let io = |source| SpoolError::Io { path: self.dir.clone(), source };
+        let mut n = 0;
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            if entry.map_err(io)?.file_name().to_string_lossy().ends_with(".fgws") {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Whether the directory holds no spool file.
+    pub fn is_empty(&self) -> Result<bool, SpoolError> {
+        Ok(self.len()? == 0)
     }
 
     fn seal(&self, id: &QueueId, mut plain: Vec<u8>) -> Vec<u8> {

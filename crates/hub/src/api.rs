@@ -7,9 +7,6 @@
 
 use super::store::{MetaStore, ObjectStore, StoreError};
 use super::{Caller, Role};
-use fgw_format::ids::{FacilityId, PackageId, Sha256Hex};
-use fgw_format::package::protocol::{Ack, ApiError, DicomListing, ExamListing, OBJECTS, PACKAGES};
-use fgw_format::package::{Manifest, PackageError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
@@ -18,21 +15,24 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use fgw_format::ids::{FacilityId, PackageId, Sha256Hex};
+use fgw_format::package::protocol::{Ack, ApiError, DicomListing, ExamListing, OBJECTS, PACKAGES};
+use fgw_format::package::{Manifest, PackageError};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Shared state of all connections.
-pub struct HubState {
-    pub objects: Arc<dyn ObjectStore>,
-    pub meta: Arc<dyn MetaStore>,
-    pub max_object_bytes: usize,
-    pub max_manifest_bytes: usize,
+pub(crate) struct HubState {
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) max_object_bytes: usize,
+    pub(crate) max_manifest_bytes: usize,
 }
 
 /// Who is on the other end of a connection, decided once per TLS connection.
 #[derive(Debug, Clone)]
-pub enum Peer {
+pub(crate) enum Peer {
     Registered(Caller),
     /// Chained to the CA but not in the registry (or revoked by deletion): every request 403.
     Unregistered {
@@ -40,11 +40,11 @@ pub enum Peer {
     },
 }
 
-pub use fgw_format::package::protocol::{MissingObjects, ObjectAck};
+use fgw_format::package::protocol::{MissingObjects, ObjectAck};
 
 /// Why a request failed; each maps to one status. Messages carry ids and reasons only.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiFailure {
+pub(crate) enum ApiFailure {
     #[error("client certificate is not registered with this hub")]
     Unregistered,
     #[error("{param} in the URL is malformed")]
@@ -74,7 +74,7 @@ pub enum ApiFailure {
 }
 
 impl ApiFailure {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiFailure::Unregistered
             | ApiFailure::RoleNotAllowed { .. }
@@ -168,7 +168,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiFailure> 
 
 /// The API router. Requests must carry a [`Peer`] extension (inserted per connection by the
 /// server; tests may insert it directly).
-pub fn router(state: Arc<HubState>) -> Router {
+pub(crate) fn router(state: Arc<HubState>) -> Router {
     let object_limit = DefaultBodyLimit::max(state.max_object_bytes);
     let manifest_limit = DefaultBodyLimit::max(state.max_manifest_bytes);
     Router::new()

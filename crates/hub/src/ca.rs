@@ -8,9 +8,9 @@ pub use super::Role;
 
 use super::config::HubConfig;
 use super::store::{MetaStore, SqliteMetaStore, StoreError};
+use chrono::Datelike;
 use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
 use fgw_tls::TlsError;
-use chrono::Datelike;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SerialNumber,
@@ -27,25 +27,56 @@ pub const SERVER_VALID_DAYS: u64 = 5 * 365;
 /// Device certificate validity: 3 years.
 pub const DEVICE_VALID_DAYS: u64 = 3 * 365;
 
-/// File names written by [`issue_device`] into its output directory.
+/// The device certificate, one of the files [`issue_device`] writes into its output directory.
 pub const DEVICE_CERT_FILE: &str = "device.crt";
+/// The device's private key (0600).
 pub const DEVICE_KEY_FILE: &str = "device.key";
+/// The society CA certificate, for the device to trust the hub.
 pub const CA_CERT_FILE: &str = "ca.crt";
 
+/// Why a CA operation failed; named by path or by what was being made.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
+    /// The file exists; identities are never overwritten.
     #[error("ca: {path} already exists; refusing to overwrite it")]
-    Exists { path: PathBuf },
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file could not be read or written.
     #[error("ca: {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Key or certificate generation failed.
     #[error("ca: generating {what}: {source}")]
-    Generate { what: &'static str, source: rcgen::Error },
+    Generate {
+        /// What was being generated.
+        what: &'static str,
+        /// Why.
+        source: rcgen::Error,
+    },
+    /// The CA key file is not a usable key.
     #[error("ca: key {path} is not a usable ECDSA P-256 PEM key: {source}")]
-    Key { path: PathBuf, source: rcgen::Error },
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: rcgen::Error,
+    },
+    /// A certificate just issued does not verify against the CA certificate.
     #[error("ca: issued certificate does not chain to {path} (CA key and certificate differ?)")]
-    NotChained { path: PathBuf },
+    NotChained {
+        /// The CA certificate file.
+        path: PathBuf,
+    },
+    /// Loading a certificate failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Registering the device failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,17 +84,24 @@ pub enum CaError {
 /// What `init` created.
 #[derive(Debug, Clone)]
 pub struct InitOutput {
+    /// The CA certificate written.
     pub ca_cert: PathBuf,
+    /// The server certificate written.
     pub server_cert: PathBuf,
+    /// SHA-256 of the CA certificate (DER), for out-of-band checking.
     pub ca_fingerprint: Sha256Hex,
 }
 
 /// Where a device bundle was written.
 #[derive(Debug, Clone)]
 pub struct IssuedCert {
+    /// The device certificate.
     pub cert: PathBuf,
+    /// The device key.
     pub key: PathBuf,
+    /// The CA certificate.
     pub ca_cert: PathBuf,
+    /// SHA-256 of the device certificate (DER): its registry key.
     pub fingerprint: Sha256Hex,
 }
 
@@ -183,6 +221,7 @@ pub struct SignedDevice {
     cert_pem: String,
     key_pem: String,
     ca_pem: Vec<u8>,
+    /// SHA-256 of the certificate (DER): its registry key.
     pub fingerprint: Sha256Hex,
 }
 

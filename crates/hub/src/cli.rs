@@ -6,12 +6,12 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
-use super::ca;
-use super::config::{ConfigError, HubConfig};
-use super::store::{MetaStore, SqliteMetaStore};
-use super::Role;
-use fgw_format::ids::{DeviceId, FacilityId};
 use clap::{Args, Parser, Subcommand};
+use fgw_format::ids::{DeviceId, FacilityId};
+use fgw_hub::ca;
+use fgw_hub::store::{MetaStore, SqliteMetaStore};
+use fgw_hub::Role;
+use fgw_hub::{ConfigError, HubConfig};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,7 +49,8 @@ enum Command {
         device: DeviceId,
         #[arg(long)]
         facility: FacilityId,
-        #[arg(long, value_enum, default_value = "device")]
+        /// `device` (a facility gateway) or `operator` (society staff, read-only).
+        #[arg(long, default_value = "device", value_parser = parse_role)]
         role: Role,
         /// Output directory for device.crt, device.key and ca.crt (must not contain them).
         #[arg(long, value_name = "DIR")]
@@ -96,9 +97,9 @@ enum CliError {
     #[error(transparent)]
     Ca(#[from] ca::CaError),
     #[error(transparent)]
-    Store(#[from] super::store::StoreError),
+    Store(#[from] fgw_hub::store::StoreError),
     #[error(transparent)]
-    Serve(#[from] super::server::ServeError),
+    Serve(#[from] fgw_hub::ServeError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -110,6 +111,11 @@ impl CliError {
             _ => 1,
         }
     }
+}
+
+/// The registry's role names, via `Role`'s `FromStr` (the library knows nothing of clap).
+fn parse_role(s: &str) -> Result<Role, fgw_hub::UnknownRole> {
+    s.parse()
 }
 
 fn init_logging() {
@@ -202,7 +208,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .enable_all()
                 .build()
                 .map_err(CliError::Runtime)?;
-            rt.block_on(super::server::serve(cfg, shutdown_signal()))?;
+            rt.block_on(fgw_hub::serve(cfg, shutdown_signal()))?;
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = HubConfig::load(&file)?;
@@ -221,8 +227,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Entry point of `src/bin/hub.rs`.
-pub fn main() -> ExitCode {
+/// Entry point of the `hub` binary.
+pub(crate) fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     match run(cli) {

@@ -22,20 +22,40 @@ use std::path::{Path, PathBuf};
 
 /// Upper bound for `max_object_bytes`: objects are buffered in memory while their hash is
 /// checked, so the limit must stay well below the hub's RAM.
-pub const MAX_OBJECT_BYTES_LIMIT: u64 = 4 << 30;
+pub(crate) const MAX_OBJECT_BYTES_LIMIT: u64 = 4 << 30;
 /// Upper bound for `max_manifest_bytes`: a manifest is JSON text, never media.
-pub const MAX_MANIFEST_BYTES_LIMIT: u64 = 64 << 20;
+pub(crate) const MAX_MANIFEST_BYTES_LIMIT: u64 = 64 << 20;
 
+/// A config file that cannot be read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("hub config {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The config file.
+        path: PathBuf,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config.
     #[error("hub config {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+    /// A setting is out of range.
     #[error("hub config: {key}: expected {expected}")]
-    Invalid { key: &'static str, expected: String },
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// What it must be.
+        expected: String,
+    },
 }
 
+/// `hub.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
@@ -149,6 +169,7 @@ impl HubConfig {
         }
     }
 
+    /// Checks every setting: listen address, data directory, server names, size limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, expected: &str| ConfigError::Invalid { key, expected: expected.into() };
         self.listen_addr()?;
@@ -183,18 +204,23 @@ impl HubConfig {
         })
     }
 
+    /// `<data_dir>/pki`, where the PKI files live unless `[tls]` names them.
     pub fn pki_dir(&self) -> PathBuf {
         self.data_dir.join("pki")
     }
+    /// The society CA certificate.
     pub fn ca_cert(&self) -> PathBuf {
         self.tls.ca_cert.clone().unwrap_or_else(|| self.pki_dir().join("ca.crt"))
     }
+    /// The society CA private key.
     pub fn ca_key(&self) -> PathBuf {
         self.tls.ca_key.clone().unwrap_or_else(|| self.pki_dir().join("ca.key"))
     }
+    /// The hub's server certificate.
     pub fn server_cert(&self) -> PathBuf {
         self.tls.server_cert.clone().unwrap_or_else(|| self.pki_dir().join("server.crt"))
     }
+    /// The hub's server private key.
     pub fn server_key(&self) -> PathBuf {
         self.tls.server_key.clone().unwrap_or_else(|| self.pki_dir().join("server.key"))
     }

@@ -3,28 +3,28 @@
 //! - [`config`] — `hub.toml`;
 //! - [`ca`] — the society CA, the hub's server certificate and device certificates;
 //! - [`store`] — narrow object/metadata traits with embedded defaults (filesystem + SQLite);
-//! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers;
-//! - [`cli`] — the `hub` binary.
+//! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers.
+//!
+//! The `hub` command line lives in the binary (`src/main.rs`, `src/cli.rs`).
 //!
 //! The hub stores only what manifests carry (already de-identified) plus device and facility
 //! ids; it never sees anything from the identifiable side.
 
-pub mod api;
+mod api;
 pub mod ca;
-pub mod cli;
-pub mod config;
-pub mod server;
+mod config;
+mod server;
 pub mod store;
 
-pub use config::HubConfig;
-pub use server::{bind, serve, Hub, RunningHub};
+pub use config::{ConfigError, HubConfig, HubTlsPaths};
+pub use server::{bind, serve, Hub, RunningHub, ServeError};
 
 use fgw_format::ids::{DeviceId, FacilityId};
 use serde::{Deserialize, Serialize};
 
 /// What a registered certificate may do. Kept in the hub's registry, not in the certificate,
 /// so it can change without re-issuing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A facility gateway: uploads packages and lists its own facility only.
@@ -33,27 +33,46 @@ pub enum Role {
     Operator,
 }
 
+/// A role name that is neither `device` nor `operator`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role (expected device or operator)")]
+pub struct UnknownRole;
+
 impl Role {
+    /// The name stored in the registry and accepted on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Device => "device",
             Role::Operator => "operator",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<Role> {
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Role, UnknownRole> {
         match s {
-            "device" => Some(Role::Device),
-            "operator" => Some(Role::Operator),
-            _ => None,
+            "device" => Ok(Role::Device),
+            "operator" => Ok(Role::Operator),
+            _ => Err(UnknownRole),
         }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// The authenticated caller of one connection, attached to every request as an extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The device named in the registry for the client certificate.
     pub device: DeviceId,
+    /// The facility that device belongs to.
     pub facility: FacilityId,
+    /// What the certificate may do.
     pub role: Role,
 }

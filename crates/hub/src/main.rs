@@ -1,3 +1,7 @@
+//! The `hub` binary: the command line over the `fgw_hub` library.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    fgw_hub::cli::main()
+    cli::main()
 }

@@ -21,22 +21,33 @@ use tokio_rustls::TlsAcceptor;
 
 /// A client has this long to finish the TLS handshake (stops idle half-open connections
 /// from holding sockets).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ... and this long to send each request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// On shutdown, in-flight requests get this long to finish.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why the hub could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The config is not usable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The PKI files are not usable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The listen address could not be bound.
     #[error("hub: cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The background server task panicked or was cancelled.
     #[error("hub: server task failed")]
     Join,
 }
@@ -75,14 +86,17 @@ impl Hub {
         Ok(Hub { state, tls: Arc::new(tls), listen: cfg.listen_addr()? })
     }
 
+    /// The object store.
     pub fn objects(&self) -> &Arc<dyn ObjectStore> {
         &self.state.objects
     }
 
+    /// The metadata store.
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.state.meta
     }
 
+    /// Listen on the configured address and serve in the background.
     pub async fn bind(self) -> Result<RunningHub, ServeError> {
         let listener = TcpListener::bind(self.listen)
             .await
@@ -220,10 +234,12 @@ impl RunningHub {
         self.addr
     }
 
+    /// The object store.
     pub fn objects(&self) -> &Arc<dyn ObjectStore> {
         &self.objects
     }
 
+    /// The metadata store.
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.meta
     }

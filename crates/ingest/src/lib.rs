@@ -9,3 +9,4 @@ pub mod dicom_pull;
 pub mod dicom_scp;
 pub mod export;
 pub mod hl7;
+mod listener;

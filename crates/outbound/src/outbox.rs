@@ -10,16 +10,36 @@ use fgw_format::package::{FileEntry, Manifest, PackageError};
 
 use std::path::{Path, PathBuf};
 
+/// An outbox operation that failed, named by path or package id.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
+    /// A file or directory of the outbox could not be used.
     #[error("outbox {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A stored manifest does not parse.
     #[error("outbox package {id}: {source}")]
-    Manifest { id: PackageId, source: PackageError },
+    Manifest {
+        /// The package.
+        id: PackageId,
+        /// Why.
+        source: PackageError,
+    },
+    /// Stored bytes no longer hash to their name.
     #[error("outbox package {id}: stored bytes do not match their hash ({what})")]
-    Corrupt { id: PackageId, what: String },
+    Corrupt {
+        /// The package.
+        id: PackageId,
+        /// Which part: the manifest or a file path.
+        what: String,
+    },
 }
 
+/// The outbox directory; clones share the sweep lock.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     root: PathBuf,
@@ -37,12 +57,15 @@ pub struct StagedPackage {
 }
 
 impl StagedPackage {
+    /// The package id (SHA-256 of the manifest bytes, checked).
     pub fn id(&self) -> &PackageId {
         &self.id
     }
+    /// The parsed manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
+    /// The manifest bytes as stored (what the id hashes).
     pub fn manifest_bytes(&self) -> &[u8] {
         &self.manifest_bytes
     }
@@ -55,6 +78,7 @@ impl StagedPackage {
 pub use fgw_format::durable::write_atomic;
 
 impl Outbox {
+    /// Opens (creating) the outbox at `root`.
     pub fn open(root: &Path) -> Result<Outbox, OutboxError> {
         for sub in ["objects", "packages"] {
             let p = root.join(sub);
@@ -87,10 +111,6 @@ impl Outbox {
                 .map_err(|source| OutboxError::Io { path: p, source })?;
         }
         Ok(pkg.id().clone())
-    }
-
-    pub fn contains(&self, id: &PackageId) -> bool {
-        self.manifest_path(id).exists()
     }
 
     /// Read a package back, verifying the manifest hash and every file hash.
@@ -162,24 +182,5 @@ impl Outbox {
             }
         }
         Ok(removed)
-    }
-
-    /// Copy a package's exact bytes into `dir` (`gateway deid` output): `<id>/manifest.json`
-    /// and `<id>/<path>` for each file.
-    pub fn export_to(&self, id: &PackageId, dir: &Path) -> Result<(), OutboxError> {
-        let staged = self.load(id)?;
-        let pdir = dir.join(id.as_str());
-        let io = |path: PathBuf| move |source| OutboxError::Io { path, source };
-        std::fs::create_dir_all(&pdir).map_err(io(pdir.clone()))?;
-        write_atomic(&pdir.join("manifest.json"), &staged.manifest_bytes)
-            .map_err(io(pdir.join("manifest.json")))?;
-        for (entry, src) in &staged.files {
-            let dst = pdir.join(&entry.path);
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent).map_err(io(parent.to_path_buf()))?;
-            }
-            std::fs::copy(src, &dst).map_err(io(dst.clone()))?;
-        }
-        Ok(())
     }
 }

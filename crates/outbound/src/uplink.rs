@@ -6,8 +6,8 @@
 //! network cut only the objects the hub lacks are sent again. If the hub still answers 409
 //! (objects missing) the listed objects are uploaded and the manifest is retried once.
 
-use fgw_format::ids::{FacilityId, Sha256Hex};
 use crate::outbox::StagedPackage;
+use fgw_format::ids::{FacilityId, Sha256Hex};
 use fgw_format::package::protocol::{Ack, ApiError, ExamListing, OBJECTS, PACKAGES};
 use fgw_format::package::FileEntry;
 use fgw_tls::TlsError;
@@ -132,26 +132,65 @@ fn parse_hub_url(s: &str) -> Result<String, UplinkError> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// Why an upload or hub request failed; the pipeline retries only [`Self::Retryable`].
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
+    /// A setting of `[uplink]` is not usable.
     #[error("{key}: expected {expected}")]
-    Config { key: &'static str, expected: String },
+    Config {
+        /// The setting.
+        key: &'static str,
+        /// What it must be.
+        expected: String,
+    },
+    /// The certificate, key or CA files are not usable.
     #[error("uplink: {0}")]
     Tls(#[from] TlsError),
+    /// The HTTP client could not be built.
     #[error("uplink: cannot build the HTTP client: {0}")]
     Client(String),
     /// Connect / TLS / timeout failures, 5xx, 408 and 429: worth retrying later.
     #[error("uplink {route}: {reason}")]
-    Retryable { route: &'static str, reason: String },
+    Retryable {
+        /// The request.
+        route: &'static str,
+        /// What failed, with its causes.
+        reason: String,
+    },
     /// The hub refused the request (4xx): retrying the same bytes will not help.
     #[error("uplink {route}: hub rejected the request ({status}): {message}")]
-    Rejected { route: &'static str, status: u16, message: String },
+    Rejected {
+        /// The request.
+        route: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The hub's error text (ids and reasons only).
+        message: String,
+    },
+    /// A staged file could not be read.
     #[error("uplink: reading {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// A staged file changed after it was verified.
     #[error("uplink: {path} no longer matches its hash {sha256}")]
-    LocalCorrupt { path: PathBuf, sha256: Sha256Hex },
+    LocalCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// The hash it must have.
+        sha256: Sha256Hex,
+    },
+    /// The hub answered with something the protocol does not allow.
     #[error("uplink {route}: unexpected response from the hub: {what}")]
-    Protocol { route: &'static str, what: String },
+    Protocol {
+        /// The request.
+        route: &'static str,
+        /// What was unexpected.
+        what: String,
+    },
 }
 
 impl UplinkError {
@@ -216,6 +255,7 @@ async fn failure(route: &'static str, resp: Response) -> UplinkError {
 }
 
 impl Uplink {
+    /// A client for the hub in `cfg`, with this gateway's certificate.
     pub fn new(cfg: &UplinkConfig) -> Result<Uplink, UplinkError> {
         let base = parse_hub_url(&cfg.hub_url)?;
         fgw_tls::install_ring_provider();
@@ -369,12 +409,14 @@ impl Uplink {
         let status = resp.status();
         if status == StatusCode::CONFLICT {
             let body = resp.bytes().await.map_err(|e| send_failed(ROUTE_PUT_PACKAGE, e))?;
-            let missing =
-                match serde_json::from_slice::<fgw_format::package::protocol::MissingObjects>(&body) {
-                    Ok(m) if !m.missing.is_empty() => m.missing,
-                    // No usable list: resend every object of the package.
-                    _ => pkg.files().iter().map(|(e, _)| e.sha256.clone()).collect(),
-                };
+            let missing = match serde_json::from_slice::<
+                fgw_format::package::protocol::MissingObjects,
+            >(&body)
+            {
+                Ok(m) if !m.missing.is_empty() => m.missing,
+                // No usable list: resend every object of the package.
+                _ => pkg.files().iter().map(|(e, _)| e.sha256.clone()).collect(),
+            };
             return Ok(ManifestOutcome::Missing(missing));
         }
         if !status.is_success() {

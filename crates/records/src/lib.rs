@@ -13,28 +13,51 @@ use std::fmt;
 /// The columns of the reference export (`docs/department-export.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Column {
+    /// `検査ID`.
     ExamId,
+    /// `患者ID`.
     PatientId,
+    /// `患者氏名`.
     PatientName,
+    /// `患者カナ`.
     PatientKana,
+    /// `生年月日`.
     BirthDate,
+    /// `性別`.
     Sex,
+    /// `検査日`.
     ExamDate,
+    /// `検査開始時刻`.
     ExamStartTime,
+    /// `検査種別`.
     ExamType,
+    /// `依頼医`.
     ReferringPhysician,
+    /// `施行医`.
     Operator,
+    /// `入外区分`.
     InOut,
+    /// `抗血栓薬`.
     Antithrombotic,
+    /// `HP感染`.
     HPylori,
+    /// `鎮静`.
     Sedation,
+    /// `ASA`.
     Asa,
+    /// `所見`.
     Findings,
+    /// `診断`.
     Diagnoses,
+    /// `処置`.
     Treatments,
+    /// `偶発症`.
     AdverseEvents,
+    /// `住所`.
     Address,
+    /// `電話番号`.
     Phone,
+    /// `コメント`.
     Comment,
 }
 
@@ -42,17 +65,26 @@ pub enum Column {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnClass {
+    /// Identifies the patient directly (id, name, birth date, address, phone).
     DirectIdentifier,
+    /// Identifies the exam, and through it the patient (検査ID).
     IndirectIdentifier,
+    /// A staff member's name.
     PersonName,
+    /// A calendar date.
     Date,
+    /// A time of day.
     Time,
+    /// A value from a small fixed set.
     Categorical,
+    /// A list of terms, coded with the term list.
     Terms,
+    /// Free text.
     FreeText,
 }
 
 impl Column {
+    /// Every column, in the reference export's order.
     pub const ALL: [Column; 23] = [
         Column::ExamId,
         Column::PatientId,
@@ -108,6 +140,7 @@ impl Column {
         }
     }
 
+    /// The column of a header name (surrounding spaces and a BOM ignored).
     pub fn from_header(h: &str) -> Option<Column> {
         let h = h.trim().trim_start_matches('\u{feff}');
         Column::ALL.iter().copied().find(|c| c.header() == h)
@@ -142,6 +175,7 @@ impl Column {
         }
     }
 
+    /// What the spec says the column is.
     pub fn class(self) -> ColumnClass {
         use Column::*;
         match self {
@@ -165,9 +199,13 @@ impl Column {
 /// 1-based data row (header is row 0) plus the physical line it starts on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRef {
+    /// Batch folder name.
     pub batch: String,
+    /// The table, relative to the export root.
     pub file: String,
+    /// 1-based data row.
     pub row: u64,
+    /// Physical line the row starts on.
     pub line: u64,
 }
 
@@ -184,6 +222,7 @@ pub struct RawImage {
     pub index: u32,
     /// Path relative to the export root. May contain identifiers (folder = 検査ID).
     pub rel_path: String,
+    /// The file's content.
     pub bytes: Vec<u8>,
 }
 
@@ -191,13 +230,17 @@ pub struct RawImage {
 /// otherwise exactly as exported (normalization happens in `deid`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawExam {
+    /// Where the row came from.
     pub source: SourceRef,
+    /// Reference-layout columns present in the row.
     pub fields: BTreeMap<Column, String>,
     /// Columns not in the reference layout, by header name. Dropped unless the policy keeps them.
     pub extra: BTreeMap<String, String>,
+    /// The exam's images, in order.
     pub images: Vec<RawImage>,
     /// Images named in the export that could not be read (relative path, reason).
     pub missing_images: Vec<(String, String)>,
+    /// The exam's report text, if the export has one.
     pub report: Option<String>,
 }
 
@@ -214,6 +257,7 @@ impl RawExam {
         }
     }
 
+    /// A field's value; `None` when absent or empty.
     pub fn get(&self, c: Column) -> Option<&str> {
         self.fields.get(&c).map(|s| s.as_str()).filter(|s| !s.is_empty())
     }
@@ -246,6 +290,7 @@ impl fmt::Debug for RawImage {
 pub struct RawReport {
     /// Where it came from, without values: e.g. `hl7 from 10.0.0.5 message 17`.
     pub source: String,
+    /// The identifiers the message carried.
     pub fields: BTreeMap<Column, String>,
     /// Observation date/time as sent (HL7 TS, e.g. `20261125091500`).
     pub observed: Option<String>,
@@ -256,6 +301,7 @@ pub struct RawReport {
 }
 
 impl RawReport {
+    /// A field's value; `None` when absent or empty.
     pub fn get(&self, c: Column) -> Option<&str> {
         self.fields.get(&c).map(|s| s.as_str()).filter(|s| !s.is_empty())
     }

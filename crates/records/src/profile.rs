@@ -29,7 +29,9 @@ const BUILTIN: [(&str, &str); 2] = [
 /// Placeholder for the 検査ID in `images_dir` and `report_file`.
 pub const EXAM_ID_PLACEHOLDER: &str = "{exam_id}";
 
+/// Why a profile could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variants and fields: the error message says what each is
 pub enum ProfileError {
     #[error("profile {profile}: cannot read: {source}")]
     Read {
@@ -51,7 +53,9 @@ pub enum ProfileError {
 pub enum ProfileEncoding {
     /// UTF-8 with BOM, else valid UTF-8, else CP932.
     Auto,
+    /// CP932 (Windows-31J) only.
     Cp932,
+    /// UTF-8 only (a BOM is dropped).
     Utf8,
 }
 
@@ -67,8 +71,11 @@ pub enum DateFormat {
 /// A validated vendor mapping profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
+    /// The profile's `id` key.
     pub id: String,
+    /// Free text from the profile file.
     pub description: String,
+    /// How the table and reports are decoded.
     pub encoding: ProfileEncoding,
     /// Candidate field delimiters (ASCII); with several, the header line decides.
     pub delimiters: Vec<u8>,
@@ -148,6 +155,7 @@ impl Profile {
             .clone()
     }
 
+    /// A profile shipped in the binary, by name.
     pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
         let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             ProfileError::Unknown { name: name.to_owned(), known: Self::builtin_names().join(", ") }
@@ -155,6 +163,7 @@ impl Profile {
         Profile::from_toml(name, text)
     }
 
+    /// A profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
@@ -380,14 +389,17 @@ impl Profile {
         self.values.get(&c)
     }
 
+    /// The `[dates]` forms of a column, in the order they are tried.
     pub fn date_formats(&self, c: Column) -> &[DateFormat] {
         self.dates.get(&c).map_or(&[], Vec::as_slice)
     }
 
+    /// The `[times]` forms of a column, in the order they are tried.
     pub fn time_formats(&self, c: Column) -> &[String] {
         self.times.get(&c).map_or(&[], Vec::as_slice)
     }
 
+    /// The separators between items of a term column (`term_separator`, default `;`).
     pub fn term_separators(&self) -> &[String] {
         &self.term_separators
     }

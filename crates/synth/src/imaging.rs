@@ -4,9 +4,12 @@ use super::rng::Rng;
 use image::{Rgb, RgbImage};
 use std::io::Cursor;
 
+/// Shape of the endoscope's field of view in the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fov {
+    /// A round field.
     Circle,
+    /// An octagonal field (corners cut).
     Octagon,
 }
 
@@ -88,12 +91,14 @@ impl Noise {
     }
 }
 
+/// Baseline JPEG at `quality` (1–100).
 pub fn encode_jpeg(img: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(img)?;
     Ok(out)
 }
 
+/// PNG.
 pub fn encode_png(img: &RgbImage) -> image::ImageResult<Vec<u8>> {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png)?;
@@ -102,7 +107,7 @@ pub fn encode_png(img: &RgbImage) -> image::ImageResult<Vec<u8>> {
 
 /// Minimal little-endian TIFF-structured EXIF payload (for an APP1 segment) with IFD0 holding
 /// ImageDescription (0x010E) and Artist (0x013B) as ASCII.
-pub fn exif_payload(description: &str, artist: &str) -> Vec<u8> {
+pub(crate) fn exif_payload(description: &str, artist: &str) -> Vec<u8> {
     // Tags must be ascending within an IFD.
     let entries: [(u16, &[u8]); 2] =
         [(0x010E, description.as_bytes()), (0x013B, artist.as_bytes())];
@@ -139,7 +144,7 @@ pub fn exif_payload(description: &str, artist: &str) -> Vec<u8> {
 
 /// Insert a marker segment right after SOI (and after a JFIF APP0 if present, which JFIF
 /// requires to come first). Payload must fit a segment (≤ 65533 bytes).
-pub fn jpeg_insert_segment(jpeg: &[u8], marker: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn jpeg_insert_segment(jpeg: &[u8], marker: u8, payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() <= 65533, "segment too large");
     assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
     let mut at = 2;
@@ -156,7 +161,7 @@ pub fn jpeg_insert_segment(jpeg: &[u8], marker: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Insert a `tEXt` chunk before the first IDAT. `text` must be Latin-1; we only use ASCII.
-pub fn png_insert_text(png: &[u8], keyword: &str, text: &str) -> Vec<u8> {
+pub(crate) fn png_insert_text(png: &[u8], keyword: &str, text: &str) -> Vec<u8> {
     let mut at = 8;
     while at + 8 <= png.len() {
         let len = u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]) as usize;
@@ -180,7 +185,7 @@ pub fn png_insert_text(png: &[u8], keyword: &str, text: &str) -> Vec<u8> {
 }
 
 /// CRC-32 (ISO-HDLC) as PNG uses it; bitwise because it runs on a few bytes per file.
-pub fn crc32(bytes: &[u8]) -> u32 {
+fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in bytes {
         crc ^= b as u32;

@@ -44,6 +44,7 @@ pub enum FontChoice {
 }
 
 impl FontChoice {
+    /// Every choice, in declaration order.
     pub const ALL: [FontChoice; 3] =
         [FontChoice::NotoSansCjkJp, FontChoice::NotoSansMonoCjkJp, FontChoice::IpaGothic];
 
@@ -57,18 +58,34 @@ impl FontChoice {
     }
 }
 
+/// A font that cannot be used, named by its file.
 #[derive(Debug, thiserror::Error)]
 pub enum FontError {
+    /// The file is not installed.
     #[error("font file {path} not found (Debian package {package}: apt-get install {package})")]
-    Missing { path: PathBuf, package: &'static str },
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The Debian package that installs it.
+        package: &'static str,
+    },
+    /// The file could not be read.
     #[error("font file {path} cannot be read: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The read error.
         #[source]
         source: std::io::Error,
     },
+    /// The file holds no font at that index.
     #[error("font file {path} has no usable font at index {index}")]
-    Invalid { path: PathBuf, index: u32 },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The index asked for.
+        index: u32,
+    },
 }
 
 /// A parsed font (the whole file stays in memory: ~20 MB for the Noto collection).
@@ -95,6 +112,7 @@ impl OverlayFont {
         Ok(OverlayFont { font, path, index })
     }
 
+    /// The file the font was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -134,9 +152,13 @@ pub fn system_font(which: FontChoice) -> Result<OverlayFont, FontError> {
 /// of it outside the image).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TextBox {
+    /// Left edge.
     pub x: u32,
+    /// Top edge.
     pub y: u32,
+    /// Width.
     pub w: u32,
+    /// Height.
     pub h: u32,
 }
 

@@ -2,9 +2,9 @@
 //! them are fictitious combinations of common names and place names.
 
 /// (kanji, katakana, romaji)
-pub type Name3 = (&'static str, &'static str, &'static str);
+pub(crate) type Name3 = (&'static str, &'static str, &'static str);
 
-pub const SURNAMES: &[Name3] = &[
+pub(crate) const SURNAMES: &[Name3] = &[
     ("佐藤", "サトウ", "SATO"),
     ("鈴木", "スズキ", "SUZUKI"),
     ("高橋", "タカハシ", "TAKAHASHI"),
@@ -59,7 +59,7 @@ pub const SURNAMES: &[Name3] = &[
 ];
 
 /// Variant-kanji spellings (異体字) that careless normalization or CP932 handling breaks.
-pub const VARIANT_SURNAMES: &[Name3] = &[
+pub(crate) const VARIANT_SURNAMES: &[Name3] = &[
     ("髙橋", "タカハシ", "TAKAHASHI"),
     ("山﨑", "ヤマザキ", "YAMAZAKI"),
     ("齋藤", "サイトウ", "SAITO"),
@@ -69,7 +69,7 @@ pub const VARIANT_SURNAMES: &[Name3] = &[
     ("濱田", "ハマダ", "HAMADA"),
 ];
 
-pub const GIVEN_M: &[Name3] = &[
+pub(crate) const GIVEN_M: &[Name3] = &[
     ("太郎", "タロウ", "TARO"),
     ("一郎", "イチロウ", "ICHIRO"),
     ("健一", "ケンイチ", "KENICHI"),
@@ -94,7 +94,7 @@ pub const GIVEN_M: &[Name3] = &[
     ("剛", "ツヨシ", "TSUYOSHI"),
 ];
 
-pub const GIVEN_F: &[Name3] = &[
+pub(crate) const GIVEN_F: &[Name3] = &[
     ("花子", "ハナコ", "HANAKO"),
     ("幸子", "サチコ", "SACHIKO"),
     ("節子", "セツコ", "SETSUKO"),
@@ -119,7 +119,7 @@ pub const GIVEN_F: &[Name3] = &[
 ];
 
 /// (prefecture, city, wards, area code)
-pub const CITIES: &[(&str, &str, &[&str], &str)] = &[
+pub(crate) const CITIES: &[(&str, &str, &[&str], &str)] = &[
     ("京都府", "京都市", &["上京区", "中京区", "左京区", "右京区", "伏見区"], "075"),
     ("東京都", "", &["世田谷区", "練馬区", "杉並区", "板橋区", "大田区"], "03"),
     ("大阪府", "大阪市", &["北区", "中央区", "天王寺区", "住吉区"], "06"),
@@ -130,7 +130,7 @@ pub const CITIES: &[(&str, &str, &[&str], &str)] = &[
     ("兵庫県", "神戸市", &["灘区", "須磨区", "垂水区"], "078"),
 ];
 
-pub const TOWNS: &[&str] = &[
+pub(crate) const TOWNS: &[&str] = &[
     "本町",
     "栄町",
     "緑町",
@@ -149,14 +149,14 @@ pub const TOWNS: &[&str] = &[
     "梅ケ丘",
     "ひばりが丘",
 ];
-pub const BUILDINGS: &[&str] = &["メゾン", "コーポ", "ハイツ", "グランドール", "サンライズ"];
-pub const BUILDING_NAMES: &[&str] = &["青葉", "若草", "城南", "北山"];
+pub(crate) const BUILDINGS: &[&str] = &["メゾン", "コーポ", "ハイツ", "グランドール", "サンライズ"];
+pub(crate) const BUILDING_NAMES: &[&str] = &["青葉", "若草", "城南", "北山"];
 
 /// (exam type, weight in percent); the spec's vocabulary.
-pub const EXAM_TYPES: &[(&str, u32)] =
+pub(crate) const EXAM_TYPES: &[(&str, u32)] =
     &[("上部消化管", 55), ("下部消化管", 30), ("小腸", 3), ("ERCP", 6), ("EUS", 6)];
 
-pub const FINDINGS_UP: &[&str] = &[
+pub(crate) const FINDINGS_UP: &[&str] = &[
     "胃体下部小弯に0-Ⅱc病変。",
     "食道裂孔ヘルニアあり。",
     "萎縮性胃炎 C-2。",
@@ -167,7 +167,7 @@ pub const FINDINGS_UP: &[&str] = &[
     "胃底腺ポリープ多発。",
     "異常所見なし。",
 ];
-pub const FINDINGS_LOW: &[&str] = &[
+pub(crate) const FINDINGS_LOW: &[&str] = &[
     "S状結腸に10mm大のIsp型ポリープ、EMR施行。",
     "上行結腸に憩室多発。",
     "直腸にLST-G 25mm。",
@@ -175,7 +175,7 @@ pub const FINDINGS_LOW: &[&str] = &[
     "内痔核あり。",
     "盲腸まで挿入、異常なし。",
 ];
-pub const DIAG_UP: &[&str] = &[
+pub(crate) const DIAG_UP: &[&str] = &[
     "早期胃癌 0-Ⅱc",
     "早期胃がん",
     "逆流性食道炎",
@@ -186,10 +186,11 @@ pub const DIAG_UP: &[&str] = &[
     "食道裂孔ヘルニア",
     "異常なし",
 ];
-pub const DIAG_LOW: &[&str] =
+pub(crate) const DIAG_LOW: &[&str] =
     &["大腸ポリープ", "大腸腺腫", "大腸憩室症", "内痔核", "大腸癌", "異常なし"];
-pub const TREAT: &[&str] = &["生検", "ESD", "EMR", "CSP", "ポリペクトミー", "クリップ止血", "なし"];
-pub const ADVERSE: &[&str] = &[
+pub(crate) const TREAT: &[&str] =
+    &["生検", "ESD", "EMR", "CSP", "ポリペクトミー", "クリップ止血", "なし"];
+pub(crate) const ADVERSE: &[&str] = &[
     "なし",
     "なし",
     "なし",
@@ -203,13 +204,13 @@ pub const ADVERSE: &[&str] = &[
     "穿孔",
     "偶発症なし",
 ];
-pub const SEDATION: &[&str] = &["なし", "なし", "ミダゾラム", "プロポフォール", "ペチジン"];
-pub const IN_OUT: &[&str] = &["入院", "外来", "外来", "外来"];
-pub const ANTITHROMBOTIC: &[&str] = &["あり", "なし", "なし", "不明"];
-pub const HP: &[&str] = &["未感染", "現感染", "既感染", "不明"];
-pub const ASA: &[&str] = &["1", "1", "2", "2", "2", "3", "3", "4", "5"];
+pub(crate) const SEDATION: &[&str] = &["なし", "なし", "ミダゾラム", "プロポフォール", "ペチジン"];
+pub(crate) const IN_OUT: &[&str] = &["入院", "外来", "外来", "外来"];
+pub(crate) const ANTITHROMBOTIC: &[&str] = &["あり", "なし", "なし", "不明"];
+pub(crate) const HP: &[&str] = &["未感染", "現感染", "既感染", "不明"];
+pub(crate) const ASA: &[&str] = &["1", "1", "2", "2", "2", "3", "3", "4", "5"];
 /// Comments without identifiers; one contains RFC 4180 `""` escapes on purpose.
-pub const BENIGN_COMMENTS: &[&str] = &[
+pub(crate) const BENIGN_COMMENTS: &[&str] = &[
     "",
     "抗凝固薬休薬なし",
     "前処置不良",
@@ -219,7 +220,7 @@ pub const BENIGN_COMMENTS: &[&str] = &[
 ];
 
 /// Full-width katakana → half-width (dakuten/handakuten split), for ﾔﾏﾀﾞ-style kana.
-pub fn to_halfwidth_kana(s: &str) -> String {
+pub(crate) fn to_halfwidth_kana(s: &str) -> String {
     const FW: &str = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワヲンァィゥェォャュョッー";
     const HW: &str = "ｱｲｳｴｵｶｷｸｹｺｻｼｽｾｿﾀﾁﾂﾃﾄﾅﾆﾇﾈﾉﾊﾋﾌﾍﾎﾏﾐﾑﾒﾓﾔﾕﾖﾗﾘﾙﾚﾛﾜｦﾝｧｨｩｪｫｬｭｮｯｰ";
     const VOICED: &str = "ガギグゲゴザジズゼゾダヂヅデドバビブベボ";
@@ -250,7 +251,7 @@ pub fn to_halfwidth_kana(s: &str) -> String {
 
 /// ASCII → full-width forms (０１２３, ＡＢＣ); the hyphen becomes U+2010 as Japanese IMEs
 /// and CP932 exports commonly show it.
-pub fn to_fullwidth(s: &str) -> String {
+pub(crate) fn to_fullwidth(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '-' => '‐',

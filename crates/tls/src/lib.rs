@@ -16,22 +16,63 @@ use std::sync::Arc;
 /// ALPN we speak on both sides: HTTP/1.1 only (uploads are few and large; no need for h2).
 const ALPN_HTTP1: &[u8] = b"http/1.1";
 
+/// A certificate, key or CA file that could not be used; named by its path.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The file could not be read.
     #[error("tls: cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// The file holds no certificate.
     #[error("tls: {path} contains no PEM certificate")]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds no private key.
     #[error("tls: {path} contains no PEM private key (PKCS#8, SEC1 or PKCS#1)")]
-    NoKey { path: PathBuf },
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not PEM.
     #[error("tls: {path} is not valid PEM: {source}")]
-    Pem { path: PathBuf, source: pem::Error },
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// The PEM error.
+        source: pem::Error,
+    },
+    /// rustls refused the CA certificate.
     #[error("tls: CA certificate {path} was rejected: {source}")]
-    BadCa { path: PathBuf, source: rustls::Error },
+    BadCa {
+        /// The CA file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+    /// The client-certificate verifier could not be built from the CA.
     #[error("tls: building the client-certificate verifier from {path}: {source}")]
-    Verifier { path: PathBuf, source: rustls::server::VerifierBuilderError },
+    Verifier {
+        /// The CA file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::server::VerifierBuilderError,
+    },
+    /// rustls refused the certificate and key pair.
     #[error("tls: certificate {cert} / key {key} rejected: {source}")]
-    Config { cert: PathBuf, key: PathBuf, source: rustls::Error },
+    Config {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
 }
 
 /// The one crypto provider this crate uses.
@@ -68,7 +109,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// The first private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
         pem::Error::NoItemsFound => TlsError::NoKey { path: path.to_path_buf() },
         e => pem_error(path, e),

@@ -18,13 +18,12 @@ use crate::{text, Pseudonymizer};
 use dicom_core::header::Header;
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET;
 use dicom_object::mem::InMemElement;
 use dicom_object::InMemDicomObject;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub const SPECIFIC_CHARACTER_SET: Tag = Tag(0x0008, 0x0005);
-
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub table: &'static Table,
     pub policy: &'a DicomPolicy,
     pub pseudo: &'a Pseudonymizer,
@@ -41,7 +40,7 @@ fn charset_vr(vr: VR) -> bool {
 }
 
 /// VRs that hold free or coded text, where an identifier could be written.
-pub fn text_vr(vr: VR) -> bool {
+pub(crate) fn text_vr(vr: VR) -> bool {
     matches!(
         vr,
         VR::SH | VR::LO | VR::ST | VR::LT | VR::UT | VR::UC | VR::PN | VR::AE | VR::CS | VR::UR
@@ -54,7 +53,7 @@ fn single_valued_text(vr: VR) -> bool {
 }
 
 /// String values of a primitive value (`None` for binary values).
-pub fn strings(
+pub(crate) fn strings(
     v: &Value<InMemDicomObject, dicom_core::value::InMemFragment>,
 ) -> Option<Vec<String>> {
     str_values(v).map(<[String]>::to_vec)
@@ -124,7 +123,7 @@ fn dummy(tag: Tag, vr: VR) -> InMemElement {
 }
 
 /// Re-decode every charset-affected text value where dicom-rs used the wrong decoder.
-pub fn redecode(obj: InMemDicomObject, how: Redecode) -> InMemDicomObject {
+pub(crate) fn redecode(obj: InMemDicomObject, how: Redecode) -> InMemDicomObject {
     if how == Redecode::None {
         return obj;
     }
@@ -149,7 +148,7 @@ pub fn redecode(obj: InMemDicomObject, how: Redecode) -> InMemDicomObject {
 }
 
 /// De-identify one data set (root or item).
-pub fn dataset(ctx: &Ctx, obj: InMemDicomObject, depth: usize) -> InMemDicomObject {
+pub(crate) fn dataset(ctx: &Ctx, obj: InMemDicomObject, depth: usize) -> InMemDicomObject {
     let elems: Vec<InMemElement> = obj.into_iter().collect();
     // Private creators of this data set: (group, block) -> creator.
     let mut creators = BTreeMap::new();
@@ -325,7 +324,7 @@ fn clean_text(ctx: &Ctx, e: InMemElement, depth: usize) -> InMemElement {
 }
 
 /// Scrub with every identifier set in turn.
-pub fn scrub(ids: &[IdentifierSet], v: &str) -> String {
+pub(crate) fn scrub(ids: &[IdentifierSet], v: &str) -> String {
     if ids.is_empty() {
         return text::scrub(v, &IdentifierSet::default()).text;
     }
@@ -333,7 +332,7 @@ pub fn scrub(ids: &[IdentifierSet], v: &str) -> String {
 }
 
 /// The first own identifier still present in any text value: (tag path, kind key).
-pub fn find_identifier(
+pub(crate) fn find_identifier(
     obj: &InMemDicomObject,
     ids: &[IdentifierSet],
     path: &str,

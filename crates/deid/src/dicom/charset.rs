@@ -13,7 +13,7 @@ use encoding_rs::{EUC_JP, SHIFT_JIS};
 /// What the first value of Specific Character Set made dicom-rs decode text as, when the
 /// declared set needs re-decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Redecode {
+pub(crate) enum Redecode {
     /// dicom-rs already decoded correctly (single-valued or no code extensions).
     None,
     /// First value default repertoire: text holds the bytes as Latin-1 chars.
@@ -24,7 +24,7 @@ pub enum Redecode {
 
 /// Decide from the Specific Character Set values. `Err` names an unsupported term (only when
 /// it looks like a defined term; otherwise a generic description).
-pub fn plan(values: &[String]) -> Result<Redecode, String> {
+pub(crate) fn plan(values: &[String]) -> Result<Redecode, String> {
     let norm: Vec<String> = values.iter().map(|v| v.trim().to_ascii_uppercase()).collect();
     if norm.len() <= 1 {
         let first = norm.first().map(String::as_str).unwrap_or("");
@@ -62,7 +62,7 @@ fn describe(term: &str) -> String {
 
 /// Re-decode one text value (all values of an element joined by `\`, as in the file).
 /// `None` if the text could not have come from the plan's decoding (left as it was).
-pub fn redecode(text: &str, how: Redecode) -> Option<String> {
+pub(crate) fn redecode(text: &str, how: Redecode) -> Option<String> {
     let raw: Vec<u8> = match how {
         Redecode::None => return Some(text.to_string()),
         Redecode::FromLatin1 => {
@@ -81,7 +81,7 @@ pub fn redecode(text: &str, how: Redecode) -> Option<String> {
 
 /// ISO 2022 (DICOM's Japanese code extensions) to text, through EUC-JP, which holds the
 /// same three sets.
-pub fn iso2022(raw: &[u8]) -> String {
+pub(crate) fn iso2022(raw: &[u8]) -> String {
     #[derive(PartialEq, Clone, Copy)]
     enum G0 {
         Ascii,

@@ -13,30 +13,37 @@
 //! the burned-in text stage ([`pixels`]), and [`DicomResult::quarantine_reason`] keeps on the
 //! box whatever that stage did not release.
 
-pub mod apply;
-pub mod charset;
-pub mod options;
-pub mod package;
-pub mod parse;
-pub mod pixels;
-pub mod table;
-pub mod uid;
+mod apply;
+mod charset;
+mod options;
+pub(crate) mod package;
+mod parse;
+mod pixels;
+mod table;
+mod uid;
 
-pub use options::{DicomOption, DicomPolicy, SafePrivate};
+pub use options::{
+    DicomOption, DicomPolicy, SafePrivate, BASIC_PROFILE_CODE, BASIC_PROFILE_MEANING,
+};
+pub use parse::{check_structure, TailPixels, MAX_DEPTH};
+pub use table::{Action, Clean, Rule, Table};
 
 use super::identifiers::IdentifierSet;
 use super::{DeidContext, QuarantineReason};
-use fgw_records::Column;
-use apply::{strings, Ctx, SPECIFIC_CHARACTER_SET};
+use apply::{strings, Ctx};
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
+use fgw_records::Column;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// Why a DICOM file could not be de-identified. Every variant names the file (as the caller
 /// called it) and, where one is involved, the tag; never an attribute value.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variants and fields: the error message says what each is
 pub enum DicomError {
     #[error("{file}: empty file")]
     Empty { file: String },
@@ -78,12 +85,15 @@ impl DicomError {
 /// trusted: pixel data is cleaned or withheld whatever it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BurnedIn {
+    /// `YES`.
     Yes,
+    /// `NO`.
     No,
     /// Absent or not YES/NO.
     Undeclared,
 }
 
+/// One de-identified object and what the gate found out about it.
 pub struct DicomResult {
     /// The de-identified Part-10 file.
     pub bytes: Vec<u8>,
@@ -92,6 +102,7 @@ pub struct DicomResult {
     /// What the package says of the object: remapped UIDs, keyed pseudonyms of Patient ID
     /// and Accession Number, SOP class, transfer syntax, modality.
     pub record: fgw_format::package::DicomRecord,
+    /// What the source declared in Burned In Annotation.
     pub burned_in: BurnedIn,
     /// Pixel data went through the burned-in text stage and was released (Burned In
     /// Annotation is then NO).
@@ -121,16 +132,8 @@ impl DicomResult {
     }
 }
 
-const PATIENT_NAME: Tag = Tag(0x0010, 0x0010);
-const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
-const STUDY_UID: Tag = Tag(0x0020, 0x000D);
-const SOP_CLASS: Tag = Tag(0x0008, 0x0016);
-const SOP_INSTANCE: Tag = Tag(0x0008, 0x0018);
-const SERIES_UID: Tag = Tag(0x0020, 0x000E);
-const MODALITY: Tag = Tag(0x0008, 0x0060);
-const ACCESSION: Tag = Tag(0x0008, 0x0050);
-const BURNED_IN: Tag = Tag(0x0028, 0x0301);
-const PIXEL_TAGS: [Tag; 3] = [Tag(0x7FE0, 0x0010), Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)];
+const PIXEL_TAGS: [Tag; 3] =
+    [tags::PIXEL_DATA, tags::FLOAT_PIXEL_DATA, tags::DOUBLE_FLOAT_PIXEL_DATA];
 
 /// De-identify one DICOM Part-10 file. `file` names it in errors (the caller's name for it;
 /// never written into the output).
@@ -172,33 +175,34 @@ pub fn deidentify_dicom_into(
         tag: parse::tag_str(tag),
         name,
     };
-    let study = text1(STUDY_UID)
+    let study = text1(tags::STUDY_INSTANCE_UID)
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| missing(STUDY_UID, "Study Instance UID"))?;
-    let sop_class = text1(SOP_CLASS)
+        .ok_or_else(|| missing(tags::STUDY_INSTANCE_UID, "Study Instance UID"))?;
+    let sop_class = text1(tags::SOP_CLASS_UID)
         .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| missing(SOP_CLASS, "SOP Class UID"))?;
-    let instance = text1(SOP_INSTANCE)
+        .ok_or_else(|| missing(tags::SOP_CLASS_UID, "SOP Class UID"))?;
+    let instance = text1(tags::SOP_INSTANCE_UID)
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| missing(SOP_INSTANCE, "SOP Instance UID"))?;
-    let series = text1(SERIES_UID).filter(|s| !s.trim().is_empty());
-    let modality = text1(MODALITY)
+        .ok_or_else(|| missing(tags::SOP_INSTANCE_UID, "SOP Instance UID"))?;
+    let series = text1(tags::SERIES_INSTANCE_UID).filter(|s| !s.trim().is_empty());
+    let modality = text1(tags::MODALITY)
         .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
         .filter(|m| is_code(m));
     let (fac, ps) = (ctx.facility, ctx.pseudonymizer);
     let nonblank = |t: Tag| text1(t).filter(|s| !s.trim_end_matches(['\0', ' ']).trim().is_empty());
-    let patient_pid = nonblank(PATIENT_ID).map(|v| ps.patient(fac, v.trim_end_matches('\0')));
-    let exam_pid = nonblank(ACCESSION).map(|v| ps.exam(fac, v.trim_end_matches('\0')));
-    let burned_in = match text1(BURNED_IN).map(|s| s.trim().to_ascii_uppercase()).as_deref() {
-        Some("YES") => BurnedIn::Yes,
-        Some("NO") => BurnedIn::No,
-        _ => BurnedIn::Undeclared,
-    };
+    let patient_pid = nonblank(tags::PATIENT_ID).map(|v| ps.patient(fac, v.trim_end_matches('\0')));
+    let exam_pid = nonblank(tags::ACCESSION_NUMBER).map(|v| ps.exam(fac, v.trim_end_matches('\0')));
+    let burned_in =
+        match text1(tags::BURNED_IN_ANNOTATION).map(|s| s.trim().to_ascii_uppercase()).as_deref() {
+            Some("YES") => BurnedIn::Yes,
+            Some("NO") => BurnedIn::No,
+            _ => BurnedIn::Undeclared,
+        };
     let has_pixel_data = tail.is_some() || PIXEL_TAGS.iter().any(|t| root.get(*t).is_some());
 
     let ids = identify(&root);
-    let shift = text1(PATIENT_ID)
+    let shift = text1(tags::PATIENT_ID)
         .filter(|s| !s.trim().is_empty())
         .map(|pid| ctx.pseudonymizer.date_shift_days(ctx.facility, &pid));
     let c = Ctx { table, policy: dicom, pseudo: ctx.pseudonymizer, ids: &ids, shift };
@@ -284,22 +288,26 @@ fn write_part10(fobj: FileDicomObject<InMemDicomObject>, out: &mut Vec<u8>) -> O
 /// Temporal Information Modified (PS3.15 E.1.1).
 fn mark(obj: &mut InMemDicomObject, dicom: &DicomPolicy) {
     let selected = dicom.selected();
-    obj.put(DataElement::new(Tag(0x0012, 0x0062), VR::CS, "YES"));
+    obj.put(DataElement::new(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
     // LO is at most 64 characters: one value for the profile, one per option.
     let mut method = vec![format!("fgw-deid {} PS3.15 Basic", crate::TOOL_VERSION)];
     method.extend(selected.iter().map(|o| format!("+ {}", o.name())));
-    obj.put(DataElement::new(Tag(0x0012, 0x0063), VR::LO, PrimitiveValue::Strs(method.into())));
+    obj.put(DataElement::new(
+        tags::DEIDENTIFICATION_METHOD,
+        VR::LO,
+        PrimitiveValue::Strs(method.into()),
+    ));
     let code = |value: &str, meaning: &str| {
         InMemDicomObject::from_element_iter([
-            DataElement::new(Tag(0x0008, 0x0100), VR::SH, value),
-            DataElement::new(Tag(0x0008, 0x0102), VR::SH, "DCM"),
-            DataElement::new(Tag(0x0008, 0x0104), VR::LO, meaning),
+            DataElement::new(tags::CODE_VALUE, VR::SH, value),
+            DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, "DCM"),
+            DataElement::new(tags::CODE_MEANING, VR::LO, meaning),
         ])
     };
     let mut items = vec![code(options::BASIC_PROFILE_CODE, options::BASIC_PROFILE_MEANING)];
     items.extend(selected.iter().map(|o| code(o.code(), o.meaning())));
     obj.put(DataElement::new(
-        Tag(0x0012, 0x0064),
+        tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
         VR::SQ,
         Value::Sequence(DataSetSequence::new(items, Length::UNDEFINED)),
     ));
@@ -310,7 +318,7 @@ fn mark(obj: &mut InMemDicomObject, dicom: &DicomPolicy) {
     } else {
         "REMOVED"
     };
-    obj.put(DataElement::new(Tag(0x0028, 0x0303), VR::CS, temporal));
+    obj.put(DataElement::new(tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, VR::CS, temporal));
 }
 
 /// The object's own identifiers, one [`IdentifierSet`] per spelling (a PN value has up to
@@ -368,11 +376,11 @@ impl IdentifyingValues {
         let first = |t: Tag| all(t).into_iter().find(|s| !s.trim().is_empty());
         let mut base = BTreeMap::new();
         for (c, t) in [
-            (Column::PatientId, PATIENT_ID),
-            (Column::BirthDate, Tag(0x0010, 0x0030)),
-            (Column::Address, Tag(0x0010, 0x1040)),
-            (Column::Phone, Tag(0x0010, 0x2154)),
-            (Column::ExamId, Tag(0x0008, 0x0050)),
+            (Column::PatientId, tags::PATIENT_ID),
+            (Column::BirthDate, tags::PATIENT_BIRTH_DATE),
+            (Column::Address, tags::PATIENT_ADDRESS),
+            (Column::Phone, tags::PATIENT_TELEPHONE_NUMBERS),
+            (Column::ExamId, tags::ACCESSION_NUMBER),
         ] {
             if let Some(v) = first(t) {
                 base.insert(c, v);
@@ -385,7 +393,12 @@ impl IdentifyingValues {
             }
         };
         // Patient names, other names, birth names.
-        for t in [PATIENT_NAME, Tag(0x0010, 0x1001), Tag(0x0010, 0x1005), Tag(0x0010, 0x1060)] {
+        for t in [
+            tags::PATIENT_NAME,
+            tags::OTHER_PATIENT_NAMES,
+            tags::PATIENT_BIRTH_NAME,
+            tags::PATIENT_MOTHER_BIRTH_NAME,
+        ] {
             for v in all(t) {
                 for (i, group) in v.split('=').enumerate() {
                     let c = if i == 2 { Column::PatientKana } else { Column::PatientName };
@@ -395,10 +408,10 @@ impl IdentifyingValues {
         }
         // Physicians and operators: surname searched, like the exam record's.
         for (t, c) in [
-            (Tag(0x0008, 0x0090), Column::ReferringPhysician),
-            (Tag(0x0008, 0x1050), Column::Operator),
-            (Tag(0x0008, 0x1070), Column::Operator),
-            (Tag(0x0008, 0x1060), Column::Operator),
+            (tags::REFERRING_PHYSICIAN_NAME, Column::ReferringPhysician),
+            (tags::PERFORMING_PHYSICIAN_NAME, Column::Operator),
+            (tags::OPERATORS_NAME, Column::Operator),
+            (tags::NAME_OF_PHYSICIANS_READING_STUDY, Column::Operator),
         ] {
             for v in all(t) {
                 for group in v.split('=') {
@@ -407,14 +420,19 @@ impl IdentifyingValues {
             }
         }
         // Other ids: (0010,1000) and Other Patient IDs Sequence items; further phone numbers.
-        for v in
-            all(Tag(0x0010, 0x1000)).into_iter().chain(all(Tag(0x0010, 0x2154)).into_iter().skip(1))
-        {
+        // Retired, but older modalities still write it.
+        #[allow(deprecated)]
+        let other_ids = all(tags::OTHER_PATIENT_I_DS).into_iter();
+        for v in other_ids.chain(all(tags::PATIENT_TELEPHONE_NUMBERS).into_iter().skip(1)) {
             one(Column::PatientId, v);
         }
-        if let Some(Value::Sequence(s)) = root.get(Tag(0x0010, 0x1002)).map(|e| e.value()) {
+        if let Some(Value::Sequence(s)) =
+            root.get(tags::OTHER_PATIENT_I_DS_SEQUENCE).map(|e| e.value())
+        {
             for item in s.items() {
-                for v in item.get(PATIENT_ID).and_then(|e| strings(e.value())).unwrap_or_default() {
+                for v in
+                    item.get(tags::PATIENT_ID).and_then(|e| strings(e.value())).unwrap_or_default()
+                {
                     one(Column::PatientId, v);
                 }
             }
@@ -433,13 +451,13 @@ impl IdentifyingValues {
 }
 
 /// A CS-style code: 1–16 of `A-Z 0-9 _`.
-pub fn is_code(s: &str) -> bool {
+pub(crate) fn is_code(s: &str) -> bool {
     (1..=16).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// One PN component group as words: `YAMADA^TARO` → `YAMADA TARO` (components in order,
 /// empty ones dropped).
-pub fn pn_words(group: &str) -> String {
+fn pn_words(group: &str) -> String {
     group.split('^').map(str::trim).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }

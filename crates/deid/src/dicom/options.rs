@@ -32,6 +32,7 @@ pub enum DicomOption {
 }
 
 impl DicomOption {
+    /// Every option, in the order the code sequence lists them.
     pub const ALL: [DicomOption; 7] = [
         DicomOption::RetainLongitudinalFullDates,
         DicomOption::RetainLongitudinalModifiedDates,
@@ -96,6 +97,7 @@ impl DicomOption {
 
 /// The Basic profile itself (always applied).
 pub const BASIC_PROFILE_CODE: &str = "113100";
+/// Code meaning of [`BASIC_PROFILE_CODE`].
 pub const BASIC_PROFILE_MEANING: &str = "Basic Application Confidentiality Profile";
 
 /// One private attribute known to carry no identifying data: creator string, odd group and
@@ -103,11 +105,15 @@ pub const BASIC_PROFILE_MEANING: &str = "Basic Application Confidentiality Profi
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SafePrivate {
+    /// Private Creator value of the block.
     pub creator: String,
+    /// Odd group number.
     pub group: u16,
+    /// Element number within the block (low byte).
     pub element: u8,
 }
 
+/// `[deid.dicom]`: the PS3.15 options and the safe private attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct DicomPolicy {
@@ -128,6 +134,7 @@ impl Default for DicomPolicy {
 }
 
 impl DicomPolicy {
+    /// Whether option `o` is selected.
     pub fn has(&self, o: DicomOption) -> bool {
         self.options.contains(&o)
     }

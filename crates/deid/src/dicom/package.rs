@@ -4,14 +4,14 @@
 //! that arrives over hours is never held back for its last image, and a re-sent object makes
 //! the same package id (the hub stores it once).
 
-use super::{deidentify_dicom, DicomPolicy, DicomResult};
-use crate::identifiers::IdentifierSet;
-use crate::{verify_and_seal, Content, DeidContext, DeidOutcome, QuarantineReason};
+use super::{deidentify_dicom, DicomPolicy};
+use crate::actions::Action;
+use crate::{outcome, verify, DeidContext, DeidOutcome};
 use fgw_format::ids::Sha256Hex;
 use fgw_format::package::FileEntry;
 
 /// Path of the object inside its package.
-pub const OBJECT_PATH: &str = "dicom/object.dcm";
+pub(crate) const OBJECT_PATH: &str = "dicom/object.dcm";
 
 /// De-identify one DICOM Part-10 file and seal it as a package, or say why it stays on the
 /// box. `file` names it in errors (never the original file name, which may carry a name).
@@ -28,22 +28,11 @@ pub fn deidentify_dicom_package(
     if let Some(reason) = res.quarantine_reason() {
         return DeidOutcome::Quarantined { reason };
     }
-    match seal(res, ctx, dicom) {
-        Ok(package) => DeidOutcome::Package { package, withheld: Vec::new() },
-        Err(reason) => DeidOutcome::Quarantined { reason },
-    }
-}
-
-fn seal(
-    res: DicomResult,
-    ctx: &DeidContext,
-    dicom: &DicomPolicy,
-) -> Result<crate::DeidPackage, QuarantineReason> {
-    let mut actions = vec!["dicom:ps3.15-basic".to_string()];
-    actions.extend(dicom.selected().iter().map(|o| format!("dicom_option:{}", o.name())));
-    actions.push("dicom_uids:remapped".into());
+    let mut actions = vec![Action::DicomBasicProfile];
+    actions.extend(dicom.selected().into_iter().map(Action::DicomOption));
+    actions.push(Action::DicomUidsRemapped);
     if res.pixels_cleaned {
-        actions.push("dicom_pixels:cleaned".into());
+        actions.push(Action::DicomPixelsCleaned);
     }
     let entry = FileEntry {
         path: OBJECT_PATH.into(),
@@ -51,7 +40,8 @@ fn seal(
         size: res.bytes.len() as u64,
         media_type: "application/dicom".into(),
     };
-    // The record is checked by shape (`verify_dicom_record`), not searched: no identifiers.
-    let none = IdentifierSet::default();
-    verify_and_seal(Content::Dicom(res.record), &none, ctx, actions, vec![(entry, res.bytes)])
+    // The record is checked by shape, not searched: every value in it is made by the gate,
+    // and the object itself was searched for its identifiers by `deidentify_dicom`.
+    let verified = verify::verify_dicom(res.record);
+    outcome(verified, ctx, actions, vec![(entry, res.bytes)], Vec::new())
 }

@@ -9,6 +9,12 @@
 use super::DicomError;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::{Tag, VR};
+use dicom_dictionary_std::tags::{PIXEL_DATA, TRANSFER_SYNTAX_UID};
+// Explicit VR Big Endian is retired, but files written with it are still read.
+#[allow(deprecated)]
+use dicom_dictionary_std::uids::{
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
+};
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
@@ -20,11 +26,10 @@ use std::cell::Cell;
 pub const MAX_DEPTH: usize = 32;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
+// Item and delimiters (PS3.5 7.5): not data elements, so not in the data dictionary.
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_END: Tag = Tag(0xFFFE, 0xE00D);
 const SEQ_END: Tag = Tag(0xFFFE, 0xE0DD);
-const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
-const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
 
 /// VRs whose explicit header has 2 reserved bytes and a 32-bit length.
 const LONG_VRS: [&[u8; 2]; 13] =
@@ -81,7 +86,7 @@ impl TailPixels {
 
 /// Read a Part-10 file (128-byte preamble + `DICM`, or `DICM` at the start). With
 /// [`TailPixels`], the object holds everything but that element.
-pub fn read(
+pub(crate) fn read(
     file: &str,
     bytes: &[u8],
 ) -> Result<(DefaultDicomObject, Option<TailPixels>), DicomError> {
@@ -128,9 +133,10 @@ pub fn check_structure(file: &str, bytes: &[u8]) -> Result<Option<TailPixels>, D
             "file meta group has no Transfer Syntax UID (0002,0010)",
         ));
     };
+    #[allow(deprecated)] // EXPLICIT_VR_BIG_ENDIAN: see the import
     let (explicit, big) = match ts.as_str() {
-        "1.2.840.10008.1.2" => (false, false),
-        "1.2.840.10008.1.2.2" => (true, true),
+        IMPLICIT_VR_LITTLE_ENDIAN => (false, false),
+        EXPLICIT_VR_BIG_ENDIAN => (true, true),
         _ => (true, false),
     };
     let supported = TransferSyntaxRegistry.get(&ts).is_some_and(|t| t.can_decode_dataset());
@@ -146,12 +152,12 @@ pub fn check_structure(file: &str, bytes: &[u8]) -> Result<Option<TailPixels>, D
         return Err(w.err(end, None, "trailing bytes after the data set"));
     }
     // Only where the output is written as the input was: little endian, no deflated data set.
-    let plain = !big && ts != DEFLATED;
+    let plain = !big && ts != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN;
     Ok(w.pixels.get().filter(|(_, end)| *end == bytes.len() && plain).map(|(t, _)| t))
 }
 
 /// A UID for an error message: shown only if it has the shape of one.
-pub fn safe_uid(s: &str) -> String {
+pub(crate) fn safe_uid(s: &str) -> String {
     let s = s.trim_end_matches(['\0', ' ']);
     if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         s.to_string()
@@ -160,7 +166,7 @@ pub fn safe_uid(s: &str) -> String {
     }
 }
 
-pub fn tag_str(t: Tag) -> String {
+pub(crate) fn tag_str(t: Tag) -> String {
     format!("({:04X},{:04X})", t.group(), t.element())
 }
 
@@ -218,7 +224,7 @@ impl Walker<'_> {
             if len as usize > self.b.len() - v {
                 return Err(self.err(pos, Some(tag), self.beyond(len, self.b.len() - v)));
             }
-            if tag == Tag(0x0002, 0x0010) {
+            if tag == TRANSFER_SYNTAX_UID {
                 let raw = &self.b[v..v + len as usize];
                 ts = Some(String::from_utf8_lossy(raw).trim_end_matches(['\0', ' ']).to_string());
             }
@@ -399,6 +405,6 @@ impl Walker<'_> {
 }
 
 /// The dictionary VR of a tag, if it has exactly one.
-pub fn dict_vr(tag: Tag) -> Option<VR> {
+pub(crate) fn dict_vr(tag: Tag) -> Option<VR> {
     StandardDataDictionary.by_tag(tag).and_then(|e| e.vr().exact())
 }

@@ -17,25 +17,17 @@ use crate::pixels::{PixelError, PixelStage};
 use crate::QuarantineReason;
 use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
+use dicom_dictionary_std::tags::{
+    BITS_ALLOCATED, BITS_STORED, BURNED_IN_ANNOTATION, COLUMNS, HIGH_BIT, NUMBER_OF_FRAMES,
+    PHOTOMETRIC_INTERPRETATION as PHOTOMETRIC, PIXEL_DATA, PIXEL_REPRESENTATION,
+    PLANAR_CONFIGURATION as PLANAR, ROWS, SAMPLES_PER_PIXEL as SAMPLES,
+};
+use dicom_dictionary_std::uids::{
+    EXPLICIT_VR_LITTLE_ENDIAN as EXPLICIT_LE, IMPLICIT_VR_LITTLE_ENDIAN as IMPLICIT_LE,
+    JPEG_BASELINE8_BIT as JPEG_BASELINE,
+};
 use dicom_object::InMemDicomObject;
 use std::borrow::Cow;
-
-pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
-pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
-const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
-
-const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
-const ROWS: Tag = Tag(0x0028, 0x0010);
-const COLUMNS: Tag = Tag(0x0028, 0x0011);
-const SAMPLES: Tag = Tag(0x0028, 0x0002);
-const PHOTOMETRIC: Tag = Tag(0x0028, 0x0004);
-const PLANAR: Tag = Tag(0x0028, 0x0006);
-const FRAMES: Tag = Tag(0x0028, 0x0008);
-const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
-const BITS_STORED: Tag = Tag(0x0028, 0x0101);
-const HIGH_BIT: Tag = Tag(0x0028, 0x0102);
-const PIXEL_REPRESENTATION: Tag = Tag(0x0028, 0x0103);
-pub const BURNED_IN: Tag = Tag(0x0028, 0x0301);
 
 fn unsupported(what: &str) -> QuarantineReason {
     QuarantineReason::PixelStageFailed(format!("dicom pixel data: {what}"))
@@ -53,7 +45,7 @@ fn text(obj: &InMemDicomObject, t: Tag) -> Option<String> {
 }
 
 /// Where the pixel data to clean is.
-pub enum Source<'a> {
+pub(crate) enum Source<'a> {
     /// Still in the input file (`parse::TailPixels`), not parsed into the object.
     Input(&'a [u8], TailPixels),
     /// The object's own Pixel Data element.
@@ -82,14 +74,14 @@ impl Source<'_> {
 /// Cleans the pixel data of `obj` (and `ts`, when the storage changes): the cleaned pixels
 /// are put into `obj`. On success Burned In Annotation is NO; on refusal, the reason to keep
 /// the object on the box.
-pub fn clean(
+pub(crate) fn clean(
     obj: &mut InMemDicomObject,
     ts: &mut String,
     ids: &IdentifierSet,
     stage: &PixelStage,
     source: Source,
 ) -> Result<(), QuarantineReason> {
-    if int(obj, FRAMES).unwrap_or(1) > 1 {
+    if int(obj, NUMBER_OF_FRAMES).unwrap_or(1) > 1 {
         return Err(unsupported("multi-frame"));
     }
     if int(obj, BITS_ALLOCATED) != Some(8) {
@@ -164,7 +156,7 @@ pub fn clean(
             obj.put(DataElement::new(PIXEL_DATA, VR::OB, PrimitiveValue::from(bytes)));
         }
     }
-    obj.put(DataElement::new(BURNED_IN, VR::CS, "NO"));
+    obj.put(DataElement::new(BURNED_IN_ANNOTATION, VR::CS, "NO"));
     Ok(())
 }
 

@@ -30,6 +30,7 @@ pub enum Clean {
     Text,
 }
 
+/// What the profile does to one attribute (a Table E.1-1 action code, resolved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// X: remove the attribute.
@@ -65,6 +66,7 @@ impl Action {
 pub struct Rule {
     /// Attribute name as in the standard (for messages and tests).
     pub name: String,
+    /// Action of the Basic profile column.
     pub basic: Action,
     /// Actions of the option columns present on this record.
     pub options: Vec<(DicomOption, Action)>,
@@ -84,7 +86,7 @@ impl Rule {
 
 /// What a record's tag column selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Selector {
+pub(crate) enum Selector {
     Exact(Tag),
     /// `(50XX,XXXX)`-style: `tag & mask == value` on the 32-bit tag, even groups only
     /// (repeating groups are even; odd ones are private).
@@ -96,8 +98,9 @@ pub enum Selector {
     Private,
 }
 
+/// Why the embedded table did not parse (a build defect, caught by the tests).
 #[derive(Debug, thiserror::Error)]
-pub enum TableError {
+pub(crate) enum TableError {
     #[error("table JSON is invalid: {0}")]
     Json(#[from] serde_json::Error),
     #[error("table record '{name}': tag '{tag}' is not (GGGG,EEEE)")]
@@ -118,6 +121,7 @@ struct Record {
     rest: HashMap<String, serde_json::Value>,
 }
 
+/// Table E.1-1 parsed: rules by exact tag, by repeating-group pattern, and for private tags.
 pub struct Table {
     exact: HashMap<Tag, Rule>,
     patterns: Vec<(u32, u32, Rule)>,
@@ -134,7 +138,7 @@ impl Table {
             .map_err(|e| e.clone())
     }
 
-    pub fn parse(json: &str) -> Result<Table, TableError> {
+    fn parse(json: &str) -> Result<Table, TableError> {
         let records: Vec<Record> = serde_json::from_str(json)?;
         let mut t =
             Table { exact: HashMap::new(), patterns: Vec::new(), private: None, records: 0 };
@@ -202,6 +206,7 @@ impl Table {
         self.records
     }
 
+    /// No records parsed.
     pub fn is_empty(&self) -> bool {
         self.records == 0
     }
@@ -257,31 +262,33 @@ fn selector(s: &str) -> Option<Selector> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dicom_dictionary_std::tags;
 
     #[test]
     fn embedded_table_parses_every_record() {
         let t = Table::get().unwrap();
         assert_eq!(t.len(), 621);
         assert!(t.private().is_some());
-        let study_date = t.rule(Tag(0x0008, 0x0020)).unwrap();
+        let study_date = t.rule(tags::STUDY_DATE).unwrap();
         assert_eq!(study_date.basic, Action::Empty);
         let mut p = DicomPolicy::default();
         assert_eq!(study_date.action(&p), Action::Empty);
         p.options.push(DicomOption::RetainLongitudinalModifiedDates);
         assert_eq!(study_date.action(&p), Action::Clean(Clean::ShiftDates));
-        // Curve data and overlays by pattern, even groups only.
+        // Curve data and overlays by pattern, even groups only (repeating groups: no single
+        // dictionary constant).
         assert_eq!(t.rule(Tag(0x5002, 0x3000)).unwrap().basic, Action::Remove);
         assert_eq!(t.rule(Tag(0x6000, 0x3000)).unwrap().basic, Action::Remove);
         assert!(t.rule(Tag(0x6001, 0x3000)).is_none());
-        assert_eq!(t.rule(Tag(0x0008, 0x1140)).unwrap().basic, Action::Uid);
-        assert_eq!(t.rule(Tag(0x0010, 0x0010)).unwrap().basic, Action::Empty);
+        assert_eq!(t.rule(tags::REFERENCED_IMAGE_SEQUENCE).unwrap().basic, Action::Uid);
+        assert_eq!(t.rule(tags::PATIENT_NAME).unwrap().basic, Action::Empty);
     }
 
     #[test]
     fn strictest_selected_option_wins() {
         let t = Table::get().unwrap();
         // Calibration Date: device identity K, modified dates C.
-        let r = t.rule(Tag(0x0018, 0x1200)).unwrap();
+        let r = t.rule(tags::DATE_OF_LAST_CALIBRATION).unwrap();
         let p = DicomPolicy {
             options: vec![
                 DicomOption::RetainDeviceIdentity,
@@ -294,7 +301,7 @@ mod tests {
 
     #[test]
     fn selectors() {
-        assert_eq!(selector("(0010,0010)"), Some(Selector::Exact(Tag(0x0010, 0x0010))));
+        assert_eq!(selector("(0010,0010)"), Some(Selector::Exact(tags::PATIENT_NAME)));
         assert_eq!(
             selector("(60XX,4000)"),
             Some(Selector::Pattern { mask: 0xff00_ffff, value: 0x6000_4000 })

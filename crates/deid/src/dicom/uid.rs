@@ -6,21 +6,23 @@
 
 use crate::Pseudonymizer;
 use dicom_core::Tag;
+use dicom_dictionary_std::tags;
 
-/// Root of UIDs defined by the standard itself; they identify no one.
+/// Root of UIDs defined by the standard itself; they identify no one. (A prefix, not a UID:
+/// the dictionary has no constant for it.)
 const DICOM_ROOT: &str = "1.2.840.10008.";
 
 /// Attributes outside the table whose UI value names a class (kept even if vendor-defined).
 const CLASS_UID_TAGS: [Tag; 5] = [
-    Tag(0x0008, 0x0016), // SOP Class UID
-    Tag(0x0008, 0x1150), // Referenced SOP Class UID
-    Tag(0x0008, 0x001A), // Related General SOP Class UID
-    Tag(0x0008, 0x001B), // Original Specialized SOP Class UID
-    Tag(0x0004, 0x1510), // Referenced SOP Class UID in File
+    tags::SOP_CLASS_UID,
+    tags::REFERENCED_SOP_CLASS_UID,
+    tags::RELATED_GENERAL_SOP_CLASS_UID,
+    tags::ORIGINAL_SPECIALIZED_SOP_CLASS_UID,
+    tags::REFERENCED_SOP_CLASS_UID_IN_FILE,
 ];
 
 /// The replacement of one UID value; empty stays empty.
-pub fn remap(p: &Pseudonymizer, value: &str) -> String {
+pub(crate) fn remap(p: &Pseudonymizer, value: &str) -> String {
     let v = value.trim_end_matches(['\0', ' ']).trim_start();
     if v.is_empty() {
         String::new()
@@ -30,6 +32,6 @@ pub fn remap(p: &Pseudonymizer, value: &str) -> String {
 }
 
 /// True if a UI value outside the table should be kept as it is.
-pub fn keep_unlisted(tag: Tag, value: &str) -> bool {
+pub(crate) fn keep_unlisted(tag: Tag, value: &str) -> bool {
     CLASS_UID_TAGS.contains(&tag) || value.trim_start().starts_with(DICOM_ROOT)
 }

@@ -22,13 +22,16 @@ pub const MIN_AREA_FRACTION: f32 = 0.08;
 /// The kept area as one horizontal span per row (convex shapes have one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
+    /// Frame width.
     pub width: u32,
+    /// Frame height.
     pub height: u32,
     /// `spans[y] = (x0, x1)`: pixels x0..x1 of row y are inside; x0 == x1 means none.
     pub spans: Vec<(u32, u32)>,
 }
 
 impl Field {
+    /// Whether pixel (x, y) is inside the field.
     pub fn inside(&self, x: u32, y: u32) -> bool {
         self.spans.get(y as usize).is_some_and(|&(a, b)| x >= a && x < b)
     }

@@ -8,24 +8,34 @@
 //! and the checks that the file is one interleaved 8-bit YCbCr or grayscale scan. Anything
 //! else is [`JpegBlockError::Unsupported`] and the caller takes the lossless pixel path.
 
+/// Why a JPEG cannot be masked in the DCT domain (the caller then takes the pixel path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JpegBlockError {
     #[error("jpeg not maskable in the DCT domain: {0}")]
+    /// A JPEG this module does not take (what).
     Unsupported(&'static str),
     #[error("jpeg structure: {0}")]
+    /// Broken marker structure (what).
     Structure(&'static str),
     #[error("jpeg coefficients: {0}")]
+    /// The scan could not be decoded or encoded (`dct-io`).
     Coefficients(String),
 }
 
 /// Frame layout: MCU size in pixels and grid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Geometry {
+    /// Frame width in pixels.
     pub width: u32,
+    /// Frame height in pixels.
     pub height: u32,
+    /// MCU width in pixels.
     pub mcu_w: u32,
+    /// MCU height in pixels.
     pub mcu_h: u32,
+    /// MCUs per row.
     pub mcu_cols: u32,
+    /// MCU rows.
     pub mcu_rows: u32,
     /// Per component: data units per MCU.
     pub du: Vec<usize>,
@@ -35,6 +45,7 @@ pub struct Geometry {
     q0: Vec<u16>,
 }
 
+/// The frame geometry, if the file is one this module can mask.
 pub fn geometry(jpeg: &[u8]) -> Result<Geometry, JpegBlockError> {
     use JpegBlockError::{Structure, Unsupported};
     if !jpeg.starts_with(&[0xFF, 0xD8]) {
@@ -169,6 +180,7 @@ pub struct Coefficients<'a> {
 }
 
 impl<'a> Coefficients<'a> {
+    /// Decode the scan's coefficients (checked against the frame's geometry).
     pub fn read(jpeg: &'a [u8]) -> Result<Coefficients<'a>, JpegBlockError> {
         let g = geometry(jpeg)?;
         let c = read(jpeg)?;
@@ -181,6 +193,7 @@ impl<'a> Coefficients<'a> {
         Ok(Coefficients { jpeg, g, c })
     }
 
+    /// The frame geometry.
     pub fn geometry(&self) -> &Geometry {
         &self.g
     }

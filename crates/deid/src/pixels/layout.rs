@@ -8,27 +8,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "shape", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FovShape {
-    Circle {
-        cx: f32,
-        cy: f32,
-        r: f32,
-    },
-    Rect {
-        x: f32,
-        y: f32,
-        w: f32,
-        h: f32,
-    },
+    /// A circle: centre and radius.
+    #[allow(missing_docs)]
+    Circle { cx: f32, cy: f32, r: f32 },
+    /// A rectangle: top-left corner, width and height.
+    #[allow(missing_docs)]
+    Rect { x: f32, y: f32, w: f32, h: f32 },
     /// A rectangle with its corners cut at 45 degrees by `corner` pixels.
-    Octagon {
-        x: f32,
-        y: f32,
-        w: f32,
-        h: f32,
-        corner: f32,
-    },
+    #[allow(missing_docs)]
+    Octagon { x: f32, y: f32, w: f32, h: f32, corner: f32 },
     /// Any convex polygon, vertices in order.
     Polygon {
+        /// `[x, y]` of each vertex.
         points: Vec<[f32; 2]>,
     },
 }
@@ -62,6 +53,7 @@ impl FovShape {
 /// A region always blacked out (a status bar inside the field, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // x, y: top-left corner; w, h: size, in pixels
 pub struct Rect {
     pub x: u32,
     pub y: u32,
@@ -80,17 +72,22 @@ pub enum LayoutUse {
     Fixed,
 }
 
+/// One device layout: a frame size, its field of view and the regions always masked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceLayout {
     /// Free name for reports (processor model), e.g. `evis-x1-1280`.
     pub name: String,
-    /// Frame size the layout applies to.
+    /// Frame width the layout applies to.
     pub width: u32,
+    /// Frame height the layout applies to.
     pub height: u32,
+    /// The field of view.
     pub fov: FovShape,
+    /// Regions masked even inside the field.
     #[serde(default)]
     pub mask: Vec<Rect>,
+    /// When the layout's field is used (`use`).
     #[serde(default, rename = "use")]
     pub use_: LayoutUse,
 }

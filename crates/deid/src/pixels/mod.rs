@@ -17,8 +17,8 @@ pub mod find;
 pub mod fov;
 pub mod jpeg_blocks;
 pub mod layout;
-pub mod ocr;
-pub mod tophat;
+mod ocr;
+mod tophat;
 
 use super::identifiers::{IdKind, IdentifierSet};
 use super::image_meta::{self, CleanImage, ImageMetaError};
@@ -43,6 +43,7 @@ pub enum PixelMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PixelSettings {
+    /// Clean or withhold images.
     pub mode: PixelMode,
     /// Tesseract languages (default `jpn+eng`).
     pub ocr_languages: String,
@@ -83,14 +84,24 @@ impl Default for PixelSettings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PixelError {
     #[error("image cannot be decoded ({0})")]
+    /// Not decodable as its format (what failed).
     Decode(String),
     #[error("no field of view found and no layout for {width}x{height}")]
-    FieldNotFound { width: u32, height: u32 },
+    /// No field of view found, no layout for the frame size.
+    FieldNotFound {
+        /// Frame width.
+        width: u32,
+        /// Frame height.
+        height: u32,
+    },
     #[error("identifier still readable after masking: {}", .0.key())]
+    /// An identifier of this exam was read (OCR) in the masked image.
     IdentifierFound(IdKind),
     #[error("ocr: {0}")]
+    /// The OCR engine failed.
     Ocr(String),
     #[error("masked image cannot be encoded ({0})")]
+    /// The masked image could not be encoded.
     Encode(String),
 }
 
@@ -104,7 +115,9 @@ impl From<OcrError> for PixelError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FieldSource {
+    /// Found in this frame.
     Detected,
+    /// From the named device layout.
     Layout(String),
     /// Detection failed on this frame; another frame of the same exam and size gave it.
     SameExam,
@@ -113,6 +126,7 @@ pub enum FieldSource {
 /// What was done to one image (no content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PixelReport {
+    /// Where the field of view came from.
     pub field: FieldSource,
     /// Text regions found inside the field and masked.
     pub text_regions: usize,
@@ -122,8 +136,11 @@ pub struct PixelReport {
     pub masked_units: usize,
 }
 
+/// An image the stage released, and what was done to it.
 pub struct Cleaned {
+    /// The masked image.
     pub image: CleanImage,
+    /// What was masked.
     pub report: PixelReport,
 }
 
@@ -134,6 +151,7 @@ pub struct PixelStage {
 }
 
 impl PixelStage {
+    /// The stage with its OCR pool (engines start on first use).
     pub fn new(settings: PixelSettings) -> PixelStage {
         let n = match settings.ocr_engines {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -146,6 +164,7 @@ impl PixelStage {
         PixelStage { pool: OcrPool::new(ocr, n), settings }
     }
 
+    /// The settings it was made with.
     pub fn settings(&self) -> &PixelSettings {
         &self.settings
     }

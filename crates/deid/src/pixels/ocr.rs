@@ -22,7 +22,7 @@ pub enum OcrError {
 /// One recognised word: its box in image pixels, Tesseract's confidence (0-100) and text.
 /// The text may be an identifier: it lives only in memory and is never logged.
 #[derive(Clone, PartialEq)]
-pub struct Word {
+pub(crate) struct Word {
     pub left: u32,
     pub top: u32,
     pub width: u32,
@@ -50,7 +50,7 @@ impl std::fmt::Debug for Word {
 
 /// Which Tesseract to start: languages and model directory (documented defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OcrSettings {
+pub(crate) struct OcrSettings {
     /// `jpn+eng`: Japanese names and romaji, digits and Latin labels.
     pub languages: String,
     /// Directory holding `*.traineddata`; `None` = Tesseract's compiled-in default
@@ -64,12 +64,12 @@ impl Default for OcrSettings {
     }
 }
 
-pub struct OcrEngine {
+pub(crate) struct OcrEngine {
     api: TessBaseApi,
 }
 
 impl OcrEngine {
-    pub fn start(s: &OcrSettings) -> Result<OcrEngine, OcrError> {
+    pub(crate) fn start(s: &OcrSettings) -> Result<OcrEngine, OcrError> {
         let init = || OcrError::Init {
             langs: s.languages.clone(),
             datapath: s.datapath.clone().unwrap_or_else(|| "default".into()),
@@ -93,7 +93,12 @@ impl OcrEngine {
     }
 
     /// Recognises an 8-bit grayscale image (row-major, `width` bytes per row).
-    pub fn words(&mut self, gray: &[u8], width: u32, height: u32) -> Result<Vec<Word>, OcrError> {
+    pub(crate) fn words(
+        &mut self,
+        gray: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<Word>, OcrError> {
         let bad = || OcrError::Image { width, height };
         let w = i32::try_from(width).map_err(|_| bad())?;
         let h = i32::try_from(height).map_err(|_| bad())?;
@@ -143,7 +148,7 @@ fn parse_tsv(tsv: &str) -> Vec<Word> {
 }
 
 /// A fixed set of engines lent out one at a time; callers block while all are busy.
-pub struct OcrPool {
+pub(crate) struct OcrPool {
     settings: OcrSettings,
     size: usize,
     state: Mutex<PoolState>,
@@ -157,7 +162,7 @@ struct PoolState {
 
 impl OcrPool {
     /// Engines start lazily, on first use, so a box without images never loads the models.
-    pub fn new(settings: OcrSettings, size: usize) -> OcrPool {
+    pub(crate) fn new(settings: OcrSettings, size: usize) -> OcrPool {
         OcrPool {
             settings,
             size: size.max(1),
@@ -166,16 +171,12 @@ impl OcrPool {
         }
     }
 
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.size
     }
 
-    pub fn settings(&self) -> &OcrSettings {
-        &self.settings
-    }
-
     /// Starts every engine not yet started.
-    pub fn warm(&self) -> Result<(), OcrError> {
+    pub(crate) fn warm(&self) -> Result<(), OcrError> {
         loop {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if st.started >= self.size {
@@ -198,7 +199,7 @@ impl OcrPool {
     }
 
     /// Runs `f` with an engine. A failed start is reported, and the slot stays free.
-    pub fn with<T>(&self, f: impl FnOnce(&mut OcrEngine) -> T) -> Result<T, OcrError> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut OcrEngine) -> T) -> Result<T, OcrError> {
         let mut engine = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {

@@ -9,14 +9,14 @@
 //! red mucosa stands out there), the larger response wins.
 
 /// Half-size of the square structuring element: strokes up to 2*R+1 = 13 px wide count.
-pub const R: usize = 6;
+pub(crate) const R: usize = 6;
 
 /// Top-hat response from which a pixel is part of a stroke.
-pub const STROKE_CONTRAST: u8 = 40;
+pub(crate) const STROKE_CONTRAST: u8 = 40;
 
 /// The inverted, binarised top-hat of an RGB frame: dark strokes on white, what Tesseract
 /// reads best.
-pub fn text_layer(rgb: &[u8], width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn text_layer(rgb: &[u8], width: u32, height: u32) -> Vec<u8> {
     let (w, h) = (width as usize, height as usize);
     let mut luma = Vec::with_capacity(w * h);
     let mut maxc = Vec::with_capacity(w * h);
@@ -33,7 +33,7 @@ pub fn text_layer(rgb: &[u8], width: u32, height: u32) -> Vec<u8> {
 }
 
 /// `img - dilate(erode(img))` with a (2r+1)^2 square.
-pub fn white_tophat(img: &[u8], w: usize, h: usize, r: usize) -> Vec<u8> {
+pub(crate) fn white_tophat(img: &[u8], w: usize, h: usize, r: usize) -> Vec<u8> {
     let opened = filter(&filter(img, w, h, r, true), w, h, r, false);
     img.iter().zip(&opened).map(|(&a, &o)| a.saturating_sub(o)).collect()
 }

@@ -10,6 +10,7 @@ use fgw_format::package::protocol::Stored;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The embedded [`ObjectStore`]: one file per object.
 #[derive(Debug, Clone)]
 pub struct FsObjectStore {
     root: PathBuf,
@@ -22,6 +23,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 use fgw_format::durable::fsync_dir;
 
 impl FsObjectStore {
+    /// Opens (creating) the store rooted at `root`.
     pub fn open(root: &Path) -> Result<FsObjectStore> {
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;

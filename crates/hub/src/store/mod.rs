@@ -1,9 +1,9 @@
 //! Storage behind the hub API, as two narrow traits so PostgreSQL / S3 backends can replace
-//! the embedded defaults ([`fs::FsObjectStore`], [`sqlite::SqliteMetaStore`]) without
+//! the embedded defaults ([`FsObjectStore`], [`SqliteMetaStore`]) without
 //! touching the protocol. Both are synchronous: the API calls them from `spawn_blocking`.
 
-pub mod fs;
-pub mod sqlite;
+mod fs;
+mod sqlite;
 
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex};
@@ -14,27 +14,73 @@ use std::path::PathBuf;
 pub use fs::FsObjectStore;
 pub use sqlite::SqliteMetaStore;
 
+/// A store operation that failed; named by path, object or device, never by content.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file or directory of the store could not be used.
     #[error("store {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
     #[error("metadata store {path}: {source}")]
-    Sql { path: PathBuf, source: rusqlite::Error },
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The database was migrated by a newer hub.
     #[error("metadata store {path}: schema version {found} is newer than this hub ({supported})")]
-    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this hub knows.
+        supported: i64,
+    },
+    /// A row that this hub did not write that way.
     #[error("metadata store {path}: row {what} is malformed")]
-    Corrupt { path: PathBuf, what: String },
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Table and column.
+        what: String,
+    },
     /// The bytes offered for an object do not hash to its name.
     #[error("object {expected}: content hashes to a different sha-256")]
-    HashMismatch { expected: Sha256Hex },
+    HashMismatch {
+        /// The name the object was offered under.
+        expected: Sha256Hex,
+    },
+    /// A device id is bound to one facility for good.
     #[error("device {device} is registered to facility {registered}, not {requested}")]
-    DeviceFacilityConflict { device: DeviceId, registered: FacilityId, requested: FacilityId },
+    DeviceFacilityConflict {
+        /// The device.
+        device: DeviceId,
+        /// Its facility.
+        registered: FacilityId,
+        /// The facility asked for.
+        requested: FacilityId,
+    },
+    /// The certificate is registered to another device.
     #[error("certificate {fingerprint} is already registered to device {device}")]
-    FingerprintTaken { fingerprint: Sha256Hex, device: DeviceId },
+    FingerprintTaken {
+        /// The certificate.
+        fingerprint: Sha256Hex,
+        /// The device it belongs to.
+        device: DeviceId,
+    },
+    /// A thread panicked holding the store's lock.
     #[error("store lock poisoned")]
     Poisoned,
 }
 
+/// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Content-addressed file storage. Objects are immutable and named by their SHA-256.
@@ -42,6 +88,7 @@ pub trait ObjectStore: Send + Sync {
     /// Size of a stored object, `None` if absent.
     fn size(&self, sha: &Sha256Hex) -> Result<Option<u64>>;
 
+    /// Whether the object is stored.
     fn has(&self, sha: &Sha256Hex) -> Result<bool> {
         Ok(self.size(sha)?.is_some())
     }
@@ -50,16 +97,22 @@ pub trait ObjectStore: Send + Sync {
     /// idempotent: storing an existing object returns [`Stored::Duplicate`] and keeps one copy.
     fn put(&self, sha: &Sha256Hex, bytes: &[u8]) -> Result<Stored>;
 
+    /// The object's bytes, `None` if absent.
     fn get(&self, sha: &Sha256Hex) -> Result<Option<Vec<u8>>>;
 }
 
 /// A registered client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
+    /// SHA-256 of the certificate (DER).
     pub fingerprint: Sha256Hex,
+    /// The device it names.
     pub device: DeviceId,
+    /// The device's facility.
     pub facility: FacilityId,
+    /// What it may do.
     pub role: Role,
+    /// When it was registered (RFC 3339, UTC).
     pub registered_at: String,
 }
 
@@ -76,6 +129,7 @@ pub trait MetaStore: Send + Sync {
         role: Role,
     ) -> Result<()>;
 
+    /// The registration of a certificate, `None` if unknown.
     fn device_by_fingerprint(&self, fingerprint: &Sha256Hex) -> Result<Option<DeviceRecord>>;
 
     /// Record an accepted package. Idempotent by package id ([`Stored::Duplicate`]). Keeps,

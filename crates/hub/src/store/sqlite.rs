@@ -8,7 +8,7 @@ use super::{DeviceRecord, MetaStore, Result, StoreError};
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex};
 use fgw_format::package::protocol::{DicomListing, ExamListing, Stored};
-use fgw_format::package::Manifest;
+use fgw_format::package::{Body, Manifest};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -70,6 +70,7 @@ CREATE INDEX dicom_by_exam ON dicom_objects (facility_id, exam_pid);
 "#,
 ];
 
+/// The embedded [`MetaStore`]: one SQLite file (WAL, synchronous FULL).
 pub struct SqliteMetaStore {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -80,6 +81,7 @@ fn now() -> String {
 }
 
 impl SqliteMetaStore {
+    /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteMetaStore> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -218,7 +220,7 @@ impl MetaStore for SqliteMetaStore {
             fingerprint: fingerprint.clone(),
             device: DeviceId::new(device).map_err(|_| self.corrupt("devices.device_id"))?,
             facility: FacilityId::new(facility).map_err(|_| self.corrupt("devices.facility_id"))?,
-            role: Role::parse(&role).ok_or_else(|| self.corrupt("devices.role"))?,
+            role: role.parse().map_err(|_| self.corrupt("devices.role"))?,
             registered_at,
         }))
     }
@@ -248,7 +250,7 @@ impl MetaStore for SqliteMetaStore {
         }
         // The exact manifest JSON is kept: it is the de-identified record itself.
         let manifest_json = String::from_utf8(manifest.to_bytes()).expect("serde_json emits UTF-8");
-        if let Some(d) = &manifest.dicom {
+        if let Body::Dicom(d) = &manifest.body {
             tx.execute(
                 "INSERT INTO dicom_objects (package_id, facility_id, device_id, study_uid,
                         series_uid, sop_instance_uid, sop_class, exam_pid, patient_pid,
@@ -278,7 +280,7 @@ impl MetaStore for SqliteMetaStore {
             tx.commit().map_err(&sql)?;
             return Ok(Stored::New);
         }
-        let (kind, revision, withheld) = match &manifest.exam {
+        let (kind, revision, withheld) = match manifest.exam() {
             Some(e) => ("exam", e.revision, e.images_withheld()),
             None => ("report", 0, 0),
         };
@@ -300,7 +302,7 @@ impl MetaStore for SqliteMetaStore {
             ],
         )
         .map_err(&sql)?;
-        let Some(exam) = &manifest.exam else {
+        let Some(exam) = manifest.exam() else {
             // Reports join their exam by exam_pid at listing time.
             tx.commit().map_err(&sql)?;
             return Ok(Stored::New);
@@ -439,10 +441,11 @@ mod tests {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             facility_id: facility.clone(),
-            kind: fgw_format::package::Kind::Exam,
-            exam: Some(ExamRecord { exam_pid: exam_pid.into(), revision, ..Default::default() }),
-            report: None,
-            dicom: None,
+            body: Body::Exam(ExamRecord {
+                exam_pid: exam_pid.into(),
+                revision,
+                ..Default::default()
+            }),
             files: vec![FileEntry {
                 path: "images/001.jpg".into(),
                 sha256: Sha256Hex::of(b"x"),
@@ -508,10 +511,8 @@ mod tests {
         store.record_package(&f1, &dev, &Manifest::id_of(&exam.to_bytes()), &exam).unwrap();
         let object = |sop: &str, policy_version: u32| {
             let mut m = manifest(&f1, "", 0);
-            m.kind = fgw_format::package::Kind::Dicom;
-            m.exam = None;
             m.deid.policy_version = policy_version;
-            m.dicom = Some(fgw_format::package::DicomRecord {
+            m.body = Body::Dicom(fgw_format::package::DicomRecord {
                 study_uid: "2.25.1".into(),
                 sop_instance_uid: sop.into(),
                 exam_pid: Some("e-1".into()),

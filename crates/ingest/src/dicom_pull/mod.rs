@@ -1,9 +1,9 @@
 //! DICOM pull (identifiable side): the box asks the department archive for its studies,
 //! day by day, and has them sent to its own C-STORE SCP.
 //!
-//! - [`scu`]: the associations with the archive: C-FIND (Study Root, STUDY level, by
+//! - `scu`: the associations with the archive: C-FIND (Study Root, STUDY level, by
 //!   StudyDate range) and C-MOVE to our SCP's AE title;
-//! - [`puller`]: the loop: one window of days per pass from a persisted watermark up to
+//! - `puller`: the loop: one window of days per pass from a persisted watermark up to
 //!   today, at a configured pace, the watermark committed only after every study of the
 //!   window was moved.
 //!
@@ -12,22 +12,23 @@
 //! counts; never a value of a C-FIND response (they carry whatever the archive chose to
 //! return, patient names included) and never a study UID.
 
-pub mod puller;
-pub mod scu;
-pub mod watermark;
+mod puller;
+mod scu;
+mod watermark;
 
-pub use puller::{next_window, run, should_move, Window};
-pub use scu::{PullError, Scu, StudyHit};
+pub use puller::run;
+pub use scu::PullError;
 pub use watermark::{PullMark, PullStore, StoreError};
 
 use super::dicom_scp::AeTitle;
 use chrono::NaiveDate;
+use dicom_dictionary_std::uids;
 use serde::{Deserialize, Serialize};
 
 /// Study Root Query/Retrieve Information Model - FIND.
-pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+pub const STUDY_ROOT_FIND: &str = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
 /// Study Root Query/Retrieve Information Model - MOVE.
-pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
+pub const STUDY_ROOT_MOVE: &str = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE;
 
 /// Whether the daemon pulls from an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -36,6 +37,7 @@ pub enum PullMode {
     /// Default: the box never opens associations to other nodes unless asked to.
     #[default]
     Disabled,
+    /// Pull from the configured archive.
     Enabled,
 }
 
@@ -44,6 +46,7 @@ pub enum PullMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RetrieveMethod {
+    /// C-MOVE to our own SCP.
     #[default]
     CMove,
 }
@@ -52,6 +55,7 @@ pub enum RetrieveMethod {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DicomPullConfig {
+    /// Whether the pull runs.
     pub mode: PullMode,
     /// The archive's AE title (the called AE of our associations). Required when enabled.
     pub archive_ae: Option<AeTitle>,
@@ -62,6 +66,7 @@ pub struct DicomPullConfig {
     /// Our calling AE title; default: `dicom_scp.ae_title`, the title the archive must
     /// know anyway as the C-MOVE destination.
     pub calling_ae: Option<AeTitle>,
+    /// How studies are retrieved.
     pub retrieve: RetrieveMethod,
     /// First study date pulled ("YYYY-MM-DD"). Default: `history_days` before the day the
     /// pull first ran (that date is then kept in the state database).
@@ -98,7 +103,7 @@ impl Default for DicomPullConfig {
 
 impl DicomPullConfig {
     /// `Err((key, allowed values))`, like the other config sections. Only the fields this
-    /// section owns; [`crate::config::GatewayConfig::validate`] checks that the SCP runs.
+    /// section owns; the gateway's `GatewayConfig::validate` checks that the SCP runs.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.mode == PullMode::Disabled {
             return Ok(());

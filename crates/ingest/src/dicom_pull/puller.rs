@@ -9,9 +9,10 @@
 //! Dates are the box's local dates, like the StudyDate the archive matches against.
 
 use super::scu::{PullError, Scu, StudyHit};
+use super::watermark::{PullMark, PullStore};
 use super::DicomPullConfig;
 use crate::dicom_scp::{AeTitle, Uid};
-use super::watermark::{PullMark, PullStore};
+use crate::listener::stopped;
 use chrono::{Days, NaiveDate};
 use std::future::Future;
 use std::time::Duration;
@@ -20,13 +21,13 @@ use tracing::{debug, error, info, warn};
 
 /// Study dates `from..=to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     pub from: NaiveDate,
     pub to: NaiveDate,
 }
 
 impl Window {
-    pub fn contains(&self, d: NaiveDate) -> bool {
+    pub(crate) fn contains(&self, d: NaiveDate) -> bool {
         (self.from..=self.to).contains(&d)
     }
 }
@@ -34,7 +35,7 @@ impl Window {
 /// The window after `watermark` (or from `start`), at most `days` long. Never past today;
 /// a window that would reach today from an earlier day stops the day before, so past days
 /// can complete and today stays a window of its own.
-pub fn next_window(
+pub(crate) fn next_window(
     start: NaiveDate,
     watermark: Option<NaiveDate>,
     days: u32,
@@ -54,7 +55,7 @@ pub fn next_window(
 /// Whether a match must be moved: `recorded` is what [`PullStore::pulled_study`] returned. A study
 /// already moved is moved again only if its instance count changed; without a count from the
 /// archive, only if it is dated today (it may still be growing).
-pub fn should_move(
+pub(crate) fn should_move(
     recorded: Option<Option<u32>>,
     instances: Option<u32>,
     date: NaiveDate,
@@ -286,17 +287,6 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = stopped(stop) => true,
-    }
-}
-
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
     }
 }
 

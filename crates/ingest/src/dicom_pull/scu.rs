@@ -7,7 +7,7 @@
 
 use super::{STUDY_ROOT_FIND, STUDY_ROOT_MOVE};
 use crate::dicom_scp::dimse::{self, Response};
-use crate::dicom_scp::scp::ul_reason;
+use crate::dicom_scp::ul_reason;
 use crate::dicom_scp::{AeTitle, Uid, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use chrono::NaiveDate;
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -34,11 +34,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_IDENTIFIER_BYTES: usize = 1024 * 1024;
 /// A window with more matches than this is refused rather than held in memory (and the
 /// operator told to shorten `window_days`).
-pub const MAX_STUDIES_PER_WINDOW: usize = 10_000;
+pub(crate) const MAX_STUDIES_PER_WINDOW: usize = 10_000;
 
 /// Why a pull step failed. Context is AE titles, host, port, window dates, counts and DIMSE
 /// status codes; never a value the archive returned.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variants and fields: the error message says what each is
 pub enum PullError {
     #[error("archive {called_ae} at {host}:{port}: association as {calling_ae} failed: {reason}")]
     Associate {
@@ -79,7 +80,7 @@ pub enum PullError {
 
 /// One C-FIND match. `Debug` hides the UID.
 #[derive(Clone, PartialEq, Eq)]
-pub struct StudyHit {
+pub(crate) struct StudyHit {
     pub uid: Uid,
     /// `None` when the archive returned no readable StudyDate.
     pub date: Option<NaiveDate>,
@@ -99,14 +100,14 @@ impl fmt::Debug for StudyHit {
 
 /// Sub-operation counts of a successful C-MOVE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Moved {
+pub(crate) struct Moved {
     pub completed: u16,
     pub warning: u16,
 }
 
 /// Where and as whom to associate.
 #[derive(Debug, Clone)]
-pub struct Scu {
+pub(crate) struct Scu {
     pub calling_ae: AeTitle,
     pub called_ae: AeTitle,
     pub host: String,
@@ -176,7 +177,7 @@ impl Scu {
 
     /// C-FIND at STUDY level for `from..=to` (StudyDate range matching). Asks only for what
     /// the pull needs; whatever else the archive adds is never read.
-    pub async fn find_studies(
+    pub(crate) async fn find_studies(
         &self,
         from: NaiveDate,
         to: NaiveDate,
@@ -242,7 +243,7 @@ impl Scu {
     /// C-MOVE of one study to our SCP. Success only when the archive's final status is
     /// Success (0x0000): a Warning (some objects failed) leaves the window open so it is
     /// retried.
-    pub async fn move_study(&self, study: &Uid) -> Result<Moved, PullError> {
+    pub(crate) async fn move_study(&self, study: &Uid) -> Result<Moved, PullError> {
         let mut link = self.associate(STUDY_ROOT_MOVE, "C-MOVE").await?;
         let identifier = InMemDicomObject::from_element_iter([
             DataElement::new(tags::QUERY_RETRIEVE_LEVEL, VR::CS, PrimitiveValue::from("STUDY")),

@@ -26,8 +26,11 @@ pub trait PullStore: Send + Sync {
     /// Store the mark of `archive` (durably, before the call returns).
     fn set_pull_mark(&self, archive: &str, mark: PullMark) -> Result<(), StoreError>;
     /// `None` if the study was never moved, else the instance count recorded when it was.
-    fn pulled_study(&self, archive: &str, study_key: &str)
-        -> Result<Option<Option<u32>>, StoreError>;
+    fn pulled_study(
+        &self,
+        archive: &str,
+        study_key: &str,
+    ) -> Result<Option<Option<u32>>, StoreError>;
     /// Record that a study was moved with `instances` objects.
     fn record_pulled_study(
         &self,

@@ -8,6 +8,7 @@
 //! buffer: a peer's command never reaches a general-purpose parser.
 
 use super::{AeTitle, Uid};
+use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
@@ -15,20 +16,20 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use std::fmt;
 
 /// Largest command set we read; real ones are a few hundred bytes.
-pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
 /// Identifies the code that wrote the file meta group (PS3.7 D.3.3.2); a UUID-derived UID.
-pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.27000502409466862414276933771382659480";
-pub const IMPLEMENTATION_VERSION_NAME: &str = "FGW_SCP_1";
+pub(crate) const IMPLEMENTATION_CLASS_UID: &str = "2.25.27000502409466862414276933771382659480";
+pub(crate) const IMPLEMENTATION_VERSION_NAME: &str = "FGW_SCP_1";
 
-pub const C_STORE_RQ: u16 = 0x0001;
-pub const C_STORE_RSP: u16 = 0x8001;
-pub const C_ECHO_RQ: u16 = 0x0030;
-pub const C_ECHO_RSP: u16 = 0x8030;
-pub const C_FIND_RQ: u16 = 0x0020;
-pub const C_FIND_RSP: u16 = 0x8020;
-pub const C_MOVE_RQ: u16 = 0x0021;
-pub const C_MOVE_RSP: u16 = 0x8021;
+pub(crate) const C_STORE_RQ: u16 = 0x0001;
+pub(crate) const C_STORE_RSP: u16 = 0x8001;
+pub(crate) const C_ECHO_RQ: u16 = 0x0030;
+pub(crate) const C_ECHO_RSP: u16 = 0x8030;
+pub(crate) const C_FIND_RQ: u16 = 0x0020;
+pub(crate) const C_FIND_RSP: u16 = 0x8020;
+pub(crate) const C_MOVE_RQ: u16 = 0x0021;
+pub(crate) const C_MOVE_RSP: u16 = 0x8021;
 /// Command Data Set Type value meaning "no data set follows".
 const NO_DATA_SET: u16 = 0x0101;
 /// Any other value means one follows; PS3.7 suggests 0x0000 for requests we write.
@@ -36,30 +37,13 @@ const DATA_SET_PRESENT: u16 = 0x0000;
 /// Priority MEDIUM (PS3.7 E.1).
 const PRIORITY_MEDIUM: u16 = 0x0000;
 
-const AFFECTED_SOP_CLASS_UID: u16 = 0x0002;
-const COMMAND_FIELD: u16 = 0x0100;
-const MESSAGE_ID: u16 = 0x0110;
-const MESSAGE_ID_BEING_RESPONDED_TO: u16 = 0x0120;
-const MOVE_DESTINATION: u16 = 0x0600;
-const PRIORITY: u16 = 0x0700;
-const COMMAND_DATA_SET_TYPE: u16 = 0x0800;
-const STATUS: u16 = 0x0900;
-const ERROR_COMMENT: u16 = 0x0902;
-const AFFECTED_SOP_INSTANCE_UID: u16 = 0x1000;
-const REMAINING_SUB_OPERATIONS: u16 = 0x1020;
-const COMPLETED_SUB_OPERATIONS: u16 = 0x1021;
-const FAILED_SUB_OPERATIONS: u16 = 0x1022;
-const WARNING_SUB_OPERATIONS: u16 = 0x1023;
-
 /// Why a command or data set was not usable. Fixed reasons: never a value from the peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DimseError {
+pub(crate) enum DimseError {
     #[error("command set larger than {limit} bytes")]
     CommandTooLarge { limit: usize },
     #[error("command set: {0}")]
     Command(&'static str),
-    #[error("data set larger than {limit} bytes")]
-    DatasetTooLarge { limit: u64 },
     #[error("data set cannot be parsed with its transfer syntax")]
     Unparseable,
     #[error("data set: {0}")]
@@ -72,9 +56,8 @@ pub enum DimseError {
 
 impl DimseError {
     /// The C-STORE status this error is answered with.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         match self {
-            DimseError::DatasetTooLarge { .. } => Status::OutOfResources,
             DimseError::Mismatch(_) => Status::DatasetMismatch,
             DimseError::FileMeta => Status::ProcessingFailure,
             DimseError::CommandTooLarge { .. }
@@ -85,11 +68,10 @@ impl DimseError {
     }
 
     /// The same fixed reason, as a `'static` string for [`super::Refusal`].
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             DimseError::CommandTooLarge { .. } => "command set too large",
             DimseError::Command(r) | DimseError::Dataset(r) | DimseError::Mismatch(r) => r,
-            DimseError::DatasetTooLarge { .. } => "data set too large",
             DimseError::Unparseable => "data set cannot be parsed",
             DimseError::FileMeta => "file meta group could not be written",
         }
@@ -99,6 +81,7 @@ impl DimseError {
 /// C-STORE / C-ECHO response statuses we send (PS3.4 Annex B.2.3, PS3.7 Annex C).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// 0x0000.
     Success,
     /// 0xA700: the sender should retry later (our store is unavailable, or the object is
     /// larger than we hold in memory).
@@ -114,6 +97,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status code on the wire.
     pub fn code(self) -> u16 {
         match self {
             Status::Success => 0x0000,
@@ -134,7 +118,7 @@ impl fmt::Display for Status {
 
 /// The parts of a request command set we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
+pub(crate) struct Command {
     pub field: u16,
     pub message_id: u16,
     /// `None` when absent or not shaped like a UID.
@@ -143,11 +127,11 @@ pub struct Command {
     pub has_data_set: bool,
 }
 
-/// Calls `each(element, value)` for every element of a complete command set, with every
+/// Calls `each(tag, value)` for every element of a complete command set, with every
 /// length checked against the buffer.
 fn elements(
     bytes: &[u8],
-    mut each: impl FnMut(u16, &[u8]) -> Result<(), DimseError>,
+    mut each: impl FnMut(Tag, &[u8]) -> Result<(), DimseError>,
 ) -> Result<(), DimseError> {
     if bytes.len() > MAX_COMMAND_BYTES {
         return Err(DimseError::CommandTooLarge { limit: MAX_COMMAND_BYTES });
@@ -167,7 +151,7 @@ fn elements(
         let Some(value) = rest.get(8..8usize.saturating_add(len)) else {
             return Err(DimseError::Command("element length beyond the command set"));
         };
-        each(element, value)?;
+        each(Tag(group, element), value)?;
         rest = &rest[8 + len..];
     }
     Ok(())
@@ -185,16 +169,16 @@ fn ui(value: &[u8]) -> Option<Uid> {
 }
 
 /// Parses a complete command set. Unknown group-0000 elements are skipped.
-pub fn parse_command(bytes: &[u8]) -> Result<Command, DimseError> {
+pub(crate) fn parse_command(bytes: &[u8]) -> Result<Command, DimseError> {
     let (mut field, mut message_id, mut data_set_type) = (None, None, None);
     let (mut sop_class, mut sop_instance) = (None, None);
-    elements(bytes, |element, value| {
-        match element {
-            COMMAND_FIELD => field = Some(us(value)?),
-            MESSAGE_ID => message_id = Some(us(value)?),
-            COMMAND_DATA_SET_TYPE => data_set_type = Some(us(value)?),
-            AFFECTED_SOP_CLASS_UID => sop_class = ui(value),
-            AFFECTED_SOP_INSTANCE_UID => sop_instance = ui(value),
+    elements(bytes, |tag, value| {
+        match tag {
+            tags::COMMAND_FIELD => field = Some(us(value)?),
+            tags::MESSAGE_ID => message_id = Some(us(value)?),
+            tags::COMMAND_DATA_SET_TYPE => data_set_type = Some(us(value)?),
+            tags::AFFECTED_SOP_CLASS_UID => sop_class = ui(value),
+            tags::AFFECTED_SOP_INSTANCE_UID => sop_instance = ui(value),
             _ => {}
         }
         Ok(())
@@ -211,7 +195,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, DimseError> {
 
 /// The parts of a response command set (C-FIND-RSP, C-MOVE-RSP) an SCU uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     pub field: u16,
     pub responding_to: u16,
     /// The raw status code: peers send codes beyond the ones we answer with ([`Status`]).
@@ -226,26 +210,26 @@ pub struct Response {
 
 impl Response {
     /// 0xFF00 / 0xFF01: more responses follow (PS3.7 C.4).
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         matches!(self.status, 0xFF00 | 0xFF01)
     }
 }
 
 /// Parses a complete response command set. The Error Comment (0000,0902) is not read: it is
 /// the peer's free text and could quote anything.
-pub fn parse_response(bytes: &[u8]) -> Result<Response, DimseError> {
+pub(crate) fn parse_response(bytes: &[u8]) -> Result<Response, DimseError> {
     let (mut field, mut responding_to, mut data_set_type, mut status) = (None, None, None, None);
     let (mut remaining, mut completed, mut failed, mut warning) = (None, None, None, None);
-    elements(bytes, |element, value| {
-        match element {
-            COMMAND_FIELD => field = Some(us(value)?),
-            MESSAGE_ID_BEING_RESPONDED_TO => responding_to = Some(us(value)?),
-            COMMAND_DATA_SET_TYPE => data_set_type = Some(us(value)?),
-            STATUS => status = Some(us(value)?),
-            REMAINING_SUB_OPERATIONS => remaining = Some(us(value)?),
-            COMPLETED_SUB_OPERATIONS => completed = Some(us(value)?),
-            FAILED_SUB_OPERATIONS => failed = Some(us(value)?),
-            WARNING_SUB_OPERATIONS => warning = Some(us(value)?),
+    elements(bytes, |tag, value| {
+        match tag {
+            tags::COMMAND_FIELD => field = Some(us(value)?),
+            tags::MESSAGE_ID_BEING_RESPONDED_TO => responding_to = Some(us(value)?),
+            tags::COMMAND_DATA_SET_TYPE => data_set_type = Some(us(value)?),
+            tags::STATUS => status = Some(us(value)?),
+            tags::NUMBER_OF_REMAINING_SUBOPERATIONS => remaining = Some(us(value)?),
+            tags::NUMBER_OF_COMPLETED_SUBOPERATIONS => completed = Some(us(value)?),
+            tags::NUMBER_OF_FAILED_SUBOPERATIONS => failed = Some(us(value)?),
+            tags::NUMBER_OF_WARNING_SUBOPERATIONS => warning = Some(us(value)?),
             _ => {}
         }
         Ok(())
@@ -266,7 +250,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, DimseError> {
 
 /// A C-FIND-RQ or C-MOVE-RQ command set (an identifier data set follows), Implicit VR Little
 /// Endian. `move_destination` is required for C-MOVE and must be `None` otherwise.
-pub fn request(
+pub(crate) fn request(
     field: u16,
     message_id: u16,
     sop_class: &Uid,
@@ -274,23 +258,23 @@ pub fn request(
 ) -> Vec<u8> {
     let mut body = Vec::with_capacity(256);
     // Elements in ascending tag order, as PS3.5 7.1 requires.
-    put(&mut body, AFFECTED_SOP_CLASS_UID, &padded(sop_class.as_str().as_bytes(), 0));
-    put(&mut body, COMMAND_FIELD, &field.to_le_bytes());
-    put(&mut body, MESSAGE_ID, &message_id.to_le_bytes());
+    put(&mut body, tags::AFFECTED_SOP_CLASS_UID, &padded(sop_class.as_str().as_bytes(), 0));
+    put(&mut body, tags::COMMAND_FIELD, &field.to_le_bytes());
+    put(&mut body, tags::MESSAGE_ID, &message_id.to_le_bytes());
     if let Some(ae) = move_destination {
         // AE: padded with spaces to even length (16 at most, so no trailing pad is lost).
-        put(&mut body, MOVE_DESTINATION, &padded(ae.as_str().as_bytes(), b' '));
+        put(&mut body, tags::MOVE_DESTINATION, &padded(ae.as_str().as_bytes(), b' '));
     }
-    put(&mut body, PRIORITY, &PRIORITY_MEDIUM.to_le_bytes());
-    put(&mut body, COMMAND_DATA_SET_TYPE, &DATA_SET_PRESENT.to_le_bytes());
+    put(&mut body, tags::PRIORITY, &PRIORITY_MEDIUM.to_le_bytes());
+    put(&mut body, tags::COMMAND_DATA_SET_TYPE, &DATA_SET_PRESENT.to_le_bytes());
     let mut out = Vec::with_capacity(body.len() + 12);
-    put(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
+    put(&mut out, tags::COMMAND_GROUP_LENGTH, &(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     out
 }
 
 /// A response command set (C-STORE-RSP or C-ECHO-RSP), Implicit VR Little Endian.
-pub fn response(
+pub(crate) fn response(
     field: u16,
     responding_to: u16,
     sop_class: Option<&Uid>,
@@ -301,29 +285,29 @@ pub fn response(
     let mut body = Vec::with_capacity(256);
     // Elements in ascending tag order, as PS3.5 7.1 requires.
     if let Some(uid) = sop_class {
-        put(&mut body, AFFECTED_SOP_CLASS_UID, &padded(uid.as_str().as_bytes(), 0));
+        put(&mut body, tags::AFFECTED_SOP_CLASS_UID, &padded(uid.as_str().as_bytes(), 0));
     }
-    put(&mut body, COMMAND_FIELD, &field.to_le_bytes());
-    put(&mut body, MESSAGE_ID_BEING_RESPONDED_TO, &responding_to.to_le_bytes());
-    put(&mut body, COMMAND_DATA_SET_TYPE, &NO_DATA_SET.to_le_bytes());
-    put(&mut body, STATUS, &status.code().to_le_bytes());
+    put(&mut body, tags::COMMAND_FIELD, &field.to_le_bytes());
+    put(&mut body, tags::MESSAGE_ID_BEING_RESPONDED_TO, &responding_to.to_le_bytes());
+    put(&mut body, tags::COMMAND_DATA_SET_TYPE, &NO_DATA_SET.to_le_bytes());
+    put(&mut body, tags::STATUS, &status.code().to_le_bytes());
     if let Some(text) = comment {
         // LO: at most 64 characters, padded with a space.
         let text = &text.as_bytes()[..text.len().min(64)];
-        put(&mut body, ERROR_COMMENT, &padded(text, b' '));
+        put(&mut body, tags::ERROR_COMMENT, &padded(text, b' '));
     }
     if let Some(uid) = sop_instance {
-        put(&mut body, AFFECTED_SOP_INSTANCE_UID, &padded(uid.as_str().as_bytes(), 0));
+        put(&mut body, tags::AFFECTED_SOP_INSTANCE_UID, &padded(uid.as_str().as_bytes(), 0));
     }
     let mut out = Vec::with_capacity(body.len() + 12);
-    put(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
+    put(&mut out, tags::COMMAND_GROUP_LENGTH, &(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     out
 }
 
-fn put(out: &mut Vec<u8>, element: u16, value: &[u8]) {
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&element.to_le_bytes());
+fn put(out: &mut Vec<u8>, tag: Tag, value: &[u8]) {
+    out.extend_from_slice(&tag.group().to_le_bytes());
+    out.extend_from_slice(&tag.element().to_le_bytes());
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     out.extend_from_slice(value);
 }
@@ -338,13 +322,13 @@ fn padded(value: &[u8], pad: u8) -> Vec<u8> {
 
 /// Whether we can parse data sets in this transfer syntax (encapsulated pixel data is read
 /// as fragments, without a codec).
-pub fn can_read(ts: &str) -> bool {
+pub(crate) fn can_read(ts: &str) -> bool {
     TransferSyntaxRegistry.get(ts).is_some_and(|t| !t.is_unsupported())
 }
 
 /// Parses the data set in full and checks that it is the object its command announced.
 /// Blocking and CPU-bound for large objects: call it off the async runtime.
-pub fn check_data_set(
+pub(crate) fn check_data_set(
     ts: &Uid,
     data: &[u8],
     sop_class: &Uid,
@@ -371,7 +355,7 @@ pub fn check_data_set(
 }
 
 /// Preamble, `DICM`, the file meta group, then the data set bytes as received.
-pub fn part10(
+pub(crate) fn part10(
     ts: &Uid,
     sop_class: &Uid,
     sop_instance: &Uid,
@@ -403,6 +387,7 @@ pub fn part10(
 mod tests {
     use super::*;
     use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::uids;
     use dicom_object::OpenFileOptions;
 
     fn uid(s: &str) -> Uid {
@@ -411,15 +396,19 @@ mod tests {
 
     fn store_rq(with_data_set: bool) -> Vec<u8> {
         let mut body = Vec::new();
-        put(&mut body, AFFECTED_SOP_CLASS_UID, &padded(b"1.2.840.10008.5.1.4.1.1.7", 0));
-        put(&mut body, COMMAND_FIELD, &C_STORE_RQ.to_le_bytes());
-        put(&mut body, MESSAGE_ID, &7u16.to_le_bytes());
-        put(&mut body, 0x0700, &0u16.to_le_bytes());
+        put(
+            &mut body,
+            tags::AFFECTED_SOP_CLASS_UID,
+            &padded(uids::SECONDARY_CAPTURE_IMAGE_STORAGE.as_bytes(), 0),
+        );
+        put(&mut body, tags::COMMAND_FIELD, &C_STORE_RQ.to_le_bytes());
+        put(&mut body, tags::MESSAGE_ID, &7u16.to_le_bytes());
+        put(&mut body, tags::PRIORITY, &0u16.to_le_bytes());
         let dst: u16 = if with_data_set { 0x0000 } else { NO_DATA_SET };
-        put(&mut body, COMMAND_DATA_SET_TYPE, &dst.to_le_bytes());
-        put(&mut body, AFFECTED_SOP_INSTANCE_UID, &padded(b"1.2.3.4.5", 0));
+        put(&mut body, tags::COMMAND_DATA_SET_TYPE, &dst.to_le_bytes());
+        put(&mut body, tags::AFFECTED_SOP_INSTANCE_UID, &padded(b"1.2.3.4.5", 0));
         let mut out = Vec::new();
-        put(&mut out, 0, &(body.len() as u32).to_le_bytes());
+        put(&mut out, tags::COMMAND_GROUP_LENGTH, &(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
         out
     }
@@ -429,7 +418,7 @@ mod tests {
         let c = parse_command(&store_rq(true)).unwrap();
         assert_eq!(c.field, C_STORE_RQ);
         assert_eq!(c.message_id, 7);
-        assert_eq!(c.sop_class, Some(uid("1.2.840.10008.5.1.4.1.1.7")));
+        assert_eq!(c.sop_class, Some(uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)));
         assert_eq!(c.sop_instance, Some(uid("1.2.3.4.5")));
         assert!(c.has_data_set);
         assert!(!parse_command(&store_rq(false)).unwrap().has_data_set);
@@ -456,7 +445,7 @@ mod tests {
         let rsp = response(
             C_STORE_RSP,
             7,
-            Some(&uid("1.2.840.10008.5.1.4.1.1.7")),
+            Some(&uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)),
             Some(&uid("1.2.3.4.5")),
             Status::OutOfResources,
             Some("store unavailable"),
@@ -483,7 +472,7 @@ mod tests {
 
     #[test]
     fn request_and_response_round_trip() {
-        let class = uid("1.2.840.10008.5.1.4.1.2.2.2");
+        let class = uid(uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE);
         let dest = AeTitle::new("FGW").unwrap();
         let rq = request(C_MOVE_RQ, 9, &class, Some(&dest));
         let c = parse_command(&rq).unwrap();
@@ -494,16 +483,16 @@ mod tests {
 
         // A C-MOVE-RSP as an archive writes it: pending with sub-operation counts.
         let mut body = Vec::new();
-        put(&mut body, AFFECTED_SOP_CLASS_UID, &padded(class.as_str().as_bytes(), 0));
-        put(&mut body, COMMAND_FIELD, &C_MOVE_RSP.to_le_bytes());
-        put(&mut body, MESSAGE_ID_BEING_RESPONDED_TO, &9u16.to_le_bytes());
-        put(&mut body, COMMAND_DATA_SET_TYPE, &NO_DATA_SET.to_le_bytes());
-        put(&mut body, STATUS, &0xFF00u16.to_le_bytes());
-        put(&mut body, ERROR_COMMENT, b"free text");
-        put(&mut body, REMAINING_SUB_OPERATIONS, &3u16.to_le_bytes());
-        put(&mut body, COMPLETED_SUB_OPERATIONS, &1u16.to_le_bytes());
-        put(&mut body, FAILED_SUB_OPERATIONS, &0u16.to_le_bytes());
-        put(&mut body, WARNING_SUB_OPERATIONS, &0u16.to_le_bytes());
+        put(&mut body, tags::AFFECTED_SOP_CLASS_UID, &padded(class.as_str().as_bytes(), 0));
+        put(&mut body, tags::COMMAND_FIELD, &C_MOVE_RSP.to_le_bytes());
+        put(&mut body, tags::MESSAGE_ID_BEING_RESPONDED_TO, &9u16.to_le_bytes());
+        put(&mut body, tags::COMMAND_DATA_SET_TYPE, &NO_DATA_SET.to_le_bytes());
+        put(&mut body, tags::STATUS, &0xFF00u16.to_le_bytes());
+        put(&mut body, tags::ERROR_COMMENT, b"free text");
+        put(&mut body, tags::NUMBER_OF_REMAINING_SUBOPERATIONS, &3u16.to_le_bytes());
+        put(&mut body, tags::NUMBER_OF_COMPLETED_SUBOPERATIONS, &1u16.to_le_bytes());
+        put(&mut body, tags::NUMBER_OF_FAILED_SUBOPERATIONS, &0u16.to_le_bytes());
+        put(&mut body, tags::NUMBER_OF_WARNING_SUBOPERATIONS, &0u16.to_le_bytes());
         let r = parse_response(&body).unwrap();
         assert!(r.is_pending() && !r.has_data_set);
         assert_eq!((r.field, r.responding_to, r.status), (C_MOVE_RSP, 9, 0xFF00));
@@ -528,7 +517,7 @@ mod tests {
             DataElement::new(
                 tags::SOP_CLASS_UID,
                 VR::UI,
-                PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.7"),
+                PrimitiveValue::from(uids::SECONDARY_CAPTURE_IMAGE_STORAGE),
             ),
             DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.4.5")),
             DataElement::new(tags::PATIENT_NAME, VR::PN, PrimitiveValue::from("Yamada^Taro")),
@@ -540,8 +529,8 @@ mod tests {
 
     #[test]
     fn checks_data_sets() {
-        let (sc, inst) = (uid("1.2.840.10008.5.1.4.1.1.7"), uid("1.2.3.4.5"));
-        for ts in [super::super::EXPLICIT_VR_LE, super::super::IMPLICIT_VR_LE] {
+        let (sc, inst) = (uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE), uid("1.2.3.4.5"));
+        for ts in [uids::EXPLICIT_VR_LITTLE_ENDIAN, uids::IMPLICIT_VR_LITTLE_ENDIAN] {
             let ts = uid(ts);
             let good = data_set(ts.as_str());
             check_data_set(&ts, &good, &sc, &inst).unwrap();
@@ -553,7 +542,7 @@ mod tests {
             assert_eq!(e.status(), Status::DatasetMismatch);
         }
         // A length running past the end of the data set (the PN element, explicit VR).
-        let ts = uid(super::super::EXPLICIT_VR_LE);
+        let ts = uid(uids::EXPLICIT_VR_LITTLE_ENDIAN);
         let mut bad = data_set(ts.as_str());
         let pn = bad.windows(2).position(|w| w == b"PN").unwrap();
         bad[pn + 2..pn + 4].copy_from_slice(&0x4000u16.to_le_bytes());
@@ -562,8 +551,8 @@ mod tests {
 
     #[test]
     fn part10_reads_back() {
-        let ts = uid(super::super::EXPLICIT_VR_LE);
-        let (sc, inst) = (uid("1.2.840.10008.5.1.4.1.1.7"), uid("1.2.3.4.5"));
+        let ts = uid(uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let (sc, inst) = (uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE), uid("1.2.3.4.5"));
         let ae = |s: &str| AeTitle::new(s).unwrap();
         let file =
             part10(&ts, &sc, &inst, &ae("ENDO1"), &ae("FGW"), data_set(ts.as_str())).unwrap();

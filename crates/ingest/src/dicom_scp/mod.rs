@@ -1,19 +1,21 @@
 //! DICOM C-STORE SCP (identifiable side): modalities and archives push images to the box.
 //!
-//! - [`dimse`]: command sets (parsed and written by hand: group 0000, Implicit VR Little
+//! - `dimse`: command sets (parsed and written by hand: group 0000, Implicit VR Little
 //!   Endian), the data set check, and the Part-10 file built around a received data set;
-//! - [`scp`]: the TCP listener, association policy (allow list, called AE title), C-ECHO and
+//! - `scp`: the TCP listener, association policy (allow list, called AE title), C-ECHO and
 //!   C-STORE, and the response only after the sink accepted.
 //!
 //! Errors, logs and `Debug` name the peer IP, AE titles, SOP class and transfer syntax UIDs,
 //! message ids and fixed reasons; never an attribute value or a SOP instance UID.
 
-pub mod dimse;
-pub mod scp;
+pub(crate) mod dimse;
+mod scp;
 
-pub use dimse::{DimseError, Status};
+pub use dimse::Status;
+pub(crate) use scp::ul_reason;
 pub use scp::{serve, DicomScp, ScpError};
 
+use dicom_dictionary_std::uids;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -22,25 +24,41 @@ use std::net::{IpAddr, SocketAddr};
 /// limit exceeded) so the sender retries. Each one holds at most one data set in memory.
 pub const MAX_ASSOCIATIONS: usize = 8;
 
-pub const VERIFICATION: &str = "1.2.840.10008.1.1";
-pub const VL_ENDOSCOPIC_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.77.1.1";
-pub const VIDEO_ENDOSCOPIC_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.77.1.1.1";
-pub const VL_PHOTOGRAPHIC_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.77.1.4";
-pub const SECONDARY_CAPTURE_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.7";
+// SOP classes and transfer syntaxes under the names the SCP's configuration and tests use,
+// from the standard dictionary.
+/// Verification SOP class (C-ECHO).
+pub const VERIFICATION: &str = uids::VERIFICATION;
+/// VL Endoscopic Image Storage.
+pub const VL_ENDOSCOPIC_IMAGE: &str = uids::VL_ENDOSCOPIC_IMAGE_STORAGE;
+/// Video Endoscopic Image Storage.
+pub const VIDEO_ENDOSCOPIC_IMAGE: &str = uids::VIDEO_ENDOSCOPIC_IMAGE_STORAGE;
+/// VL Photographic Image Storage.
+pub const VL_PHOTOGRAPHIC_IMAGE: &str = uids::VL_PHOTOGRAPHIC_IMAGE_STORAGE;
+/// Secondary Capture Image Storage.
+pub const SECONDARY_CAPTURE_IMAGE: &str = uids::SECONDARY_CAPTURE_IMAGE_STORAGE;
 
-pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
-pub const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
-pub const JPEG_LOSSLESS_SV1: &str = "1.2.840.10008.1.2.4.70";
-pub const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// Implicit VR Little Endian (the default transfer syntax every SCP must accept).
+pub const IMPLICIT_VR_LE: &str = uids::IMPLICIT_VR_LITTLE_ENDIAN;
+/// Explicit VR Little Endian.
+pub const EXPLICIT_VR_LE: &str = uids::EXPLICIT_VR_LITTLE_ENDIAN;
+/// JPEG Baseline (Process 1).
+pub const JPEG_BASELINE: &str = uids::JPEG_BASELINE8_BIT;
+/// JPEG Extended (Process 2 & 4).
+pub const JPEG_EXTENDED: &str = uids::JPEG_EXTENDED12_BIT;
+/// JPEG Lossless, first-order prediction (Process 14, selection value 1).
+pub const JPEG_LOSSLESS_SV1: &str = uids::JPEG_LOSSLESS_SV1;
+/// RLE Lossless.
+pub const RLE_LOSSLESS: &str = uids::RLE_LOSSLESS;
 
 /// Error of the two validating newtypes below: shape only, never the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} must be {rule} (got {len} characters)")]
 pub struct ShapeError {
+    /// Which newtype.
     pub kind: &'static str,
+    /// Its shape, in words.
     pub rule: &'static str,
+    /// Length of the refused value, in characters.
     pub len: usize,
 }
 
@@ -52,6 +70,7 @@ pub struct ShapeError {
 pub struct AeTitle(String);
 
 impl AeTitle {
+    /// Checks the shape; drops leading and trailing spaces.
     pub fn new(s: impl Into<String>) -> Result<AeTitle, ShapeError> {
         let s = s.into();
         let t = s.trim_matches(' ');
@@ -69,6 +88,7 @@ impl AeTitle {
         }
     }
 
+    /// The checked text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -81,6 +101,7 @@ impl AeTitle {
 pub struct Uid(String);
 
 impl Uid {
+    /// Checks the shape; drops trailing NUL and space padding.
     pub fn new(s: impl Into<String>) -> Result<Uid, ShapeError> {
         let s = s.into();
         let t = s.trim_end_matches(['\0', ' ']);
@@ -95,6 +116,7 @@ impl Uid {
         }
     }
 
+    /// The checked text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -136,11 +158,15 @@ string_newtype_impls!(Uid);
 
 /// A stored object, as handed to the sink.
 pub struct ReceivedObject {
+    /// The sender's IP address.
     pub peer: IpAddr,
+    /// The sender's AE title.
     pub calling_ae: AeTitle,
+    /// SOP Class UID of the command (checked equal to the data set's).
     pub sop_class_uid: Uid,
     /// Identifies the image (and through it the study): never logged.
     pub sop_instance_uid: Uid,
+    /// The transfer syntax of the presentation context the data set came in.
     pub transfer_syntax: Uid,
     /// A complete Part-10 file: 128-byte preamble, `DICM`, file meta group (0002) written by
     /// us, then the data set exactly as received.
@@ -163,10 +189,13 @@ impl fmt::Debug for ReceivedObject {
 /// A C-STORE we answered with a failure status before the sink saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The sender's IP address.
     pub peer: IpAddr,
+    /// The sender's AE title.
     pub calling_ae: AeTitle,
     /// Per-process message number (the same one the log line carries).
     pub message: u64,
+    /// The failure status the sender got.
     pub status: Status,
     /// A fixed description; never a value from the data set.
     pub reason: &'static str,
@@ -177,6 +206,7 @@ pub struct Refusal {
 ///
 /// Called on a blocking thread (it may write files and a database).
 pub trait DicomSink: Send + Sync + 'static {
+    /// Store one object durably, or say why not.
     fn accept(&self, object: ReceivedObject) -> Result<(), SinkError>;
 
     /// A data set we refused (unparseable, too large, not matching its command). The sender
@@ -202,6 +232,7 @@ pub enum ScpMode {
     /// Default: an open DICOM port must be asked for.
     #[default]
     Disabled,
+    /// Listen on `dicom_scp.listen`.
     Enabled,
 }
 
@@ -213,6 +244,7 @@ pub enum CalledAePolicy {
     /// instead of silently delivering to us.
     #[default]
     MustMatch,
+    /// Any called AE title is accepted.
     Any,
 }
 
@@ -220,6 +252,7 @@ pub enum CalledAePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowRule {
+    /// The calling AE title, if the rule names one.
     #[serde(default)]
     pub ae: Option<AeTitle>,
     /// IPv4-mapped IPv6 peers compare as IPv4.
@@ -228,6 +261,7 @@ pub struct AllowRule {
 }
 
 impl AllowRule {
+    /// Whether an association from `calling` at `peer` matches every field the rule sets.
     pub fn matches(&self, calling: &AeTitle, peer: IpAddr) -> bool {
         // `match` rather than `Option::is_none_or`: that needs Rust 1.82, our MSRV is 1.80.
         let ae_ok = match &self.ae {
@@ -248,11 +282,13 @@ impl AllowRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DicomScpConfig {
+    /// Whether the SCP runs.
     pub mode: ScpMode,
     /// Address and port to listen on (default `0.0.0.0:11112`).
     pub listen: String,
     /// Our AE title (default `FGW`).
     pub ae_title: AeTitle,
+    /// What the called AE title must be.
     pub called_ae: CalledAePolicy,
     /// Who may associate; empty = any calling AE from any address (like `[hl7] allow`).
     /// Otherwise one matching rule admits the association.
@@ -348,6 +384,7 @@ impl DicomScpConfig {
         Ok(())
     }
 
+    /// `listen` parsed; `Err` like [`DicomScpConfig::validate`].
     pub fn listen_addr(&self) -> Result<SocketAddr, (&'static str, String)> {
         match self.listen.trim().parse::<SocketAddr>() {
             Ok(a) if a.port() != 0 => Ok(a),

@@ -10,6 +10,7 @@ use super::{
     AeTitle, CalledAePolicy, DicomScpConfig, DicomSink, ReceivedObject, Refusal, SinkError, Uid,
     MAX_ASSOCIATIONS, VERIFICATION,
 };
+use crate::listener::{accept_loop, stopped, Protocol, Service};
 use dicom_ul::association::server::{AcceptAny, AccessControl, DefaultNegotiation};
 use dicom_ul::association::{Association, Error as UlError, ServerAssociationOptions};
 use dicom_ul::pdu::{
@@ -18,6 +19,7 @@ use dicom_ul::pdu::{
     PresentationContextResultReason, UserIdentity,
 };
 use dicom_ul::Pdu;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,8 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 /// A peer silent this long (while associating, or between PDUs) is dropped, freeing its slot.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,7 +41,9 @@ const BUSY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 type BaseOptions = ServerAssociationOptions<'static, AcceptAny, DefaultNegotiation>;
 
+/// Why the SCP could not start, or why an association ended.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variants and fields: the error message says what each is
 pub enum ScpError {
     #[error("dicom_scp.listen {addr}: cannot listen: {source}")]
     Bind {
@@ -78,6 +81,7 @@ impl DicomScp {
         DicomScp { listener, cfg }
     }
 
+    /// The bound address (its port, when bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -85,58 +89,48 @@ impl DicomScp {
     /// Returns once `shutdown` is true (or its sender is gone). An association whose data
     /// set is with the sink gets its response first; then associations are aborted (a
     /// transfer cut short this way was never acknowledged, so the sender retries it).
-    pub async fn serve(self, sink: impl DicomSink, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, sink: impl DicomSink, shutdown: watch::Receiver<bool>) {
         let DicomScp { listener, cfg } = self;
-        let base = Arc::new(base_options(&cfg));
-        let cfg = Arc::new(cfg);
-        let sink = Arc::new(sink);
-        let slots = Arc::new(Semaphore::new(MAX_ASSOCIATIONS));
-        let busy = Arc::new(Semaphore::new(MAX_BUSY_REPLIES));
-        let mut conns = JoinSet::new();
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, ae_title = %cfg.ae_title, "dicom scp listening");
         }
-        loop {
-            tokio::select! {
-                _ = stopped(&mut shutdown) => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, addr)) => {
-                        let peer = addr.ip().to_canonical();
-                        if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-                            let ctx = Ctx {
-                                peer,
-                                cfg: Arc::clone(&cfg),
-                                sink: Arc::clone(&sink),
-                            };
-                            let (base, rx) = (Arc::clone(&base), shutdown.clone());
-                            conns.spawn(async move {
-                                association(stream, ctx, &base, rx).await;
-                                drop(slot);
-                            });
-                        } else if let Ok(permit) = Arc::clone(&busy).try_acquire_owned() {
-                            tracing::warn!(
-                                %peer,
-                                "dicom association refused: too many associations"
-                            );
-                            conns.spawn(async move {
-                                reject_busy(stream).await;
-                                drop(permit);
-                            });
-                        } else {
-                            tracing::warn!(%peer, "dicom connection closed: too many connections");
-                        }
-                    }
-                    Err(e) => {
-                        // E.g. out of file descriptors: wait instead of spinning.
-                        tracing::warn!(error = %e, "dicom accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        }
-        tracing::info!(associations = conns.len(), "dicom scp stopping");
-        while conns.join_next().await.is_some() {}
+        let service =
+            Scp { base: Arc::new(base_options(&cfg)), cfg: Arc::new(cfg), sink: Arc::new(sink) };
+        accept_loop(listener, service, shutdown).await
+    }
+}
+
+/// The SCP side of the shared accept loop.
+struct Scp<S> {
+    base: Arc<BaseOptions>,
+    cfg: Arc<DicomScpConfig>,
+    sink: Arc<S>,
+}
+
+impl<S: DicomSink> Service for Scp<S> {
+    const PROTOCOL: Protocol = Protocol::Dicom;
+    const MAX_CONNECTIONS: usize = MAX_ASSOCIATIONS;
+    const MAX_BUSY_REPLIES: usize = MAX_BUSY_REPLIES;
+
+    // Every peer gets as far as its A-ASSOCIATE-RQ: the allow rules pair IP addresses with
+    // calling AE titles, so `PeerAccess` applies them there.
+    fn admits(&self, _peer: IpAddr) -> bool {
+        true
+    }
+
+    fn connection(
+        &self,
+        stream: TcpStream,
+        peer: IpAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let ctx = Ctx { peer, cfg: Arc::clone(&self.cfg), sink: Arc::clone(&self.sink) };
+        let base = Arc::clone(&self.base);
+        async move { association(stream, ctx, &base, shutdown).await }
+    }
+
+    fn busy(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
+        reject_busy(stream)
     }
 }
 
@@ -163,17 +157,6 @@ fn base_options(cfg: &DicomScpConfig) -> BaseOptions {
         o = o.with_transfer_syntax(uid.to_string());
     }
     o
-}
-
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// An AE title from the wire, fit for a log line: at most 16 printable ASCII characters.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub struct BatchDir {
     /// Folder name (a timestamp such as `20261125T2300`; later sorts newer).
     pub name: String,
+    /// The folder itself.
     pub path: PathBuf,
 }
 

@@ -6,10 +6,13 @@ use std::fmt;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// The encoding of an export text file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TextEncoding {
+    /// UTF-8 starting with a byte order mark (dropped when decoding).
     Utf8Bom,
+    /// UTF-8 without a byte order mark.
     Utf8,
     /// Windows-31J. encoding_rs's `SHIFT_JIS` is the WHATWG decoder, which is CP932
     /// (NEC and IBM extensions included, e.g. 髙 and 﨑).

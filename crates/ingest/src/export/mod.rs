@@ -30,6 +30,7 @@ pub const DONE: &str = "DONE";
 
 /// File-level failures. Row-level problems are [`RowError`]s instead.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variants and fields: the error message says what each is
 pub enum ExportError {
     #[error("cannot list the export root: {source}")]
     Root {

@@ -13,10 +13,13 @@ use std::io;
 /// All rows of one batch that could be read, plus the rows that could not.
 #[derive(Debug)]
 pub struct BatchRows {
+    /// The batch folder's name.
     pub batch: String,
+    /// The table's detected (or profile-given) encoding; attachments are read in it too.
     pub encoding: TextEncoding,
     /// In file order; at most one per 検査ID (the later row wins). No attachments yet.
     pub exams: Vec<RawExam>,
+    /// Rows left out, in file order.
     pub errors: Vec<RowError>,
 }
 
@@ -32,6 +35,7 @@ pub struct RowError {
     pub line: u64,
     /// [`Column::key`] of the offending column, if one.
     pub column: Option<&'static str>,
+    /// What is wrong, in fixed words.
     pub what: String,
 }
 

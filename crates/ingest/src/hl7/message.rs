@@ -1,113 +1,26 @@
-//! HL7 v2 message text: character set (MSH-18/MSH-20), delimiters (MSH-1/MSH-2), segments,
-//! fields, repetitions, components, subcomponents and escape sequences; and the ACK/NAK we
-//! send back, in the request's character set and delimiters.
+//! HL7 v2 message text: bytes decoded in the declared character set ([`super::charset`]),
+//! then segments, fields, repetitions, components and subcomponents, unescaped on access
+//! ([`super::delimiters`]).
 //!
 //! Bytes are decoded as a whole before anything is split: in Shift_JIS a trail byte can be
 //! `|`, `\` or `^`, and in ISO-2022-JP any kanji byte can be a delimiter.
 
+use super::ack::{AckCode, Hl7ErrorCode, Nak};
+use super::charset::Charset;
+use super::delimiters::Delimiters;
 use super::MAX_MESSAGE_BYTES;
-use encoding_rs::{ISO_2022_JP, SHIFT_JIS};
 use std::fmt;
-
-/// Character sets we accept (MSH-18, with MSH-20 for the JIS variants).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charset {
-    /// MSH-18 empty, `ASCII` or `ISO IR6`.
-    Ascii,
-    /// `UNICODE UTF-8`, `UTF-8`.
-    Utf8,
-    /// `ISO IR87` (JIS X 0208) with ISO 2022 escapes, as in JAHIS messages (`~ISO IR87`,
-    /// MSH-20 `ISO 2022-1994`).
-    Iso2022Jp,
-    /// `SHIFT_JIS`/`CP932`, or the vendor variant `ISO IR13~ISO IR87` without MSH-20
-    /// `ISO 2022-1994`, which in practice is Shift_JIS bytes.
-    Cp932,
-}
-
-impl fmt::Display for Charset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Charset::Ascii => "ASCII",
-            Charset::Utf8 => "UTF-8",
-            Charset::Iso2022Jp => "ISO-2022-JP",
-            Charset::Cp932 => "CP932",
-        })
-    }
-}
-
-/// `UNICODE UTF-8`, `ISO_IR 87`, `Shift-JIS` all compare as the same code.
-fn compact(s: &str) -> String {
-    s.chars().filter(|c| !matches!(c, ' ' | '_' | '-')).flat_map(char::to_uppercase).collect()
-}
-
-impl Charset {
-    /// From the raw MSH-18 (repeating) and MSH-20. `None`: not a set we support.
-    pub fn from_msh(msh18: &str, repetition: char, msh20: &str) -> Option<Charset> {
-        let iso2022 = compact(msh20).starts_with("ISO2022");
-        let (mut utf8, mut sjis, mut ir87, mut ir13) = (false, false, false, false);
-        for token in msh18.split(repetition).map(compact).filter(|t| !t.is_empty()) {
-            match token.as_str() {
-                "ASCII" | "ISOIR6" => {}
-                "UNICODEUTF8" | "UTF8" => utf8 = true,
-                "SHIFTJIS" | "SJIS" | "CP932" | "MS932" | "WINDOWS31J" => sjis = true,
-                "ISOIR87" | "ISO2022IR87" | "ISO2022JP" => ir87 = true,
-                "ISOIR13" | "ISO2022IR13" => ir13 = true,
-                _ => return None,
-            }
-        }
-        match (utf8, sjis, ir87, ir13) {
-            (false, false, false, false) => Some(Charset::Ascii),
-            (true, false, false, false) => Some(Charset::Utf8),
-            (false, true, _, _) => Some(Charset::Cp932),
-            (false, false, _, _) if iso2022 => Some(Charset::Iso2022Jp),
-            (false, false, true, false) => Some(Charset::Iso2022Jp),
-            // JIS X 0201 (8-bit) alone or with IR87 and no ISO 2022: Shift_JIS in practice.
-            (false, false, _, true) => Some(Charset::Cp932),
-            _ => None,
-        }
-    }
-
-    /// Strict decode: `None` on any byte sequence not valid in this set.
-    pub fn decode(self, bytes: &[u8]) -> Option<String> {
-        match self {
-            // ESC would mean ISO 2022 text sent without declaring it.
-            Charset::Ascii if bytes.is_ascii() && !bytes.contains(&0x1b) => {
-                String::from_utf8(bytes.to_vec()).ok()
-            }
-            Charset::Ascii => None,
-            Charset::Utf8 => std::str::from_utf8(bytes).ok().map(str::to_owned),
-            Charset::Iso2022Jp => ISO_2022_JP
-                .decode_without_bom_handling_and_without_replacement(bytes)
-                .map(|c| c.into_owned()),
-            Charset::Cp932 => SHIFT_JIS
-                .decode_without_bom_handling_and_without_replacement(bytes)
-                .map(|c| c.into_owned()),
-        }
-    }
-
-    /// Encode a reply. Its text is our ASCII plus fields echoed from a request in this set.
-    pub fn encode(self, text: &str) -> Vec<u8> {
-        match self {
-            Charset::Ascii => {
-                text.chars().map(|c| if c.is_ascii() { c as u8 } else { b'?' }).collect()
-            }
-            Charset::Utf8 => text.as_bytes().to_vec(),
-            Charset::Iso2022Jp => ISO_2022_JP.encode(text).0.into_owned(),
-            Charset::Cp932 => SHIFT_JIS.encode(text).0.into_owned(),
-        }
-    }
-}
 
 /// A segment/field position for errors and ERR-2: `PID-5`, or `OBR` for a whole segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Location {
+pub(crate) struct Location {
     pub segment: &'static str,
     /// 0 = the segment as a whole.
     pub field: u16,
 }
 
 impl Location {
-    pub const fn new(segment: &'static str, field: u16) -> Location {
+    pub(crate) const fn new(segment: &'static str, field: u16) -> Location {
         Location { segment, field }
     }
 }
@@ -123,7 +36,7 @@ impl fmt::Display for Location {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     #[error("message too large ({size} bytes; limit {limit})")]
     TooLarge { size: usize, limit: usize },
     #[error("MSH: the message does not start with an MSH segment")]
@@ -141,7 +54,7 @@ pub enum ParseError {
 
 impl ParseError {
     /// Every parse failure is a reject: resending the same bytes cannot succeed.
-    pub fn nak(&self) -> Nak {
+    pub(crate) fn nak(&self) -> Nak {
         let (location, error) = match self {
             ParseError::TooLarge { .. } => (None, Hl7ErrorCode::InternalError),
             ParseError::NoMsh => (Some(Location::new("MSH", 0)), Hl7ErrorCode::SegmentSequence),
@@ -155,151 +68,11 @@ impl ParseError {
     }
 }
 
-/// Delimiters from MSH-1 and MSH-2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delimiters {
-    pub field: char,
-    pub component: char,
-    pub repetition: char,
-    pub escape: char,
-    pub subcomponent: char,
-}
-
-impl Default for Delimiters {
-    fn default() -> Self {
-        Delimiters { field: '|', component: '^', repetition: '~', escape: '\\', subcomponent: '&' }
-    }
-}
-
-impl Delimiters {
-    /// From the MSH segment line (`MSH|^~\&|...`).
-    pub fn from_msh(line: &str) -> Result<Delimiters, ParseError> {
-        let rest = line.strip_prefix("MSH").ok_or(ParseError::NoMsh)?;
-        let mut chars = rest.chars();
-        let field = chars
-            .next()
-            .filter(|c| usable(*c))
-            .ok_or(ParseError::Delimiters(Location::new("MSH", 1)))?;
-        let msh2: Vec<char> = chars.take_while(|c| *c != field).collect();
-        let bad = ParseError::Delimiters(Location::new("MSH", 2));
-        // Four characters; a fifth (truncation, v2.7) is allowed and not used.
-        if !(4..=5).contains(&msh2.len()) || !msh2.iter().all(|c| usable(*c)) {
-            return Err(bad);
-        }
-        let d = Delimiters {
-            field,
-            component: msh2[0],
-            repetition: msh2[1],
-            escape: msh2[2],
-            subcomponent: msh2[3],
-        };
-        let all = [d.field, d.component, d.repetition, d.escape, d.subcomponent];
-        if all.iter().enumerate().any(|(i, c)| all[i + 1..].contains(c)) {
-            return Err(bad);
-        }
-        Ok(d)
-    }
-
-    fn encoding_characters(&self) -> String {
-        [self.component, self.repetition, self.escape, self.subcomponent].iter().collect()
-    }
-
-    /// Escape text for a field (our own NAK texts).
-    pub fn escape(&self, text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        for c in text.chars() {
-            let code = if c == self.field {
-                'F'
-            } else if c == self.component {
-                'S'
-            } else if c == self.repetition {
-                'R'
-            } else if c == self.escape {
-                'E'
-            } else if c == self.subcomponent {
-                'T'
-            } else {
-                out.push(c);
-                continue;
-            };
-            out.push(self.escape);
-            out.push(code);
-            out.push(self.escape);
-        }
-        out
-    }
-
-    /// Replace escape sequences. Unknown or malformed ones stay as written rather than
-    /// losing text; formatting commands other than line breaks are dropped.
-    pub fn unescape(&self, raw: &str, charset: Charset) -> String {
-        if !raw.contains(self.escape) {
-            return raw.to_string();
-        }
-        let esc_len = self.escape.len_utf8();
-        let mut out = String::with_capacity(raw.len());
-        let mut rest = raw;
-        while let Some(i) = rest.find(self.escape) {
-            out.push_str(&rest[..i]);
-            let after = &rest[i + esc_len..];
-            let Some(j) = after.find(self.escape) else {
-                // Unterminated: keep literally.
-                out.push_str(&rest[i..]);
-                return out;
-            };
-            let seq = &after[..j];
-            match self.translate(seq, charset) {
-                Some(s) => out.push_str(&s),
-                None => {
-                    out.push(self.escape);
-                    out.push_str(seq);
-                    out.push(self.escape);
-                }
-            }
-            rest = &after[j + esc_len..];
-        }
-        out.push_str(rest);
-        out
-    }
-
-    fn translate(&self, seq: &str, charset: Charset) -> Option<String> {
-        let one = |c: char| Some(c.to_string());
-        match seq {
-            "F" => one(self.field),
-            "S" => one(self.component),
-            "T" => one(self.subcomponent),
-            "R" => one(self.repetition),
-            "E" => one(self.escape),
-            // Highlight on/off: no meaning in plain text.
-            "H" | "N" => Some(String::new()),
-            ".br" => Some("\n".into()),
-            s if s.starts_with(".sp") => Some("\n".into()),
-            s if [".fi", ".nf", ".ce", ".in", ".ti", ".sk"].iter().any(|p| s.starts_with(p)) => {
-                Some(String::new())
-            }
-            s if s.starts_with('X') => {
-                let hex = &s[1..];
-                if hex.is_empty() || hex.len() % 2 != 0 {
-                    return None;
-                }
-                let bytes = hex::decode(hex).ok()?;
-                charset.decode(&bytes)
-            }
-            // Character-set switches: the text is already decoded as a whole.
-            s if s.starts_with('C') || s.starts_with('M') => Some(String::new()),
-            _ => None,
-        }
-    }
-}
-
-fn usable(c: char) -> bool {
-    !c.is_alphanumeric() && !c.is_whitespace() && !c.is_control()
-}
-
 /// One segment: raw (still escaped) fields. `field(0)` is the segment id; for MSH,
 /// `field(1)` is the field separator and `field(2)` the encoding characters, so that field
 /// numbers are the standard's.
 #[derive(Clone)]
-pub struct Segment {
+pub(crate) struct Segment {
     fields: Vec<String>,
     delims: Delimiters,
     charset: Charset,
@@ -313,12 +86,12 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.fields[0]
     }
 
     /// Raw field text (empty when absent).
-    pub fn raw(&self, field: usize) -> &str {
+    pub(crate) fn raw(&self, field: usize) -> &str {
         self.fields.get(field).map(String::as_str).unwrap_or("")
     }
 
@@ -327,7 +100,7 @@ impl Segment {
     }
 
     /// Raw repetitions of a field (one empty repetition when absent).
-    pub fn repetitions(&self, field: usize) -> Vec<&str> {
+    pub(crate) fn repetitions(&self, field: usize) -> Vec<&str> {
         let raw = self.raw(field);
         if self.splittable(field) {
             raw.split(self.delims.repetition).collect()
@@ -347,14 +120,14 @@ impl Segment {
 
     /// Unescaped value at field `field` (1-based), repetition `rep` (0-based), component
     /// `comp` and subcomponent `sub` (1-based). Empty when absent.
-    pub fn get(&self, field: usize, rep: usize, comp: usize, sub: usize) -> String {
+    pub(crate) fn get(&self, field: usize, rep: usize, comp: usize, sub: usize) -> String {
         let c = self.raw_component(field, rep, comp);
         let s = c.split(self.delims.subcomponent).nth(sub.saturating_sub(1)).unwrap_or("");
         self.delims.unescape(s, self.charset)
     }
 
     /// Unescaped component with its subcomponents joined by `joiner`.
-    pub fn component(&self, field: usize, rep: usize, comp: usize, joiner: &str) -> String {
+    pub(crate) fn component(&self, field: usize, rep: usize, comp: usize, joiner: &str) -> String {
         let c = self.raw_component(field, rep, comp);
         let parts: Vec<String> = c
             .split(self.delims.subcomponent)
@@ -366,7 +139,7 @@ impl Segment {
 
     /// A whole repetition unescaped, without splitting components: for text values, where a
     /// stray unescaped `^` should not cut the text.
-    pub fn repetition_text(&self, field: usize, rep: usize) -> String {
+    pub(crate) fn repetition_text(&self, field: usize, rep: usize) -> String {
         let reps = self.repetitions(field);
         reps.get(rep).map(|r| self.delims.unescape(r, self.charset)).unwrap_or_default()
     }
@@ -374,7 +147,7 @@ impl Segment {
 
 /// A parsed message. Holds personal data: `Debug` shows segment ids only.
 #[derive(Clone)]
-pub struct Message {
+pub(crate) struct Message {
     charset: Charset,
     delims: Delimiters,
     segments: Vec<Segment>,
@@ -388,7 +161,7 @@ impl fmt::Debug for Message {
 }
 
 /// Bytes of one MLLP frame → message: size limit, charset from MSH-18, strict decode, parse.
-pub fn decode(bytes: &[u8]) -> Result<Message, ParseError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Message, ParseError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLarge { size: bytes.len(), limit: MAX_MESSAGE_BYTES });
     }
@@ -437,7 +210,7 @@ fn detect_charset(msh: &[u8]) -> Result<Charset, ParseError> {
 
 impl Message {
     /// Parse decoded text. Segments end in `\r`; `\n` and `\r\n` are accepted too.
-    pub fn parse(text: &str, charset: Charset) -> Result<Message, ParseError> {
+    pub(crate) fn parse(text: &str, charset: Charset) -> Result<Message, ParseError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut lines = text.split(['\r', '\n']).filter(|l| !l.trim().is_empty());
         let first = lines.next().ok_or(ParseError::NoMsh)?;
@@ -467,258 +240,34 @@ impl Message {
         Ok(Message { charset, delims, segments })
     }
 
-    pub fn charset(&self) -> Charset {
+    pub(crate) fn charset(&self) -> Charset {
         self.charset
     }
 
-    pub fn delimiters(&self) -> &Delimiters {
+    pub(crate) fn delimiters(&self) -> &Delimiters {
         &self.delims
     }
 
-    pub fn msh(&self) -> &Segment {
+    pub(crate) fn msh(&self) -> &Segment {
         &self.segments[0]
     }
 
-    pub fn segments(&self) -> &[Segment] {
+    pub(crate) fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
-    pub fn segment(&self, id: &str) -> Option<&Segment> {
+    pub(crate) fn segment(&self, id: &str) -> Option<&Segment> {
         self.segments.iter().find(|s| s.id() == id)
-    }
-}
-
-/// MSA-1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckCode {
-    /// AA: stored; do not send again.
-    Accept,
-    /// AE: not stored; the sender may retry (later, or after correcting the message).
-    Error,
-    /// AR: never acceptable as sent.
-    Reject,
-}
-
-impl AckCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckCode::Accept => "AA",
-            AckCode::Error => "AE",
-            AckCode::Reject => "AR",
-        }
-    }
-}
-
-/// HL7 table 0357 (message error condition codes) that we use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hl7ErrorCode {
-    SegmentSequence,
-    RequiredFieldMissing,
-    DataType,
-    TableValue,
-    UnsupportedMessageType,
-    UnsupportedEventCode,
-    UnsupportedProcessingId,
-    InternalError,
-}
-
-impl Hl7ErrorCode {
-    fn code_and_text(self) -> (u16, &'static str) {
-        match self {
-            Hl7ErrorCode::SegmentSequence => (100, "Segment sequence error"),
-            Hl7ErrorCode::RequiredFieldMissing => (101, "Required field missing"),
-            Hl7ErrorCode::DataType => (102, "Data type error"),
-            Hl7ErrorCode::TableValue => (103, "Table value not found"),
-            Hl7ErrorCode::UnsupportedMessageType => (200, "Unsupported message type"),
-            Hl7ErrorCode::UnsupportedEventCode => (201, "Unsupported event code"),
-            Hl7ErrorCode::UnsupportedProcessingId => (202, "Unsupported processing id"),
-            Hl7ErrorCode::InternalError => (207, "Application internal error"),
-        }
-    }
-}
-
-/// A negative acknowledgement: code, position, table-0357 code and a value-free text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nak {
-    pub code: AckCode,
-    pub location: Option<Location>,
-    pub error: Hl7ErrorCode,
-    /// Goes to MSA-3 and logs: positions and fixed words only.
-    pub text: String,
-}
-
-/// What a reply needs from the request's MSH, kept raw (escaped as sent) to be echoed.
-#[derive(Clone)]
-pub struct ReplyHeader {
-    delims: Delimiters,
-    charset: Charset,
-    sending_app: String,
-    sending_facility: String,
-    receiving_facility: String,
-    trigger: String,
-    control_id: String,
-    processing_id: String,
-    msh18: String,
-    msh20: String,
-}
-
-impl fmt::Debug for ReplyHeader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ReplyHeader {{ charset: {} }}", self.charset)
-    }
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 7 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-impl ReplyHeader {
-    pub fn from_message(m: &Message) -> ReplyHeader {
-        let msh = m.msh();
-        let trigger = msh.get(9, 0, 2, 1);
-        let processing = msh.get(11, 0, 1, 1);
-        ReplyHeader {
-            delims: m.delims,
-            charset: m.charset,
-            sending_app: msh.raw(3).into(),
-            sending_facility: msh.raw(4).into(),
-            receiving_facility: msh.raw(6).into(),
-            trigger: if is_token(&trigger) { trigger } else { "R01".into() },
-            control_id: msh.repetitions(10)[0].into(),
-            processing_id: if matches!(processing.as_str(), "P" | "D" | "T") {
-                processing
-            } else {
-                "P".into()
-            },
-            msh18: msh.raw(18).into(),
-            msh20: msh.raw(20).into(),
-        }
-    }
-
-    /// Best effort for a message that could not be decoded or parsed: delimiters if
-    /// readable, printable-ASCII fields only, reply in ASCII.
-    pub fn salvage(bytes: &[u8]) -> ReplyHeader {
-        let start = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n' | 0xEF | 0xBB | 0xBF));
-        let body = &bytes[start.unwrap_or(bytes.len())..];
-        let end = body.iter().position(|b| matches!(b, b'\r' | b'\n')).unwrap_or(body.len());
-        let line = String::from_utf8_lossy(&body[..end]);
-        let delims = Delimiters::from_msh(&line).unwrap_or_default();
-        let parts: Vec<&str> = line.split(delims.field).collect();
-        let ascii = |n: usize| -> String {
-            let v = parts.get(n - 1).copied().unwrap_or("");
-            if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                v.to_string()
-            } else {
-                String::new()
-            }
-        };
-        let comp = |n: usize, c: usize| -> String {
-            ascii(n).split(delims.component).nth(c - 1).unwrap_or("").to_string()
-        };
-        let trigger = comp(9, 2);
-        let processing = comp(11, 1);
-        let control = ascii(10);
-        ReplyHeader {
-            delims,
-            charset: Charset::Ascii,
-            sending_app: ascii(3),
-            sending_facility: ascii(4),
-            receiving_facility: ascii(6),
-            trigger: if is_token(&trigger) { trigger } else { "R01".into() },
-            control_id: control.split(delims.repetition).next().unwrap_or("").into(),
-            processing_id: if matches!(processing.as_str(), "P" | "D" | "T") {
-                processing
-            } else {
-                "P".into()
-            },
-            msh18: String::new(),
-            msh20: String::new(),
-        }
-    }
-
-    pub fn charset(&self) -> Charset {
-        self.charset
-    }
-
-    /// The ACK message (not framed), encoded in the request's charset. `now` is an HL7 TS,
-    /// `ack_id` our new MSH-10.
-    pub fn ack(&self, nak: Option<&Nak>, ack_id: &str, now: &str) -> Vec<u8> {
-        let d = &self.delims;
-        let (f, c) = (d.field.to_string(), d.component);
-        let message_type = format!("ACK{c}{}{c}ACK", self.trigger);
-        let encoding_characters = d.encoding_characters();
-        let mut msh: Vec<&str> = vec![
-            "MSH",
-            &encoding_characters,
-            "FGW",
-            &self.receiving_facility,
-            &self.sending_app,
-            &self.sending_facility,
-            now,
-            "",
-            &message_type,
-            ack_id,
-            &self.processing_id,
-            "2.5",
-            "",
-            "",
-            "",
-            "",
-            "",
-            &self.msh18,
-            "",
-            &self.msh20,
-        ];
-        while msh.last() == Some(&"") {
-            msh.pop();
-        }
-        let mut out = msh.join(&f);
-        out.push('\r');
-        let code = nak.map_or(AckCode::Accept, |n| n.code);
-        out.push_str(&format!("MSA{f}{}{f}{}", code.as_str(), self.control_id));
-        if let Some(n) = nak {
-            out.push_str(&format!("{f}{}", d.escape(&n.text)));
-        }
-        out.push('\r');
-        if let Some(n) = nak {
-            let location = n
-                .location
-                .map(|l| {
-                    if l.field == 0 {
-                        format!("{}{c}1", l.segment)
-                    } else {
-                        format!("{}{c}1{c}{}", l.segment, l.field)
-                    }
-                })
-                .unwrap_or_default();
-            let (num, text) = n.error.code_and_text();
-            out.push_str(&format!("ERR{f}{f}{location}{f}{num}{c}{text}{c}HL70357{f}E\r"));
-        }
-        self.charset.encode(&out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use encoding_rs::{ISO_2022_JP, SHIFT_JIS};
 
     fn parse(s: &str) -> Message {
         decode(s.as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn escapes() {
-        let d = Delimiters::default();
-        let u = |s: &str| d.unescape(s, Charset::Utf8);
-        assert_eq!(u(r"a\F\b\S\c\T\d\R\e\E\f"), "a|b^c&d~e\\f");
-        assert_eq!(u(r"line1\.br\line2"), "line1\nline2");
-        assert_eq!(u(r"cr\X0D\lf\X0A\"), "cr\rlf\n");
-        assert_eq!(u(r"\XE8A1A8\"), "表");
-        assert_eq!(u(r"\H\bold\N\ \.sp2\x"), "bold \nx");
-        // Malformed or unknown: kept as written.
-        assert_eq!(u(r"\X0\ \Zfoo\ tail\"), r"\X0\ \Zfoo\ tail\");
-        assert_eq!(u("plain"), "plain");
-        assert_eq!(d.escape("a|b^c~d\\e&f"), r"a\F\b\S\c\R\d\E\e\T\f");
     }
 
     #[test]
@@ -783,22 +332,6 @@ mod tests {
     }
 
     #[test]
-    fn charsets_from_msh18() {
-        let f = |a: &str, b: &str| Charset::from_msh(a, '~', b);
-        assert_eq!(f("", ""), Some(Charset::Ascii));
-        assert_eq!(f("ASCII", ""), Some(Charset::Ascii));
-        assert_eq!(f("UNICODE UTF-8", ""), Some(Charset::Utf8));
-        assert_eq!(f("utf-8", ""), Some(Charset::Utf8));
-        assert_eq!(f("~ISO IR87", "ISO 2022-1994"), Some(Charset::Iso2022Jp));
-        assert_eq!(f("ISO IR87", ""), Some(Charset::Iso2022Jp));
-        assert_eq!(f("ISO IR13~ISO IR87", ""), Some(Charset::Cp932));
-        assert_eq!(f("ISO IR13~ISO IR87", "ISO 2022-1994"), Some(Charset::Iso2022Jp));
-        assert_eq!(f("SHIFT_JIS", ""), Some(Charset::Cp932));
-        assert_eq!(f("8859/1", ""), None);
-        assert_eq!(f("UNICODE UTF-8~ISO IR87", ""), None);
-    }
-
-    #[test]
     fn decodes_each_charset_before_splitting() {
         // ポ is 0x83 0x7C and 表 0x95 0x5C in Shift_JIS: a `|` and a `\` byte.
         let text = with_charset("SHIFT_JIS", "", "OBX|1|TX|||ポリープ表面\\.br\\ソ");
@@ -857,46 +390,6 @@ mod tests {
         let e = decode(&big).unwrap_err();
         assert!(matches!(e, ParseError::TooLarge { .. }));
         assert_eq!(e.nak().code, AckCode::Reject);
-    }
-
-    #[test]
-    fn ack_echoes_header_in_the_request_charset() {
-        let text = "MSH|^~\\&|RIS|内視鏡センター|FGW|HOSP|20261125||ORU^R01|MSG0001|P|2.5||||||SHIFT_JIS\rPID|1";
-        let (bytes, _, _) = SHIFT_JIS.encode(text);
-        let h = ReplyHeader::from_message(&decode(&bytes).unwrap());
-        let ack = h.ack(None, "A1", "20261125120000");
-        let (back, _, _) = SHIFT_JIS.decode(&ack);
-        assert_eq!(
-            back,
-            "MSH|^~\\&|FGW|HOSP|RIS|内視鏡センター|20261125120000||ACK^R01^ACK|A1|P|2.5||||||SHIFT_JIS\r\
-             MSA|AA|MSG0001\r"
-        );
-        let nak = Nak {
-            code: AckCode::Error,
-            location: Some(Location::new("PID", 5)),
-            error: Hl7ErrorCode::RequiredFieldMissing,
-            text: "PID-5: a^b".into(),
-        };
-        let ack = String::from_utf8(Charset::Utf8.encode(&String::from_utf8_lossy(&h.ack(
-            Some(&nak),
-            "A2",
-            "20261125120000",
-        ))))
-        .unwrap();
-        assert!(ack.contains("\rMSA|AE|MSG0001|PID-5: a\\S\\b\r"), "{ack}");
-        assert!(ack.ends_with("ERR||PID^1^5|101^Required field missing^HL70357|E\r"), "{ack}");
-    }
-
-    #[test]
-    fn salvaged_header_keeps_only_ascii_fields() {
-        let h = ReplyHeader::salvage(
-            b"MSH|^~\\&|RIS|\x95\x5c|FGW|HOSP|2026||ADT^A01|X9|P|2.5||||||LATIN",
-        );
-        let ack = String::from_utf8(h.ack(None, "A1", "2026")).unwrap();
-        assert!(ack.starts_with("MSH|^~\\&|FGW|HOSP|RIS||2026||ACK^A01^ACK|A1|P|2.5\r"), "{ack}");
-        assert!(ack.contains("MSA|AA|X9"));
-        let h = ReplyHeader::salvage(b"garbage");
-        assert!(String::from_utf8(h.ack(None, "A1", "2026")).unwrap().contains("MSA|AA|\r"));
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! The AA goes back only after the sink accepted every report of the message, so a crash
 //! before that leaves the sender to retry; a sink failure gets AE (retry later).
 
-use super::message::{self, AckCode, Hl7ErrorCode, Nak, ParseError, ReplyHeader};
+use super::ack::{AckCode, Hl7ErrorCode, Nak, ReplyHeader};
+use super::message::{self, ParseError};
 use super::oru::reports_from_oru;
 use super::{
     Hl7Config, PeerPolicy, ReportSink, SinkError, MAX_CONNECTIONS, MAX_FRAME_BYTES,
     MAX_MESSAGE_BYTES,
 };
+use crate::listener::{accept_loop, stopped, Protocol, Service};
 use fgw_records::RawReport;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,19 +21,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 /// Start block, end block and the carriage return after it.
-pub const START_BLOCK: u8 = 0x0B;
-pub const END_BLOCK: u8 = 0x1C;
+pub(crate) const START_BLOCK: u8 = 0x0B;
+pub(crate) const END_BLOCK: u8 = 0x1C;
 const CR: u8 = 0x0D;
 /// Bytes of an oversize frame kept to answer it (its MSH).
 const HEAD_BYTES: usize = 4096;
 /// A peer that stops reading its ACK must not hold a connection slot forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why the listener could not start, or why a connection was closed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variants and fields: the error message says what each is
 pub enum MllpError {
     #[error("hl7.listen {addr}: cannot listen: {source}")]
     Bind {
@@ -45,7 +49,7 @@ pub enum MllpError {
 }
 
 /// A complete frame.
-pub enum Frame {
+pub(crate) enum Frame {
     Message(Vec<u8>),
     /// Longer than the message limit but ended within the frame limit: answered with AR.
     Oversize {
@@ -72,7 +76,7 @@ enum State {
 }
 
 /// Incremental MLLP deframer: feed it whatever each read returned.
-pub struct Framer {
+pub(crate) struct Framer {
     state: State,
     cur: Vec<u8>,
     len: usize,
@@ -83,7 +87,7 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(max_message: usize, max_frame: usize) -> Framer {
+    pub(crate) fn new(max_message: usize, max_frame: usize) -> Framer {
         Framer {
             state: State::Seeking,
             cur: Vec::new(),
@@ -105,7 +109,7 @@ impl Framer {
 
     /// Appends completed frames to `out`. On `Err` the connection must be closed; frames
     /// completed before the error are still in `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Frame>) -> Result<(), MllpError> {
+    pub(crate) fn push(&mut self, mut data: &[u8], out: &mut Vec<Frame>) -> Result<(), MllpError> {
         while !data.is_empty() {
             match self.state {
                 State::AfterEnd => {
@@ -186,14 +190,17 @@ impl Hl7Listener {
         Ok(Hl7Listener { listener, policy: config.peer_policy() })
     }
 
+    /// An already bound listener (tests bind port 0).
     pub fn new(listener: TcpListener, policy: PeerPolicy) -> Hl7Listener {
         Hl7Listener { listener, policy }
     }
 
+    /// The bound address (its port, when bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// [`serve`] on this listener.
     pub async fn serve(self, sink: impl ReportSink, shutdown: watch::Receiver<bool>) {
         serve(self.listener, self.policy, sink, shutdown).await
     }
@@ -205,56 +212,36 @@ pub async fn serve(
     listener: TcpListener,
     policy: PeerPolicy,
     sink: impl ReportSink,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let sink = Arc::new(sink);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "hl7 listening");
     }
-    loop {
-        tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let peer = addr.ip().to_canonical();
-                    if !policy.allows(peer) {
-                        tracing::warn!(%peer, "hl7 connection refused: peer not allowed");
-                        drop(stream);
-                        continue;
-                    }
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, "hl7 connection refused: too many connections");
-                        continue;
-                    };
-                    let (sink, rx) = (Arc::clone(&sink), shutdown.clone());
-                    conns.spawn(async move {
-                        connection(stream, peer, sink, rx).await;
-                        drop(slot);
-                    });
-                }
-                Err(e) => {
-                    // E.g. out of file descriptors: wait instead of spinning.
-                    tracing::warn!(error = %e, "hl7 accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    tracing::info!(connections = conns.len(), "hl7 listener stopping");
-    while conns.join_next().await.is_some() {}
+    let service = Mllp { policy, sink: Arc::new(sink) };
+    accept_loop(listener, service, shutdown).await
 }
 
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
+/// The MLLP side of the shared accept loop.
+struct Mllp<S> {
+    policy: PeerPolicy,
+    sink: Arc<S>,
+}
+
+impl<S: ReportSink> Service for Mllp<S> {
+    const PROTOCOL: Protocol = Protocol::Hl7;
+    const MAX_CONNECTIONS: usize = MAX_CONNECTIONS;
+
+    fn admits(&self, peer: IpAddr) -> bool {
+        self.policy.allows(peer)
+    }
+
+    fn connection(
+        &self,
+        stream: TcpStream,
+        peer: IpAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection(stream, peer, Arc::clone(&self.sink), shutdown)
     }
 }
 

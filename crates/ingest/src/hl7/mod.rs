@@ -1,22 +1,24 @@
 //! HL7 v2 report results (ORU^R01) over MLLP (identifiable side).
 //!
-//! - [`message`]: bytes → text (charset from MSH-18, decoded after framing and before any
-//!   splitting, because Shift_JIS and JIS bytes can equal the delimiters), segments, fields,
-//!   escape sequences; and the ACK/NAK we send back;
-//! - [`oru`]: an ORU^R01 → one [`RawReport`] per OBR (PID/OBR identifiers keyed like export
+//! - `charset`, `delimiters`, `message`: bytes → text (charset from MSH-18, decoded after
+//!   framing and before any splitting, because Shift_JIS and JIS bytes can equal the
+//!   delimiters), segments, fields, escape sequences;
+//! - `ack`: the ACK/NAK we send back;
+//! - `oru`: an ORU^R01 → one [`RawReport`] per OBR (PID/OBR identifiers keyed like export
 //!   columns, OBX text);
-//! - [`mllp`]: the TCP listener, MLLP framing, peer policy, ACK only after the sink accepted.
+//! - `mllp`: the TCP listener, MLLP framing, peer policy, ACK only after the sink accepted.
 //!
 //! Errors, logs and NAK texts name segment/field positions (`PID-5`) and fixed descriptions,
 //! never a value; the only message-derived text they may carry is the message type code.
 
-pub mod message;
-pub mod mllp;
-pub mod oru;
+mod ack;
+mod charset;
+mod delimiters;
+mod message;
+mod mllp;
+mod oru;
 
-pub use message::{AckCode, Charset, Message, ParseError};
 pub use mllp::{serve, Hl7Listener, MllpError};
-pub use oru::{reports_from_oru, OruError};
 
 use fgw_records::RawReport;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,7 @@ pub const MAX_CONNECTIONS: usize = 32;
 ///
 /// Called on a blocking thread (it may write files and a database).
 pub trait ReportSink: Send + Sync + 'static {
+    /// Store one report durably, or say why not.
     fn accept(&self, report: RawReport) -> Result<(), SinkError>;
 }
 
@@ -52,12 +55,14 @@ pub enum SinkError {
 /// Which peers may connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerPolicy {
+    /// Every peer may connect.
     AnyPeer,
     /// Only these addresses (IPv4-mapped IPv6 peers compare as IPv4).
     Allowlist(Vec<IpAddr>),
 }
 
 impl PeerPolicy {
+    /// Whether `peer` may connect.
     pub fn allows(&self, peer: IpAddr) -> bool {
         match self {
             PeerPolicy::AnyPeer => true,
@@ -76,6 +81,7 @@ pub enum Hl7Mode {
     /// Default: most sites deliver reports through the export; an open port must be asked for.
     #[default]
     Disabled,
+    /// Listen on `hl7.listen`.
     Enabled,
 }
 
@@ -85,6 +91,7 @@ pub enum Hl7Mode {
 pub struct Hl7Config {
     /// Address and port to listen on (default `0.0.0.0:2575`).
     pub listen: String,
+    /// Whether the listener runs.
     pub mode: Hl7Mode,
     /// Peer IP addresses allowed to connect; empty = any peer.
     pub allow: Vec<IpAddr>,
@@ -106,6 +113,7 @@ impl Hl7Config {
         Ok(())
     }
 
+    /// `listen` parsed; `Err` like [`Hl7Config::validate`].
     pub fn listen_addr(&self) -> Result<SocketAddr, (&'static str, String)> {
         match self.listen.trim().parse::<SocketAddr>() {
             Ok(a) if a.port() != 0 => Ok(a),
@@ -113,6 +121,7 @@ impl Hl7Config {
         }
     }
 
+    /// The peer policy `allow` describes.
     pub fn peer_policy(&self) -> PeerPolicy {
         if self.allow.is_empty() {
             PeerPolicy::AnyPeer

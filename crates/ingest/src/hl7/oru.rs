@@ -1,7 +1,8 @@
 //! ORU^R01 → [`RawReport`]s: one per OBR (order observation), with the identifiers of the
 //! PID before it keyed like export columns, and the text of its OBX segments.
 
-use super::message::{AckCode, Hl7ErrorCode, Location, Message, Nak, Segment};
+use super::ack::{AckCode, Hl7ErrorCode, Nak};
+use super::message::{Location, Message, Segment};
 use crate::export::is_safe_exam_id;
 use fgw_records::{Column, RawReport};
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::fmt;
 /// MSH-9 as `TYPE^EVENT`, only ever built from short alphanumeric codes (never free text),
 /// so it may be named in NAKs and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageType(String);
+pub(crate) struct MessageType(String);
 
 impl MessageType {
     fn from_msh(msh: &Segment) -> MessageType {
@@ -34,7 +35,7 @@ impl fmt::Display for MessageType {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OruError {
+pub(crate) enum OruError {
     #[error("MSH-9: unsupported message type {0}")]
     UnsupportedType(MessageType),
     #[error("MSH-11: only production (P) messages are accepted")]
@@ -48,7 +49,7 @@ pub enum OruError {
 }
 
 impl OruError {
-    pub fn nak(&self) -> Nak {
+    pub(crate) fn nak(&self) -> Nak {
         let (code, location, error) = match self {
             OruError::UnsupportedType(t) => {
                 let error = if t.0.starts_with("ORU^") {
@@ -82,7 +83,7 @@ struct Group<'a> {
 
 /// The reports of an ORU^R01. `source` names where it came from (no values); with more than
 /// one OBR, each report's source gets ` obr <k>`.
-pub fn reports_from_oru(msg: &Message, source: &str) -> Result<Vec<RawReport>, OruError> {
+pub(crate) fn reports_from_oru(msg: &Message, source: &str) -> Result<Vec<RawReport>, OruError> {
     let msh = msg.msh();
     if msh.get(9, 0, 1, 1).trim() != "ORU" || msh.get(9, 0, 2, 1).trim() != "R01" {
         return Err(OruError::UnsupportedType(MessageType::from_msh(msh)));

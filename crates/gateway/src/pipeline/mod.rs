@@ -1,0 +1,350 @@
+//! The daemon: stages as tokio tasks joined by bounded channels.
+//!
+//! ```text
+//! ingest (watch export root) ─▶ normalize ─▶ deid (the gate) ─▶ uplink (mTLS) ─▶ ack
+//! ```
+//!
+//! Each stage records its transition in the state database before handing the item on, so
+//! on start the daemon re-queues whatever was in flight (`resume`). Channels are bounded: a
+//! slow hub makes the gate wait, which makes ingest wait; memory stays bounded.
+
+mod ingest;
+mod listeners;
+mod spooled;
+mod stages;
+
+use crate::config::GatewayConfig;
+use crate::gate_service::GateService;
+use crate::secrets::Secrets;
+use crate::spool::{Spool, SpoolError};
+use crate::state::{Db, ItemKind, ItemState, NewItem, Origin, StateError, Update};
+use fgw_deid::QuarantineReason;
+use fgw_format::ids::QueueId;
+use fgw_ingest::dicom_pull::{self, PullMode};
+use fgw_ingest::dicom_scp::{DicomScp, ScpMode, Uid};
+use fgw_ingest::hl7::{Hl7Listener, Hl7Mode};
+use fgw_outbound::outbox::{Outbox, OutboxError};
+use fgw_outbound::uplink::{Uplink, UplinkError};
+use fgw_records::RawExam;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+/// Why the daemon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The encrypted spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The secret store could not be opened.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+    /// The uplink could not be set up (certificates, hub address).
+    #[error("uplink setup: {0}")]
+    Uplink(#[from] UplinkError),
+    /// A stage or listener ended with an error or panicked.
+    #[error("a pipeline stage stopped unexpectedly: {0}")]
+    Stage(String),
+}
+
+/// When the daemon stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until a shutdown signal (the appliance).
+    Forever,
+    /// Until every ready batch is ingested and every item is acknowledged or quarantined
+    /// (demo, tests, catch-up runs).
+    UntilIdle,
+}
+
+/// Everything the stages share.
+struct Gateway {
+    cfg: GatewayConfig,
+    db: Db,
+    spool: Spool,
+    quarantine: Spool,
+    outbox: Outbox,
+    /// The gate, built as `gateway deid` builds it.
+    gate: GateService,
+}
+
+impl Gateway {
+    /// Open the state directory (database, secret store, spool, quarantine, outbox).
+    fn open(cfg: GatewayConfig) -> Result<Gateway, PipelineError> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|source| SpoolError::Io { path: cfg.state_dir.clone(), source })?;
+        let secrets = Secrets::open_or_create(&cfg.secrets_dir())?;
+        let db = Db::open(&cfg.db_path())?;
+        let spool = Spool::open(&cfg.spool_dir(), secrets.spool_key())?;
+        let quarantine = Spool::open(&cfg.quarantine_dir(), secrets.spool_key())?;
+        let outbox = Outbox::open(&cfg.outbox_dir())?;
+        let gate = GateService::new(&cfg, &secrets);
+        Ok(Gateway { cfg, db, spool, quarantine, outbox, gate })
+    }
+
+    /// Make a listener's input durable before it is acknowledged: write it to the encrypted
+    /// spool, then record a `received` item. On failure nothing is left behind and the caller
+    /// answers "retry later".
+    fn accept_raw(
+        &self,
+        kind: ItemKind,
+        source: String,
+        write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
+    ) -> Result<QueueId, &'static str> {
+        match self.accept_raw_once(kind, source, None, write)? {
+            Some(id) => Ok(id),
+            None => unreachable!("input without a dedupe key is never a duplicate"),
+        }
+    }
+
+    /// [`Gateway::accept_raw`], and with `dedupe_key` (DICOM: the SOP Instance UID's keyed
+    /// pseudonym) an input already accepted under that key is dropped: `Ok(None)`.
+    fn accept_raw_once(
+        &self,
+        kind: ItemKind,
+        source: String,
+        dedupe_key: Option<&str>,
+        write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
+    ) -> Result<Option<QueueId>, &'static str> {
+        let db_down = |e: StateError| {
+            error!(error = %e, "input not recorded");
+            "state database unavailable"
+        };
+        // Checked first so a duplicate costs no spool write.
+        if let Some(key) = dedupe_key {
+            if self.db.dicom_seen(key).map_err(db_down)? {
+                return Ok(None);
+            }
+        }
+        let item = NewItem::new(kind, Origin::Daemon, source);
+        if let Err(e) = write(&self.spool, &item.id) {
+            error!(error = %e, "input not spooled");
+            return Err("spool unavailable");
+        }
+        let recorded = match dedupe_key {
+            None => self.db.insert(&item).map(|()| true),
+            Some(key) => self.db.insert_dicom(&item, key),
+        };
+        match recorded {
+            Ok(true) => {}
+            // The same input raced in on another connection and was recorded first.
+            Ok(false) => {
+                let _ = self.spool.remove(&item.id);
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.spool.remove(&item.id);
+                return Err(db_down(e));
+            }
+        }
+        debug!(item = %item.id, kind = ?kind, "input received");
+        Ok(Some(item.id))
+    }
+
+    /// Raw data of an exam that is finished: delete it, or keep it in quarantine when some of
+    /// its images (or the whole exam) stay on the box.
+    fn finish_raw(&self, id: &QueueId, keep: bool) -> Result<(), PipelineError> {
+        if keep {
+            self.spool.move_to(id, &self.quarantine)?;
+        } else {
+            self.spool.remove(id)?;
+        }
+        Ok(())
+    }
+
+    fn quarantine_exam(
+        &self,
+        id: &QueueId,
+        from: ItemState,
+        reason: &QuarantineReason,
+    ) -> Result<(), PipelineError> {
+        self.db.transition(
+            id,
+            from,
+            ItemState::Quarantined,
+            Update { reason: Some(reason.clone()), ..Default::default() },
+        )?;
+        warn!(item = %id, reason = reason.code(), "exam quarantined");
+        self.finish_raw(id, true)
+    }
+
+    /// Repair after a crash: spool files whose item is already finished.
+    fn repair_spool(&self) -> Result<(), PipelineError> {
+        let dir_path = self.cfg.spool_dir();
+        let io = |source| SpoolError::Io { path: dir_path.clone(), source };
+        let dir = match std::fs::read_dir(&dir_path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e).into()),
+        };
+        for entry in dir {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A write interrupted before its rename: never referenced by a row.
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".fgws") else { continue };
+            let Ok(id) = QueueId::new(stem) else { continue };
+            match self.db.get(&id) {
+                Ok(item) if item.state == ItemState::Acked => {
+                    self.finish_raw(&id, item.images_withheld > 0)?
+                }
+                Ok(item) if item.state == ItemState::Quarantined => self.finish_raw(&id, true)?,
+                Ok(item) if item.state == ItemState::Superseded => self.spool.remove(&id)?,
+                Ok(_) => {}
+                // A spool file without a row: the crash hit between the file and its row.
+                // The row will be re-read from the batch, so this copy is an orphan.
+                Err(StateError::NotFound { .. }) => self.spool.remove(&id)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+type Job = (QueueId, Option<Box<RawExam>>);
+
+/// Run the daemon until `shutdown` turns true (or until idle in [`RunMode::UntilIdle`]).
+pub async fn run(
+    cfg: GatewayConfig,
+    mode: RunMode,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let uplink = Uplink::new(&cfg.uplink)?;
+    let gw = Arc::new(Gateway::open(cfg)?);
+    gw.repair_spool()?;
+    gw.outbox.gc()?;
+    let cap = gw.cfg.pipeline.channel_capacity;
+    let (to_norm, norm_rx) = mpsc::channel::<Job>(cap);
+    let (to_deid, deid_rx) = mpsc::channel::<Job>(cap);
+    let (to_up, up_rx) = mpsc::channel::<QueueId>(cap);
+
+    // Stops the report stage and the HL7 listener when the main loop ends (idle or shutdown).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let notify = Arc::new(tokio::sync::Notify::new());
+
+    let norm = tokio::spawn(stages::normalize_stage(gw.clone(), norm_rx, to_deid.clone()));
+    let gate = tokio::spawn(stages::deid_stage(gw.clone(), deid_rx, to_up.clone()));
+    let up = tokio::spawn(stages::uplink_stage(gw.clone(), uplink, up_rx, shutdown.clone()));
+    let reports = tokio::spawn(spooled::spooled_stage(
+        gw.clone(),
+        ItemKind::Report,
+        spooled::report_gate,
+        notify.clone(),
+        to_up.clone(),
+        stop_rx.clone(),
+    ));
+    let dicom_notify = Arc::new(tokio::sync::Notify::new());
+    let dicom = tokio::spawn(spooled::spooled_stage(
+        gw.clone(),
+        ItemKind::Dicom,
+        spooled::dicom_gate,
+        dicom_notify.clone(),
+        to_up.clone(),
+        stop_rx.clone(),
+    ));
+    let scp = match gw.cfg.dicom_scp.mode {
+        ScpMode::Disabled => None,
+        ScpMode::Enabled => {
+            let scp = DicomScp::bind(&gw.cfg.dicom_scp)
+                .await
+                .map_err(|e| PipelineError::Stage(format!("dicom scp: {e}")))?;
+            info!(addr = %scp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "dicom scp up");
+            let sink = listeners::SpoolDicomSink { gw: gw.clone(), notify: dicom_notify };
+            Some(tokio::spawn(scp.serve(sink, stop_rx.clone())))
+        }
+    };
+    // After the SCP is bound: the archive's C-STOREs for our C-MOVEs go there.
+    let pull = match gw.cfg.dicom_pull.mode {
+        PullMode::Disabled => None,
+        PullMode::Enabled => {
+            let g = gw.clone();
+            let key = move |uid: &Uid| g.gate.instance_key(uid);
+            let (cfg, ae) = (gw.cfg.dicom_pull.clone(), gw.cfg.dicom_scp.ae_title.clone());
+            Some(tokio::spawn(dicom_pull::run(cfg, ae, gw.db.clone(), key, stop_rx.clone())))
+        }
+    };
+    let hl7 = match gw.cfg.hl7.mode {
+        Hl7Mode::Disabled => None,
+        Hl7Mode::Enabled => {
+            let listener = Hl7Listener::bind(&gw.cfg.hl7)
+                .await
+                .map_err(|e| PipelineError::Stage(format!("hl7 listener: {e}")))?;
+            info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "hl7 listener up");
+            let sink = listeners::SpoolSink { gw: gw.clone(), notify };
+            Some(tokio::spawn(listener.serve(sink, stop_rx.clone())))
+        }
+    };
+
+    // Resume whatever was in flight, oldest first, before taking new input.
+    for id in gw.db.ids_in_state(ItemState::Received, ItemKind::Exam)? {
+        send(&to_norm, (id, None)).await?;
+    }
+    for id in gw.db.ids_in_state(ItemState::Normalized, ItemKind::Exam)? {
+        send(&to_deid, (id, None)).await?;
+    }
+    for kind in [ItemKind::Exam, ItemKind::Report, ItemKind::Dicom] {
+        for id in gw.db.ids_in_state(ItemState::Deidentified, kind)? {
+            send(&to_up, id).await?;
+        }
+    }
+    drop(to_deid);
+    drop(to_up);
+
+    let poll = Duration::from_secs(gw.cfg.export.poll_interval_secs);
+    loop {
+        let g = gw.clone();
+        let tx = to_norm.clone();
+        let new_items = tokio::task::spawn_blocking(move || ingest::scan_export(&g, &tx))
+            .await
+            .map_err(|e| PipelineError::Stage(format!("ingest: {e}")))??;
+        ingest::finish_batches(&gw)?;
+        if mode == RunMode::UntilIdle && new_items == 0 && pending(&gw.db)? == 0 {
+            break;
+        }
+        let wait = if mode == RunMode::UntilIdle { Duration::from_millis(200) } else { poll };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    drop(to_norm);
+    let _ = stop_tx.send(true);
+    if let Some(h) = hl7 {
+        let _ = h.await;
+    }
+    if let Some(h) = pull {
+        h.await
+            .map_err(|e| PipelineError::Stage(format!("dicom pull: {e}")))?
+            .map_err(|e| PipelineError::Stage(format!("dicom pull: {e}")))?;
+    }
+    if let Some(h) = scp {
+        let _ = h.await;
+    }
+    dicom.await.map_err(|e| PipelineError::Stage(format!("dicom: {e}")))??;
+    for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
+        h.await.map_err(|e| PipelineError::Stage(format!("{name}: {e}")))??;
+    }
+    Ok(())
+}
+
+async fn send<T>(tx: &mpsc::Sender<T>, v: T) -> Result<(), PipelineError> {
+    tx.send(v).await.map_err(|_| PipelineError::Stage("channel closed".into()))
+}
+
+fn pending(db: &Db) -> Result<u64, StateError> {
+    let c = db.counts(Origin::Daemon)?;
+    Ok(c[&ItemState::Received] + c[&ItemState::Normalized] + c[&ItemState::Deidentified])
+}

@@ -1,0 +1,105 @@
+//! Items that arrive on their own (HL7 reports, DICOM objects): one stage per kind, from the
+//! spool through the gate to the uplink.
+
+use super::{send, Gateway, PipelineError};
+use crate::state::{ItemKind, ItemState, Update};
+use fgw_deid::{DeidOutcome, QuarantineReason};
+use fgw_format::ids::{PackageId, QueueId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+/// Wait until a listener signals new input, a second passes (crash leftovers), or the
+/// pipeline stops; true when it stops.
+async fn wait_for_work(notify: &tokio::sync::Notify, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = notify.notified() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = stop.changed() => {}
+    }
+    *stop.borrow()
+}
+
+/// A spooled item through the gate: the spool's raw input → a package or a quarantine reason.
+pub(super) type Gate = fn(&Gateway, &QueueId) -> Result<DeidOutcome, PipelineError>;
+
+pub(super) fn report_gate(g: &Gateway, id: &QueueId) -> Result<DeidOutcome, PipelineError> {
+    let report = g.spool.get_report(id)?;
+    Ok(g.gate.report(&report))
+}
+
+/// DICOM objects: one package per object (header per PS3.15, pixels through the burned-in
+/// text stage), or quarantined with the reason, the raw bytes kept encrypted.
+pub(super) fn dicom_gate(g: &Gateway, id: &QueueId) -> Result<DeidOutcome, PipelineError> {
+    let bytes = g.spool.get_bytes(id)?;
+    let label = format!("dicom item {id}");
+    Ok(g.gate.dicom(&label, &bytes))
+}
+
+/// Items that arrive on their own (HL7 reports, DICOM objects): received → (gate) →
+/// deidentified → uplink. Polls the database, woken by the listener, so items left
+/// `received` by a crash are picked up too.
+pub(super) async fn spooled_stage(
+    gw: Arc<Gateway>,
+    kind: ItemKind,
+    gate: Gate,
+    notify: Arc<tokio::sync::Notify>,
+    to_up: mpsc::Sender<QueueId>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let what = kind.as_str();
+    // As many items at once as the pixel stage has OCR engines: a DICOM frame is OCR-bound,
+    // and the engines, not the backlog, bound the memory in use.
+    let width = gw.gate.parallelism();
+    loop {
+        let ids = gw.db.ids_in_state(ItemState::Received, kind)?;
+        for chunk in ids.chunks(width) {
+            let running: Vec<_> = chunk
+                .iter()
+                .map(|id| {
+                    let (g, id) = (gw.clone(), id.clone());
+                    tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+                        // The package stored in the outbox, or why the item stays on the box.
+                        Ok(match gate(&g, &id)? {
+                            DeidOutcome::Package { package, .. } => Ok(g.outbox.put(&package)?),
+                            DeidOutcome::Quarantined { reason } => Err(reason),
+                        })
+                    })
+                })
+                .collect();
+            for (id, task) in chunk.iter().cloned().zip(running) {
+                let outcome =
+                    task.await.map_err(|e| PipelineError::Stage(format!("{what}: {e}")))??;
+                finish_spooled(&gw, id, outcome, what, &to_up).await?;
+            }
+        }
+        if wait_for_work(&notify, &mut stop).await {
+            return Ok(());
+        }
+    }
+}
+
+/// Record what the gate made of one spooled item and pass a package on to the uplink.
+async fn finish_spooled(
+    gw: &Gateway,
+    id: QueueId,
+    outcome: Result<PackageId, QuarantineReason>,
+    what: &str,
+    to_up: &mpsc::Sender<QueueId>,
+) -> Result<(), PipelineError> {
+    match outcome {
+        Err(reason) => gw.quarantine_exam(&id, ItemState::Received, &reason)?,
+        Ok(pkg) => {
+            gw.db.transition(
+                &id,
+                ItemState::Received,
+                ItemState::Deidentified,
+                Update { package_id: Some(pkg.clone()), ..Default::default() },
+            )?;
+            debug!(item = %id, package = %pkg, kind = what, "de-identified");
+            send(to_up, id).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The gateway's state: one SQLite database (WAL) with an explicit state machine per item.
+//!
+//! ```text
+//! received ──▶ normalized ──▶ deidentified ──▶ acked
+//!     │             │               │
+//!     └─────────────┴───────────────┴──▶ quarantined (reason)      superseded (re-exported)
+//! ```
+//!
+//! Every transition is one transaction guarded by the expected current state, so a stage
+//! that lost a race (or a restart that replays work) cannot move an item twice.
+//!
+//! `PRAGMA synchronous = FULL`: WAL with NORMAL may lose the last commits on power loss. We
+//! delete raw data right after committing `acked`; if that commit could roll back, the box
+//! would believe a package is pending whose outbox copy is gone. FULL costs one fsync per
+//! commit, a few milliseconds at a few hundred exams a day.
+//!
+//! Columns holding a closed set of values (states, kinds, origins, meta keys, reasons) are
+//! read into enums; a value this gateway does not know is [`StateError::Corrupt`], never a
+//! default.
+
+mod batches;
+mod dicom;
+mod items;
+mod meta;
+mod quarantine;
+mod reason;
+mod row;
+mod schema;
+mod values;
+
+pub use fgw_ingest::dicom_pull::PullMark;
+pub use items::{Item, NewItem, Update};
+pub use reason::ItemReason;
+pub use values::{BatchState, ExamKey, ItemKind, ItemState, MetaKey, Origin};
+
+use fgw_format::ids::QueueId;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Why a state database operation failed. Context names paths, tables, columns and row ids,
+/// never a stored value.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database file could not be opened or migrated.
+    #[error("state database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A statement failed.
+    #[error("state database: {op}: {source}")]
+    Sql {
+        /// What was being done.
+        op: &'static str,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A stored value this gateway cannot read (unknown enum text, malformed id or date).
+    #[error("state database: table {table}, row {rowid}: column {column} holds a value this gateway does not know")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// SQLite's rowid of the row.
+        rowid: i64,
+    },
+    /// A transition found the item in another state than expected (a lost race, a replay).
+    #[error("item {id}: expected state {expected}, found {found}")]
+    WrongState {
+        /// The item.
+        id: QueueId,
+        /// The state the transition starts from.
+        expected: ItemState,
+        /// The state the item is in.
+        found: ItemState,
+    },
+    /// No item with this id.
+    #[error("item {id} not found")]
+    NotFound {
+        /// The item looked for.
+        id: QueueId,
+    },
+    /// The database was migrated by a newer gateway.
+    #[error(
+        "state database {path} has schema version {found}, newer than this gateway ({supported})"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest version this gateway knows.
+        supported: i64,
+    },
+}
+
+/// Handle to the state database; cheap to clone, safe to share between stages.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Open (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Db, StateError> {
+        let conn = schema::open(path)?;
+        Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    }
+}
+
+fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
+    move |source| StateError::Sql { op, source }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
