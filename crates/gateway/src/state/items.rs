@@ -195,7 +195,7 @@ impl Db {
 
     /// Normalization: give the exam its key and revision, and supersede any older export of
     /// the same exam that has not been uploaded yet, all in one transaction. The revision
-    /// follows the gate service's rule ([`crate::gate_service::next_revision`]).
+    /// follows the gate service's supersede rule, as `gateway deid` does.
     pub fn normalize(&self, id: &QueueId, exam_key: &ExamKey) -> Result<u32, StateError> {
         self.with(|c| {
             let tx = c.transaction().map_err(sql("begin"))?;
