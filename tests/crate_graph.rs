@@ -146,7 +146,8 @@ fn every_workspace_crate_has_a_side() {
             panic!("workspace crate {m} has no side in tests/crate_graph.rs; give it one")
         });
         let direct = g.direct_members(m);
-        let extra: Vec<&String> = direct.iter().filter(|d| !allowed.contains(&d.as_str())).collect();
+        let extra: Vec<&String> =
+            direct.iter().filter(|d| !allowed.contains(&d.as_str())).collect();
         assert!(extra.is_empty(), "{m} depends on {extra:?}, outside its side");
     }
 }

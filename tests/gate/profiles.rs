@@ -3,13 +3,13 @@
 //! cannot map pass through for the gate to flag.
 
 use chrono::NaiveDate;
-use fgw_gateway::config::GatewayConfig;
 use fgw_deid::{deidentify_exam, parse_date, DeidContext, DeidOutcome, Policy, Pseudonymizer};
 use fgw_format::ids::FacilityId;
+use fgw_format::package::{ExamRecord, Manifest};
+use fgw_gateway::config::GatewayConfig;
 use fgw_ingest::export::{
     find_ready_batches, load_attachments, read_batch, BatchDir, ExportError, Profile, TextEncoding,
 };
-use fgw_format::package::{ExamRecord, Manifest};
 use fgw_records::{Column, RawExam};
 use fgw_synth::{generate, SynthEncoding, SynthLayout, SynthOptions, SynthTruth};
 use std::fs;

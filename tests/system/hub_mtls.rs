@@ -1,13 +1,15 @@
 //! The hub over real mutual TLS on 127.0.0.1: authentication (CA chain + registry), the
 //! upload protocol's status codes, idempotency, and facility scoping of listings.
 
-use fgw_hub::ca::{self, Role};
-use fgw_hub::{HubConfig, RunningHub};
 use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
-use fgw_format::package::protocol::{Ack, ApiError, ExamListing, MissingObjects, ObjectAck, Stored};
+use fgw_format::package::protocol::{
+    Ack, ApiError, ExamListing, MissingObjects, ObjectAck, Stored,
+};
 use fgw_format::package::{
     Body, DeidInfo, ExamRecord, FileEntry, Manifest, FORMAT, FORMAT_VERSION,
 };
+use fgw_hub::ca::{self, Role};
+use fgw_hub::{HubConfig, RunningHub};
 
 use fgw_outbound::uplink::{Uplink, UplinkConfig};
 use reqwest::StatusCode;
