@@ -16,9 +16,12 @@ enum Edges {
     NormalAndBuild,
 }
 
+/// A dependency edge: the package id it points at, and its kinds (`None` = normal).
+type Edge = (String, Vec<Option<String>>);
+
 struct Graph {
-    /// package id -> (name, [(dep id, kinds)])
-    nodes: BTreeMap<String, (String, Vec<(String, Vec<Option<String>>)>)>,
+    /// package id -> (name, edges)
+    nodes: BTreeMap<String, (String, Vec<Edge>)>,
     members: BTreeSet<String>,
 }
 
