@@ -11,8 +11,15 @@
 # image (truth.json overlay lines: name, patient id, birth date) are searched in its text
 # (NFKC, spaces removed). Peak RSS from /usr/bin/time -v.
 #
+# Then (issue 16) the dark-text corpus that pixel_bench generates itself (`--styled`: 5 exams,
+# 50 frames, 20 with name and id typed inside the field in near-black, dark blue, dark red or
+# black on a white label): the full stage's images/s, frames released, masked share of the
+# field, frames where the tesseract CLI (--psm 11 and 6) reads an identifier in the output,
+# and the tesseract CLI alone on the same 50 inputs, timed in the same run.
+#
 # usage: bench/pixels.sh CORPUS_DIR [RESULTS_DIR=CORPUS_DIR/results-pixels]
-# Env: NIMG (200), VENVS (/tmp/fgw-bench-venvs), MAKE_CORPUS.
+# Env: NIMG (200), VENVS (/tmp/fgw-bench-venvs), MAKE_CORPUS, STYLED_ONLY=1 (only the
+# dark-text corpus: no Python corpus, no presidio).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 CORPUS_DIR [RESULTS_DIR]" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,14 +32,26 @@ VENVS=${VENVS:-/tmp/fgw-bench-venvs}
 MAKE_CORPUS=${MAKE_CORPUS:-$ROOT/../shared/bench/make_corpus.py}
 PY=$VENVS/venv/bin/python
 
+(cd "$ROOT" && cargo build --release --locked -p fgw-synth --example pixel_bench >/dev/null)
+BIN=$ROOT/target/release/examples/pixel_bench
+
+echo "== fgw full stage on the dark-text corpus (--styled), 50 images, 2 threads"
+rm -rf "$RESULTS/styled"
+"$BIN" --styled "$RESULTS/styled" --threads 2 > "$RESULTS/styled.json"
+cat "$RESULTS/styled.json"; echo
+echo "== tesseract CLI alone (jpn+eng --psm 11) on the same 50 inputs, one process each"
+t0=$(date +%s.%N)
+for f in "$RESULTS"/styled/*-in.jpg; do tesseract "$f" - -l jpn+eng --psm 11 >/dev/null 2>&1; done
+t1=$(date +%s.%N)
+python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'tesseract CLI: {(b - a) / 50:.3f} s/image, {50 / (b - a):.2f} images/s')" "$t0" "$t1"
+[ "${STYLED_ONLY:-0}" = 1 ] && exit 0
+
 if [ ! -x "$PY" ]; then
   python3 -m venv "$VENVS/venv" && "$PY" -m pip install -q pydicom pillow numpy
 fi
 if [ ! -f "$CORPUS/truth.json" ]; then
   "$PY" "$MAKE_CORPUS" "$CORPUS" --exams "$NIMG" --images-per-exam 1 --dicom 0 --workers 2
 fi
-(cd "$ROOT" && cargo build --release --locked -p fgw-synth --example pixel_bench >/dev/null)
-BIN=$ROOT/target/release/examples/pixel_bench
 
 "$PY" - "$CORPUS" "$NIMG" > "$RESULTS/images.txt" <<'PYEOF'
 import json, sys

@@ -42,11 +42,11 @@ use unicode_normalization::UnicodeNormalization;
 
 // --- fictitious people ---
 
-struct Person {
-    kanji: &'static str,
+pub(super) struct Person {
+    pub(super) kanji: &'static str,
     kana: &'static str,
     romaji: &'static str,
-    id: &'static str,
+    pub(super) id: &'static str,
     /// ISO, as the export column holds it.
     birth: &'static str,
     /// As processors print it: era letter, era in kanji, Western.
@@ -55,7 +55,7 @@ struct Person {
     birth_western: &'static str,
 }
 
-const TAKAHASHI: Person = Person {
+pub(super) const TAKAHASHI: Person = Person {
     kanji: "髙橋 一郎",
     kana: "タカハシ イチロウ",
     romaji: "TAKAHASHI ICHIRO",
@@ -66,7 +66,7 @@ const TAKAHASHI: Person = Person {
     birth_western: "1952/01/21",
 };
 
-const WATANABE: Person = Person {
+pub(super) const WATANABE: Person = Person {
     kanji: "渡邊 花子",
     kana: "ワタナベ ハナコ",
     romaji: "WATANABE HANAKO",
@@ -77,7 +77,7 @@ const WATANABE: Person = Person {
     birth_western: "1973/05/18",
 };
 
-const SAITO: Person = Person {
+pub(super) const SAITO: Person = Person {
     kanji: "齋藤 健太",
     kana: "サイトウ ケンタ",
     romaji: "SAITO KENTA",
@@ -105,7 +105,7 @@ impl Person {
     }
 
     /// What the stage searches for: the exam's identifier columns.
-    fn ids(&self) -> IdentifierSet {
+    pub(super) fn ids(&self) -> IdentifierSet {
         IdentifierSet::from_fields(&self.fields(&[
             Column::PatientName,
             Column::PatientKana,
@@ -163,7 +163,7 @@ fn squash(s: &str) -> String {
 
 // --- tools: fonts, the independent OCR ---
 
-fn font(which: FontChoice) -> &'static OverlayFont {
+pub(super) fn font(which: FontChoice) -> &'static OverlayFont {
     static FONTS: OnceLock<Vec<OverlayFont>> = OnceLock::new();
     let fonts = FONTS.get_or_init(|| {
         FontChoice::ALL
@@ -176,9 +176,14 @@ fn font(which: FontChoice) -> &'static OverlayFont {
 
 /// The `tesseract` CLI's text for an image file (an independent process, its own settings).
 fn cli_ocr(path: &Path) -> String {
+    cli_ocr_psm(path, "11")
+}
+
+/// [`cli_ocr`] with another page-segmentation mode (`--psm`).
+pub(super) fn cli_ocr_psm(path: &Path, psm: &str) -> String {
     let out = Command::new("tesseract")
         .arg(path)
-        .args(["-", "-l", "jpn+eng", "--psm", "11"])
+        .args(["-", "-l", "jpn+eng", "--psm", psm])
         // Tests already run in parallel on few cores.
         .env("OMP_THREAD_LIMIT", "1")
         .output()
@@ -214,7 +219,7 @@ fn out_dir() -> &'static Path {
     p
 }
 
-fn write(name: &str, ext: &str, bytes: &[u8]) -> PathBuf {
+pub(super) fn write(name: &str, ext: &str, bytes: &[u8]) -> PathBuf {
     let p = out_dir().join(format!("{name}.{ext}"));
     std::fs::write(&p, bytes).unwrap();
     p
@@ -222,7 +227,7 @@ fn write(name: &str, ext: &str, bytes: &[u8]) -> PathBuf {
 
 /// Writes the luma of `img` as PNG: on colour input the CLI missed green text on black that
 /// it reads in gray.
-fn write_gray(name: &str, img: &RgbImage) -> PathBuf {
+pub(super) fn write_gray(name: &str, img: &RgbImage) -> PathBuf {
     let gray = image::DynamicImage::ImageRgb8(img.clone()).to_luma8();
     let mut bytes = std::io::Cursor::new(Vec::new());
     gray.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
@@ -233,24 +238,24 @@ fn write_gray(name: &str, img: &RgbImage) -> PathBuf {
 /// [`Person::readable_in`]), the planted values found verbatim, and what the stage's own
 /// matcher finds.
 #[derive(Debug, Default)]
-struct Reading {
-    found: BTreeSet<&'static str>,
+pub(super) struct Reading {
+    pub(super) found: BTreeSet<&'static str>,
     verbatim: Vec<String>,
     matcher: Option<IdKind>,
 }
 
 impl Reading {
-    fn of(text: &str, p: &Person) -> Reading {
+    pub(super) fn of(text: &str, p: &Person) -> Reading {
         let flat = squash(text);
         let verbatim = p.planted().into_iter().filter(|v| flat.contains(v.as_str())).collect();
         Reading { found: p.readable_in(text), verbatim, matcher: find_identifier(text, &p.ids()) }
     }
 
-    fn is_clean(&self) -> bool {
+    pub(super) fn is_clean(&self) -> bool {
         self.found.is_empty() && self.verbatim.is_empty() && self.matcher.is_none()
     }
 
-    fn merge(mut self, o: &Reading) -> Reading {
+    pub(super) fn merge(mut self, o: &Reading) -> Reading {
         self.found.extend(o.found.iter().copied());
         self.verbatim.extend(o.verbatim.iter().cloned());
         self.matcher = self.matcher.or(o.matcher);
@@ -355,11 +360,11 @@ fn left_column(p: &Person, x: i32, y0: i32, step: i32, birth: &str) -> Vec<Line>
     .collect()
 }
 
-fn frame(seed: u64, w: u32, h: u32, fov: Fov) -> RgbImage {
+pub(super) fn frame(seed: u64, w: u32, h: u32, fov: Fov) -> RgbImage {
     render(&mut Rng::new(seed), w, h, fov)
 }
 
-fn jpeg(img: &RgbImage) -> CleanImage {
+pub(super) fn jpeg(img: &RgbImage) -> CleanImage {
     image_meta::strip(&encode_jpeg(img, 90).unwrap()).unwrap()
 }
 
@@ -367,12 +372,16 @@ fn png(img: &RgbImage) -> CleanImage {
     image_meta::strip(&encode_png(img).unwrap()).unwrap()
 }
 
-fn stage() -> PixelStage {
+pub(super) fn stage() -> PixelStage {
     PixelStage::new(PixelSettings { ocr_engines: 1, ..Default::default() })
 }
 
 /// Runs the stage on an image with detection; panics on a quarantine.
-fn clean(stage: &PixelStage, img: &CleanImage, p: &Person) -> (Cleaned, Field, FieldSource) {
+pub(super) fn clean(
+    stage: &PixelStage,
+    img: &CleanImage,
+    p: &Person,
+) -> (Cleaned, Field, FieldSource) {
     let rgb = PixelStage::decode(img).unwrap();
     let (field, source) = stage.field(img, &rgb).expect("field of view");
     let t = Instant::now();
@@ -434,12 +443,12 @@ fn check_removed(
 
 // --- JPEG block checks ---
 
-fn mcu_rect(g: &Geometry, c: u32, r: u32) -> (u32, u32, u32, u32) {
+pub(super) fn mcu_rect(g: &Geometry, c: u32, r: u32) -> (u32, u32, u32, u32) {
     let (x, y) = (c * g.mcu_w, r * g.mcu_h);
     (x, y, g.mcu_w.min(g.width - x), g.mcu_h.min(g.height - y))
 }
 
-fn mcu_inside(field: &Field, g: &Geometry, c: u32, r: u32) -> bool {
+pub(super) fn mcu_inside(field: &Field, g: &Geometry, c: u32, r: u32) -> bool {
     let (x, y, w, h) = mcu_rect(g, c, r);
     (y..y + h).all(|yy| field.inside(x, yy) && field.inside(x + w - 1, yy))
 }
@@ -456,7 +465,7 @@ fn is_black_mcu(blocks: &[[i16; 64]], g: &Geometry) -> bool {
 /// Compares the MCUs of input and output JPEG. Every changed MCU must be a masked one (black
 /// coefficients, black when decoded), and no more than the report counts. Returns the
 /// geometry, which MCUs changed and which are masked blocks in the output.
-fn mcu_diff(
+pub(super) fn mcu_diff(
     input: &CleanImage,
     output: &CleanImage,
     report_masked: usize,
@@ -490,7 +499,7 @@ fn mcu_diff(
 }
 
 /// Pixels of an inked box that are not black in `out`.
-fn unmasked_ink(out: &RgbImage, b: &TextBox) -> usize {
+pub(super) fn unmasked_ink(out: &RgbImage, b: &TextBox) -> usize {
     (b.y..b.y + b.h)
         .flat_map(|y| (b.x..b.x + b.w).map(move |x| (x, y)))
         .filter(|&(x, y)| out.get_pixel(x, y).0.iter().any(|&v| v > 16))

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod burned_in_styles;
 mod burned_in_text;
 mod dark_frames;
 mod deid_gate;

@@ -155,6 +155,10 @@ fn reason(e: PixelError) -> QuarantineReason {
         PixelError::IdentifierFound(kind) => {
             QuarantineReason::IdentifierInPixels(kind.key().into())
         }
+        // No dedicated code: the gateway's reason table (another crate) would need one.
+        PixelError::IdentifierShaped(shape) => {
+            QuarantineReason::IdentifierInPixels(format!("shaped-{}", shape.key()))
+        }
         e @ (PixelError::Ocr(_) | PixelError::Encode(_)) => {
             QuarantineReason::PixelStageFailed(e.to_string())
         }

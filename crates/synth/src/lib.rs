@@ -22,6 +22,7 @@ pub mod overlay;
 mod plan;
 mod rng;
 mod tables;
+pub mod text_styles;
 mod write;
 
 use fgw_records::profile::Profile;

@@ -120,6 +120,9 @@ pub(crate) fn clean(
     let cleaned = stage.clean(&input, &rgb, field, ids).map_err(|e| match e {
         PixelError::FieldNotFound { .. } => QuarantineReason::FieldNotFound,
         PixelError::IdentifierFound(k) => QuarantineReason::IdentifierInPixels(k.key().into()),
+        PixelError::IdentifierShaped(s) => {
+            QuarantineReason::IdentifierInPixels(format!("shaped-{}", s.key()))
+        }
         e => QuarantineReason::PixelStageFailed(e.to_string()),
     })?;
     let out = cleaned.image;

@@ -1,10 +1,14 @@
 //! Burned-in text: masking it on the box, then proving it is gone.
 //!
 //! For each image: find the endoscopic field of view ([`fov`], or a configured device
-//! [`layout`]) and blank everything outside it; OCR what is left ([`ocr`], Tesseract
-//! `jpn+eng`, sparse text) and blank every text region found, whatever it says (overlaid text
-//! is never anatomy); then decode the result, OCR it again and search it for the exam's own
-//! identifiers ([`find`]). A hit, or a frame whose field cannot be placed, is quarantined.
+//! [`layout`]) and blank everything outside it; inside it, find text of either polarity
+//! (light and dark stroke layers, `tophat`; glyph-like components grouped into lines,
+//! `regions`), blank every white label holding a dark line, and blank every other line that
+//! OCR ([`ocr`], Tesseract `jpn+eng`) reads as words, whatever they say (overlaid text is
+//! never anatomy). Then decode the result and read it other ways (`verify`: both
+//! polarities, two scales, two page-segmentation modes), searching for the exam's own
+//! identifiers ([`find`]) and identifier-shaped strings ([`shapes`]). A hit, or a frame whose
+//! field cannot be placed, is quarantined.
 //!
 //! Baseline JPEGs are masked in the DCT domain ([`jpeg_blocks`]): touched MCUs go black,
 //! all others keep their coefficients. Other images (and JPEGs that cannot be masked that
@@ -18,14 +22,19 @@ pub mod fov;
 pub mod jpeg_blocks;
 pub mod layout;
 mod ocr;
+mod regions;
+pub mod shapes;
 mod tophat;
+mod verify;
 
 use super::identifiers::{IdKind, IdentifierSet};
 use super::image_meta::{self, CleanImage, ImageMetaError};
 use fov::Field;
 use layout::{DeviceLayout, LayoutUse, Rect};
-use ocr::{OcrError, OcrPool, OcrSettings, Word};
+use ocr::{OcrError, OcrPool, OcrSettings, Psm, Word};
 use serde::{Deserialize, Serialize};
+use shapes::Shape;
+use tophat::Polarity;
 
 /// What happens to image pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -97,6 +106,10 @@ pub enum PixelError {
     #[error("identifier still readable after masking: {}", .0.key())]
     /// An identifier of this exam was read (OCR) in the masked image.
     IdentifierFound(IdKind),
+    #[error("identifier-shaped text still readable after masking: {}", .0.key())]
+    /// An identifier-shaped string (digits, a date, an addressed name) was read (OCR) in
+    /// the masked image.
+    IdentifierShaped(Shape),
     #[error("ocr: {0}")]
     /// The OCR engine failed.
     Ocr(String),
@@ -260,8 +273,10 @@ impl PixelStage {
             .map(|l| l.mask.clone())
             .unwrap_or_default();
 
-        // 1. Text inside the field: OCR the text layer (top-hat) of the field alone, border
-        //    and fixed regions blanked first so nothing outside can be read as inside.
+        // 1. Text inside the field, field alone (border and fixed regions blanked first so
+        //    nothing outside can be read as inside): text-like components of each polarity's
+        //    stroke layer, grouped in lines; a white label holding a dark line goes whole;
+        //    any other line is masked when OCR of its crop reads a word.
         let mut inner = rgb.clone();
         for (x, y, p) in inner.enumerate_pixels_mut() {
             if !field.inside(x, y) || fixed.iter().any(|r| in_rect(r, x, y)) {
@@ -269,32 +284,33 @@ impl PixelStage {
             }
         }
         let (bx, by, bw, bh) = field.bbox();
-        let words = if bw > 0 && bh > 0 {
-            let sub = image::imageops::crop_imm(&inner, bx, by, bw, bh).to_image();
-            let layer = tophat::text_layer(sub.as_raw(), bw, bh);
-            self.pool.with(|e| e.words(&layer, bw, bh))??
-        } else {
-            Vec::new()
-        };
         let m = self.settings.text_margin;
         let mut boxes: Vec<Rect> = fixed;
-        let text: Vec<Rect> = words
-            .iter()
-            .filter(|wd| is_text(wd, &self.settings))
-            // The word's whole line: its neighbours may be text Tesseract was less sure of.
-            .map(|wd| {
-                let (l, t, lw, lh) = wd.line;
-                let (x0, y0) = (l.min(wd.left), t.min(wd.top));
-                let x1 = (l + lw).max(wd.left + wd.width);
-                let y1 = (t + lh).max(wd.top + wd.height);
-                Rect {
-                    x: (bx + x0).saturating_sub(m),
-                    y: (by + y0).saturating_sub(m),
-                    w: x1 - x0 + 2 * m,
-                    h: y1 - y0 + 2 * m,
+        let mut text: Vec<Rect> = Vec::new();
+        if bw > 0 && bh > 0 {
+            let sub = image::imageops::crop_imm(&inner, bx, by, bw, bh).to_image();
+            // Crop coordinates of what is already taken for text: a line of the other
+            // polarity at the same place (the gaps between dark strokes are light strokes)
+            // is the same text, masked with it without another OCR call.
+            let mut found: Vec<Rect> = Vec::new();
+            for polarity in [Polarity::Dark, Polarity::Light] {
+                let layer = tophat::stroke_layer(sub.as_raw(), bw, bh, polarity);
+                let mask: Vec<bool> = layer.iter().map(|&v| v == 0).collect();
+                let comps = regions::components(&mask, bw, bh);
+                let lines = regions::lines(&comps, self.settings.max_text_height);
+                if polarity == Polarity::Dark {
+                    found.extend(regions::labels(sub.as_raw(), bw, bh, &lines));
                 }
-            })
-            .collect();
+                for l in &lines {
+                    if found.iter().any(|b| contains(b, l)) {
+                        found.push(*l);
+                    } else if let Some(r) = self.read_line(&layer, &sub, polarity, l)? {
+                        found.push(r);
+                    }
+                }
+            }
+            text.extend(found.iter().map(|r| grow(r, bx, by, m)));
+        }
         let text_regions = text.len();
         boxes.extend(text);
 
@@ -334,20 +350,85 @@ impl PixelStage {
             }
         };
 
-        // 3. Proof: OCR the text layer of the whole released frame (decoded from the bytes
-        //    that leave) and search it for this exam's identifiers.
+        // 3. Proof, independent of step 1: read the released frame (decoded from the bytes
+        //    that leave) other ways and search it for this exam's identifiers and for
+        //    identifier-shaped strings.
         let released = Self::decode(&out)?;
-        let layer = tophat::text_layer(released.as_raw(), w, h);
-        let seen = self.pool.with(|e| e.words(&layer, w, h))??;
-        let all: String = seen.iter().map(|wd| wd.text.as_str()).collect::<Vec<_>>().join(" ");
-        if let Some(kind) = find::find_identifier(&all, ids) {
-            return Err(PixelError::IdentifierFound(kind));
+        match verify::check(&self.pool, &released, ids, self.settings.max_text_height)? {
+            Some(verify::Finding::Identifier(kind)) => {
+                return Err(PixelError::IdentifierFound(kind))
+            }
+            Some(verify::Finding::Shaped(shape)) => {
+                return Err(PixelError::IdentifierShaped(shape))
+            }
+            None => {}
         }
         Ok(Cleaned {
             image: out,
             report: PixelReport { field: source, text_regions, dct_domain, masked_units },
         })
     }
+}
+
+impl PixelStage {
+    /// OCR of one candidate line on its stroke layer (crop plus a margin), then, if nothing
+    /// was read, on the crop of the picture itself binarised on its own (Otsu): faint dark
+    /// text breaks up on the stroke layer. `Some`: text was read; the box to mask is the
+    /// line with every word read in it (crop coordinates).
+    fn read_line(
+        &self,
+        layer: &[u8],
+        sub: &image::RgbImage,
+        polarity: Polarity,
+        l: &Rect,
+    ) -> Result<Option<Rect>, PixelError> {
+        let (w, h) = sub.dimensions();
+        let pad = LINE_PAD.max(l.h / 2);
+        let (x0, y0) = (l.x.saturating_sub(pad), l.y.saturating_sub(pad));
+        let (x1, y1) = ((l.x + l.w + pad).min(w), (l.y + l.h + pad).min(h));
+        let (cw, ch) = (x1 - x0, y1 - y0);
+        let mut crop = Vec::with_capacity((cw * ch) as usize);
+        for y in y0..y1 {
+            crop.extend_from_slice(&layer[(y * w + x0) as usize..(y * w + x1) as usize]);
+        }
+        let s = &self.settings;
+        let mut words = self.pool.with(|e| e.words_as(&crop, cw, ch, Psm::Block))??;
+        let mut min_conf = s.min_word_confidence;
+        if !words.iter().any(|wd| is_text(wd, s, min_conf)) {
+            let gray = verify::binarised_crop(sub, (x0, y0, cw, ch), polarity == Polarity::Dark);
+            words = self.pool.with(|e| e.words_as(&gray, cw, ch, Psm::Block))??;
+            // A candidate line already looks like text: small kanji names, without a
+            // dictionary, read at 35-45 here.
+            min_conf = (min_conf - FALLBACK_CONFIDENCE_DROP).max(0.0);
+        }
+        let read: Vec<&Word> = words.iter().filter(|wd| is_text(wd, s, min_conf)).collect();
+        if read.is_empty() {
+            return Ok(None);
+        }
+        let (mut a, mut b) = ((l.x, l.y), (l.x + l.w, l.y + l.h));
+        for wd in read {
+            a = (a.0.min(x0 + wd.left), a.1.min(y0 + wd.top));
+            b = ((x0 + wd.left + wd.width).max(b.0), (y0 + wd.top + wd.height).max(b.1));
+        }
+        Ok(Some(Rect { x: a.0, y: a.1, w: b.0 - a.0, h: b.1 - a.1 }))
+    }
+}
+
+/// How much less word confidence the second reading of a candidate line needs (50 → 30).
+const FALLBACK_CONFIDENCE_DROP: f32 = 20.0;
+
+/// White page kept around a line for OCR (Tesseract wants some margin).
+const LINE_PAD: u32 = 8;
+
+/// `r` (crop coordinates, crop at `(bx, by)`) in frame coordinates, grown by `m`.
+fn grow(r: &Rect, bx: u32, by: u32, m: u32) -> Rect {
+    let (x, y) = ((bx + r.x).saturating_sub(m), (by + r.y).saturating_sub(m));
+    Rect { x, y, w: bx + r.x + r.w + m - x, h: by + r.y + r.h + m - y }
+}
+
+/// True if `inner`'s centre lies in `outer`.
+fn contains(outer: &Rect, inner: &Rect) -> bool {
+    in_rect(outer, inner.x + inner.w / 2, inner.y + inner.h / 2)
 }
 
 /// Smallest word box taken for text: overlays are legible, so at least ~10 px high.
@@ -357,13 +438,10 @@ const SINGLE_GLYPH_CONFIDENCE: f32 = 75.0;
 
 /// Overlaid text, not mucosa: confident enough, text-sized, and with a letter, digit, kana
 /// or kanji. Texture read as text comes as low-confidence or oversized boxes.
-fn is_text(w: &Word, s: &PixelSettings) -> bool {
+fn is_text(w: &Word, s: &PixelSettings, min_conf: f32) -> bool {
     // A lone glyph is what a specular highlight most often passes for.
-    let min_conf = if w.text.chars().count() == 1 {
-        s.min_word_confidence.max(SINGLE_GLYPH_CONFIDENCE)
-    } else {
-        s.min_word_confidence
-    };
+    let min_conf =
+        if w.text.chars().count() == 1 { min_conf.max(SINGLE_GLYPH_CONFIDENCE) } else { min_conf };
     w.conf >= min_conf
         && (MIN_TEXT_HEIGHT..=s.max_text_height).contains(&w.height)
         && w.text.chars().any(char::is_alphanumeric)

@@ -64,8 +64,27 @@ impl Default for OcrSettings {
     }
 }
 
+/// Tesseract page-segmentation modes the stage uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Psm {
+    /// 11: sparse text, in no order (scattered labels).
+    SparseText,
+    /// 6: one uniform block of text.
+    Block,
+}
+
+impl Psm {
+    fn value(self) -> &'static std::ffi::CStr {
+        match self {
+            Psm::SparseText => c"11",
+            Psm::Block => c"6",
+        }
+    }
+}
+
 pub(crate) struct OcrEngine {
     api: TessBaseApi,
+    psm: Psm,
 }
 
 impl OcrEngine {
@@ -82,23 +101,39 @@ impl OcrEngine {
         let mut api = TessBaseApi::create();
         api.init_2(dp.as_deref(), Some(&langs)).map_err(|_| init())?;
         // 11 = sparse text: overlays are scattered labels, not paragraphs.
-        set(&mut api, "tessedit_pageseg_mode", c"11")?;
+        set(&mut api, "tessedit_pageseg_mode", Psm::SparseText.value())?;
         // No dictionary bias: names and ids are not dictionary words.
         set(&mut api, "load_system_dawg", c"0")?;
         set(&mut api, "load_freq_dawg", c"0")?;
         // Overlay fonts are ~20-40 px high; a fixed 72 dpi fits Tesseract's size heuristics
         // and stops it estimating (and printing) a resolution per image.
         set(&mut api, "user_defined_dpi", c"72")?;
-        Ok(OcrEngine { api })
+        Ok(OcrEngine { api, psm: Psm::SparseText })
     }
 
-    /// Recognises an 8-bit grayscale image (row-major, `width` bytes per row).
+    /// Recognises an 8-bit grayscale image (row-major, `width` bytes per row) as sparse
+    /// text.
     pub(crate) fn words(
         &mut self,
         gray: &[u8],
         width: u32,
         height: u32,
     ) -> Result<Vec<Word>, OcrError> {
+        self.words_as(gray, width, height, Psm::SparseText)
+    }
+
+    /// [`Self::words`] with a page-segmentation mode.
+    pub(crate) fn words_as(
+        &mut self,
+        gray: &[u8],
+        width: u32,
+        height: u32,
+        psm: Psm,
+    ) -> Result<Vec<Word>, OcrError> {
+        if self.psm != psm {
+            set(&mut self.api, "tessedit_pageseg_mode", psm.value())?;
+            self.psm = psm;
+        }
         let bad = || OcrError::Image { width, height };
         let w = i32::try_from(width).map_err(|_| bad())?;
         let h = i32::try_from(height).map_err(|_| bad())?;
