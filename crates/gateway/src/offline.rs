@@ -14,7 +14,7 @@ use fgw_deid::{DeidOutcome, QuarantineReason};
 use fgw_format::ids::{PackageId, QueueId};
 use fgw_format::sniff::{self, FileKind};
 use fgw_ingest::export::{self, BatchDir};
-use fgw_outbound::outbox::{self, Outbox, OutboxError};
+use fgw_outbound::outbox::{Outbox, OutboxError};
 use fgw_records::RawExam;
 use serde::{Serialize, Serializer};
 use std::path::{Path, PathBuf};
@@ -344,7 +344,7 @@ pub fn run(
     }
     let bytes = serde_json::to_vec_pretty(&run.report).expect("report serializes");
     let rp = output.join("report.json");
-    outbox::write_atomic(&rp, &bytes)
+    fgw_format::durable::write_atomic(&rp, &bytes)
         .map_err(|source| OfflineError::Output { path: rp, source })?;
     Ok(run.report)
 }

@@ -54,7 +54,7 @@ impl Spool {
         let plain = encode(exam);
         let sealed = self.seal(id, plain);
         let path = self.path(id);
-        fgw_outbound::outbox::write_atomic(&path, &sealed)
+        fgw_format::durable::write_atomic(&path, &sealed)
             .map_err(|source| SpoolError::Io { path, source })
     }
 
@@ -71,7 +71,7 @@ impl Spool {
         let plain = serde_json::to_vec(report).expect("raw report serializes");
         let sealed = self.seal(id, plain);
         let path = self.path(id);
-        fgw_outbound::outbox::write_atomic(&path, &sealed)
+        fgw_format::durable::write_atomic(&path, &sealed)
             .map_err(|source| SpoolError::Io { path, source })
     }
 
@@ -87,7 +87,7 @@ impl Spool {
     pub fn put_bytes(&self, id: &QueueId, bytes: &[u8]) -> Result<(), SpoolError> {
         let sealed = self.seal(id, bytes.to_vec());
         let path = self.path(id);
-        fgw_outbound::outbox::write_atomic(&path, &sealed)
+        fgw_format::durable::write_atomic(&path, &sealed)
             .map_err(|source| SpoolError::Io { path, source })
     }
 

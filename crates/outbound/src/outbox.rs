@@ -75,7 +75,7 @@ impl StagedPackage {
     }
 }
 
-pub use fgw_format::durable::write_atomic;
+use fgw_format::durable::write_atomic;
 
 impl Outbox {
     /// Opens (creating) the outbox at `root`.
