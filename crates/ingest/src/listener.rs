@@ -4,12 +4,35 @@
 //! Log lines name the peer IP and a fixed reason; nothing is read from a refused peer here.
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+
+/// A listener's `listen` setting as an address: an IP address and a non-zero port. The error
+/// is the config key and what it accepts (e.g. `0.0.0.0:2575`), for `validate` and `bind`.
+pub(crate) fn listen_addr(
+    listen: &str,
+    key: &'static str,
+    example: &str,
+) -> Result<SocketAddr, (&'static str, String)> {
+    match listen.trim().parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err((key, format!("an IP address and port, e.g. {example}"))),
+    }
+}
+
+/// Binds what [`listen_addr`] gave; an unusable setting is an `InvalidInput` error saying
+/// what the key accepts.
+pub(crate) async fn bind(
+    addr: Result<SocketAddr, (&'static str, String)>,
+) -> io::Result<TcpListener> {
+    let addr = addr.map_err(|(_, allowed)| io::Error::new(io::ErrorKind::InvalidInput, allowed))?;
+    TcpListener::bind(addr).await
+}
 
 /// Which listener runs the loop: names its log lines, which keep the wording each listener
 /// had before the loop was shared (operators and tests search for them).

@@ -386,10 +386,7 @@ impl DicomScpConfig {
 
     /// `listen` parsed; `Err` like [`DicomScpConfig::validate`].
     pub fn listen_addr(&self) -> Result<SocketAddr, (&'static str, String)> {
-        match self.listen.trim().parse::<SocketAddr>() {
-            Ok(a) if a.port() != 0 => Ok(a),
-            _ => Err(("dicom_scp.listen", "an IP address and port, e.g. 0.0.0.0:11112".into())),
-        }
+        crate::listener::listen_addr(&self.listen, "dicom_scp.listen", "0.0.0.0:11112")
     }
 
     /// Whether an association from `calling` at `peer` may proceed.

@@ -68,11 +68,9 @@ pub struct DicomScp {
 impl DicomScp {
     /// Binds `cfg.listen` whatever `cfg.mode` says: the caller decides whether to run.
     pub async fn bind(cfg: &DicomScpConfig) -> Result<DicomScp, ScpError> {
-        let bind_err = |source| ScpError::Bind { addr: cfg.listen.clone(), source };
-        let addr = cfg.listen_addr().map_err(|(_, allowed)| {
-            bind_err(io::Error::new(io::ErrorKind::InvalidInput, allowed))
-        })?;
-        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let listener = crate::listener::bind(cfg.listen_addr())
+            .await
+            .map_err(|source| ScpError::Bind { addr: cfg.listen.clone(), source })?;
         Ok(DicomScp { listener, cfg: cfg.clone() })
     }
 

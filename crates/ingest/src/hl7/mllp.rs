@@ -182,11 +182,9 @@ pub struct Hl7Listener {
 impl Hl7Listener {
     /// Binds `config.listen` whatever `config.mode` says: the caller decides whether to run.
     pub async fn bind(config: &Hl7Config) -> Result<Hl7Listener, MllpError> {
-        let bind_err = |source| MllpError::Bind { addr: config.listen.clone(), source };
-        let addr = config.listen_addr().map_err(|(_, allowed)| {
-            bind_err(io::Error::new(io::ErrorKind::InvalidInput, allowed))
-        })?;
-        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let listener = crate::listener::bind(config.listen_addr())
+            .await
+            .map_err(|source| MllpError::Bind { addr: config.listen.clone(), source })?;
         Ok(Hl7Listener { listener, policy: config.peer_policy() })
     }
 

@@ -115,10 +115,7 @@ impl Hl7Config {
 
     /// `listen` parsed; `Err` like [`Hl7Config::validate`].
     pub fn listen_addr(&self) -> Result<SocketAddr, (&'static str, String)> {
-        match self.listen.trim().parse::<SocketAddr>() {
-            Ok(a) if a.port() != 0 => Ok(a),
-            _ => Err(("hl7.listen", "an IP address and port, e.g. 0.0.0.0:2575".into())),
-        }
+        crate::listener::listen_addr(&self.listen, "hl7.listen", "0.0.0.0:2575")
     }
 
     /// The peer policy `allow` describes.
