@@ -63,8 +63,56 @@ fn main() {
     if !fov_only {
         stage.warm().expect("tesseract with jpn+eng");
     }
+    let (res, wall) = run_parallel(threads, n, |i| {
+        let (path, ids) = &jobs[i];
+        let t = Instant::now();
+        let bytes = std::fs::read(path).unwrap();
+        let img = image_meta::strip(&bytes).unwrap();
+        let r = if fov_only {
+            match stage.mask_outside_field(&img.bytes).unwrap() {
+                None => "fov-not-found".to_string(),
+                Some((o, _)) => {
+                    std::fs::write(out.join(format!("{i}.jpg")), o).unwrap();
+                    "ok".into()
+                }
+            }
+        } else {
+            let rgb = PixelStage::decode(&img).unwrap();
+            let field = stage.field(&img, &rgb);
+            match stage.clean(&img, &rgb, field, ids) {
+                Ok(c) => {
+                    std::fs::write(out.join(format!("{i}.{}", c.image.ext)), &c.image.bytes)
+                        .unwrap();
+                    format!("ok text={} dct={}", c.report.text_regions, c.report.dct_domain)
+                }
+                Err(e) => format!("quarantined: {e}"),
+            }
+        };
+        (t.elapsed().as_secs_f64(), r)
+    });
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, r) in &res {
+        *outcomes.entry(r.clone()).or_default() += 1;
+    }
+    let mean = res.iter().map(|r| r.0).sum::<f64>() / n.max(1) as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "images": n, "threads": threads, "fov_only": fov_only, "wall_s": wall,
+            "images_per_s": n as f64 / wall, "mean_s_per_image": mean, "outcomes": outcomes,
+        })
+    );
+}
+
+/// Runs `job(0..n)` on `threads` threads taking the next index as they free up; the results
+/// in index order, and the wall time of the whole run.
+fn run_parallel<R: Send>(
+    threads: usize,
+    n: usize,
+    job: impl Fn(usize) -> R + Sync,
+) -> (Vec<R>, f64) {
     let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
+    let results = Mutex::new(Vec::with_capacity(n));
     let t0 = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -73,52 +121,15 @@ fn main() {
                 if i >= n {
                     break;
                 }
-                let (path, ids) = &jobs[i];
-                let t = Instant::now();
-                let bytes = std::fs::read(path).unwrap();
-                let img = image_meta::strip(&bytes).unwrap();
-                let r = if fov_only {
-                    match stage.mask_outside_field(&img.bytes).unwrap() {
-                        None => "fov-not-found".to_string(),
-                        Some((o, _)) => {
-                            std::fs::write(out.join(format!("{i}.jpg")), o).unwrap();
-                            "ok".into()
-                        }
-                    }
-                } else {
-                    let rgb = PixelStage::decode(&img).unwrap();
-                    let field = stage.field(&img, &rgb);
-                    match stage.clean(&img, &rgb, field, ids) {
-                        Ok(c) => {
-                            std::fs::write(
-                                out.join(format!("{i}.{}", c.image.ext)),
-                                &c.image.bytes,
-                            )
-                            .unwrap();
-                            format!("ok text={} dct={}", c.report.text_regions, c.report.dct_domain)
-                        }
-                        Err(e) => format!("quarantined: {e}"),
-                    }
-                };
-                results.lock().unwrap().push((i, t.elapsed().as_secs_f64(), r));
+                let r = job(i);
+                results.lock().unwrap().push((i, r));
             });
         }
     });
     let wall = t0.elapsed().as_secs_f64();
     let mut res = results.into_inner().unwrap();
     res.sort_by_key(|r| r.0);
-    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, _, r) in &res {
-        *outcomes.entry(r.clone()).or_default() += 1;
-    }
-    let mean = res.iter().map(|r| r.1).sum::<f64>() / n.max(1) as f64;
-    println!(
-        "{}",
-        serde_json::json!({
-            "images": n, "threads": threads, "fov_only": fov_only, "wall_s": wall,
-            "images_per_s": n as f64 / wall, "mean_s_per_image": mean, "outcomes": outcomes,
-        })
-    );
+    (res.into_iter().map(|(_, r)| r).collect(), wall)
 }
 
 mod styled {
@@ -134,9 +145,6 @@ mod styled {
     use std::collections::BTreeMap;
     use std::path::Path;
     use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    use std::time::Instant;
 
     /// Fictitious patients: kanji, kana, id, birth date (ISO) and as printed (era letter).
     const PEOPLE: [(&str, &str, &str, &str, &str); 5] = [
@@ -223,30 +231,19 @@ mod styled {
             .collect();
         let stage = PixelStage::new(PixelSettings { ocr_engines: threads, ..Default::default() });
         stage.warm().expect("tesseract with jpn+eng");
-        let next = AtomicUsize::new(0);
-        let results = Mutex::new(Vec::new());
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let img = image_meta::strip(&job.input).unwrap();
-                    let rgb = PixelStage::decode(&img).unwrap();
-                    let field = stage.field(&img, &rgb);
-                    let area = field.as_ref().map(|f| f.0.clone());
-                    let r = stage.clean(&img, &rgb, field, &ids(job.exam));
-                    results.lock().unwrap().push((i, r.map(|c| (c.image, area))));
-                });
-            }
+        let (res, wall) = super::run_parallel(threads, jobs.len(), |i| {
+            let job = &jobs[i];
+            let img = image_meta::strip(&job.input).unwrap();
+            let rgb = PixelStage::decode(&img).unwrap();
+            let field = stage.field(&img, &rgb);
+            let area = field.as_ref().map(|f| f.0.clone());
+            let r = stage.clean(&img, &rgb, field, &ids(job.exam));
+            r.map(|c| (c.image, area))
         });
-        let wall = t0.elapsed().as_secs_f64();
-        let mut res = results.into_inner().unwrap();
-        res.sort_by_key(|r| r.0);
         let (mut released, mut styled_released, mut readable, mut readable_styled) = (0, 0, 0, 0);
         let mut masked_share = Vec::new();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        for (i, r) in res {
+        for (i, r) in res.into_iter().enumerate() {
             let job = &jobs[i];
             std::fs::write(out.join(format!("{i}-in.jpg")), &job.input).unwrap();
             match r {
