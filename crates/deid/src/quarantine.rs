@@ -48,6 +48,33 @@ impl QuarantineReason {
     }
 }
 
+impl QuarantineReason {
+    /// The reason whose display text is `s` (`code` or `code: detail`): the inverse of
+    /// `Display`, for stores that keep the text (the gateway's state database).
+    pub fn parse(s: &str) -> Option<QuarantineReason> {
+        use QuarantineReason as Q;
+        let (code, detail) = match s.split_once(": ") {
+            Some((code, detail)) => (code, Some(detail.to_string())),
+            None => (s, None),
+        };
+        let reason = match (code, detail) {
+            ("pixels-not-cleaned", None) => Q::PixelsNotCleaned,
+            ("fov-not-found", None) => Q::FieldNotFound,
+            ("image-format-unsupported", None) => Q::ImageFormatUnsupported,
+            ("dicom-in-export", None) => Q::DicomInExport,
+            ("identifier-in-pixels", Some(d)) => Q::IdentifierInPixels(d),
+            ("pixel-stage-failed", Some(d)) => Q::PixelStageFailed(d),
+            ("image-unreadable", Some(d)) => Q::ImageUnreadable(d),
+            ("identifier-found", Some(d)) => Q::IdentifierFound(d),
+            ("required-field-invalid", Some(d)) => Q::RequiredFieldInvalid(d),
+            ("input-invalid", Some(d)) => Q::InputInvalid(d),
+            _ => return None,
+        };
+        // The table above must agree with `code()`.
+        (reason.code() == code).then_some(reason)
+    }
+}
+
 impl std::fmt::Display for QuarantineReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -59,5 +86,55 @@ impl std::fmt::Display for QuarantineReason {
             | QuarantineReason::PixelStageFailed(d) => write!(f, "{}: {}", self.code(), d),
             _ => f.write_str(self.code()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuarantineReason as Q;
+
+    /// One of each variant. The match makes a new variant a compile error here, so `parse`
+    /// cannot silently fall behind `Display`.
+    fn every_reason() -> Vec<Q> {
+        let all = vec![
+            Q::PixelsNotCleaned,
+            Q::FieldNotFound,
+            Q::IdentifierInPixels("patient_name".into()),
+            Q::PixelStageFailed("ocr: engine".into()),
+            Q::ImageUnreadable("jpeg: truncated".into()),
+            Q::ImageFormatUnsupported,
+            Q::IdentifierFound("findings: patient_id".into()),
+            Q::RequiredFieldInvalid("exam_id".into()),
+            Q::DicomInExport,
+            Q::InputInvalid("b/exams.csv row 9: too many columns".into()),
+        ];
+        for r in &all {
+            match r {
+                Q::PixelsNotCleaned
+                | Q::FieldNotFound
+                | Q::IdentifierInPixels(_)
+                | Q::PixelStageFailed(_)
+                | Q::ImageUnreadable(_)
+                | Q::ImageFormatUnsupported
+                | Q::IdentifierFound(_)
+                | Q::RequiredFieldInvalid(_)
+                | Q::DicomInExport
+                | Q::InputInvalid(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn display_text_parses_back() {
+        for r in every_reason() {
+            let text = r.to_string();
+            assert_eq!(Q::parse(&text), Some(r));
+        }
+        // A detail may itself hold ": ".
+        assert_eq!(Q::parse("input-invalid: a: b"), Some(Q::InputInvalid("a: b".into())));
+        assert_eq!(Q::parse("input-invalid"), None, "detail missing");
+        assert_eq!(Q::parse("fov-not-found: x"), None, "detail where there is none");
+        assert_eq!(Q::parse("bogus"), None);
     }
 }
