@@ -42,12 +42,13 @@ state_dir = "state"
 [hl7]
 mode = "enabled"
 listen = "127.0.0.1:$HL7_PORT"
-allow = ["127.0.0.1"]
+allowed_peers = ["127.0.0.1/32"]
 
 [dicom_scp]
 mode = "enabled"
 listen = "127.0.0.1:$DICOM_PORT"
 ae_title = "FGW"
+allowed_peers = ["127.0.0.1/32"]
 
 [export]
 watch_dir = "../export"

@@ -14,9 +14,12 @@ for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:p
 done
 # Libraries and data files, checked by package: Tesseract (libtesseract + jpn/eng models, and
 # libclang for its bindings), Japanese fonts for the burned-in text test images, libjpeg-turbo's
-# cjpeg/djpeg as the reference JPEG encoder/decoder in the DCT-masking tests.
+# cjpeg/djpeg as the reference JPEG encoder/decoder in the DCT-masking tests; MeCab and its IPA
+# dictionary for names without cues in free text (fgw-deid links libmecab; the gateway refuses
+# to start without the dictionary).
 for pkg in libtesseract-dev libleptonica-dev libclang-dev clang tesseract-ocr tesseract-ocr-jpn \
-           tesseract-ocr-eng fonts-noto-cjk fonts-ipafont-gothic libjpeg-turbo-progs; do
+           tesseract-ocr-eng fonts-noto-cjk fonts-ipafont-gothic libjpeg-turbo-progs \
+           mecab libmecab-dev mecab-ipadic-utf8; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -2,7 +2,7 @@
 //! spans in characters), shared by the in-sample and the held-out test.
 
 use fgw_deid::identifiers::IdentifierSet;
-use fgw_deid::text::find;
+use fgw_deid::text::{find_with, NameOpinions};
 use fgw_records::{Column, RawExam};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -29,7 +29,11 @@ pub struct Item {
 }
 
 pub fn load(file: &str) -> Vec<Item> {
-    let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    load_path(&format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A labelled set by path (the benchmark example, built in another package, passes it).
+pub fn load_path(path: &str) -> Vec<Item> {
     let data = std::fs::read_to_string(path).expect("labelled set present");
     data.lines()
         .filter(|l| !l.trim().is_empty())
@@ -89,21 +93,37 @@ pub struct Metrics {
 /// matched characters inside some labelled identifier; a clinical span is preserved when no
 /// match touches it. The table is written to `target/<metrics_file>` as well.
 pub fn measure(items: &[Item], title: &str, metrics_file: &str) -> Metrics {
+    measure_with(items, title, metrics_file, NameOpinions::Both)
+}
+
+/// The `IdentifierSet` of an item's own fields.
+pub fn ids_of(it: &Item) -> IdentifierSet {
+    IdentifierSet::from_exam(&RawExam::with_fields(&[
+        (Column::PatientName, &it.patient_name),
+        (Column::PatientKana, &it.patient_kana),
+        (Column::PatientId, &it.patient_id),
+        (Column::BirthDate, &it.birth_date),
+        (Column::Phone, &it.phone),
+        (Column::Address, &it.address),
+    ]))
+}
+
+/// [`measure`] with a choice of name opinions (`deid::text::find_with`): the benchmark sets
+/// the cue rules, the analyser and both side by side.
+pub fn measure_with(
+    items: &[Item],
+    title: &str,
+    metrics_file: &str,
+    opinions: NameOpinions,
+) -> Metrics {
     let mut recall: BTreeMap<&str, Count> = LABELS.iter().map(|l| (*l, Count::default())).collect();
     let mut precision: BTreeMap<&'static str, Count> = BTreeMap::new();
     let mut clinical = Count::default();
     let mut notes = Vec::new();
     for it in items {
-        let ids = IdentifierSet::from_exam(&RawExam::with_fields(&[
-            (Column::PatientName, &it.patient_name),
-            (Column::PatientKana, &it.patient_kana),
-            (Column::PatientId, &it.patient_id),
-            (Column::BirthDate, &it.birth_date),
-            (Column::Phone, &it.phone),
-            (Column::Address, &it.address),
-        ]));
+        let ids = ids_of(it);
         let n = it.text.chars().count();
-        let matches = find(&it.text, &ids);
+        let matches = find_with(&it.text, &ids, opinions);
         let mut covered = vec![false; n];
         for m in &matches {
             covered[m.start..m.end].iter_mut().for_each(|c| *c = true);

@@ -78,11 +78,20 @@ pub struct Hub {
 impl Hub {
     /// `hub init` in `dir` (CA, server cert), not yet serving.
     pub fn init(dir: &Path) -> Hub {
+        Hub::init_with(dir, "")
+    }
+
+    /// `hub init` with `extra` lines of `hub.toml` (limits, quota, GC) after `listen` and
+    /// `data_dir`.
+    pub fn init_with(dir: &Path, extra: &str) -> Hub {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let config = dir.join("hub.toml");
-        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n"))
-            .unwrap();
+        std::fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n"),
+        )
+        .unwrap();
         run_ok(Command::new(hub_bin()).args(["init", "--config"]).arg(&config));
         Hub { dir: dir.to_path_buf(), config, port, child: None, log: dir.join("hub.log") }
     }
@@ -125,6 +134,19 @@ impl Hub {
 
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The serving process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Peak resident set of the serving process (`VmHWM` of /proc/<pid>/status), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("hub is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM line");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -180,7 +202,7 @@ impl Gateway {
         let text = format!(
             "facility_id = \"{FACILITY}\"\ndevice_id = \"gw-test\"\nstate_dir = \"state\"\n{extra}\n\
              [export]\nwatch_dir = \"{}\"\npoll_interval_secs = 1\n\n\
-             [pipeline]\nretry_initial_ms = 50\nretry_max_ms = 200\n\n\
+             [pipeline]\nretry_initial_ms = 50\nretry_max_ms = 200\npaused_retry_secs = 1\n\n\
              [uplink]\nhub_url = \"{hub_url}\"\nca_cert = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
             watch.display(),
             pki.join("ca.crt").display(),
@@ -243,8 +265,33 @@ impl Gateway {
         self.dir.join("state")
     }
 
+    /// Appends TOML tables (`[hl7]`, `[dicom_scp]`, …) after the generated sections.
+    pub fn append_config(&self, tables: &str) {
+        let mut cfg = std::fs::read_to_string(&self.config).unwrap();
+        cfg.push('\n');
+        cfg.push_str(tables);
+        std::fs::write(&self.config, cfg).unwrap();
+    }
+
+    /// A connection to the state database (tests read and plant rows).
+    pub fn db(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(self.state_dir().join("state.sqlite")).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c
+    }
+
     pub fn spool_files(&self) -> usize {
         std::fs::read_dir(self.state_dir().join("spool")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// How this box names the batch folder `name` in its state, logs and reports (its keyed
+    /// label, never the name: issue 10). Needs the box's root secret: call it after a run.
+    pub fn batch_label(&self, name: &str) -> String {
+        use fgw_gateway::secrets::{ExistingState, Secrets};
+        let dir = self.state_dir().join("secrets");
+        assert!(dir.join("root.key").is_file(), "the gateway has made no root secret yet");
+        let secrets = Secrets::open_or_create(&dir, &ExistingState::Fresh).unwrap();
+        fgw_gateway::state::BatchLabel::of(&secrets.batch_label_key(), name).to_string()
     }
 }
 

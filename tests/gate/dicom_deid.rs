@@ -657,3 +657,78 @@ proptest! {
         }
     }
 }
+
+/// Attributes outside Table E.1-1 (issue 10, finding 8). Before: an unlisted UN or OB value
+/// was kept byte for byte and never searched, unlisted dates were kept whatever the options
+/// said, and kept text was searched only for the object's own identifiers, so another
+/// person's phone number or e-mail address went out as written.
+#[test]
+fn unlisted_opaque_values_dates_and_contacts_do_not_survive() {
+    let table = Table::get().unwrap();
+    let record_key = Tag(0x0008, 0x041B); // OB, not in the table
+    let unknown_un = Tag(0x0008, 0xFFF0); // in no dictionary
+    let review_date = Tag(0x0014, 0x0102); // DA, not in the table
+    let update_dt = Tag(0x0008, 0x041F); // DT, not in the table
+    let manufacturer = Tag(0x0008, 0x0070); // LO, not in the table
+    let model = Tag(0x0008, 0x1090); // LO, not in the table
+    let icc = Tag(0x0028, 0x2000); // OB, not in the table, safe-listed
+    for t in [record_key, unknown_un, review_date, update_dt, manufacturer, model, icc] {
+        assert!(table.rule(t).is_none(), "{t} is listed: the test needs unlisted tags");
+    }
+    let mut obj = small_object();
+    obj.put(el(Tag(0x0010, 0x0030), VR::DA, M_DATE));
+    obj.put(el(record_key, VR::OB, PrimitiveValue::U8(b"OB MRKQZX 03-5550-1234 ".to_vec().into())));
+    obj.put(el(unknown_un, VR::UN, PrimitiveValue::U8(b"UN MRKQZX ZQ-PLANT".to_vec().into())));
+    obj.put(el(review_date, VR::DA, M_DATE));
+    obj.put(el(update_dt, VR::DT, M_DT));
+    obj.put(el(manufacturer, VR::LO, "ENDO Co. service 03-5550-1234"));
+    obj.put(el(model, VR::LO, "CV-1500 ask kensa.desk@example.jp"));
+    obj.put(el(icc, VR::OB, PrimitiveValue::U8(vec![0, 0, 2, 0x0C].into())));
+    // The same in an item of an unlisted sequence (Referenced Image Navigation Sequence is
+    // not in the table either).
+    let nav = Tag(0x0048, 0x0200);
+    assert!(table.rule(nav).is_none());
+    obj.put(sq(
+        nav,
+        vec![InMemDicomObject::from_element_iter([
+            el(manufacturer, VR::LO, "call 090-2222-3333"),
+            el(unknown_un, VR::UN, PrimitiveValue::U8(b"ZQ-PLANT2".to_vec().into())),
+        ])],
+    ));
+    let input = to_bytes(obj);
+    let has = |b: &[u8], m: &[u8]| b.windows(m.len()).any(|w| w == m);
+    assert!(has(&input, b"ZQ-PLANT") && has(&input, b"5550-1234") && has(&input, b"@example"));
+
+    let r = run(&input, &DicomPolicy::default()).unwrap();
+    for m in ["ZQ-PLANT", M, "5550-1234", "090-2222", "2222-3333", "kensa.desk", "@example", M_DATE]
+    {
+        assert!(!has(&r.bytes, m.as_bytes()), "{m} survived in the output bytes");
+    }
+    let out = parse(&r.bytes);
+    for t in [record_key, unknown_un, review_date, update_dt] {
+        assert!(out.get(t).is_none(), "{t} kept");
+    }
+    assert_eq!(text(&out, manufacturer).as_deref(), Some("ENDO Co. service [電話]"));
+    assert_eq!(text(&out, model).as_deref(), Some("CV-1500 ask [メール]"));
+    assert!(out.get(icc).is_some(), "the ICC profile renders the picture: kept");
+    let dump = dcmdump(&r.bytes);
+    assert!(!dump.contains("ZQ-PLANT") && !dump.contains("090-2222"), "{dump}");
+
+    // Dates follow the longitudinal options as the table's dates do.
+    let p = |o| DicomPolicy { options: vec![o], safe_private: vec![] };
+    let shifted = run(&input, &p(DicomOption::RetainLongitudinalModifiedDates)).unwrap();
+    let out = parse(&shifted.bytes);
+    let days = pseudo(1).date_shift_days(&FacilityId::new("F0001").unwrap(), M);
+    let want = chrono::NaiveDate::from_ymd_opt(1923, 4, 5).unwrap() + chrono::Duration::days(days);
+    assert_eq!(text(&out, review_date).unwrap(), want.format("%Y%m%d").to_string());
+    assert!(text(&out, update_dt).unwrap().ends_with("231459"));
+    // Kept as they are, they are searched: the birth date in an unlisted date is found.
+    let e = run(&input, &p(DicomOption::RetainLongitudinalFullDates)).unwrap_err();
+    match e {
+        DicomError::IdentifierFound { tag, kind, .. } => {
+            assert_eq!(kind, "birth_date");
+            assert!(tag == "(0008,041F)" || tag == "(0014,0102)", "{tag}");
+        }
+        other => panic!("{other}"),
+    }
+}

@@ -45,8 +45,10 @@ fn held_out_set_metrics() {
         .filter(|(l, floor)| recall[*l].rate() < *floor)
         .map(|(l, floor)| format!("{l} {} < {floor}", pct(&recall[*l])))
         .collect();
-    if names.rate() < 0.922 {
-        failed.push(format!("other + doctor names {} < 0.922", pct(names)));
+    // 0.922 with the cue rules alone; 0.988 since the analyser finds names without cues
+    // (issue 17: 89 of 90, the one left is 王 偉).
+    if names.rate() < 0.988 {
+        failed.push(format!("other + doctor names {} < 0.988", pct(names)));
     }
     if clinical.rate() < 0.993 {
         failed.push(format!("clinical preservation {} < 0.993", pct(clinical)));

@@ -12,6 +12,7 @@ mod dicom_deid;
 mod dicom_pixels;
 mod freetext_ja;
 mod freetext_ja_holdout;
+mod freetext_ja_nocue;
 mod jpeg_dct_mask;
 mod mutated_inputs;
 mod profiles;

@@ -36,7 +36,8 @@ fn opts(layout: SynthLayout, encoding: SynthEncoding) -> SynthOptions {
 
 /// Every exam of the single ready batch under `root`, with attachments.
 fn read_all(root: &Path, profile: &Profile) -> (Vec<RawExam>, TextEncoding) {
-    let batches = find_ready_batches(root, profile).unwrap();
+    // Labelled by their own names: these tests are about layouts, not labels.
+    let batches = find_ready_batches(root, profile, str::to_owned).unwrap();
     assert_eq!(batches.len(), 1, "one ready batch");
     let rows = read_batch(&batches[0], profile).unwrap();
     assert!(rows.errors.is_empty(), "{:?}", rows.errors);
@@ -132,7 +133,8 @@ fn both_layouts_give_the_same_values_utf8_and_cp932() {
         assert!(tb.exams.iter().all(|e| e.images.iter().all(|i| i.rel_path.contains("/img/"))));
         assert!(tb.exams.iter().any(|e| e.report.as_deref().is_some_and(|r| r.contains("/txt/"))));
         // The reference profile does not see the vendor batch at all (no DONE marker).
-        assert!(find_ready_batches(rb.path(), &Profile::reference()).unwrap().is_empty());
+        let none = find_ready_batches(rb.path(), &Profile::reference(), str::to_owned).unwrap();
+        assert!(none.is_empty());
     }
 }
 
@@ -140,7 +142,7 @@ fn both_layouts_give_the_same_values_utf8_and_cp932() {
 fn vendor_b_utf8_profile_rejects_a_cp932_file_by_line() {
     let root = tempfile::tempdir().unwrap();
     let t = generate(root.path(), &opts(SynthLayout::VendorB, SynthEncoding::Cp932)).unwrap();
-    let b = &find_ready_batches(root.path(), &vendor_b()).unwrap()[0];
+    let b = &find_ready_batches(root.path(), &vendor_b(), str::to_owned).unwrap()[0];
     let err = read_batch(b, &vendor_b()).unwrap_err();
     assert!(matches!(err, ExportError::Undecodable { encoding: TextEncoding::Utf8, .. }));
     let msg = err.to_string();
@@ -189,7 +191,7 @@ fn vendor_batch(root: &Path, header: &[&str], rows: &[Vec<&str>]) -> BatchDir {
     }
     fs::write(dir.join("exam_list.txt"), text).unwrap();
     fs::write(dir.join("END"), b"").unwrap();
-    BatchDir { name: "B1".into(), path: dir }
+    BatchDir { name: "B1".into(), path: dir, label: "B1".into() }
 }
 
 #[test]

@@ -126,7 +126,11 @@ impl Server {
 }
 
 fn config() -> DicomScpConfig {
-    DicomScpConfig { mode: ScpMode::Enabled, ..DicomScpConfig::default() }
+    DicomScpConfig {
+        mode: ScpMode::Enabled,
+        allowed_peers: vec!["127.0.0.1".parse().unwrap()],
+        ..DicomScpConfig::default()
+    }
 }
 
 // ---- dcmtk -------------------------------------------------------------------------------
@@ -509,4 +513,113 @@ async fn associations_beyond_the_limit_are_refused_for_now() {
     .await
     .unwrap();
     server.shutdown().await;
+}
+
+// ---- structure check before the parse (issue 10, finding 1) ------------------------------
+
+/// An Explicit VR Little Endian header with a 32-bit length (SQ, OB, ...).
+fn explicit_long(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], len: u32) {
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&elem.to_le_bytes());
+    out.extend_from_slice(vr);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+/// An item or delimiter header.
+fn item_header(out: &mut Vec<u8>, elem: u16, len: u32) {
+    out.extend_from_slice(&0xFFFEu16.to_le_bytes());
+    out.extend_from_slice(&elem.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+/// A Secondary Capture data set (Explicit VR LE) with `levels` nested sequences of undefined
+/// length (Content Sequence in Content Sequence ...): 2,000 levels are about 72 KB.
+fn deeply_nested_data_set(instance: &str, levels: usize) -> Vec<u8> {
+    let mut d = data_set(instance);
+    for _ in 0..levels {
+        explicit_long(&mut d, 0x0040, 0xA730, b"SQ", u32::MAX);
+        item_header(&mut d, 0xE000, u32::MAX);
+    }
+    explicit(&mut d, 0x0040, 0xA160, b"LO", b"DEEPEST ");
+    for _ in 0..levels {
+        item_header(&mut d, 0xE00D, 0);
+        item_header(&mut d, 0xE0DD, 0);
+    }
+    d
+}
+
+/// The data set as a Part-10 file, for `storescu`.
+fn part10_file(dir: &Path, name: &str, instance: &str, data: &[u8]) -> PathBuf {
+    let mut meta = Vec::new();
+    explicit_long(&mut meta, 0x0002, 0x0001, b"OB", 2);
+    meta.extend_from_slice(&[0, 1]);
+    explicit(&mut meta, 0x0002, 0x0002, b"UI", &even(SECONDARY_CAPTURE_IMAGE, 0));
+    explicit(&mut meta, 0x0002, 0x0003, b"UI", &even(instance, 0));
+    explicit(&mut meta, 0x0002, 0x0010, b"UI", &even(EXPLICIT_VR_LE, 0));
+    explicit(&mut meta, 0x0002, 0x0012, b"UI", &even("1.2.392.999.9", 0));
+    let mut file = vec![0u8; 128];
+    file.extend_from_slice(b"DICM");
+    explicit(&mut file, 0x0002, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes());
+    file.extend_from_slice(&meta);
+    file.extend_from_slice(data);
+    let path = dir.join(name);
+    std::fs::write(&path, file).unwrap();
+    path
+}
+
+/// 2,000 nested sequences in one C-STORE, sent by DCMTK's `storescu`: before the structure
+/// check, dicom-object's recursive read overflowed the stack and aborted the process (this
+/// test binary, or the gateway daemon). Now the object is refused with 0xC000 and a log line
+/// naming the reason code, the next object on the same association is stored, and a new
+/// association is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deeply_nested_object_is_refused_and_the_scp_keeps_serving() {
+    let files = make_files().await;
+    let dir = tempfile::tempdir().unwrap();
+    let deep_data = deeply_nested_data_set("1.2.392.999.20", 2_000);
+    assert!((70_000..80_000).contains(&deep_data.len()), "{}", deep_data.len());
+    let deep = part10_file(dir.path(), "deep.dcm", "1.2.392.999.20", &deep_data);
+    // DCMTK itself reads it (so the sender really sends it).
+    must("dcmdump", &["-q", deep.to_str().unwrap()]).await;
+
+    let sink = Sink::default();
+    let server = start(config(), sink.clone()).await;
+    // One association each: the nested object, then a normal one; as DCMTK proposes by
+    // default (explicit VR), and converted to Implicit VR Little Endian (`-xi`).
+    for extra in [&[][..], &["-xi"][..]] {
+        let port = server.port.to_string();
+        // `--no-halt`: storescu stops at the first failure status otherwise.
+        let mut args = vec!["-v", "--no-halt", "-aet", "ENDO1", "-aec", "FGW"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["127.0.0.1", &port]);
+        args.extend_from_slice(&[deep.to_str().unwrap(), files.sc.to_str().unwrap()]);
+        let out = dcmtk("storescu", &args).await;
+        let t = text(&out);
+        assert!(t.contains("Error: CannotUnderstand") || t.contains("0xc000"), "{t}");
+        let got = sink.take();
+        assert_eq!(got.len(), 1, "the normal object is stored ({extra:?}):\n{t}");
+        assert_eq!(got[0].sop_class_uid.as_str(), SECONDARY_CAPTURE_IMAGE);
+        assert_readable(&got[0]).await;
+        let refusals = sink.take_refusals();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].status, Status::CannotUnderstand);
+        assert_eq!(refusals[0].reason, "nesting-too-deep");
+    }
+
+    // A new association is served as before.
+    let out = storescu(server.port, "ENDO1", &[], &files.sc).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(sink.take().len(), 1);
+    server.shutdown().await;
+
+    let log = log_text();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dicom C-STORE refused") && l.contains("nesting-too-deep"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(refused.iter().all(|l| l.contains("status=0xC000")), "{log}");
+    assert_no_personal_data(&log);
+    assert!(!log.contains("DEEPEST") && !log.contains("1.2.392.999.20"), "{log}");
 }

@@ -7,3 +7,5 @@ mod common;
 mod dicom_scp;
 mod export_ingest;
 mod hl7_mllp;
+mod mutated_dicom;
+mod mutated_ingest;

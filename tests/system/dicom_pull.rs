@@ -258,7 +258,7 @@ fn pull_gateway(root: &Path, scp_extra: &str, pull_extra: &str) -> Gateway {
     std::fs::create_dir_all(&export).unwrap();
     let sections = format!(
         "[dicom_scp]\nmode = \"enabled\"\nlisten = \"127.0.0.1:{SCP_PORT}\"\nae_title = \"FGW\"\n\
-         allow = [{{ ae = \"ARCHIVE\" }}]\n{scp_extra}\n\
+         allowed_peers = [\"127.0.0.1/32\"]\nallow = [{{ ae = \"ARCHIVE\" }}]\n{scp_extra}\n\
          [dicom_pull]\nmode = \"enabled\"\narchive_ae = \"ARCHIVE\"\narchive_host = \"127.0.0.1\"\n\
          archive_port = {ORTHANC_PORT}\npoll_interval_secs = 1\n{pull_extra}"
     );

@@ -59,7 +59,8 @@ fn stored_objects_are_uploaded_or_kept_with_their_reason() {
     let gw = Gateway::new(&root.join("gw"), &hub.url(), &root.join("gw-pki"), &export, "");
     let mut cfg = std::fs::read_to_string(&gw.config).unwrap();
     cfg.push_str(&format!(
-        "[dicom_scp]\nmode = \"enabled\"\nlisten = \"127.0.0.1:{port}\"\nae_title = \"FGW\"\n"
+        "[dicom_scp]\nmode = \"enabled\"\nlisten = \"127.0.0.1:{port}\"\nae_title = \"FGW\"\n\
+         allowed_peers = [\"127.0.0.1/32\"]\n"
     ));
     std::fs::write(&gw.config, cfg).unwrap();
     let log = root.join("gw.log");

@@ -24,7 +24,7 @@ fn hl7_report_joins_its_exam_at_the_hub_without_identifiers() {
     hub.start();
     let port = free_port();
     let hl7 = format!(
-        "[hl7]\nmode = \"enabled\"\nlisten = \"127.0.0.1:{port}\"\nallow = [\"127.0.0.1\"]\n"
+        "[hl7]\nmode = \"enabled\"\nlisten = \"127.0.0.1:{port}\"\nallowed_peers = [\"127.0.0.1/32\"]\n"
     );
     let gw = Gateway::new(&root.join("gw"), &hub.url(), &root.join("gw-pki"), &export, "");
     // The [hl7] table goes after the generated sections.

@@ -465,7 +465,7 @@ async fn uplink_uploads_a_staged_package_idempotently() {
         DeidOutcome::Package { package, .. } => package,
         DeidOutcome::Quarantined { reason } => panic!("quarantined: {reason}"),
     };
-    let outbox = fgw_outbound::outbox::Outbox::open(&fx.root.join("outbox")).unwrap();
+    let outbox = fgw_outbound::outbox::Outbox::open(&fx.root.join("outbox"), outbox_key()).unwrap();
     let id = outbox.put(&package).unwrap();
     let staged = outbox.load(&id).unwrap();
 
@@ -511,20 +511,41 @@ impl fgw_hub::store::ObjectStore for Instrumented {
         }
         self.inner.has(sha)
     }
-    fn put(&self, sha: &Sha256Hex, bytes: &[u8]) -> fgw_hub::store::Result<Stored> {
+    fn writer(
+        &self,
+        sha: &Sha256Hex,
+    ) -> fgw_hub::store::Result<Box<dyn fgw_hub::store::ObjectWriter>> {
         self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.put(sha, bytes)
+        self.inner.writer(sha)
     }
     fn get(&self, sha: &Sha256Hex) -> fgw_hub::store::Result<Option<Vec<u8>>> {
         self.inner.get(sha)
     }
+    fn remove(&self, sha: &Sha256Hex) -> fgw_hub::store::Result<bool> {
+        self.inner.remove(sha)
+    }
+    fn for_each(
+        &self,
+        f: &mut dyn FnMut(fgw_hub::store::ObjectEntry) -> fgw_hub::store::Result<()>,
+    ) -> fgw_hub::store::Result<()> {
+        self.inner.for_each(f)
+    }
+    fn remove_stale_temp(&self, cutoff: std::time::SystemTime) -> fgw_hub::store::Result<u64> {
+        self.inner.remove_stale_temp(cutoff)
+    }
+}
+
+/// The outbox key of these tests' box.
+fn outbox_key() -> ring::hmac::Key {
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[5u8; 32])
 }
 
 /// Stage a package the way the outbox stores one (documented layout: `objects/<sha256>`,
-/// `packages/<id>.json`) and read it back through `Outbox::load`, the uplink's only input.
-/// Stands in for a package that passed the gate while `deid` is being written.
+/// `packages/<id>.json`, `seals/<id>.mac`: HMAC-SHA-256 of the manifest with the box's outbox
+/// key, which this test holds) and read it back through `Outbox::load`, the uplink's only
+/// input. Stands in for a package that passed the gate while `deid` is being written.
 fn stage(outbox_dir: &Path, m: &Manifest, files: &[&[u8]]) -> fgw_outbound::outbox::StagedPackage {
-    let outbox = fgw_outbound::outbox::Outbox::open(outbox_dir).unwrap();
+    let outbox = fgw_outbound::outbox::Outbox::open(outbox_dir, outbox_key()).unwrap();
     for bytes in files {
         let p = outbox_dir.join("objects").join(Sha256Hex::of(bytes).as_str());
         std::fs::write(p, bytes).unwrap();
@@ -532,6 +553,9 @@ fn stage(outbox_dir: &Path, m: &Manifest, files: &[&[u8]]) -> fgw_outbound::outb
     let bytes = m.to_bytes();
     let id = Manifest::id_of(&bytes);
     std::fs::write(outbox_dir.join("packages").join(format!("{id}.json")), &bytes).unwrap();
+    let tag = ring::hmac::sign(&outbox_key(), &bytes);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(outbox_dir.join("seals").join(format!("{id}.mac")), hex).unwrap();
     outbox.load(&id).unwrap()
 }
 
@@ -575,7 +599,10 @@ async fn uplink_resumes_at_file_granularity_and_handles_409() {
 
     // A previous attempt got IMG1 across before the line dropped.
     assert_eq!(fx.put_object(&fx.client("gw-1"), IMG1).await, NEW);
-    // And the hub will claim to hold IMG3 at HEAD time, then miss it at manifest time.
+    // And IMG3, held by the facility, is lost from the blob store; the hub will claim to hold
+    // it at HEAD time, then miss it at manifest time.
+    assert_eq!(fx.put_object(&fx.client("gw-1"), IMG3).await, NEW);
+    std::fs::remove_file(store.inner.path_of(&Sha256Hex::of(IMG3))).unwrap();
     *store.lie_once.lock().unwrap() = Some(Sha256Hex::of(IMG3));
     store.puts.store(0, SeqCst);
 

@@ -4,11 +4,21 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod box_state;
 mod burned_in_e2e;
 mod dicom_pull;
 mod dicom_scp_e2e;
 mod e2e_upload;
+mod export_share;
 mod hl7_e2e;
+mod hub_limits;
 mod hub_mtls;
+mod hub_mutated;
+mod hub_storage;
+mod hub_support;
+mod listeners_closed;
 mod no_personal_data_leaks;
 mod offline_deid;
+mod outbox_trust;
+mod quarantine_retention;
+mod uplink_refusals;

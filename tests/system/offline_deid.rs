@@ -79,8 +79,14 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
     assert_eq!(c["quarantined"], q.len() as u64);
     let reasons: Vec<&str> = q.iter().map(|e| e["reason"].as_str().unwrap()).collect();
     let has = |needle: &str| reasons.iter().any(|r| r.contains(needle));
-    assert!(has("20261125T2300/exams.csv row 9"), "malformed row not named: {reasons:#?}");
-    assert!(has("20261125T2359/exams.csv") && has("line"), "bad encoding not named: {reasons:#?}");
+    // Batches by their labels, never by their folders' names (issue 10).
+    let (good, bad) = (gw.batch_label("20261125T2300"), gw.batch_label("20261125T2359"));
+    assert!(has(&format!("{good}/exams.csv row 9")), "malformed row not named: {reasons:#?}");
+    assert!(
+        has(&format!("{bad}/exams.csv")) && has("line"),
+        "bad encoding not named: {reasons:#?}"
+    );
+    assert!(!has("20261125T23"), "a batch folder's name in a reason: {reasons:#?}");
     assert!(has("image-unreadable"), "{reasons:#?}");
     // The fake DICOM file (a bare meta header) is read by the DICOM gate and refused by
     // position, never by its (possibly identifying) file name.
@@ -93,7 +99,10 @@ fn gateway_deid_reports_bad_input_and_processes_the_rest() {
             .as_str()
             .unwrap();
     let show = gw.cmd().args(["quarantine", "show", dicom_id]).output().unwrap();
-    assert!(String::from_utf8_lossy(&show.stdout).contains("pacs/notes.txt"));
+    // By its position in the walk, as the daemon would: a file name can hold a patient's
+    // name, so it is kept nowhere (issue 10, finding 10).
+    let shown = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert!(shown.contains("dicom file 1") && !shown.contains("notes.txt"), "{shown}");
     assert!(!String::from_utf8_lossy(&std::fs::read(output.join("report.json")).unwrap())
         .contains("notes.txt"));
 

@@ -1,10 +1,14 @@
 //! Image metadata removal. Pixels are untouched where the format allows it:
 //!
-//! - JPEG: segments are copied, except every APPn other than APP0 `JFIF` and APP14 `Adobe`
-//!   (the decoder needs those for colour), and COM. EXIF, XMP, ICC, IPTC, maker notes and
-//!   JFXX thumbnails are all dropped. A JFIF thumbnail is removed by rewriting APP0 with a
-//!   0x0 thumbnail (a thumbnail is a picture of the screen, burned-in text included). The
-//!   entropy-coded data of every scan is copied byte for byte. Anything after EOI is dropped.
+//! - JPEG: an allow list of markers. Copied: SOF0/1/2 (baseline, extended, progressive: the
+//!   processes the decoders take), DQT, DHT, DRI and SOS, each only with exactly the length
+//!   its tables and components need (no room for trailing bytes), RSTn, EOI; APP0 `JFIF` and
+//!   APP14 `Adobe` (the decoder needs those for colour) rewritten to their fixed fields only;
+//!   a JFIF thumbnail is removed that way (a thumbnail is a picture of the screen, burned-in
+//!   text included). Every other marker segment is dropped, whatever it is: APPn (EXIF, XMP,
+//!   ICC, IPTC, maker notes, JFXX), COM, JPGn, DHP, EXP, DNL, DAC and reserved ones. Other
+//!   frame types (lossless, hierarchical, arithmetic) are refused. The entropy-coded data of
+//!   every scan is copied byte for byte. Anything after EOI is dropped.
 //! - PNG: only chunks needed to render are kept (IHDR PLTE IDAT IEND tRNS gAMA cHRM sRGB sBIT
 //!   pHYs bKGD); text, time, EXIF and unknown ancillary chunks are dropped. CRCs are checked.
 //! - TIFF and BMP: decoded and re-encoded as PNG (lossless): TIFF tags can hold anything and
@@ -181,8 +185,14 @@ fn strip_jpeg(b: &[u8]) -> Result<Vec<u8>, ImageMetaError> {
                 out.extend_from_slice(&[0xFF, 0xD9]);
                 return Ok(out);
             }
-            0x01 | 0xD0..=0xD7 => {
+            // RSTn: no payload.
+            0xD0..=0xD7 => {
                 out.extend_from_slice(&[0xFF, m]);
+                pos += 2;
+                continue;
+            }
+            // TEM: no payload, no meaning to a decoder.
+            0x01 => {
                 pos += 2;
                 continue;
             }
@@ -203,15 +213,44 @@ fn strip_jpeg(b: &[u8]) -> Result<Vec<u8>, ImageMetaError> {
             0xE0 if payload.starts_with(b"JFIF\0") => {
                 out.extend_from_slice(&jfif_without_thumbnail(seg)?)
             }
-            0xEE if payload.starts_with(b"Adobe") => out.extend_from_slice(seg),
-            0xE0..=0xEF | 0xFE => {} // other APPn and COM: dropped
+            0xEE if payload.starts_with(b"Adobe") => out.extend_from_slice(&adobe_fields(seg)?),
+            // Frame headers of the processes the decoders take.
+            0xC0..=0xC2 => {
+                let n = payload.get(5).ok_or(E("frame header too short"))?;
+                exact(payload, 6 + 3 * usize::from(*n), "frame header length does not match")?;
+                out.extend_from_slice(seg);
+            }
+            // Lossless, hierarchical (differential) and arithmetic-coded frames.
+            0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                return Err(E("frame type not supported (lossless, hierarchical or arithmetic)"))
+            }
+            0xC4 => {
+                exact(payload, huffman_tables_len(payload), "huffman table length does not match")?;
+                out.extend_from_slice(seg);
+            }
+            0xDB => {
+                exact(
+                    payload,
+                    quantization_tables_len(payload),
+                    "quantization table length does not match",
+                )?;
+                out.extend_from_slice(seg);
+            }
+            0xDD => {
+                exact(payload, 2, "restart interval length does not match")?;
+                out.extend_from_slice(seg);
+            }
             0xDA => {
+                let n = payload.first().ok_or(E("scan header too short"))?;
+                exact(payload, 4 + 2 * usize::from(*n), "scan header length does not match")?;
                 out.extend_from_slice(seg);
                 scans += 1;
                 pos = copy_entropy(b, end, &mut out)?;
                 continue;
             }
-            _ => out.extend_from_slice(seg),
+            // Not on the allow list: other APPn, COM, JPGn (F0-FD), DHP, EXP, DNL, DAC, JPG
+            // and reserved markers. Dropped with their payload, which can hold anything.
+            _ => {}
         }
         pos = end;
     }
@@ -238,20 +277,68 @@ fn copy_entropy(b: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Result<usize, Im
     }
 }
 
-/// APP0 JFIF: keep density and version, drop any embedded thumbnail.
+/// A table or header segment's payload must be exactly as long as its content: bytes past
+/// it would be copied unread.
+fn exact(payload: &[u8], needed: usize, mismatch: &'static str) -> Result<(), ImageMetaError> {
+    if payload.len() == needed {
+        Ok(())
+    } else {
+        Err(ImageMetaError::Jpeg(mismatch))
+    }
+}
+
+/// The length DHT tables take from the start of `p` (each: class/id, 16 counts, the
+/// symbols); `usize::MAX` if they run past the end.
+fn huffman_tables_len(p: &[u8]) -> usize {
+    let mut at = 0;
+    while at < p.len() {
+        let Some(counts) = p.get(at + 1..at + 17) else { return usize::MAX };
+        at += 17 + counts.iter().map(|&c| usize::from(c)).sum::<usize>();
+    }
+    if at == p.len() {
+        at
+    } else {
+        usize::MAX
+    }
+}
+
+/// The length DQT tables take (each: precision/id, then 64 bytes or 64 16-bit values).
+fn quantization_tables_len(p: &[u8]) -> usize {
+    let mut at = 0;
+    while at < p.len() {
+        at += 1 + if p[at] >> 4 == 0 { 64 } else { 128 };
+    }
+    if at == p.len() {
+        at
+    } else {
+        usize::MAX
+    }
+}
+
+/// APP0 JFIF: keep version, units and density; drop any thumbnail and whatever else the
+/// segment carried past those fields.
 fn jfif_without_thumbnail(seg: &[u8]) -> Result<Vec<u8>, ImageMetaError> {
     // FF E0 len(2) "JFIF\0"(5) version(2) units(1) xdens(2) ydens(2) xthumb(1) ythumb(1)
     if seg.len() < 18 {
         return Err(ImageMetaError::Jpeg("JFIF segment too short"));
-    }
-    if seg[16] == 0 && seg[17] == 0 {
-        return Ok(seg.to_vec());
     }
     let mut s = seg[..18].to_vec();
     s[2] = 0;
     s[3] = 16;
     s[16] = 0;
     s[17] = 0;
+    Ok(s)
+}
+
+/// APP14 Adobe: its fixed fields only (version, two flag words, colour transform).
+fn adobe_fields(seg: &[u8]) -> Result<Vec<u8>, ImageMetaError> {
+    // FF EE len(2) "Adobe"(5) version(2) flags0(2) flags1(2) transform(1)
+    if seg.len() < 16 {
+        return Err(ImageMetaError::Jpeg("Adobe segment too short"));
+    }
+    let mut s = seg[..16].to_vec();
+    s[2] = 0;
+    s[3] = 14;
     Ok(s)
 }
 
@@ -364,6 +451,87 @@ mod tests {
         assert_eq!(a, b);
         // Nothing but the dropped segments changed.
         assert_eq!(strip(&plain).unwrap().bytes, clean.bytes);
+    }
+
+    /// Markers the strip did not know were copied with their payload (issue 10, finding 7):
+    /// JPGn, DHP, EXP, DNL, DAC, reserved ones, and bytes past the fixed fields of APP0 JFIF
+    /// and APP14 Adobe. Now only the allow list passes; the planted text is gone and the
+    /// picture decodes the same.
+    #[test]
+    fn unknown_markers_and_padding_are_dropped_with_their_text() {
+        let (plain, _) = jpeg_with_metadata();
+        let mut dirty = plain[..2].to_vec();
+        for (marker, what) in [
+            (0xF0u8, "JPG0"),
+            (0xF7, "JPG7"),
+            (0xFD, "JPG13"),
+            (0xDE, "DHP"),
+            (0xDF, "EXP"),
+            (0xDC, "DNL"),
+            (0xCC, "DAC"),
+            (0xC8, "JPG"),
+            (0x02, "RES"),
+            (0xBF, "RES"),
+        ] {
+            dirty.extend(segment(marker, format!("PLANTED-{what}-YAMADA TARO").as_bytes()));
+        }
+        dirty.extend_from_slice(&[0xFF, 0x01]); // TEM
+        dirty.extend_from_slice(&plain[2..]);
+        let clean = strip(&dirty).unwrap();
+        assert!(!contains(&clean.bytes, b"PLANTED"));
+        assert!(!contains(&clean.bytes, b"YAMADA"));
+        assert_eq!(clean.bytes, strip(&plain).unwrap().bytes, "only those segments went");
+        let a = image::load_from_memory(&plain).unwrap().to_rgb8();
+        let b = image::load_from_memory(&clean.bytes).unwrap().to_rgb8();
+        assert_eq!(a, b);
+
+        // Text after the fixed fields of JFIF (no thumbnail) and Adobe.
+        let mut padded = plain[..2].to_vec();
+        padded.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0PLANTED-JFIF"));
+        padded.extend(segment(0xEE, b"Adobe\0\x64\0\0\0\0\x01PLANTED-ADOBE"));
+        let app0 = plain.windows(2).position(|w| w == [0xFF, 0xE0]).unwrap();
+        let app0_len = u16::from_be_bytes([plain[app0 + 2], plain[app0 + 3]]) as usize;
+        padded.extend_from_slice(&plain[app0 + 2 + app0_len..]);
+        let clean = strip(&padded).unwrap();
+        assert!(!contains(&clean.bytes, b"PLANTED"));
+        assert!(contains(&clean.bytes, b"\xFF\xE0\x00\x10JFIF\0"));
+        assert!(contains(&clean.bytes, b"\xFF\xEE\x00\x0EAdobe\0\x64"));
+        let b = image::load_from_memory(&clean.bytes).unwrap().to_rgb8();
+        assert_eq!(a, b);
+    }
+
+    /// Tables and headers carry exactly what their counts say; frames of processes the
+    /// decoders do not take are refused, not passed on.
+    #[test]
+    fn allowed_segments_have_exact_lengths_and_supported_frames() {
+        let (plain, _) = jpeg_with_metadata();
+        let at = |m: u8| plain.windows(2).position(|w| w == [0xFF, m]).unwrap();
+        for (marker, msg) in [
+            (0xDB, "jpeg: quantization table length does not match"),
+            (0xC4, "jpeg: huffman table length does not match"),
+            (0xC0, "jpeg: frame header length does not match"),
+        ] {
+            // Text appended inside the segment (its length grown to cover it).
+            let i = at(marker);
+            let len = u16::from_be_bytes([plain[i + 2], plain[i + 3]]) as usize;
+            let mut bad = plain[..i + 2 + len].to_vec();
+            bad.extend_from_slice(b"PLANTED");
+            bad[i + 2..i + 4].copy_from_slice(&((len + 7) as u16).to_be_bytes());
+            bad.extend_from_slice(&plain[i + 2 + len..]);
+            assert_eq!(strip(&bad).unwrap_err().to_string(), msg);
+        }
+        for sof in [0xC3u8, 0xC5, 0xC9, 0xCF] {
+            let mut other = plain.clone();
+            other[at(0xC0) + 1] = sof;
+            let e = strip(&other).unwrap_err().to_string();
+            assert!(e.contains("frame type not supported"), "{sof:#x}: {e}");
+        }
+        // Extended sequential and progressive frames pass.
+        for sof in [0xC1u8, 0xC2] {
+            let mut ok = plain.clone();
+            ok[at(0xC0) + 1] = sof;
+            assert!(strip(&ok).is_ok(), "{sof:#x}");
+        }
     }
 
     #[test]

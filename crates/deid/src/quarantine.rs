@@ -28,6 +28,15 @@ pub enum QuarantineReason {
     DicomInExport,
     /// Input file could not be read or parsed (what was wrong, no values).
     InputInvalid(String),
+    /// An entry of the export share is a symlink, or a FIFO/device/socket where a file or
+    /// folder is expected; never followed or read. Detail: root-relative path (templates for
+    /// exam-named parts) and what is wrong.
+    UnsafeEntry(String),
+    /// Input over a configured cap (`[export] max_*`); detail: path and the key.
+    OverLimit(String),
+    /// The box failed on this item (a panic in a stage); detail: the stage. The panic's own
+    /// message is never kept: it may quote the data.
+    InternalError(String),
 }
 
 impl QuarantineReason {
@@ -44,6 +53,9 @@ impl QuarantineReason {
             QuarantineReason::RequiredFieldInvalid(_) => "required-field-invalid",
             QuarantineReason::DicomInExport => "dicom-in-export",
             QuarantineReason::InputInvalid(_) => "input-invalid",
+            QuarantineReason::UnsafeEntry(_) => "unsafe-entry",
+            QuarantineReason::OverLimit(_) => "over-limit",
+            QuarantineReason::InternalError(_) => "internal-error",
         }
     }
 }
@@ -68,6 +80,9 @@ impl QuarantineReason {
             ("identifier-found", Some(d)) => Q::IdentifierFound(d),
             ("required-field-invalid", Some(d)) => Q::RequiredFieldInvalid(d),
             ("input-invalid", Some(d)) => Q::InputInvalid(d),
+            ("unsafe-entry", Some(d)) => Q::UnsafeEntry(d),
+            ("over-limit", Some(d)) => Q::OverLimit(d),
+            ("internal-error", Some(d)) => Q::InternalError(d),
             _ => return None,
         };
         // The table above must agree with `code()`.
@@ -82,6 +97,9 @@ impl std::fmt::Display for QuarantineReason {
             | QuarantineReason::IdentifierFound(d)
             | QuarantineReason::RequiredFieldInvalid(d)
             | QuarantineReason::InputInvalid(d)
+            | QuarantineReason::UnsafeEntry(d)
+            | QuarantineReason::OverLimit(d)
+            | QuarantineReason::InternalError(d)
             | QuarantineReason::IdentifierInPixels(d)
             | QuarantineReason::PixelStageFailed(d) => write!(f, "{}: {}", self.code(), d),
             _ => f.write_str(self.code()),
@@ -107,6 +125,9 @@ mod tests {
             Q::RequiredFieldInvalid("exam_id".into()),
             Q::DicomInExport,
             Q::InputInvalid("b/exams.csv row 9: too many columns".into()),
+            Q::UnsafeEntry("b/reports/{exam_id}.txt: symlink".into()),
+            Q::OverLimit("b/exams.csv: over export.max_table_bytes (1024)".into()),
+            Q::InternalError("panic in the deid stage".into()),
         ];
         for r in &all {
             match r {
@@ -119,7 +140,10 @@ mod tests {
                 | Q::IdentifierFound(_)
                 | Q::RequiredFieldInvalid(_)
                 | Q::DicomInExport
-                | Q::InputInvalid(_) => {}
+                | Q::InputInvalid(_)
+                | Q::UnsafeEntry(_)
+                | Q::OverLimit(_)
+                | Q::InternalError(_) => {}
             }
         }
         all

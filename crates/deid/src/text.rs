@@ -195,8 +195,39 @@ pub fn find_own_each(text: &str, sets: &[IdentifierSet]) -> Option<Match> {
     })
 }
 
+/// Which opinions look for other people's names. The gate always uses [`NameOpinions::Both`];
+/// the other two exist so the benchmark can set them side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NameOpinions {
+    /// The cue rules only (honorifics, roles, relations, signatures): the scrubber before
+    /// the analyser.
+    Rules,
+    /// The morphological analyser and the reading lexicon only, without the cue rules.
+    Analyser,
+    /// Both, combined as `text_ja::no_cue` describes (the gate's choice).
+    #[default]
+    Both,
+}
+
+/// Check that the morphological analyser can run in this process: its dictionary and name
+/// lexicon are installed and load. The binary calls this at start-up and refuses to run
+/// without it; [`find`] itself panics rather than scrub with the rules alone.
+pub fn analyser_ready() -> Result<(), text_ja::AnalyserError> {
+    text_ja::analyse(&['\u{4e2d}'])?;
+    text_ja::lexicon().map(|_| ())
+}
+
 /// All identifier and pattern spans in `text`, merged so they do not overlap, in text order.
+///
+/// # Panics
+/// If the morphological analyser cannot run (see [`analyser_ready`]): the gate fails closed
+/// rather than miss the names only the analyser finds.
 pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
+    find_with(text, ids, NameOpinions::Both)
+}
+
+/// [`find`] with a choice of name opinions (benchmarks); panics as [`find`] does.
+pub fn find_with(text: &str, ids: &IdentifierSet, opinions: NameOpinions) -> Vec<Match> {
     let f = fold_mapped(text);
     let mut raw = Vec::new();
     find_ids(&f, ids, &mut raw);
@@ -204,10 +235,20 @@ pub fn find(text: &str, ids: &IdentifierSet) -> Vec<Match> {
     find_postal(&f, &mut raw);
     find_emails(&f, &mut raw);
     let c = text_ja::narrow(&f.original);
-    text_ja::find_person_names(&c, &mut raw);
+    if opinions != NameOpinions::Analyser {
+        text_ja::find_person_names(&c, &mut raw);
+    }
     text_ja::find_dates(&c, &mut raw);
     text_ja::find_addresses(&c, &mut raw);
-    text_ja::extend_given_names(&c, &mut raw);
+    if opinions != NameOpinions::Analyser {
+        text_ja::extend_given_names(&c, &mut raw);
+    }
+    if opinions != NameOpinions::Rules {
+        let unavailable = |e: text_ja::AnalyserError| -> ! { panic!("{e}") };
+        let morphs = text_ja::analyse(&c).unwrap_or_else(|e| unavailable(e));
+        let lex = text_ja::lexicon().unwrap_or_else(|e| unavailable(e));
+        text_ja::add_uncued_names(&c, &morphs, lex, &mut raw);
+    }
     // Generic numbers only where nothing more specific matched, so the typed placeholder
     // ([患者ID], [電話]) wins.
     let mut numbers = Vec::new();

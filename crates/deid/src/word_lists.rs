@@ -138,6 +138,8 @@ const PREFECTURES_SRC: Source = source!("prefectures.txt");
 const ADDRESS_END_SRC: Source = source!("address-end-words.txt");
 const BUILDING_WORDS_SRC: Source = source!("building-words.txt");
 const NUMBER_KEYS_SRC: Source = source!("number-keys.txt");
+const NAME_COMPOUND_HEADS_SRC: Source = source!("name-compound-heads.txt");
+const CLINICAL_NOT_NAMES_SRC: Source = source!("clinical-not-names.txt");
 
 /// Words that are not names next to a cue, in folded form (`name-stop-words.txt`).
 pub(crate) static NAME_STOP_WORDS: Words = Words::new(|| load(words(NAME_STOP_WORDS_SRC)));
@@ -167,6 +169,10 @@ pub(crate) static ADDRESS_END: Words = Words::new(|| load(words(ADDRESS_END_SRC)
 pub(crate) static BUILDING_WORDS: Words = Words::new(|| load(words(BUILDING_WORDS_SRC)));
 /// Keywords that announce an identifying number, first match wins (`number-keys.txt`).
 pub(crate) static NUMBER_KEYS: Words = Words::new(|| load(words(NUMBER_KEYS_SRC)));
+/// Words after a name that make it an eponym, facility or place (`name-compound-heads.txt`).
+pub(crate) static NAME_COMPOUND_HEADS: Words = Words::new(|| load(words(NAME_COMPOUND_HEADS_SRC)));
+/// Clinical words the analyser takes for names (`clinical-not-names.txt`).
+pub(crate) static CLINICAL_NOT_NAMES: Words = Words::new(|| load(words(CLINICAL_NOT_NAMES_SRC)));
 
 #[cfg(test)]
 mod tests {
@@ -186,6 +192,8 @@ mod tests {
             ADDRESS_END_SRC,
             BUILDING_WORDS_SRC,
             NUMBER_KEYS_SRC,
+            NAME_COMPOUND_HEADS_SRC,
+            CLINICAL_NOT_NAMES_SRC,
         ] {
             let w = words(src).unwrap_or_else(|e| panic!("{e}"));
             assert!(!w.is_empty() && w.iter().all(|w| !w.trim().is_empty()), "{}", src.file);
@@ -204,6 +212,9 @@ mod tests {
         // The statics load (a panic here would be a list the checks above missed).
         assert_eq!(PREFECTURES.len(), 47);
         for l in [&*NAME_STOP_WORDS, &*LIKE_AFTER, &*ROMAJI_STOP, &*DATE_ERAS, &*NUMBER_KEYS] {
+            assert!(!l.is_empty());
+        }
+        for l in [&*NAME_COMPOUND_HEADS, &*CLINICAL_NOT_NAMES] {
             assert!(!l.is_empty());
         }
         for l in [&*DATE_FRACTION_OF, &*DATE_SCORE_WORDS, &*ADDRESS_END, &*BUILDING_WORDS] {

@@ -2,12 +2,13 @@
 //! anyhow here, in the binary; the library has its own error enums.
 
 use clap::{Parser, Subcommand};
-use fgw_format::ids::QueueId;
+use fgw_format::ids::{FacilityId, QueueId};
 use fgw_gateway::config::{GatewayConfig, DEFAULT_CONFIG_PATH};
+use fgw_gateway::offline::KeySource;
 use fgw_gateway::pipeline::{self, RunMode};
-use fgw_gateway::state::{Db, ItemState, MetaKey, Origin};
+use fgw_gateway::state::{Db, ItemReason, ItemState, MetaKey, Origin, Redrive, RedriveTo};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -17,9 +18,10 @@ use std::process::ExitCode;
     about = "Facility gateway: de-identify endoscopy exams on the box and upload them to the society hub"
 )]
 struct Cli {
-    /// Configuration file.
-    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
+    /// Configuration file [default: /etc/facility-gateway/gateway.toml]. `gateway deid` runs
+    /// without one, with an ephemeral key.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -42,8 +44,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
-    /// One-shot de-identification of a folder (exports and/or DICOM) into OUTPUT_DIR.
-    Deid { input: PathBuf, output: PathBuf },
+    /// One-shot de-identification of a folder (exports and/or DICOM) into OUTPUT_DIR. With
+    /// the box's configuration it uses the box's key (pseudonyms match the daemon's); without
+    /// one (no --config, no /etc/facility-gateway/gateway.toml) a key made for this run only.
+    Deid {
+        input: PathBuf,
+        output: PathBuf,
+        /// Facility id for the packages of a run without a configuration (default `local`).
+        #[arg(long)]
+        facility: Option<FacilityId>,
+    },
     /// Items kept on the box.
     Quarantine {
         #[command(subcommand)]
@@ -64,6 +74,25 @@ enum QuarantineCmd {
     /// Show one item, including where it came from. Local use only: the location may
     /// name the patient's exam.
     Show { id: String },
+    /// Send items back into the pipeline once the cause is fixed: those the hub refused
+    /// (`hub-refused`, uploaded again) and DICOM conflicts an operator decided for
+    /// (`dicom-instance-conflict`, through the gate again). The daemon takes them up at its
+    /// next start.
+    Redrive {
+        /// Every item whose reason has this code.
+        #[arg(long, value_name = "CODE", conflicts_with = "ids", required_unless_present = "ids")]
+        reason: Option<String>,
+        /// These items (each must be re-drivable).
+        ids: Vec<String>,
+    },
+    /// Delete the raw data of items kept on the box (quarantined, or withheld images) for
+    /// longer than DAYS, writing an audit record. The daemon does this daily with
+    /// `quarantine.retention_days`.
+    Purge {
+        /// Days kept; default `quarantine.retention_days` (90).
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<u32>,
+    },
 }
 
 /// Parse the command line, run the command, and turn its error into a message and exit code.
@@ -74,14 +103,36 @@ pub(crate) fn run() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gateway: error: {e:#}");
+            eprintln!("gateway: error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<GatewayConfig> {
+/// The error and its causes, each once: most of our errors already quote their source in
+/// their own message (`config {path}: {io error}`), which `{:#}` would print twice.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+fn load(path: &Path) -> anyhow::Result<GatewayConfig> {
     Ok(GatewayConfig::load(path)?)
+}
+
+/// The file `--config` names, or the default.
+fn config_path(cli: &Option<PathBuf>) -> PathBuf {
+    cli.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -97,7 +148,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { exit_when_idle } => {
-            let cfg = load(&cli.config)?;
+            let cfg = load(&config_path(&cli.config))?;
+            // No rules-only scrubbing: without the analyser's dictionary, refuse to start.
+            fgw_deid::text::analyser_ready()?;
             let mode = if exit_when_idle { RunMode::UntilIdle } else { RunMode::Forever };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
@@ -118,11 +171,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => {
-            let cfg = load(&cli.config)?;
+            let cfg = load(&config_path(&cli.config))?;
             let db = Db::open(&cfg.db_path())?;
             let counts = db.counts(Origin::Daemon)?;
             let last_upload = db.meta(MetaKey::LastUploadAt)?;
             let last_error = db.meta(MetaKey::LastError)?;
+            // "<since> <the hub's answer>" while the hub refuses this box.
+            let paused = db.meta(MetaKey::UplinkPaused)?.map(|v| match v.split_once(' ') {
+                Some((since, why)) => (since.to_string(), why.to_string()),
+                None => (v, String::new()),
+            });
             // Dates only (window bounds of our own queries), never a study's values.
             let pull = match &cfg.dicom_pull.archive_ae {
                 Some(ae) => db.pull_mark(ae.as_str())?.map(|m| (ae.clone(), m)),
@@ -135,6 +193,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     "counts": counts.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
                     "last_upload_at": last_upload,
                     "last_error": last_error,
+                    "uplink": match &paused {
+                        Some((since, why)) => serde_json::json!({
+                            "state": "paused", "since": since, "reason": why,
+                        }),
+                        None => serde_json::json!({ "state": "running" }),
+                    },
                     "dicom_pull": pull.map(|(ae, m)| serde_json::json!({
                         "archive_ae": ae.as_str(),
                         "start_date": m.start.to_string(),
@@ -149,6 +213,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 println!("  last upload   {}", last_upload.as_deref().unwrap_or("never"));
                 println!("  last error    {}", last_error.as_deref().unwrap_or("none"));
+                match &paused {
+                    Some((since, why)) => println!(
+                        "  uplink        PAUSED since {since}: the hub refuses this box ({why}); \
+                         fix the registration or [uplink], uploads resume by themselves"
+                    ),
+                    None => println!("  uplink        running"),
+                }
                 if let Some((ae, m)) = pull {
                     let w = m.watermark.map_or("none".to_string(), |w| w.to_string());
                     println!("  dicom pull    {ae}: from {} complete up to {w}", m.start);
@@ -156,8 +227,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Deid { input, output } => {
-            let cfg = load(&cli.config)?;
+        Cmd::Deid { input, output, facility } => {
+            let (cfg, key) = deid_config(cli.config.as_deref(), facility)?;
+            fgw_deid::text::analyser_ready()?;
             let bar = indicatif::ProgressBar::new(0);
             if !std::io::stderr().is_terminal() {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -170,8 +242,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 bar.set_length(total);
                 bar.set_position(done);
             };
-            let report = fgw_gateway::offline::run(&cfg, &input, &output, &progress)?;
+            let report = fgw_gateway::offline::run_with(&cfg, key, &input, &output, &progress)?;
             bar.finish_and_clear();
+            if key == KeySource::Ephemeral {
+                println!(
+                    "key: ephemeral (no configuration at {DEFAULT_CONFIG_PATH}): pseudonyms and \
+                     date shifts of this run match no other run and no upload of this box; \
+                     pass --config FILE to use the box's key"
+                );
+            }
             let c = &report.counts;
             println!(
                 "exams {}/{} out, images {}/{} out, dicom {}/{} out, {} quarantined, {} superseded; report: {}",
@@ -188,7 +267,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Quarantine { cmd } => {
-            let cfg = load(&cli.config)?;
+            let cfg = load(&config_path(&cli.config))?;
             let db = Db::open(&cfg.db_path())?;
             match cmd {
                 QuarantineCmd::List => {
@@ -200,6 +279,55 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             item.origin.as_str(),
                             item.reason.map(|r| r.to_string()).unwrap_or_default()
                         );
+                    }
+                }
+                QuarantineCmd::Redrive { reason, ids } => {
+                    let which = match reason {
+                        Some(code) if !ItemReason::REDRIVABLE_CODES.contains(&code.as_str()) => {
+                            anyhow::bail!(
+                                "reason `{code}` is not re-drivable (re-drivable: {})",
+                                ItemReason::REDRIVABLE_CODES.join(", ")
+                            )
+                        }
+                        Some(code) => Redrive::Reason(code),
+                        None => Redrive::Ids(
+                            ids.into_iter().map(QueueId::new).collect::<Result<_, _>>()?,
+                        ),
+                    };
+                    let report = fgw_gateway::maintenance::redrive(&cfg, &which)?;
+                    for (id, to) in &report.redriven {
+                        let to = match to {
+                            RedriveTo::Upload => "upload again",
+                            RedriveTo::Gate => "through the gate again",
+                        };
+                        println!("{id}  re-driven: {to}");
+                    }
+                    for (id, why) in &report.refused {
+                        println!("{id}  left in quarantine: {why}");
+                    }
+                    println!(
+                        "{} re-driven, {} left; the daemon takes them up at its next start",
+                        report.redriven.len(),
+                        report.refused.len()
+                    );
+                    if report.redriven.is_empty() && !report.refused.is_empty() {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                QuarantineCmd::Purge { older_than } => {
+                    let days = older_than.unwrap_or(cfg.quarantine.retention_days);
+                    let report = fgw_gateway::maintenance::purge(&cfg, days)?;
+                    for (code, n) in report.by_reason() {
+                        println!("  {code:<26} {n}");
+                    }
+                    println!(
+                        "raw data of {} item(s) kept longer than {days} day(s) deleted, {} failed; \
+                         audit record written",
+                        report.purged.len(),
+                        report.failed.len()
+                    );
+                    if !report.failed.is_empty() {
+                        return Ok(ExitCode::FAILURE);
                     }
                 }
                 QuarantineCmd::Show { id } => {
@@ -215,6 +343,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `gateway deid`'s configuration and key: the file `--config` names (it must exist), else the
+/// default file if there is one (the box), else built-in defaults with an ephemeral key.
+fn deid_config(
+    config: Option<&Path>,
+    facility: Option<FacilityId>,
+) -> anyhow::Result<(GatewayConfig, KeySource)> {
+    let path = match config {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+    };
+    match (path, facility) {
+        (Some(p), Some(_)) => anyhow::bail!(
+            "--facility is for runs without a configuration; {} sets facility_id",
+            p.display()
+        ),
+        (Some(p), None) => Ok((load(&p)?, KeySource::BoxSecret)),
+        (None, facility) => {
+            let facility = facility.map_or_else(|| "local".to_string(), |f| f.to_string());
+            let text = format!("facility_id = \"{facility}\"\n");
+            let cfg = GatewayConfig::from_toml(Path::new("(built-in one-shot defaults)"), &text)?;
+            Ok((cfg, KeySource::Ephemeral))
         }
     }
 }

@@ -6,6 +6,7 @@ use fgw_deid::Policy;
 use fgw_format::ids::{DeviceId, FacilityId};
 use fgw_ingest::dicom_pull::{DicomPullConfig, PullMode};
 use fgw_ingest::dicom_scp::{DicomScpConfig, ScpMode};
+use fgw_ingest::export::{self, ExportLimits};
 use fgw_ingest::hl7::Hl7Config;
 use fgw_outbound::uplink::UplinkConfig;
 use fgw_records::profile::Profile;
@@ -75,6 +76,30 @@ pub struct ExportSource {
     /// The loaded `profile`; filled in by [`GatewayConfig::from_toml`].
     #[serde(skip)]
     pub mapping: Profile,
+    /// Largest batch table (`exams.csv`) read, in bytes (default 67108864, 64 MiB; at least
+    /// 1024). A larger table quarantines the batch (`over-limit`).
+    pub max_table_bytes: u64,
+    /// Most image files in one exam's folder (default 500; 1..=100000). More quarantines
+    /// the exam (`over-limit`).
+    pub max_images_per_exam: u32,
+    /// Largest image file read, in bytes (default 67108864, 64 MiB; at least 1024). A larger
+    /// one quarantines its exam (`over-limit`).
+    pub max_image_bytes: u64,
+    /// Largest report file read, in bytes (default 16777216, 16 MiB; at least 1024). A
+    /// larger one quarantines its exam (`over-limit`).
+    pub max_report_bytes: u64,
+}
+
+impl ExportSource {
+    /// The caps the export reader applies.
+    pub fn limits(&self) -> ExportLimits {
+        ExportLimits {
+            max_table_bytes: self.max_table_bytes,
+            max_images_per_exam: self.max_images_per_exam,
+            max_image_bytes: self.max_image_bytes,
+            max_report_bytes: self.max_report_bytes,
+        }
+    }
 }
 
 impl Default for ExportSource {
@@ -85,6 +110,10 @@ impl Default for ExportSource {
             source_retention: SourceRetention::Keep,
             profile: "reference".into(),
             mapping: Profile::reference(),
+            max_table_bytes: export::MAX_TABLE_BYTES,
+            max_images_per_exam: export::MAX_IMAGES_PER_EXAM,
+            max_image_bytes: export::MAX_IMAGE_BYTES,
+            max_report_bytes: export::MAX_REPORT_BYTES,
         }
     }
 }
@@ -100,11 +129,36 @@ pub struct PipelineConfig {
     pub retry_initial_ms: u64,
     /// Upper bound of the exponential retry delay, in milliseconds (default 60000).
     pub retry_max_ms: u64,
+    /// While the uplink is paused (the hub refused this box: 401/403, or a wrong hub URL),
+    /// seconds between attempts to upload again (default 300; 1..=86400).
+    pub paused_retry_secs: u64,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { channel_capacity: 16, retry_initial_ms: 500, retry_max_ms: 60_000 }
+        PipelineConfig {
+            channel_capacity: 16,
+            retry_initial_ms: 500,
+            retry_max_ms: 60_000,
+            paused_retry_secs: 300,
+        }
+    }
+}
+
+/// `[quarantine]`: how long raw data kept on the box (quarantined items, withheld images)
+/// stays before the retention purge deletes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Days after which raw data of quarantined items (and of exams uploaded with images
+    /// withheld) is deleted by the daemon, once a day (default 90; 1..=3650). The items
+    /// themselves (ids, reasons) stay; each purge writes an audit record.
+    pub retention_days: u32,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig { retention_days: 90 }
     }
 }
 
@@ -127,6 +181,9 @@ pub struct GatewayConfig {
     /// `[pipeline]`: channel capacity and upload retries.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// `[quarantine]`: retention of raw data kept on the box.
+    #[serde(default)]
+    pub quarantine: QuarantineConfig,
     /// `[hl7]`: the MLLP listener for reports.
     #[serde(default)]
     pub hl7: Hl7Config,
@@ -200,6 +257,19 @@ impl GatewayConfig {
         if !(1..=3600).contains(&self.export.poll_interval_secs) {
             return Err(bad("export.poll_interval_secs", "an integer from 1 to 3600"));
         }
+        let e = &self.export;
+        for (key, v) in [
+            ("export.max_table_bytes", e.max_table_bytes),
+            ("export.max_image_bytes", e.max_image_bytes),
+            ("export.max_report_bytes", e.max_report_bytes),
+        ] {
+            if v < 1024 {
+                return Err(bad(key, "a number of bytes, at least 1024"));
+            }
+        }
+        if !(1..=100_000).contains(&e.max_images_per_exam) {
+            return Err(bad("export.max_images_per_exam", "an integer from 1 to 100000"));
+        }
         if !(1..=4096).contains(&self.pipeline.channel_capacity) {
             return Err(bad("pipeline.channel_capacity", "an integer from 1 to 4096"));
         }
@@ -210,6 +280,12 @@ impl GatewayConfig {
                 "pipeline.retry_max_ms",
                 "retry_initial_ms > 0 and retry_max_ms >= retry_initial_ms",
             ));
+        }
+        if !(1..=86_400).contains(&self.pipeline.paused_retry_secs) {
+            return Err(bad("pipeline.paused_retry_secs", "an integer from 1 to 86400"));
+        }
+        if !(1..=3650).contains(&self.quarantine.retention_days) {
+            return Err(bad("quarantine.retention_days", "an integer from 1 to 3650 (days)"));
         }
         if self.deid.version == 0 || self.deid.id.trim().is_empty() {
             return Err(bad("deid.version", "a non-empty deid.id and a version >= 1"));
@@ -259,7 +335,14 @@ mod tests {
         let c = GatewayConfig::from_toml(Path::new("/etc/g.toml"), "facility_id = \"F0001\"\n")
             .unwrap();
         assert_eq!(c.export.poll_interval_secs, 10);
+        assert_eq!(c.export.limits(), ExportLimits::default());
+        assert_eq!(c.export.max_table_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.export.max_images_per_exam, 500);
+        assert_eq!(c.export.max_image_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.export.max_report_bytes, 16 * 1024 * 1024);
         assert_eq!(c.pipeline.channel_capacity, 16);
+        assert_eq!(c.pipeline.paused_retry_secs, 300);
+        assert_eq!(c.quarantine.retention_days, 90);
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/facility-gateway"));
         assert_eq!(c.deid, Policy::default());
     }

@@ -12,6 +12,7 @@
 pub mod config;
 mod gate_service;
 pub mod logging;
+pub mod maintenance;
 pub mod offline;
 pub mod pipeline;
 pub mod secrets;

@@ -2,14 +2,19 @@
 //!
 //! Input: any folder holding department export batches (a folder with `exams.csv`) and/or
 //! DICOM files anywhere (recognized by content). Output: the outbox layout the uplink sends
-//! (`packages/<id>.json`, `objects/<sha256>`) with exactly the bytes that would be uploaded,
-//! and `report.json` (counts and quarantine ids with reasons; no personal data). Quarantine
-//! ids resolve to their original location only locally: `gateway quarantine show ID`.
+//! (`packages/<id>.json`, `objects/<sha256>`, `seals/<id>.mac`) with exactly the bytes that
+//! would be uploaded, and `report.json` (counts, the key used, and quarantine ids with
+//! reasons; no personal data). Quarantine ids resolve locally (`gateway quarantine show ID`)
+//! to the locators the daemon keeps too: batch label, table, row, image index, or a DICOM
+//! file's position in the walk; never the input's path, a batch folder's name or a file name
+//! (those can hold a 検査ID or a patient's name). A batch is labelled as the daemon labels
+//! it (`BatchLabel`, under the run's key: the box's, or the run's own).
 
 use crate::config::GatewayConfig;
 use crate::gate_service::{Exports, GateService};
+use crate::pipeline::contain::{attachment_reason, batch_reason, catch_item};
 use crate::secrets::Secrets;
-use crate::state::{Db, ItemKind, NewItem, Origin, StateError};
+use crate::state::{BatchLabel, Db, ItemKind, NewItem, Origin, StateError};
 use fgw_deid::{DeidOutcome, QuarantineReason};
 use fgw_format::ids::{PackageId, QueueId};
 use fgw_format::sniff::{self, FileKind};
@@ -99,11 +104,26 @@ fn display<S: Serializer>(reason: &QuarantineReason, s: S) -> Result<S::Ok, S::E
     s.collect_str(reason)
 }
 
+/// Whose key a run pseudonymizes with (`report.json`'s `key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeySource {
+    /// The box's secret store (the configuration's state directory): pseudonyms and date
+    /// shifts match what the daemon uploads; quarantined items are recorded in its state
+    /// database (`gateway quarantine show ID`).
+    BoxSecret,
+    /// A key made for this run and forgotten after it (no configuration): pseudonyms and date
+    /// shifts match no other run, nothing is recorded on disk but the output folder.
+    Ephemeral,
+}
+
 /// `report.json`: counts, package ids and quarantine entries; no personal data.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The gate's version.
     pub tool_version: &'static str,
+    /// Whose key pseudonymized this run.
+    pub key: KeySource,
     /// The de-identification policy's id.
     pub policy_id: String,
     /// The policy's version.
@@ -141,35 +161,57 @@ impl Run {
     }
 }
 
-/// Walk the input: batch folders (holding the profile's table, `exams.csv`) and every other
-/// regular file.
-fn walk(
-    dir: &Path,
-    table: &str,
-    batches: &mut Vec<PathBuf>,
-    files: &mut Vec<PathBuf>,
-) -> std::io::Result<()> {
+/// What the walk of the input found.
+#[derive(Default)]
+struct Found {
+    /// Batch folders (holding the profile's table).
+    batches: Vec<PathBuf>,
+    /// Every other regular file.
+    files: Vec<PathBuf>,
+    /// Symlinks: never followed, each quarantined (`unsafe-entry`).
+    links: Vec<PathBuf>,
+}
+
+/// Walk the input: batch folders (holding the profile's table, `exams.csv`), every other
+/// regular file, and the symlinks met (not followed). FIFOs, devices and sockets are skipped.
+fn walk(dir: &Path, table: &str, found: &mut Found) -> std::io::Result<()> {
     if dir.join(table).is_file() {
-        batches.push(dir.to_path_buf());
+        found.batches.push(dir.to_path_buf());
         return Ok(());
     }
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
+        // file_type() does not follow links.
         let ft = e.file_type()?;
         if ft.is_dir() {
-            walk(&e.path(), table, batches, files)?;
+            walk(&e.path(), table, found)?;
         } else if ft.is_file() {
-            files.push(e.path());
+            found.files.push(e.path());
+        } else if ft.is_symlink() {
+            found.links.push(e.path());
         }
     }
     Ok(())
 }
 
-/// De-identify everything under `input` into `output` (see the module docs); `progress` is
-/// called after each exam or DICOM file.
+/// De-identify everything under `input` into `output` (see the module docs) with the box's
+/// key; `progress` is called after each exam or DICOM file.
 pub fn run(
     cfg: &GatewayConfig,
+    input: &Path,
+    output: &Path,
+    progress: Progress<'_>,
+) -> Result<Report, OfflineError> {
+    run_with(cfg, KeySource::BoxSecret, input, output, progress)
+}
+
+/// [`run`] with the key of `key`. With [`KeySource::Ephemeral`] the state directory of `cfg`
+/// is not touched: the secret is made in memory, and quarantined items are recorded in a
+/// database in memory (their ids and reasons are in the report).
+pub fn run_with(
+    cfg: &GatewayConfig,
+    key: KeySource,
     input: &Path,
     output: &Path,
     progress: Progress<'_>,
@@ -190,13 +232,20 @@ pub fn run(
     if out_abs.starts_with(&in_abs) {
         return Err(OfflineError::OutputInsideInput { path: output.to_path_buf() });
     }
-    let secrets = Secrets::open_or_create(&cfg.secrets_dir())?;
+    let (secrets, db) = match key {
+        KeySource::BoxSecret => (Secrets::open_for(cfg)?, Db::open(&cfg.db_path())?),
+        KeySource::Ephemeral => (Secrets::ephemeral(), Db::in_memory()?),
+    };
+    let batch_key = secrets.batch_label_key();
+    // As the daemon does at start: a database from before the labels holds folder names.
+    db.relabel_batches(|name| BatchLabel::of(&batch_key, name))?;
     let mut run = Run {
-        db: Db::open(&cfg.db_path())?,
-        outbox: Outbox::open(output)?,
+        db,
+        outbox: Outbox::open(output, secrets.outbox_key())?,
         gate: GateService::new(cfg, &secrets),
         report: Report {
             tool_version: fgw_deid::TOOL_VERSION,
+            key,
             policy_id: cfg.deid.id.clone(),
             policy_version: cfg.deid.version,
             counts: Counts::default(),
@@ -205,9 +254,20 @@ pub fn run(
         },
     };
 
-    let (mut batch_dirs, mut files) = (vec![], vec![]);
-    walk(&in_abs, &cfg.export.mapping.table, &mut batch_dirs, &mut files)
+    let mut found = Found::default();
+    walk(&in_abs, &cfg.export.mapping.table, &mut found)
         .map_err(|source| OfflineError::Input { path: input.to_path_buf(), source })?;
+    let Found { batches: mut batch_dirs, files, links } = found;
+    for (n, _link) in links.iter().enumerate() {
+        // The link's own name may be anything (a DICOM file's name can carry the patient's
+        // name): neither the reason nor the state names it; it is counted in walk order.
+        let reason = QuarantineReason::UnsafeEntry(format!(
+            "an entry of the input folder: {}",
+            export::Refusal::Symlink
+        ));
+        run.quarantine(ItemKind::Row, format!("input symlink {}", n + 1), reason)?;
+    }
+    let limits = cfg.export.limits();
     // Batch folder names are export timestamps: later sorts after earlier, later wins.
     batch_dirs.sort_by(|a, b| a.file_name().cmp(&b.file_name()).then(a.cmp(b)));
 
@@ -215,23 +275,25 @@ pub fn run(
     let mut batches = Vec::new();
     for dir in batch_dirs {
         let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let b = BatchDir { name: name.clone(), path: dir.clone() };
+        // The folder's name opens it; everything recorded or reported names the label.
+        let label = BatchLabel::of(&batch_key, &name).to_string();
+        let b = BatchDir { name, path: dir.clone(), label: label.clone() };
         if !dir.join(&cfg.export.mapping.done_marker).is_file() {
             let reason = QuarantineReason::InputInvalid(
                 "batch has no DONE marker (export incomplete)".into(),
             );
-            run.quarantine(ItemKind::Row, dir.display().to_string(), reason)?;
+            run.quarantine(ItemKind::Row, label, reason)?;
             continue;
         }
-        match export::read_batch(&b, &cfg.export.mapping) {
+        let read =
+            catch_item("ingest", || export::read_batch_with(&b, &cfg.export.mapping, &limits))
+                .and_then(|r| r.map_err(|e| batch_reason(&e)));
+        match read {
             Ok(rows) => batches.push((b, rows)),
-            Err(e) => {
-                let reason = QuarantineReason::InputInvalid(e.to_string());
-                run.quarantine(
-                    ItemKind::Row,
-                    dir.join(&cfg.export.mapping.table).display().to_string(),
-                    reason,
-                )?;
+            Err(reason) => {
+                // As the daemon records it: batch label and table, never the input's path.
+                let source = format!("{label}/{}", cfg.export.mapping.table);
+                run.quarantine(ItemKind::Row, source, reason)?;
             }
         }
     }
@@ -257,12 +319,7 @@ pub fn run(
     for (bi, (batch, rows)) in batches.into_iter().enumerate() {
         for err in &rows.errors {
             let reason = QuarantineReason::InputInvalid(err.to_string());
-            run.quarantine(
-                ItemKind::Row,
-                batch.path.join(&cfg.export.mapping.table).display().to_string()
-                    + &format!(" row {}", err.row),
-                reason,
-            )?;
+            run.quarantine(ItemKind::Row, err.to_string(), reason)?;
         }
         for mut exam in rows.exams {
             done += 1;
@@ -270,27 +327,43 @@ pub fn run(
             run.report.counts.exams_in += 1;
             let Some(key) = run.gate.exam_key(&exam) else {
                 let r = QuarantineReason::RequiredFieldInvalid("exam_id".into());
-                run.quarantine(ItemKind::Exam, local_source(&batch, &exam), r)?;
+                run.quarantine(ItemKind::Exam, local_source(&exam), r)?;
                 continue;
             };
             let Some(revision) = exports.revision_of(&key, (bi, exam.source.row)) else {
                 run.report.counts.superseded += 1;
                 continue;
             };
-            let _ = export::load_attachments(&batch, &mut exam, rows.encoding, &cfg.export.mapping)
-                .map_err(|e| tracing::warn!(error = %e, "attachments unreadable"));
-            run.report.counts.images_in += exam.images.len() as u64;
-            for (path, why) in exam.missing_images.clone() {
-                let r = QuarantineReason::InputInvalid(format!("image unreadable: {why}"));
-                run.quarantine(
-                    ItemKind::Image,
-                    batch.path.parent().unwrap_or(&batch.path).join(path).display().to_string(),
-                    r,
-                )?;
+            let loaded = catch_item("ingest", || {
+                let profile = &cfg.export.mapping;
+                export::load_attachments_with(&batch, &mut exam, rows.encoding, profile, &limits)
+            });
+            let refused = match loaded {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => attachment_reason(&e).or_else(|| {
+                    tracing::warn!(error = %e, "attachments unreadable");
+                    None
+                }),
+                Err(panicked) => Some(panicked),
+            };
+            if let Some(reason) = refused {
+                // A link or special file on the way, or over a cap: nothing read for this
+                // exam goes on; the rest of the batch does.
+                run.quarantine(ItemKind::Exam, local_source(&exam), reason)?;
+                continue;
             }
-            match run.gate.exam(&exam, revision) {
+            run.report.counts.images_in += exam.images.len() as u64;
+            for (n, (_path, why)) in exam.missing_images.clone().into_iter().enumerate() {
+                // By position, as the daemon: the image path holds the 検査ID.
+                let r = QuarantineReason::InputInvalid(format!("image unreadable: {why}"));
+                let source = format!("{}: missing image {n}", exam.source);
+                run.quarantine(ItemKind::Image, source, r)?;
+            }
+            let outcome = catch_item("deid", || run.gate.exam(&exam, revision))
+                .unwrap_or_else(|reason| DeidOutcome::Quarantined { reason });
+            match outcome {
                 DeidOutcome::Quarantined { reason } => {
-                    run.quarantine(ItemKind::Exam, local_source(&batch, &exam), reason)?;
+                    run.quarantine(ItemKind::Exam, local_source(&exam), reason)?;
                 }
                 DeidOutcome::Package { package, withheld } => {
                     let id = run.outbox.put(&package)?;
@@ -298,20 +371,8 @@ pub fn run(
                     run.report.counts.images_out += package.files().len() as u64;
                     run.report.packages.push(id);
                     for w in withheld {
-                        let src = exam
-                            .images
-                            .iter()
-                            .find(|i| i.index == w.image_index)
-                            .map(|i| {
-                                batch
-                                    .path
-                                    .parent()
-                                    .unwrap_or(&batch.path)
-                                    .join(&i.rel_path)
-                                    .display()
-                                    .to_string()
-                            })
-                            .unwrap_or_else(|| local_source(&batch, &exam));
+                        // By index, as the daemon: the image path holds the 検査ID.
+                        let src = format!("{}: image {}", exam.source, w.image_index);
                         run.quarantine(ItemKind::Image, src, w.reason)?;
                     }
                 }
@@ -322,14 +383,15 @@ pub fn run(
         done += 1;
         progress(done, total);
         run.report.counts.dicom_in += 1;
-        // Errors name the file by its position, not its name: a DICOM file name may carry the
-        // patient's name. `gateway quarantine show` gives the path, locally.
+        // Errors and the state name the file by its position in the walk, not its name: a
+        // DICOM file name may carry the patient's name.
         let label = format!("dicom file {}", n + 1);
         let outcome = match std::fs::read(&f) {
             Err(e) => DeidOutcome::Quarantined {
                 reason: QuarantineReason::InputInvalid(format!("{label}: cannot read: {e}")),
             },
-            Ok(bytes) => run.gate.dicom(&label, &bytes),
+            Ok(bytes) => catch_item("dicom", || run.gate.dicom(&label, &bytes))
+                .unwrap_or_else(|reason| DeidOutcome::Quarantined { reason }),
         };
         match outcome {
             DeidOutcome::Package { package, .. } => {
@@ -338,7 +400,7 @@ pub fn run(
                 run.report.packages.push(id);
             }
             DeidOutcome::Quarantined { reason } => {
-                run.quarantine(ItemKind::Dicom, f.display().to_string(), reason)?;
+                run.quarantine(ItemKind::Dicom, label, reason)?;
             }
         }
     }
@@ -349,11 +411,8 @@ pub fn run(
     Ok(run.report)
 }
 
-fn local_source(batch: &BatchDir, exam: &RawExam) -> String {
-    format!(
-        "{} row {} (line {})",
-        batch.path.parent().unwrap_or(&batch.path).join(&exam.source.file).display(),
-        exam.source.row,
-        exam.source.line
-    )
+/// Where an exam came from, as the daemon records it: the table under the batch's label, row
+/// and line; never the input's path or the batch folder's name.
+fn local_source(exam: &RawExam) -> String {
+    exam.source.to_string()
 }

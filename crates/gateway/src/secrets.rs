@@ -1,7 +1,14 @@
 //! The box's secret store: one 256-bit root secret from which purpose keys are derived
 //! (HKDF-SHA-256, ring). Today the root lives in a 0600 file in the state directory; the
 //! identity issue seals it with the TPM. Keys are never logged, serialized or uploaded.
+//!
+//! The root is created only on a fresh box. Pseudonyms, date shifts, the spool's encryption
+//! and the outbox seals all derive from it: if it is missing while the state directory holds
+//! data made with it, a new one would silently break linkage at the hub and strand the spool,
+//! so opening refuses instead ([`SecretsError::RootMissing`]).
 
+use crate::config::GatewayConfig;
+use crate::state::Db;
 use ring::{aead, hkdf, hmac, rand::SecureRandom};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +32,26 @@ pub enum SecretsError {
         /// Its length in bytes.
         len: usize,
     },
+    /// The root secret is missing, but the state directory holds data made with it.
+    #[error(
+        "secret store {path}: the root secret is missing, but the state directory still holds \
+         data made with it ({evidence}). A new secret would change every pseudonym and date \
+         shift (the hub could no longer link this box's exams) and leave the spool and \
+         quarantine undecryptable, so the gateway does not create one. Restore {path} from \
+         its backup (owner-only, mode 0600). To start over on purpose, move {state_dir} \
+         aside first."
+    )]
+    RootMissing {
+        /// The root secret file.
+        path: PathBuf,
+        /// What was found (a path and what it holds; no values).
+        evidence: String,
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// The state database could not be checked for existing data.
+    #[error("secret store: checking the state directory: {0}")]
+    State(#[from] crate::state::StateError),
     /// The root secret file is readable by others.
     #[error("secret store {path}: permissions {mode:o} are too open (expected 0600)")]
     Permissions {
@@ -42,6 +69,10 @@ enum KeyPurpose {
     Pseudonym,
     /// AES-256-GCM key of the spool and quarantine files.
     SpoolEncryption,
+    /// HMAC key sealing the outbox's manifests (only sealed packages go out).
+    OutboxSeal,
+    /// HMAC key of the labels naming export batch folders in state and logs.
+    BatchLabel,
 }
 
 impl KeyPurpose {
@@ -49,8 +80,61 @@ impl KeyPurpose {
         match self {
             KeyPurpose::Pseudonym => b"fgw/v1/pseudonym-hmac",
             KeyPurpose::SpoolEncryption => b"fgw/v1/spool-aes256gcm",
+            KeyPurpose::OutboxSeal => b"fgw/v1/outbox-seal-hmac",
+            KeyPurpose::BatchLabel => b"fgw/v1/batch-label-hmac",
         }
     }
+}
+
+/// What the state directory holds besides the secret store, checked before a missing root
+/// secret may be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExistingState {
+    /// Nothing made with a root secret: a fresh box (or a state directory moved aside).
+    Fresh,
+    /// Data made with the root secret, described (path and what it holds).
+    Found(String),
+}
+
+impl ExistingState {
+    /// Looks at the state database (items, DICOM instance keys, pulled studies), the spool,
+    /// the quarantine and the outbox of `cfg`. Creates nothing.
+    pub fn probe(cfg: &GatewayConfig) -> Result<ExistingState, SecretsError> {
+        let db = cfg.db_path();
+        if let Some(table) = Db::holds_keyed_data(&db)? {
+            return Ok(ExistingState::Found(format!(
+                "state database {} has rows in `{table}`",
+                db.display()
+            )));
+        }
+        for (dir, suffix) in [
+            (cfg.spool_dir(), ".fgws"),
+            (cfg.quarantine_dir(), ".fgws"),
+            (cfg.outbox_dir().join("packages"), ".json"),
+        ] {
+            let n = count_files(&dir, suffix)
+                .map_err(|source| SecretsError::Io { path: dir.clone(), source })?;
+            if n > 0 {
+                return Ok(ExistingState::Found(format!("{} holds {n} file(s)", dir.display())));
+            }
+        }
+        Ok(ExistingState::Fresh)
+    }
+}
+
+fn count_files(dir: &Path, suffix: &str) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut n = 0;
+    for e in entries {
+        if e?.file_name().to_string_lossy().ends_with(suffix) {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The box's root secret; derives the purpose keys.
@@ -72,8 +156,35 @@ impl hkdf::KeyType for Len32 {
 }
 
 impl Secrets {
-    /// Open the root secret under `dir`, creating it (random, 0600, fsynced) on first start.
-    pub fn open_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
+    /// The box's secret store for `cfg`: [`Secrets::open_or_create`] in its secrets
+    /// directory, with what its state directory holds.
+    pub fn open_for(cfg: &GatewayConfig) -> Result<Secrets, SecretsError> {
+        // The state only matters when the root is missing.
+        let existing = if cfg.secrets_dir().join("root.key").exists() {
+            ExistingState::Fresh
+        } else {
+            ExistingState::probe(cfg)?
+        };
+        Secrets::open_or_create(&cfg.secrets_dir(), &existing).map_err(|e| match e {
+            SecretsError::RootMissing { path, evidence, .. } => {
+                SecretsError::RootMissing { path, evidence, state_dir: cfg.state_dir.clone() }
+            }
+            other => other,
+        })
+    }
+
+    /// A root secret for one process only, never written: `gateway deid` without a box
+    /// configuration. Its pseudonyms and date shifts match no other run.
+    pub fn ephemeral() -> Secrets {
+        let mut root = [0u8; 32];
+        ring::rand::SystemRandom::new().fill(&mut root).expect("system RNG");
+        Secrets { root }
+    }
+
+    /// Open the root secret under `dir`, creating it (random, 0600, fsynced) only when
+    /// `existing` is [`ExistingState::Fresh`]; otherwise a missing root is
+    /// [`SecretsError::RootMissing`].
+    pub fn open_or_create(dir: &Path, existing: &ExistingState) -> Result<Secrets, SecretsError> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = dir.join("root.key");
         let io = |source| SecretsError::Io { path: path.clone(), source };
@@ -91,6 +202,14 @@ impl Secrets {
                 Ok(Secrets { root })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let ExistingState::Found(evidence) = existing {
+                    let state_dir = dir.parent().unwrap_or(dir).to_path_buf();
+                    return Err(SecretsError::RootMissing {
+                        path,
+                        evidence: evidence.clone(),
+                        state_dir,
+                    });
+                }
                 let mut root = [0u8; 32];
                 ring::rand::SystemRandom::new().fill(&mut root).expect("system RNG");
                 let tmp = dir.join("root.key.tmp");
@@ -131,6 +250,17 @@ impl Secrets {
         hmac::Key::new(hmac::HMAC_SHA256, &self.derive(KeyPurpose::Pseudonym))
     }
 
+    /// The HMAC-SHA-256 key the outbox seals its manifests with.
+    pub fn outbox_key(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &self.derive(KeyPurpose::OutboxSeal))
+    }
+
+    /// The HMAC-SHA-256 key of the batch labels (`crate::state::BatchLabel`): the box names
+    /// an export batch folder by it, never by the folder's own name.
+    pub fn batch_label_key(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &self.derive(KeyPurpose::BatchLabel))
+    }
+
     /// The AES-256-GCM key of the spool and quarantine files.
     pub fn spool_key(&self) -> aead::LessSafeKey {
         let k =
@@ -146,9 +276,62 @@ mod tests {
     #[test]
     fn created_once_and_stable() {
         let d = tempfile::tempdir().unwrap();
-        let a = Secrets::open_or_create(d.path()).unwrap();
-        let b = Secrets::open_or_create(d.path()).unwrap();
+        let a = Secrets::open_or_create(d.path(), &ExistingState::Fresh).unwrap();
+        let b = Secrets::open_or_create(d.path(), &ExistingState::Fresh).unwrap();
         assert_eq!(a.root, b.root);
         assert_ne!(a.derive(KeyPurpose::Pseudonym), a.derive(KeyPurpose::SpoolEncryption));
+        assert_ne!(a.derive(KeyPurpose::OutboxSeal), a.derive(KeyPurpose::Pseudonym));
+        assert_ne!(a.derive(KeyPurpose::BatchLabel), a.derive(KeyPurpose::Pseudonym));
+        assert_ne!(Secrets::ephemeral().root, Secrets::ephemeral().root);
+    }
+
+    fn config(state: &Path) -> GatewayConfig {
+        let text = format!("facility_id = \"F1\"\nstate_dir = \"{}\"\n", state.display());
+        GatewayConfig::from_toml(Path::new("/etc/g.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn a_missing_root_with_existing_state_is_refused_not_regenerated() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path());
+        let first = Secrets::open_for(&cfg).unwrap();
+        // State made with that secret: a recorded item.
+        let db = Db::open(&cfg.db_path()).unwrap();
+        let item = crate::state::NewItem::new(
+            crate::state::ItemKind::Report,
+            crate::state::Origin::Daemon,
+            "hl7 msg 1",
+        );
+        db.insert(&item).unwrap();
+        drop(db);
+        std::fs::remove_file(cfg.secrets_dir().join("root.key")).unwrap();
+        let e = Secrets::open_for(&cfg).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, SecretsError::RootMissing { .. }), "{msg}");
+        assert!(msg.contains("root.key") && msg.contains("state.sqlite"), "{msg}");
+        assert!(msg.contains("Restore") && msg.contains(&d.path().display().to_string()), "{msg}");
+        assert!(!cfg.secrets_dir().join("root.key").exists(), "no new secret was written");
+        // Restoring the file is the fix.
+        std::fs::create_dir_all(cfg.secrets_dir()).unwrap();
+        std::fs::write(cfg.secrets_dir().join("root.key"), first.root).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let perm = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(cfg.secrets_dir().join("root.key"), perm).unwrap();
+        assert_eq!(Secrets::open_for(&cfg).unwrap().root, first.root);
+    }
+
+    #[test]
+    fn spool_files_alone_count_as_state_and_an_empty_database_does_not() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path());
+        // `gateway status` before the first run creates an empty database: still fresh.
+        drop(Db::open(&cfg.db_path()).unwrap());
+        assert_eq!(ExistingState::probe(&cfg).unwrap(), ExistingState::Fresh);
+        std::fs::create_dir_all(cfg.quarantine_dir()).unwrap();
+        std::fs::write(cfg.quarantine_dir().join("q-1.fgws"), b"sealed").unwrap();
+        match ExistingState::probe(&cfg).unwrap() {
+            ExistingState::Found(what) => assert!(what.contains("quarantine"), "{what}"),
+            ExistingState::Fresh => panic!("quarantine files are state"),
+        }
     }
 }

@@ -4,30 +4,93 @@
 //! [`Peer`] extension for its connection. Handlers only authorize (role, facility).
 //! Error bodies are [`ApiError`] JSON whose text names ids and reasons, never data values;
 //! logs carry device id, method, route, status and package id only.
+//!
+//! Object bodies are streamed to the object store as they arrive (never held whole); every
+//! body must keep up a minimum rate after a grace period; a device has a bounded number of
+//! uploads in progress; a facility sees and references only the objects it uploaded.
 
+use super::intake::{self, IntakeError, ObjectIntake};
 use super::store::{MetaStore, ObjectStore, StoreError};
 use super::{Caller, Role};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use fgw_format::ids::{FacilityId, PackageId, Sha256Hex};
-use fgw_format::package::protocol::{Ack, ApiError, DicomListing, ExamListing, OBJECTS, PACKAGES};
-use fgw_format::package::{Manifest, PackageError};
+use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
+use fgw_format::package::protocol::{
+    Ack, ApiError, DicomListing, ExamListing, MissingObjects, ObjectAck, Stored, OBJECTS, PACKAGES,
+};
 use serde::Serialize;
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Seconds a client told "too many uploads" should wait (`Retry-After`).
+pub(crate) const RETRY_AFTER_SECS: u64 = 5;
+
+/// Chunks queued between the network and the file writer of one upload: with hyper's read
+/// buffer, what bounds one upload's memory.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The limits handlers enforce (from `hub.toml`).
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_object_bytes: u64,
+    pub(crate) max_manifest_bytes: u64,
+    pub(crate) facility_quota_bytes: u64,
+    pub(crate) max_uploads_per_device: u32,
+    /// Grace before `min_body_bytes_per_sec` applies.
+    pub(crate) body_timeout: Duration,
+    pub(crate) min_body_bytes_per_sec: u64,
+}
 
 /// Shared state of all connections.
 pub(crate) struct HubState {
     pub(crate) objects: Arc<dyn ObjectStore>,
     pub(crate) meta: Arc<dyn MetaStore>,
-    pub(crate) max_object_bytes: usize,
-    pub(crate) max_manifest_bytes: usize,
+    pub(crate) limits: Limits,
+    pub(crate) uploads: UploadSlots,
+}
+
+/// Uploads in progress per device.
+#[derive(Debug, Default)]
+pub(crate) struct UploadSlots {
+    busy: Arc<Mutex<HashMap<DeviceId, u32>>>,
+}
+
+/// One device's upload slot, given back on drop (also when the request is cut).
+pub(crate) struct UploadSlot {
+    busy: Arc<Mutex<HashMap<DeviceId, u32>>>,
+    device: DeviceId,
+}
+
+impl UploadSlots {
+    fn acquire(&self, device: &DeviceId, limit: u32) -> Result<UploadSlot, ApiFailure> {
+        let mut busy = self.busy.lock().map_err(|_| ApiFailure::Internal)?;
+        let n = busy.entry(device.clone()).or_insert(0);
+        if *n >= limit {
+            return Err(ApiFailure::TooManyUploads { device: device.clone(), limit });
+        }
+        *n += 1;
+        Ok(UploadSlot { busy: self.busy.clone(), device: device.clone() })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.busy.lock() {
+            if let Some(n) = busy.get_mut(&self.device) {
+                *n -= 1;
+                if *n == 0 {
+                    busy.remove(&self.device);
+                }
+            }
+        }
+    }
 }
 
 /// Who is on the other end of a connection, decided once per TLS connection.
@@ -40,31 +103,29 @@ pub(crate) enum Peer {
     },
 }
 
-use fgw_format::package::protocol::{MissingObjects, ObjectAck};
-
 /// Why a request failed; each maps to one status. Messages carry ids and reasons only.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiFailure {
     #[error("client certificate is not registered with this hub")]
     Unregistered,
-    #[error("{param} in the URL is malformed")]
-    BadParam { param: &'static str },
     #[error("role {} may not {action}", role.as_str())]
     RoleNotAllowed { role: Role, action: &'static str },
-    #[error("manifest facility {manifest} does not match the certificate's facility {caller}")]
-    FacilityMismatch { manifest: FacilityId, caller: FacilityId },
     #[error("facility {requested} is not the certificate's facility {caller}")]
     ForeignFacility { requested: FacilityId, caller: FacilityId },
-    #[error("{what}: body does not hash to {expected}")]
-    HashMismatch { what: &'static str, expected: Sha256Hex },
-    #[error("manifest rejected: {reason}")]
-    BadManifest { reason: String },
+    #[error(transparent)]
+    Intake(IntakeError),
     #[error("file {path}: stored object {sha256} has a different size than the manifest says")]
     SizeMismatch { path: String, sha256: Sha256Hex },
     #[error("{} object(s) missing; upload them, then retry the manifest", missing.len())]
     MissingObjects { missing: Vec<Sha256Hex> },
-    #[error("body rejected ({status})")]
-    Body { status: StatusCode },
+    #[error("device {device} already has {limit} upload(s) in progress; retry later")]
+    TooManyUploads { device: DeviceId, limit: u32 },
+    #[error("facility {facility} is over its storage quota of {quota} bytes; ask the society")]
+    QuotaExceeded { facility: FacilityId, quota: u64 },
+    #[error("request body too slow (under {min_rate} bytes/s after {grace_secs} s); cut")]
+    BodyTimeout { min_rate: u64, grace_secs: u64 },
+    #[error("request body could not be read")]
+    BodyRead,
     #[error("no such route")]
     NotFound,
     #[error("internal storage error")]
@@ -78,17 +139,35 @@ impl ApiFailure {
         match self {
             ApiFailure::Unregistered
             | ApiFailure::RoleNotAllowed { .. }
-            | ApiFailure::FacilityMismatch { .. }
             | ApiFailure::ForeignFacility { .. } => StatusCode::FORBIDDEN,
-            ApiFailure::BadParam { .. } => StatusCode::BAD_REQUEST,
-            ApiFailure::HashMismatch { .. }
-            | ApiFailure::BadManifest { .. }
-            | ApiFailure::SizeMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiFailure::Intake(e) => match e {
+                IntakeError::BadParam { .. } | IntakeError::BadLength => StatusCode::BAD_REQUEST,
+                IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                IntakeError::HashMismatch { .. } | IntakeError::BadManifest { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                IntakeError::FacilityMismatch { .. } => StatusCode::FORBIDDEN,
+                IntakeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiFailure::SizeMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiFailure::MissingObjects { .. } => StatusCode::CONFLICT,
-            ApiFailure::Body { status } => *status,
+            ApiFailure::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiFailure::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            ApiFailure::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiFailure::BodyRead => StatusCode::BAD_REQUEST,
             ApiFailure::NotFound => StatusCode::NOT_FOUND,
             ApiFailure::Store(_) | ApiFailure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// The request body may be unread: tell the client the connection ends here.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ApiFailure::BodyTimeout { .. }
+                | ApiFailure::BodyRead
+                | ApiFailure::Intake(IntakeError::TooLarge { .. })
+        )
     }
 }
 
@@ -96,9 +175,23 @@ impl From<StoreError> for ApiFailure {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::HashMismatch { expected } => {
-                ApiFailure::HashMismatch { what: "object", expected }
+                ApiFailure::Intake(IntakeError::HashMismatch { what: "object", expected })
+            }
+            StoreError::ObjectsNotHeld { missing, .. } => ApiFailure::MissingObjects { missing },
+            StoreError::ObjectSize { path, sha256 } => ApiFailure::SizeMismatch { path, sha256 },
+            StoreError::QuotaExceeded { facility, quota } => {
+                ApiFailure::QuotaExceeded { facility, quota }
             }
             other => ApiFailure::Store(other),
+        }
+    }
+}
+
+impl From<IntakeError> for ApiFailure {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Store(s) => s.into(),
+            other => ApiFailure::Intake(other),
         }
     }
 }
@@ -106,42 +199,26 @@ impl From<StoreError> for ApiFailure {
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiFailure::Store(e) = &self {
+        if let ApiFailure::Store(e) | ApiFailure::Intake(IntakeError::Store(e)) = &self {
             // The detail (paths) is for the hub's operator, not for the client.
             tracing::error!(error = %e, "store failure");
         }
         let error = self.to_string();
-        match self {
+        let close = self.closes_connection();
+        let retry = matches!(self, ApiFailure::TooManyUploads { .. });
+        let mut resp = match self {
             ApiFailure::MissingObjects { missing } => {
                 (status, Json(MissingObjects { error, missing })).into_response()
             }
             _ => (status, Json(ApiError { error })).into_response(),
+        };
+        if retry {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
-    }
-}
-
-/// Describe a manifest parse failure without quoting the manifest (serde_json's messages
-/// can contain field values).
-fn manifest_reason(e: &PackageError) -> String {
-    match e {
-        PackageError::Json(j) => {
-            format!(
-                "not valid package JSON ({:?} at line {}, column {})",
-                j.classify(),
-                j.line(),
-                j.column()
-            )
+        if close {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        PackageError::KindMismatch { .. } => "kind does not match content".to_string(),
-        PackageError::Version { .. } => {
-            format!(
-                "format or version not supported (expected {} v{})",
-                fgw_format::package::FORMAT,
-                fgw_format::package::FORMAT_VERSION
-            )
-        }
-        PackageError::DuplicatePath { .. } => "a file path is listed twice".into(),
-        PackageError::BadPath { .. } => "a file path is not a plain relative path".into(),
+        resp
     }
 }
 
@@ -151,10 +228,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|_| ApiFailure::Internal)?.map_err(Into::into)
 }
 
-fn parse_sha(s: &str, param: &'static str) -> Result<Sha256Hex, ApiFailure> {
-    Sha256Hex::new(s).map_err(|_| ApiFailure::BadParam { param })
-}
-
 fn require_device(caller: &Caller, action: &'static str) -> Result<(), ApiFailure> {
     match caller.role {
         Role::Device => Ok(()),
@@ -162,22 +235,13 @@ fn require_device(caller: &Caller, action: &'static str) -> Result<(), ApiFailur
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiFailure> {
-    body.map_err(|r| ApiFailure::Body { status: r.status() })
-}
-
 /// The API router. Requests must carry a [`Peer`] extension (inserted per connection by the
 /// server; tests may insert it directly).
 pub(crate) fn router(state: Arc<HubState>) -> Router {
-    let object_limit = DefaultBodyLimit::max(state.max_object_bytes);
-    let manifest_limit = DefaultBodyLimit::max(state.max_manifest_bytes);
     Router::new()
         .route("/v1/health", get(health))
-        .route(
-            &format!("{OBJECTS}/:sha256"),
-            get(get_object_head).put(put_object).layer(object_limit),
-        )
-        .route(&format!("{PACKAGES}/:package_id"), put(put_package).layer(manifest_limit))
+        .route(&format!("{OBJECTS}/:sha256"), get(get_object_head).put(put_object))
+        .route(&format!("{PACKAGES}/:package_id"), put(put_package))
         .route("/v1/facilities/:facility/exams", get(list_exams))
         .route("/v1/facilities/:facility/dicom", get(list_dicom))
         .fallback(|| async { ApiFailure::NotFound })
@@ -186,22 +250,8 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .layer(middleware::from_fn(authorize_and_log))
 }
 
-/// Route template and package id of a request path, for the log line (so object hashes and
-/// other path parts never reach the log).
-fn route_of(path: &str) -> (&'static str, Option<PackageId>) {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segs.as_slice() {
-        ["v1", "health"] => ("/v1/health", None),
-        ["v1", "objects", _] => ("/v1/objects/{sha256}", None),
-        ["v1", "packages", id] => ("/v1/packages/{package_id}", Sha256Hex::new(*id).ok()),
-        ["v1", "facilities", _, "exams"] => ("/v1/facilities/{facility}/exams", None),
-        ["v1", "facilities", _, "dicom"] => ("/v1/facilities/{facility}/dicom", None),
-        _ => ("(unknown)", None),
-    }
-}
-
 async fn authorize_and_log(mut req: Request, next: Next) -> Response {
-    let (route, package_id) = route_of(req.uri().path());
+    let (route, package_id) = intake::log_route(req.uri().path());
     let method = req.method().clone();
 
     match req.extensions().get::<Peer>().cloned() {
@@ -244,29 +294,162 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// `HEAD` (and `GET`, answered without the bytes): 200 if the object is stored, else 404.
+/// `HEAD` (and `GET`, answered without the bytes): 200 if the caller's facility holds the
+/// object (it uploaded it, and the blob is there), else 404 — also when another facility
+/// holds it.
 async fn get_object_head(
     State(state): State<Arc<HubState>>,
+    Extension(caller): Extension<Caller>,
     Path(sha): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
-    let sha = parse_sha(&sha, "sha256")?;
+    let sha = intake::object_name(&sha)?;
+    let (objects, meta) = (state.objects.clone(), state.meta.clone());
+    let held = blocking(move || {
+        Ok(meta.held_size(&caller.facility, &sha)?.is_some() && objects.has(&sha)?)
+    })
+    .await?;
+    Ok(if held { StatusCode::OK } else { StatusCode::NOT_FOUND })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(header::CONTENT_LENGTH).map(HeaderValue::as_bytes)
+}
+
+/// Reads a request body frame by frame under the rate rule: after `grace`, the body must have
+/// averaged at least `min_rate` bytes/s since it started, or it is cut.
+struct BodyReader {
+    body: Body,
+    started: Instant,
+    received: u64,
+    grace: Duration,
+    min_rate: u64,
+}
+
+impl BodyReader {
+    fn new(body: Body, limits: &Limits) -> BodyReader {
+        BodyReader {
+            body,
+            started: Instant::now(),
+            received: 0,
+            grace: limits.body_timeout,
+            min_rate: limits.min_body_bytes_per_sec.max(1),
+        }
+    }
+
+    /// The next data chunk, `None` at the end of the body.
+    async fn next(&mut self) -> Result<Option<Bytes>, ApiFailure> {
+        use hyper::body::Body as _;
+        loop {
+            // The moment the bytes received so far stop covering the minimum rate.
+            let owed = Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
+            let deadline = self.started + self.grace + owed;
+            let frame =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut self.body).poll_frame(cx));
+            let frame = match tokio::time::timeout_at(deadline, frame).await {
+                Err(_) => {
+                    return Err(ApiFailure::BodyTimeout {
+                        min_rate: self.min_rate,
+                        grace_secs: self.grace.as_secs(),
+                    })
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(_))) => return Err(ApiFailure::BodyRead),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            // Trailers carry nothing the hub uses.
+            if let Ok(data) = frame.into_data() {
+                self.received += data.len() as u64;
+                return Ok(Some(data));
+            }
+        }
+    }
+}
+
+enum Chunk {
+    Data(Bytes),
+    End,
+}
+
+/// Stream an object body into the store: network chunks go over a short queue to a blocking
+/// thread that writes and hashes them. Returns whether the blob was new, and its size.
+async fn stream_object(
+    state: &HubState,
+    sha: &Sha256Hex,
+    body: Body,
+) -> Result<(Stored, u64), ApiFailure> {
     let objects = state.objects.clone();
-    let present = blocking(move || objects.has(&sha)).await?;
-    Ok(if present { StatusCode::OK } else { StatusCode::NOT_FOUND })
+    let key = sha.clone();
+    let writer = blocking(move || objects.writer(&key)).await?;
+    let mut intake = ObjectIntake::new(writer, state.limits.max_object_bytes);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let sink = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            match chunk {
+                Chunk::Data(bytes) => intake.push(&bytes)?,
+                Chunk::End => return intake.finish().map(Some),
+            }
+        }
+        // The request ended without its body (cut, timed out): dropping the intake removes
+        // the temporary file.
+        Ok(None)
+    });
+    let mut reader = BodyReader::new(body, &state.limits);
+    let read = async {
+        while let Some(data) = reader.next().await? {
+            if tx.send(Chunk::Data(data)).await.is_err() {
+                // The writer stopped (limit or I/O error): its result says why.
+                return Ok(());
+            }
+        }
+        let _ = tx.send(Chunk::End).await;
+        Ok::<(), ApiFailure>(())
+    };
+    let read = read.await;
+    drop(tx);
+    let written = sink.await.map_err(|_| ApiFailure::Internal)?;
+    // A writer error is the more precise cause; otherwise a read error.
+    match (written, read) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(_), Err(e)) => Err(e),
+        (Ok(Some(done)), Ok(())) => Ok(done),
+        (Ok(None), Ok(())) => Err(ApiFailure::Internal),
+    }
 }
 
 async fn put_object(
     State(state): State<Arc<HubState>>,
     Extension(caller): Extension<Caller>,
     Path(sha): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<ObjectAck>, ApiFailure> {
     require_device(&caller, "upload objects")?;
-    let sha = parse_sha(&sha, "sha256")?;
-    let body = body_bytes(body)?;
-    let objects = state.objects.clone();
-    let key = sha.clone();
-    let stored = blocking(move || objects.put(&key, &body)).await?;
+    let sha = intake::object_name(&sha)?;
+    let limits = &state.limits;
+    let declared = intake::declared_length(content_length(&headers), limits.max_object_bytes)?;
+    let _slot = state.uploads.acquire(&caller.device, limits.max_uploads_per_device)?;
+
+    // Refuse before reading when the declared size cannot fit the quota (an object the
+    // facility already holds costs nothing).
+    if let Some(n) = declared {
+        let (meta, facility, key, quota) =
+            (state.meta.clone(), caller.facility.clone(), sha.clone(), limits.facility_quota_bytes);
+        blocking(move || {
+            if meta.held_size(&facility, &key)?.is_none()
+                && meta.facility_usage(&facility)?.saturating_add(n) > quota
+            {
+                return Err(StoreError::QuotaExceeded { facility, quota });
+            }
+            Ok(())
+        })
+        .await?;
+    }
+
+    let (_, size) = stream_object(&state, &sha, body).await?;
+    let (meta, facility, key, quota) =
+        (state.meta.clone(), caller.facility.clone(), sha.clone(), limits.facility_quota_bytes);
+    // A blob refused here for the quota is held by no one and goes at the next collection.
+    let stored = blocking(move || meta.hold_object(&facility, &key, size, quota)).await?;
     Ok(Json(ObjectAck { sha256: sha, stored }))
 }
 
@@ -274,23 +457,28 @@ async fn put_package(
     State(state): State<Arc<HubState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Ack>, ApiFailure> {
     require_device(&caller, "upload packages")?;
-    let package_id = parse_sha(&id, "package_id")?;
-    let body = body_bytes(body)?;
-    if Manifest::id_of(&body) != package_id {
-        return Err(ApiFailure::HashMismatch { what: "manifest", expected: package_id });
-    }
-    let manifest = Manifest::parse(&body)
-        .map_err(|e| ApiFailure::BadManifest { reason: manifest_reason(&e) })?;
-    if manifest.facility_id != caller.facility {
-        return Err(ApiFailure::FacilityMismatch {
-            manifest: manifest.facility_id,
-            caller: caller.facility,
-        });
-    }
+    let package_id = intake::package_id(&id)?;
+    let limit = state.limits.max_manifest_bytes;
+    let declared = intake::declared_length(content_length(&headers), limit)?;
+    let _slot = state.uploads.acquire(&caller.device, state.limits.max_uploads_per_device)?;
 
+    // A manifest is parsed whole, so it is read whole (at most max_manifest_bytes).
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut reader = BodyReader::new(body, &state.limits);
+    while let Some(chunk) = reader.next().await? {
+        if bytes.len() as u64 + chunk.len() as u64 > limit {
+            return Err(IntakeError::TooLarge { limit }.into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let manifest = intake::check_manifest(&bytes, &package_id, &caller.facility)?;
+
+    // The blobs must be there with the sizes given (the holdings are checked again, in the
+    // metadata transaction that records the package).
     let objects = state.objects.clone();
     let files = manifest.files.clone();
     let missing = blocking(move || {
@@ -300,14 +488,18 @@ async fn put_package(
                 None => {
                     missing.insert(f.sha256.clone());
                 }
-                Some(n) if n != f.size => return Ok(Err((f.path.clone(), f.sha256.clone()))),
+                Some(n) if n != f.size => {
+                    return Err(StoreError::ObjectSize {
+                        path: f.path.clone(),
+                        sha256: f.sha256.clone(),
+                    })
+                }
                 Some(_) => {}
             }
         }
-        Ok(Ok(missing))
+        Ok(missing)
     })
     .await?;
-    let missing = missing.map_err(|(path, sha256)| ApiFailure::SizeMismatch { path, sha256 })?;
     if !missing.is_empty() {
         return Err(ApiFailure::MissingObjects { missing: missing.into_iter().collect() });
     }
@@ -315,14 +507,15 @@ async fn put_package(
     let meta = state.meta.clone();
     let (facility, device, id) =
         (caller.facility.clone(), caller.device.clone(), package_id.clone());
-    let stored = blocking(move || meta.record_package(&facility, &device, &id, &manifest)).await?;
+    let stored =
+        blocking(move || meta.record_package(&facility, &device, &id, &manifest, &bytes)).await?;
     Ok(Json(Ack { package_id, stored, facility_id: caller.facility }))
 }
 
 /// The facility a listing asks for, if the caller may read it (a device only its own).
 fn listing_facility(caller: &Caller, facility: String) -> Result<FacilityId, ApiFailure> {
-    let facility =
-        FacilityId::new(facility).map_err(|_| ApiFailure::BadParam { param: "facility" })?;
+    let facility = FacilityId::new(facility)
+        .map_err(|_| ApiFailure::Intake(IntakeError::BadParam { param: "facility" }))?;
     if caller.role == Role::Device && facility != caller.facility {
         return Err(ApiFailure::ForeignFacility {
             requested: facility,
@@ -357,21 +550,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_routes_hide_object_hashes() {
-        let sha = Sha256Hex::of(b"x");
-        assert_eq!(route_of(&format!("/v1/objects/{sha}")), ("/v1/objects/{sha256}", None));
-        assert_eq!(
-            route_of(&format!("/v1/packages/{sha}")),
-            ("/v1/packages/{package_id}", Some(sha))
-        );
-        assert_eq!(route_of("/etc/passwd").0, "(unknown)");
+    fn upload_slots_are_per_device_and_given_back() {
+        let slots = UploadSlots::default();
+        let (a, b) = (DeviceId::new("gw-1").unwrap(), DeviceId::new("gw-2").unwrap());
+        let first = slots.acquire(&a, 2).unwrap();
+        let second = slots.acquire(&a, 2).unwrap();
+        let e = slots.acquire(&a, 2).err().unwrap();
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.to_string().contains("gw-1"));
+        let other = slots.acquire(&b, 2).unwrap();
+        drop(first);
+        let third = slots.acquire(&a, 2).unwrap();
+        drop((second, third, other));
+        assert!(slots.busy.lock().unwrap().is_empty());
     }
 
     #[test]
-    fn manifest_errors_do_not_quote_values() {
-        let e = Manifest::parse(br#"{"format": "secret-value"}"#).unwrap_err();
-        assert!(!manifest_reason(&e).contains("secret-value"));
-        let e = serde_json::from_str::<u32>(r#""secret-value""#).unwrap_err();
-        assert!(!manifest_reason(&PackageError::Json(e)).contains("secret-value"));
+    fn refusals_that_leave_a_body_unread_close_the_connection() {
+        let r = ApiFailure::BodyTimeout { min_rate: 1, grace_secs: 1 }.into_response();
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(r.headers()[header::CONNECTION], "close");
+        let r = ApiFailure::TooManyUploads { device: DeviceId::new("gw-1").unwrap(), limit: 1 }
+            .into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
     }
 }

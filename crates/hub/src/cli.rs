@@ -9,7 +9,8 @@
 use clap::{Args, Parser, Subcommand};
 use fgw_format::ids::{DeviceId, FacilityId};
 use fgw_hub::ca;
-use fgw_hub::store::{MetaStore, SqliteMetaStore};
+use fgw_hub::gc;
+use fgw_hub::store::{FsObjectStore, MetaStore, SqliteMetaStore};
 use fgw_hub::Role;
 use fgw_hub::{ConfigError, HubConfig};
 use serde_json::json;
@@ -61,6 +62,9 @@ enum Command {
     /// Config file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Delete objects no manifest references once `gc_grace_secs` has passed (what `hub serve`
+    /// does every `gc_interval_secs`); prints the counts as JSON.
+    Gc(ConfigArgs),
     /// Print the current exams (or DICOM objects) of a facility as JSON (reads the metadata
     /// store directly).
     List {
@@ -151,6 +155,14 @@ fn effective(cfg: &HubConfig) -> serde_json::Value {
         "server_names": cfg.server_names,
         "max_object_bytes": cfg.max_object_bytes,
         "max_manifest_bytes": cfg.max_manifest_bytes,
+        "max_connections": cfg.max_connections,
+        "max_uploads_per_device": cfg.max_uploads_per_device,
+        "header_timeout_secs": cfg.header_timeout_secs,
+        "body_timeout_secs": cfg.body_timeout_secs,
+        "min_body_bytes_per_sec": cfg.min_body_bytes_per_sec,
+        "facility_quota_bytes": cfg.facility_quota_bytes,
+        "gc_grace_secs": cfg.gc_grace_secs,
+        "gc_interval_secs": cfg.gc_interval_secs,
         "tls": {
             "ca_cert": cfg.ca_cert(),
             "ca_key": cfg.ca_key(),
@@ -209,6 +221,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .build()
                 .map_err(CliError::Runtime)?;
             rt.block_on(fgw_hub::serve(cfg, shutdown_signal()))?;
+        }
+        Command::Gc(args) => {
+            let cfg = load(&args)?;
+            let objects = FsObjectStore::open(&cfg.objects_dir())?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let grace = std::time::Duration::from_secs(cfg.gc_grace_secs);
+            let report = gc::collect(&objects, &meta, grace, std::time::SystemTime::now())?;
+            print_json(&serde_json::to_value(report).expect("report serializes"));
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = HubConfig::load(&file)?;

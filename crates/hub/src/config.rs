@@ -6,6 +6,14 @@
 //! server_names = ["localhost", "127.0.0.1"]
 //! max_object_bytes = 268435456       # 256 MiB
 //! max_manifest_bytes = 4194304       # 4 MiB
+//! max_connections = 256              # open TLS connections; more wait in the listen backlog
+//! max_uploads_per_device = 4         # concurrent PUTs of one device; more get 429
+//! header_timeout_secs = 30           # to send a request's headers (also idle keep-alive)
+//! body_timeout_secs = 60             # a body's grace before min_body_bytes_per_sec applies
+//! min_body_bytes_per_sec = 32768     # slower bodies are cut (408)
+//! facility_quota_bytes = 1099511627776  # 1 TiB of objects per facility; more get 507
+//! gc_grace_secs = 86400              # unreferenced objects are kept this long
+//! gc_interval_secs = 3600            # how often `hub serve` collects
 //!
 //! [tls]                              # each defaults to <data_dir>/pki/<file>
 //! ca_cert = "pki/ca.crt"
@@ -20,11 +28,15 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// Upper bound for `max_object_bytes`: objects are buffered in memory while their hash is
-/// checked, so the limit must stay well below the hub's RAM.
+/// Upper bound for `max_object_bytes`. Objects are streamed to disk, so this is not a memory
+/// bound; it keeps one upload within what a gateway can send in a working day.
 pub(crate) const MAX_OBJECT_BYTES_LIMIT: u64 = 4 << 30;
 /// Upper bound for `max_manifest_bytes`: a manifest is JSON text, never media.
 pub(crate) const MAX_MANIFEST_BYTES_LIMIT: u64 = 64 << 20;
+/// Upper bound for `facility_quota_bytes` (sizes are summed in SQLite's signed 64 bits).
+const MAX_QUOTA_BYTES: u64 = 1 << 62;
+/// Upper bound for the GC periods: a year.
+const MAX_SECS: u64 = 365 * 24 * 3600;
 
 /// A config file that cannot be read or used.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +86,44 @@ pub struct HubConfig {
     /// Largest accepted object (one file of a package). Default 256 MiB.
     #[serde(default = "default_max_object_bytes")]
     pub max_object_bytes: u64,
-    /// Largest accepted manifest. Default 4 MiB.
+    /// Largest accepted manifest. Default 4 MiB. A manifest is parsed in memory, so this
+    /// times the concurrent uploads bounds the memory manifests can take.
     #[serde(default = "default_max_manifest_bytes")]
     pub max_manifest_bytes: u64,
+    /// Open connections served at once. Default 256. Further connections wait in the
+    /// kernel's listen backlog until one closes (idle ones close after
+    /// `header_timeout_secs`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Object and manifest PUTs one device may have in progress. Default 4 (the gateway
+    /// sends one at a time). Above it: 429 with `Retry-After`.
+    #[serde(default = "default_max_uploads_per_device")]
+    pub max_uploads_per_device: u32,
+    /// Seconds a client has to send a request's headers, and an idle keep-alive connection
+    /// is kept. Default 30.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// Seconds of grace for a request body: after it, the body must keep up an average of
+    /// `min_body_bytes_per_sec` since its start or it is cut (408, connection closed).
+    /// Default 60.
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+    /// Slowest body still served, bytes/s. Default 32768: half the gateway's
+    /// `uplink.min_upload_bytes_per_sec`, so the gateway gives up before the hub does.
+    #[serde(default = "default_min_body_bytes_per_sec")]
+    pub min_body_bytes_per_sec: u64,
+    /// Bytes of objects one facility may hold. Default 1 TiB. An upload above it: 507.
+    #[serde(default = "default_facility_quota_bytes")]
+    pub facility_quota_bytes: u64,
+    /// Seconds an object no manifest of its facility references is kept before garbage
+    /// collection deletes it. Default 86400 (24 h): a gateway uploads a package's objects
+    /// before its manifest, and may be cut off in between.
+    #[serde(default = "default_gc_grace_secs")]
+    pub gc_grace_secs: u64,
+    /// Seconds between garbage collections in `hub serve` (the first runs this long after
+    /// start). Default 3600.
+    #[serde(default = "default_gc_interval_secs")]
+    pub gc_interval_secs: u64,
     /// Certificate and key files. Default: all under `<data_dir>/pki/`.
     #[serde(default)]
     pub tls: HubTlsPaths,
@@ -111,6 +158,30 @@ fn default_max_object_bytes() -> u64 {
 fn default_max_manifest_bytes() -> u64 {
     4 << 20
 }
+fn default_max_connections() -> u32 {
+    256
+}
+fn default_max_uploads_per_device() -> u32 {
+    4
+}
+fn default_header_timeout_secs() -> u64 {
+    30
+}
+fn default_body_timeout_secs() -> u64 {
+    60
+}
+fn default_min_body_bytes_per_sec() -> u64 {
+    32 * 1024
+}
+fn default_facility_quota_bytes() -> u64 {
+    1 << 40
+}
+fn default_gc_grace_secs() -> u64 {
+    24 * 3600
+}
+fn default_gc_interval_secs() -> u64 {
+    3600
+}
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -120,6 +191,14 @@ impl Default for HubConfig {
             server_names: default_server_names(),
             max_object_bytes: default_max_object_bytes(),
             max_manifest_bytes: default_max_manifest_bytes(),
+            max_connections: default_max_connections(),
+            max_uploads_per_device: default_max_uploads_per_device(),
+            header_timeout_secs: default_header_timeout_secs(),
+            body_timeout_secs: default_body_timeout_secs(),
+            min_body_bytes_per_sec: default_min_body_bytes_per_sec(),
+            facility_quota_bytes: default_facility_quota_bytes(),
+            gc_grace_secs: default_gc_grace_secs(),
+            gc_interval_secs: default_gc_interval_secs(),
             tls: HubTlsPaths::default(),
         }
     }
@@ -193,6 +272,31 @@ impl HubConfig {
         if !(1..=MAX_MANIFEST_BYTES_LIMIT).contains(&self.max_manifest_bytes) {
             return Err(invalid("max_manifest_bytes", "1 ..= 67108864 (64 MiB)"));
         }
+        if !(1..=65_536).contains(&self.max_connections) {
+            return Err(invalid("max_connections", "1 ..= 65536"));
+        }
+        if !(1..=1024).contains(&self.max_uploads_per_device) {
+            return Err(invalid("max_uploads_per_device", "1 ..= 1024"));
+        }
+        if !(1..=3600).contains(&self.header_timeout_secs) {
+            return Err(invalid("header_timeout_secs", "1 ..= 3600"));
+        }
+        if !(1..=86_400).contains(&self.body_timeout_secs) {
+            return Err(invalid("body_timeout_secs", "1 ..= 86400"));
+        }
+        if !(1..=1 << 30).contains(&self.min_body_bytes_per_sec) {
+            return Err(invalid("min_body_bytes_per_sec", "1 ..= 1073741824"));
+        }
+        if !(1..=MAX_QUOTA_BYTES).contains(&self.facility_quota_bytes) {
+            return Err(invalid("facility_quota_bytes", "1 ..= 2^62"));
+        }
+        // Zero would delete an object between its upload and its manifest.
+        if !(1..=MAX_SECS).contains(&self.gc_grace_secs) {
+            return Err(invalid("gc_grace_secs", "1 ..= 31536000 (a year)"));
+        }
+        if !(1..=MAX_SECS).contains(&self.gc_interval_secs) {
+            return Err(invalid("gc_interval_secs", "1 ..= 31536000 (a year)"));
+        }
         Ok(())
     }
 
@@ -245,6 +349,34 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.ca_cert(), PathBuf::from("/var/lib/fgw-hub/pki/ca.crt"));
         assert_eq!(cfg.max_object_bytes, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn limits_have_documented_defaults_and_bounds() {
+        let cfg = HubConfig::default();
+        assert_eq!(
+            (cfg.max_connections, cfg.max_uploads_per_device, cfg.header_timeout_secs),
+            (256, 4, 30)
+        );
+        assert_eq!((cfg.body_timeout_secs, cfg.min_body_bytes_per_sec), (60, 32768));
+        assert_eq!(cfg.facility_quota_bytes, 1 << 40);
+        assert_eq!((cfg.gc_grace_secs, cfg.gc_interval_secs), (86400, 3600));
+        let parsed = HubConfig::parse_str("max_connections = 2\ngc_grace_secs = 1\n").unwrap();
+        assert_eq!((parsed.max_connections, parsed.gc_grace_secs), (2, 1));
+        parsed.validate().unwrap();
+        for (key, bad) in [
+            ("max_connections", HubConfig { max_connections: 0, ..HubConfig::default() }),
+            ("max_uploads_per_device", HubConfig { max_uploads_per_device: 0, ..cfg.clone() }),
+            ("header_timeout_secs", HubConfig { header_timeout_secs: 0, ..cfg.clone() }),
+            ("body_timeout_secs", HubConfig { body_timeout_secs: 0, ..cfg.clone() }),
+            ("min_body_bytes_per_sec", HubConfig { min_body_bytes_per_sec: 0, ..cfg.clone() }),
+            ("facility_quota_bytes", HubConfig { facility_quota_bytes: 0, ..cfg.clone() }),
+            ("gc_grace_secs", HubConfig { gc_grace_secs: 0, ..cfg.clone() }),
+            ("gc_interval_secs", HubConfig { gc_interval_secs: 0, ..cfg.clone() }),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! - [`config`] — `hub.toml`;
 //! - [`ca`] — the society CA, the hub's server certificate and device certificates;
 //! - [`store`] — narrow object/metadata traits with embedded defaults (filesystem + SQLite);
+//! - [`intake`] — what uploads are checked against before storing (fuzzed without a network);
+//! - [`gc`] — collection of objects no manifest references;
 //! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers.
 //!
 //! The `hub` command line lives in the binary (`src/main.rs`, `src/cli.rs`).
@@ -13,6 +15,8 @@
 mod api;
 pub mod ca;
 mod config;
+pub mod gc;
+pub mod intake;
 mod server;
 pub mod store;
 

@@ -1,8 +1,13 @@
 //! TLS acceptor + HTTP/1.1 server. Authentication is the TLS layer: the handshake requires a
 //! client certificate chained to the society CA, then the leaf's fingerprint is looked up in
 //! the device registry once per connection and attached to every request as [`Peer`].
+//!
+//! At most `max_connections` connections are served at once: the accept loop takes a permit
+//! before it accepts, so further clients wait in the kernel's listen backlog (their connect
+//! timeout decides when they give up). Idle keep-alive connections close after
+//! `header_timeout_secs`. Garbage collection ([`crate::gc`]) runs every `gc_interval_secs`.
 
-use super::api::{self, HubState, Peer};
+use super::api::{self, HubState, Limits, Peer, UploadSlots};
 use super::config::{ConfigError, HubConfig};
 use super::store::{FsObjectStore, MetaStore, ObjectStore, SqliteMetaStore, StoreError};
 use super::Caller;
@@ -15,15 +20,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 /// A client has this long to finish the TLS handshake (stops idle half-open connections
 /// from holding sockets).
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// ... and this long to send each request's headers.
-pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// On shutdown, in-flight requests get this long to finish.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -57,6 +60,10 @@ pub struct Hub {
     state: Arc<HubState>,
     tls: Arc<rustls::ServerConfig>,
     listen: SocketAddr,
+    max_connections: usize,
+    header_timeout: Duration,
+    gc_grace: Duration,
+    gc_interval: Duration,
 }
 
 impl Hub {
@@ -79,11 +86,25 @@ impl Hub {
         let state = Arc::new(HubState {
             objects,
             meta,
-            // validate() bounds both far below usize::MAX on 64-bit targets.
-            max_object_bytes: usize::try_from(cfg.max_object_bytes).unwrap_or(usize::MAX),
-            max_manifest_bytes: usize::try_from(cfg.max_manifest_bytes).unwrap_or(usize::MAX),
+            limits: Limits {
+                max_object_bytes: cfg.max_object_bytes,
+                max_manifest_bytes: cfg.max_manifest_bytes,
+                facility_quota_bytes: cfg.facility_quota_bytes,
+                max_uploads_per_device: cfg.max_uploads_per_device,
+                body_timeout: Duration::from_secs(cfg.body_timeout_secs),
+                min_body_bytes_per_sec: cfg.min_body_bytes_per_sec,
+            },
+            uploads: UploadSlots::default(),
         });
-        Ok(Hub { state, tls: Arc::new(tls), listen: cfg.listen_addr()? })
+        Ok(Hub {
+            state,
+            tls: Arc::new(tls),
+            listen: cfg.listen_addr()?,
+            max_connections: cfg.max_connections as usize,
+            header_timeout: Duration::from_secs(cfg.header_timeout_secs),
+            gc_grace: Duration::from_secs(cfg.gc_grace_secs),
+            gc_interval: Duration::from_secs(cfg.gc_interval_secs),
+        })
     }
 
     /// The object store.
@@ -123,23 +144,41 @@ impl Hub {
         let router = api::router(self.state.clone());
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
+        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let gc =
+            tokio::spawn(collect_periodically(self.state.clone(), self.gc_grace, self.gc_interval));
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "hub listening");
+            tracing::info!(%addr, max_connections = self.max_connections, "hub listening");
         }
-        loop {
+        'serve: loop {
+            // A permit first: over the cap, the next client waits in the listen backlog.
+            let permit = loop {
+                tokio::select! {
+                    _ = &mut shutdown => break 'serve,
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    p = permits.clone().acquire_owned() => {
+                        break p.expect("the semaphore is never closed");
+                    }
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, _peer)) => {
-                        conns.spawn(connection(
+                        let conn = connection(
                             acceptor.clone(),
                             tcp,
                             self.state.meta.clone(),
                             router.clone(),
                             drain_rx.clone(),
-                        ));
+                            self.header_timeout,
+                        );
+                        conns.spawn(async move {
+                            conn.await;
+                            drop(permit);
+                        });
                     }
                     Err(e) => {
                         // Typically EMFILE: back off instead of spinning.
@@ -149,6 +188,7 @@ impl Hub {
                 },
             }
         }
+        gc.abort();
         tracing::info!(connections = conns.len(), "hub shutting down");
         let _ = drain_tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -162,12 +202,31 @@ impl Hub {
     }
 }
 
+/// Every `interval`, collect objects unreferenced for longer than `grace` (counts logged).
+async fn collect_periodically(state: Arc<HubState>, grace: Duration, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (objects, meta) = (state.objects.clone(), state.meta.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            crate::gc::collect(&*objects, &*meta, grace, std::time::SystemTime::now())
+        });
+        match run.await {
+            Ok(Ok(report)) => crate::gc::log(&report),
+            Ok(Err(e)) => tracing::error!(error = %e, "garbage collection failed"),
+            Err(_) => tracing::error!("garbage collection task failed"),
+        }
+    }
+}
+
 async fn connection(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     meta: Arc<dyn MetaStore>,
     router: axum::Router,
     mut drain: watch::Receiver<bool>,
+    header_timeout: Duration,
 ) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
@@ -203,7 +262,8 @@ async fn connection(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        // Also closes a keep-alive connection idle this long, freeing its permit.
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
     tokio::pin!(conn);
     tokio::select! {

@@ -10,3 +10,5 @@ pub mod dicom_scp;
 pub mod export;
 pub mod hl7;
 mod listener;
+
+pub use listener::{PeerNet, PeerNetError};

@@ -1,13 +1,17 @@
 //! The TCP accept loop shared by the MLLP listener and the DICOM SCP: accept until shutdown,
-//! peer check, connection slots, and a bounded number of "busy" replies beyond them.
+//! peer allow list, connection slots, idle eviction when they are full, a time limit per
+//! connection, and a bounded number of "busy" replies beyond the slots.
 //!
 //! Log lines name the peer IP and a fixed reason; nothing is read from a refused peer here.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -34,6 +38,155 @@ pub(crate) async fn bind(
     TcpListener::bind(addr).await
 }
 
+/// One entry of a listener's `allowed_peers`: an address (`10.0.0.5`, a single host) or a
+/// network in CIDR form (`10.0.0.0/24`). IPv4-mapped IPv6 peers compare as IPv4.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// Why an `allowed_peers` entry was refused; names the rule, never guesses a fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerNetError {
+    /// Not an address or `address/prefix`.
+    #[error("not an IP address or CIDR network (e.g. 10.0.0.5 or 10.0.0.0/24)")]
+    Syntax,
+    /// The prefix is longer than the address or zero (which would admit every peer).
+    #[error("prefix length must be 1-32 (IPv4) or 1-128 (IPv6)")]
+    Prefix,
+    /// Bits set beyond the prefix (`10.0.0.5/24`): ambiguous, so refused.
+    #[error(
+        "address has bits set beyond its prefix; write the network address (e.g. 10.0.0.0/24)"
+    )]
+    HostBits,
+    /// 0.0.0.0, ::, or a multicast address: not a peer.
+    #[error("not a unicast peer address")]
+    NotUnicast,
+}
+
+impl PeerNet {
+    fn width(addr: IpAddr) -> u8 {
+        if addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    fn bits(addr: IpAddr) -> u128 {
+        match addr {
+            IpAddr::V4(a) => u32::from(a) as u128,
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    fn mask(width: u8, prefix: u8) -> u128 {
+        let host = u32::from(width - prefix);
+        let all = if width == 32 { u32::MAX as u128 } else { u128::MAX };
+        all.checked_shl(host).map_or(0, |m| m & all)
+    }
+
+    /// Whether `peer` is in this network.
+    pub fn contains(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        if peer.is_ipv4() != self.addr.is_ipv4() {
+            return false;
+        }
+        let mask = Self::mask(Self::width(self.addr), self.prefix);
+        Self::bits(peer) & mask == Self::bits(self.addr)
+    }
+}
+
+impl FromStr for PeerNet {
+    type Err = PeerNetError;
+
+    fn from_str(s: &str) -> Result<PeerNet, PeerNetError> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr = addr.parse::<IpAddr>().map_err(|_| PeerNetError::Syntax)?.to_canonical();
+        let width = Self::width(addr);
+        let prefix = match prefix {
+            None => width,
+            Some(p) => p.parse::<u8>().map_err(|_| PeerNetError::Syntax)?,
+        };
+        if prefix == 0 || prefix > width {
+            return Err(PeerNetError::Prefix);
+        }
+        if addr.is_unspecified() || addr.is_multicast() {
+            return Err(PeerNetError::NotUnicast);
+        }
+        if Self::bits(addr) & !Self::mask(width, prefix) != 0 {
+            return Err(PeerNetError::HostBits);
+        }
+        Ok(PeerNet { addr, prefix })
+    }
+}
+
+impl From<IpAddr> for PeerNet {
+    /// A single host.
+    fn from(addr: IpAddr) -> PeerNet {
+        let addr = addr.to_canonical();
+        PeerNet { addr, prefix: Self::width(addr) }
+    }
+}
+
+impl fmt::Display for PeerNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl fmt::Debug for PeerNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerNet({self})")
+    }
+}
+
+impl serde::Serialize for PeerNet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PeerNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PeerNet, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The check every enabled listener's `validate` makes: an allow list is required, so an
+/// open port is never the default. `Err((key, what it needs))`.
+pub(crate) fn require_allowed_peers(
+    enabled: bool,
+    peers: &[PeerNet],
+    key: &'static str,
+) -> Result<(), (&'static str, String)> {
+    if enabled && peers.is_empty() {
+        return Err((
+            key,
+            "the peers allowed to connect, e.g. [\"10.0.0.5\", \"10.1.2.0/24\"] (required when \
+             the listener is enabled: it refuses to start without one)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A per-connection time limit from the configuration (`*_secs` keys): at least 1 s, at most a
+/// day, so that a typo cannot mean "forever". `Err((key, range))`.
+pub(crate) fn check_secs(secs: u64, key: &'static str) -> Result<(), (&'static str, String)> {
+    if (1..=86_400).contains(&secs) {
+        Ok(())
+    } else {
+        Err((key, "an integer from 1 to 86400 (seconds)".into()))
+    }
+}
+
 /// Which listener runs the loop: names its log lines, which keep the wording each listener
 /// had before the loop was shared (operators and tests search for them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +199,6 @@ impl Protocol {
     fn not_allowed(self, peer: IpAddr) {
         match self {
             Protocol::Hl7 => tracing::warn!(%peer, "hl7 connection refused: peer not allowed"),
-            // Not reached: the SCP admits every peer here (its rules need the calling AE).
             Protocol::Dicom => tracing::warn!(%peer, "dicom connection refused: peer not allowed"),
         }
     }
@@ -72,6 +224,26 @@ impl Protocol {
         }
     }
 
+    fn evicted(self, peer: IpAddr) {
+        match self {
+            Protocol::Hl7 => {
+                tracing::info!(%peer, "hl7 idle connection closed: its slot is needed")
+            }
+            Protocol::Dicom => {
+                tracing::info!(%peer, "dicom idle connection closed: its slot is needed")
+            }
+        }
+    }
+
+    fn time_limit(self, peer: IpAddr) {
+        match self {
+            Protocol::Hl7 => tracing::info!(%peer, "hl7 connection closed: time limit reached"),
+            Protocol::Dicom => {
+                tracing::info!(%peer, "dicom association closed: time limit reached")
+            }
+        }
+    }
+
     fn accept_failed(self, e: &std::io::Error) {
         match self {
             Protocol::Hl7 => tracing::warn!(error = %e, "hl7 accept failed"),
@@ -87,26 +259,146 @@ impl Protocol {
     }
 }
 
+/// What a served connection gets from the loop besides its socket.
+pub(crate) struct Conn {
+    /// Turns true on shutdown, when the connection is closed to make room (it was idle), or
+    /// when its time limit is up: finish the exchange in hand, reply, and return.
+    pub(crate) stop: watch::Receiver<bool>,
+    /// Tells the loop whether the connection is idle (may be closed to make room).
+    pub(crate) activity: Activity,
+}
+
+/// A connection in the loop's table: idle since when (`None` while busy), and how to stop it.
+struct Entry {
+    peer: IpAddr,
+    idle_since: Option<Instant>,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    conns: HashMap<u64, Entry>,
+}
+
+impl Table {
+    /// Picks an idle connection to close for a new one, tells it to stop, and marks it busy so
+    /// no other new connection picks it too: of the peer holding the most connections, the one
+    /// idle longest. A flood of idle sockets thus closes its own sockets first.
+    fn evict(&mut self) -> Option<IpAddr> {
+        let mut per_peer: HashMap<IpAddr, usize> = HashMap::new();
+        for e in self.conns.values() {
+            *per_peer.entry(e.peer).or_default() += 1;
+        }
+        let victim = self
+            .conns
+            .values_mut()
+            .filter_map(|e| {
+                let since = e.idle_since?;
+                Some(((per_peer[&e.peer], std::cmp::Reverse(since)), e))
+            })
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, e)| e)?;
+        victim.idle_since = None;
+        let _ = victim.stop.send(true);
+        Some(victim.peer)
+    }
+}
+
+fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks one connection idle or busy in the loop's table. A connection starts idle once it has
+/// its slot: a peer that connects and sends nothing holds no slot that a sender needs.
+pub(crate) struct Activity {
+    id: u64,
+    table: Arc<Mutex<Table>>,
+}
+
+impl Activity {
+    fn set(&self, idle_since: Option<Instant>) {
+        let mut t = lock(&self.table);
+        if let Some(e) = t.conns.get_mut(&self.id) {
+            // A connection already told to stop stays out of the choice.
+            if !*e.stop.borrow() {
+                e.idle_since = idle_since;
+            }
+        }
+    }
+
+    /// Between exchanges: nothing received and unanswered.
+    pub(crate) fn idle(&self) {
+        self.set(Some(Instant::now()));
+    }
+
+    /// In an exchange: a message or an association under way.
+    pub(crate) fn busy(&self) {
+        self.set(None);
+    }
+}
+
+/// Removes its connection from the table when the connection ends.
+struct Registration {
+    id: u64,
+    table: Arc<Mutex<Table>>,
+}
+
+impl Registration {
+    fn new(table: &Arc<Mutex<Table>>, peer: IpAddr) -> (Registration, Conn) {
+        let (tx, rx) = watch::channel(false);
+        let mut t = lock(table);
+        t.next += 1;
+        let id = t.next;
+        // Busy until it has its slot (a connection waiting for one cannot free one).
+        t.conns.insert(id, Entry { peer, idle_since: None, stop: tx });
+        drop(t);
+        let registration = Registration { id, table: Arc::clone(table) };
+        let activity = registration.activity();
+        (registration, Conn { stop: rx, activity })
+    }
+
+    fn activity(&self) -> Activity {
+        Activity { id: self.id, table: Arc::clone(&self.table) }
+    }
+
+    fn stop(&self) {
+        if let Some(e) = lock(&self.table).conns.get_mut(&self.id) {
+            e.idle_since = None;
+            let _ = e.stop.send(true);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.table).conns.remove(&self.id);
+    }
+}
+
 /// What a listener does with the connections the loop hands it.
 pub(crate) trait Service: Send + Sync + 'static {
     /// Names the log lines.
     const PROTOCOL: Protocol;
     /// Connections served at once.
     const MAX_CONNECTIONS: usize;
-    /// Connections beyond [`Service::MAX_CONNECTIONS`] still answered by [`Service::busy`];
-    /// past this they are closed at once.
+    /// Connections beyond [`Service::MAX_CONNECTIONS`] still answered by [`Service::busy`]
+    /// when no idle connection can make room; past this they are closed at once.
     const MAX_BUSY_REPLIES: usize = 0;
 
     /// Whether `peer` (canonical: IPv4-mapped addresses as IPv4) may connect at all. A
     /// refused peer's connection is closed before anything is read from it.
     fn admits(&self, peer: IpAddr) -> bool;
 
-    /// Serves one admitted connection until it ends or `shutdown` turns true.
+    /// How long one connection may last in all; then its `stop` turns true.
+    fn max_connection_time(&self) -> Duration;
+
+    /// Serves one admitted connection until it ends or `conn.stop` turns true.
     fn connection(
         &self,
         stream: TcpStream,
         peer: IpAddr,
-        shutdown: watch::Receiver<bool>,
+        conn: Conn,
     ) -> impl Future<Output = ()> + Send + 'static;
 
     /// Answers a connection over the limit (e.g. "try again later") and closes it.
@@ -115,8 +407,14 @@ pub(crate) trait Service: Send + Sync + 'static {
     }
 }
 
+/// How long a connection whose time is up may take to finish the exchange in hand (a sink
+/// writing to disk) before it is dropped.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+/// How long a new connection waits for the slot of the idle one closed for it.
+const EVICTION_WAIT: Duration = Duration::from_secs(5);
+
 /// Accepts until `shutdown` is true (or its sender is gone), then waits for the open
-/// connections, which see the same `shutdown`.
+/// connections, which are told to stop.
 pub(crate) async fn accept_loop<S: Service>(
     listener: TcpListener,
     service: S,
@@ -124,6 +422,7 @@ pub(crate) async fn accept_loop<S: Service>(
 ) {
     let slots = Arc::new(Semaphore::new(S::MAX_CONNECTIONS));
     let busy = Arc::new(Semaphore::new(S::MAX_BUSY_REPLIES));
+    let table = Arc::new(Mutex::new(Table::default()));
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -132,14 +431,42 @@ pub(crate) async fn accept_loop<S: Service>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     let peer = addr.ip().to_canonical();
-                    if !service.admits(peer) {
+                    let admitted = service.admits(peer);
+                    let slot = admitted.then(|| Arc::clone(&slots).try_acquire_owned().ok());
+                    // Only when every slot is taken; the table's lock is released here.
+                    let victim = match slot {
+                        Some(None) => lock(&table).evict(),
+                        _ => None,
+                    };
+                    if !admitted {
                         S::PROTOCOL.not_allowed(peer);
                         drop(stream);
-                    } else if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-                        let served = service.connection(stream, peer, shutdown.clone());
+                    } else if let Some(Some(slot)) = slot {
+                        let (registration, conn) = Registration::new(&table, peer);
+                        let served = service.connection(stream, peer, conn);
+                        let limit = service.max_connection_time();
+                        let run = supervised::<S, _>(served, registration, peer, limit, &shutdown);
                         conns.spawn(async move {
-                            served.await;
+                            run.await;
                             drop(slot);
+                        });
+                    } else if let Some(victim) = victim {
+                        // Every slot is taken but one is idle: it goes, this one gets its slot.
+                        S::PROTOCOL.evicted(victim);
+                        let (registration, conn) = Registration::new(&table, peer);
+                        let served = service.connection(stream, peer, conn);
+                        let limit = service.max_connection_time();
+                        let run = supervised::<S, _>(served, registration, peer, limit, &shutdown);
+                        let slots = Arc::clone(&slots);
+                        conns.spawn(async move {
+                            match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await
+                            {
+                                Ok(Ok(slot)) => {
+                                    run.await;
+                                    drop(slot);
+                                }
+                                _ => S::PROTOCOL.full(peer),
+                            }
                         });
                     } else if let Ok(permit) = Arc::clone(&busy).try_acquire_owned() {
                         S::PROTOCOL.busy(peer);
@@ -164,6 +491,38 @@ pub(crate) async fn accept_loop<S: Service>(
     while conns.join_next().await.is_some() {}
 }
 
+/// One registered connection under its time limit. Nothing runs until the returned future is
+/// polled (once the connection has its slot); dropping it unpolled closes the socket and
+/// unregisters the connection.
+fn supervised<S: Service, F: Future<Output = ()> + Send + 'static>(
+    served: F,
+    registration: Registration,
+    peer: IpAddr,
+    limit: Duration,
+    shutdown: &watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut shutdown = shutdown.clone();
+    async move {
+        // Idle from the moment it has its slot until the service says otherwise.
+        registration.activity().idle();
+        tokio::pin!(served);
+        tokio::select! {
+            _ = &mut served => {}
+            _ = stopped(&mut shutdown) => {
+                // As before the loop had limits: the connection finishes what it has in hand.
+                registration.stop();
+                served.await;
+            }
+            _ = tokio::time::sleep(limit) => {
+                S::PROTOCOL.time_limit(peer);
+                registration.stop();
+                let _ = tokio::time::timeout(STOP_GRACE, served).await;
+            }
+        }
+        drop(registration);
+    }
+}
+
 /// Resolves once the shutdown flag is true or its sender is gone.
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     loop {
@@ -173,5 +532,181 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn net(s: &str) -> PeerNet {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn peer_networks() {
+        assert!(net("10.0.0.5").contains(ip("10.0.0.5")));
+        assert!(!net("10.0.0.5").contains(ip("10.0.0.6")));
+        assert!(net("10.1.0.0/16").contains(ip("10.1.255.3")));
+        assert!(!net("10.1.0.0/16").contains(ip("10.2.0.1")));
+        assert!(net("10.1.0.0/16").contains(ip("::ffff:10.1.0.9")), "mapped IPv6 as IPv4");
+        assert!(net("::ffff:127.0.0.1").contains(ip("127.0.0.1")));
+        assert!(net("fd00::/8").contains(ip("fd12::1")));
+        assert!(!net("fd00::/8").contains(ip("10.0.0.1")));
+        assert_eq!(net("192.0.2.7").to_string(), "192.0.2.7/32");
+        assert_eq!(net("127.0.0.0/8").to_string(), "127.0.0.0/8");
+        let err = |s: &str| s.parse::<PeerNet>().unwrap_err();
+        assert_eq!(err("10.0.0.5/24"), PeerNetError::HostBits);
+        assert_eq!(err("0.0.0.0/0"), PeerNetError::Prefix);
+        assert_eq!(err("10.0.0.0/33"), PeerNetError::Prefix);
+        assert_eq!(err("0.0.0.0"), PeerNetError::NotUnicast);
+        assert_eq!(err("224.0.0.1"), PeerNetError::NotUnicast);
+        assert_eq!(err("host.example"), PeerNetError::Syntax);
+        assert_eq!(err("10.0.0.0/x"), PeerNetError::Syntax);
+    }
+
+    #[test]
+    fn an_enabled_listener_needs_an_allow_list() {
+        let (key, allowed) = require_allowed_peers(true, &[], "hl7.allowed_peers").unwrap_err();
+        assert_eq!(key, "hl7.allowed_peers");
+        assert!(allowed.contains("refuses to start"));
+        require_allowed_peers(false, &[], "hl7.allowed_peers").unwrap();
+        require_allowed_peers(true, &[net("10.0.0.5")], "hl7.allowed_peers").unwrap();
+    }
+
+    /// Echoes one line per connection, marking itself busy while it has read something.
+    struct Echo {
+        allowed: PeerNet,
+        limit: Duration,
+    }
+
+    impl Service for Echo {
+        const PROTOCOL: Protocol = Protocol::Hl7;
+        const MAX_CONNECTIONS: usize = 4;
+
+        fn admits(&self, peer: IpAddr) -> bool {
+            self.allowed.contains(peer)
+        }
+
+        fn max_connection_time(&self) -> Duration {
+            self.limit
+        }
+
+        // Not `async fn`: the future must not borrow the service (it outlives the call).
+        #[allow(clippy::manual_async_fn)]
+        fn connection(
+            &self,
+            mut stream: TcpStream,
+            _peer: IpAddr,
+            conn: Conn,
+        ) -> impl Future<Output = ()> + Send + 'static {
+            async move {
+                let Conn { mut stop, activity } = conn;
+                let mut buf = [0u8; 64];
+                loop {
+                    activity.idle();
+                    let n = tokio::select! {
+                        r = stream.read(&mut buf) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
+                        _ = stopped(&mut stop) => return,
+                    };
+                    activity.busy();
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start(service: Echo) -> (SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, service, rx));
+        (addr, tx)
+    }
+
+    async fn echo(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+        stream.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut got));
+        match read.await {
+            Ok(Ok(_)) => got,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Reads until the peer closes (0 bytes) or fails: true if it closed within 10 s.
+    async fn closed(stream: &mut TcpStream) -> bool {
+        let mut b = [0u8; 8];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut b)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn idle_sockets_at_the_cap_make_room_for_a_sender() {
+        let (addr, _stop) =
+            start(Echo { allowed: net("127.0.0.1"), limit: Duration::from_secs(600) }).await;
+        // Four times the cap of silent sockets, as a scanner or a leaking sender leaves them.
+        let mut idle = Vec::new();
+        for _ in 0..4 * Echo::MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut sender = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(echo(&mut sender, b"report").await, b"report", "the sender was served");
+        // A busy connection is never the one closed: the sender is still served after more
+        // idle sockets arrive.
+        for _ in 0..Echo::MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(echo(&mut second, b"again").await, b"again");
+    }
+
+    #[tokio::test]
+    async fn peers_outside_the_list_are_closed_at_accept() {
+        let (addr, _stop) =
+            start(Echo { allowed: net("127.0.0.2"), limit: Duration::from_secs(600) }).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(b"hello").await;
+        assert!(closed(&mut s).await, "a peer not on the list is closed");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_closed_when_its_time_is_up() {
+        let (addr, _stop) =
+            start(Echo { allowed: net("127.0.0.1"), limit: Duration::from_millis(300) }).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(echo(&mut s, b"x").await, b"x");
+        assert!(closed(&mut s).await, "closed after its time limit");
+    }
+
+    #[test]
+    fn eviction_picks_the_idle_connection_of_the_busiest_peer() {
+        let table = Arc::new(Mutex::new(Table::default()));
+        let (a, ca) = Registration::new(&table, ip("10.0.0.1"));
+        let (b1, cb1) = Registration::new(&table, ip("10.0.0.2"));
+        let (b2, cb2) = Registration::new(&table, ip("10.0.0.2"));
+        assert_eq!(lock(&table).evict(), None, "nothing idle yet");
+        ca.activity.idle();
+        std::thread::sleep(Duration::from_millis(5));
+        cb1.activity.idle();
+        cb2.activity.busy();
+        // 10.0.0.2 holds two connections: its idle one goes, though 10.0.0.1's is older.
+        assert_eq!(lock(&table).evict(), Some(ip("10.0.0.2")));
+        assert!(*cb1.stop.borrow());
+        assert!(!*cb2.stop.borrow() && !*ca.stop.borrow());
+        // A stopped connection cannot become a candidate again.
+        cb1.activity.idle();
+        assert_eq!(lock(&table).evict(), Some(ip("10.0.0.1")));
+        assert_eq!(lock(&table).evict(), None);
+        drop((a, b1, b2));
+        assert!(lock(&table).conns.is_empty(), "registrations remove themselves");
     }
 }

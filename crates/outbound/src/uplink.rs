@@ -193,10 +193,43 @@ pub enum UplinkError {
     },
 }
 
+/// What the pipeline does after a failed upload: the hub's answer, classified
+/// (docs/decisions.md, "4xx classification").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Network, TLS or timeout failures, 5xx, 408, 429: the same upload later, with back-off.
+    RetryLater,
+    /// The hub refuses this box, not this package: 401 and 403 (certificate not registered,
+    /// role, facility mismatch), 404 and 405 on our routes (a wrong hub URL or version), or the
+    /// uplink cannot be set up. Every package would get the same answer, so the uplink pauses;
+    /// items stay where they are and go once the cause is fixed.
+    PauseUplink,
+    /// The hub refused this package (400, 413, 422 and other 4xx), an answer the protocol
+    /// does not allow, or the staged files changed: the package is quarantined, re-drivable
+    /// once the cause is fixed.
+    RefusePackage,
+}
+
 impl UplinkError {
     /// True if the same upload may succeed later (network, hub overload or outage).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, UplinkError::Retryable { .. })
+        self.disposition() == Disposition::RetryLater
+    }
+
+    /// What to do about this failure.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            UplinkError::Retryable { .. } => Disposition::RetryLater,
+            UplinkError::Config { .. } | UplinkError::Tls(_) | UplinkError::Client(_) => {
+                Disposition::PauseUplink
+            }
+            UplinkError::Rejected { status, .. } => match *status {
+                401 | 403 | 404 | 405 | 407 | 421 => Disposition::PauseUplink,
+                _ => Disposition::RefusePackage,
+            },
+            UplinkError::Io { .. } | UplinkError::LocalCorrupt { .. } => Disposition::RefusePackage,
+            UplinkError::Protocol { .. } => Disposition::RefusePackage,
+        }
     }
 }
 
@@ -453,6 +486,29 @@ mod tests {
         }
         assert_eq!(parse_hub_url("https://hub.example:8443/").unwrap(), "https://hub.example:8443");
         assert!(toml::from_str::<UplinkConfig>("verify = false").is_err());
+    }
+
+    #[test]
+    fn answers_are_classified_by_who_they_are_about() {
+        let rejected = |status| UplinkError::Rejected {
+            route: ROUTE_PUT_PACKAGE,
+            status,
+            message: "x".into(),
+        };
+        // A registry mistake (403) or a wrong hub URL (404) is about the box: pause.
+        for status in [401, 403, 404, 405] {
+            assert_eq!(rejected(status).disposition(), Disposition::PauseUplink, "{status}");
+            assert!(!rejected(status).is_retryable());
+        }
+        // What the hub says about this package: quarantine it.
+        for status in [400, 409, 410, 413, 415, 422] {
+            assert_eq!(rejected(status).disposition(), Disposition::RefusePackage, "{status}");
+        }
+        let later = UplinkError::Retryable { route: ROUTE_HEAD, reason: "503".into() };
+        assert_eq!(later.disposition(), Disposition::RetryLater);
+        assert!(later.is_retryable());
+        let odd = UplinkError::Protocol { route: ROUTE_PUT_PACKAGE, what: "ack".into() };
+        assert_eq!(odd.disposition(), Disposition::RefusePackage);
     }
 
     #[test]

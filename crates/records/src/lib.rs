@@ -195,13 +195,16 @@ impl Column {
     }
 }
 
-/// Where a record came from: batch folder name, file relative to the export root, and the
-/// 1-based data row (header is row 0) plus the physical line it starts on.
+/// Where a record came from: the batch's label, the table under it, and the 1-based data row
+/// (header is row 0) plus the physical line it starts on. Logged and stored by the box, so it
+/// never holds the batch folder's own name (the department system chooses it; it may carry a
+/// patient's name or id): the reader is given a label for the batch and puts that here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRef {
-    /// Batch folder name.
+    /// The batch's label (the gateway's keyed label, `batch-` and 12 hex digits), never the
+    /// folder's name.
     pub batch: String,
-    /// The table, relative to the export root.
+    /// The table under the batch's label, e.g. `batch-3f9c0a1b2c4d/exams.csv`.
     pub file: String,
     /// 1-based data row.
     pub row: u64,
@@ -220,7 +223,8 @@ impl fmt::Display for SourceRef {
 pub struct RawImage {
     /// Position of the image within the exam (0-based, ordered by file name).
     pub index: u32,
-    /// Path relative to the export root. May contain identifiers (folder = 検査ID).
+    /// Path under the batch's label (`<label>/images/<検査ID>/<file>`). Contains identifiers
+    /// (folder = 検査ID, the file's name): never logged or stored outside the spool.
     pub rel_path: String,
     /// The file's content.
     pub bytes: Vec<u8>,

@@ -3,17 +3,28 @@
 //! Beyond the table (which lists what the standard knows to be identifying):
 //! - person names (PN) the table does not list are removed: a name is a name;
 //! - unlisted UIDs are remapped unless DICOM-defined or class UIDs ([`super::uid`]);
+//! - unlisted opaque values (UN, OB, OW, OD, OF, OL, OV) are removed unless [`SAFE_BINARY`]
+//!   lists the tag (pixel data, LUTs, the ICC profile): their bytes cannot be searched; a UN
+//!   value goes even where the table says keep;
+//! - unlisted dates and date-times (DA, DT) follow the longitudinal options like the table's
+//!   dates: kept with Full Dates, shifted with Modified Dates, removed otherwise;
+//! - unlisted text that is kept (and safe-listed private text) loses phone numbers, postal
+//!   codes, e-mail addresses, dates and street addresses to `deid::text`'s generic patterns
+//!   (a placeholder in text VRs; the value emptied in AE, CS and UR);
 //! - group lengths go (stale after editing), nested Specific Character Sets go (the root
 //!   one becomes `ISO_IR 192`);
 //! - private attributes go unless Retain Safe Private is on and the policy lists them.
 //!
-//! Everything else unlisted is kept as it is; sequences are always entered.
+//! Sequences are always entered. [`find_identifier`] then searches every text value, the
+//! date part of every DA/DT value (for the birth date) and the bytes of any UN value left,
+//! for the object's own identifiers.
 
 use super::charset::{self, Redecode};
 use super::options::{DicomOption, DicomPolicy};
 use super::table::{Action, Clean, Table};
 use super::uid;
-use crate::identifiers::IdentifierSet;
+use crate::identifiers::{IdKind, IdentifierSet};
+use crate::text::{Hit, Pattern};
 use crate::{text, Pseudonymizer};
 use dicom_core::header::Header;
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
@@ -44,6 +55,47 @@ pub(crate) fn text_vr(vr: VR) -> bool {
     matches!(
         vr,
         VR::SH | VR::LO | VR::ST | VR::LT | VR::UT | VR::UC | VR::PN | VR::AE | VR::CS | VR::UR
+    )
+}
+
+/// VRs whose value is bytes the gate cannot read as text or numbers.
+fn opaque_vr(vr: VR) -> bool {
+    matches!(vr, VR::UN | VR::OB | VR::OW | VR::OD | VR::OF | VR::OL | VR::OV)
+}
+
+/// Opaque attributes kept although the table does not list them: image data and what
+/// renders it. Nothing here is written by people.
+pub(crate) const SAFE_BINARY: [Tag; 16] = [
+    Tag(0x7FE0, 0x0001), // Extended Offset Table
+    Tag(0x7FE0, 0x0002), // Extended Offset Table Lengths
+    Tag(0x7FE0, 0x0008), // Float Pixel Data
+    Tag(0x7FE0, 0x0009), // Double Float Pixel Data
+    Tag(0x7FE0, 0x0010), // Pixel Data
+    Tag(0x0028, 0x1201), // Red Palette Color Lookup Table Data
+    Tag(0x0028, 0x1202), // Green Palette Color Lookup Table Data
+    Tag(0x0028, 0x1203), // Blue Palette Color Lookup Table Data
+    Tag(0x0028, 0x1204), // Alpha Palette Color Lookup Table Data
+    Tag(0x0028, 0x1221), // Segmented Red Palette Color Lookup Table Data
+    Tag(0x0028, 0x1222), // Segmented Green Palette Color Lookup Table Data
+    Tag(0x0028, 0x1223), // Segmented Blue Palette Color Lookup Table Data
+    Tag(0x0028, 0x1224), // Segmented Alpha Palette Color Lookup Table Data
+    Tag(0x0028, 0x2000), // ICC Profile
+    Tag(0x0028, 0x3006), // LUT Data
+    Tag(0x0028, 0x1408), // Blending Lookup Table Data
+];
+
+/// The generic patterns searched in kept text no table rule covers: ways to reach or place
+/// someone, and dates. Not names or bare numbers: codes and model names would be hit.
+fn contact(hit: Hit) -> bool {
+    matches!(
+        hit,
+        Hit::Pattern(
+            Pattern::Phone
+                | Pattern::PostalCode
+                | Pattern::Email
+                | Pattern::Date
+                | Pattern::Address
+        )
     )
 }
 
@@ -172,7 +224,7 @@ pub(crate) fn dataset(ctx: &Ctx, obj: InMemDicomObject, depth: usize) -> InMemDi
                 let block = (t.group(), (t.element() >> 8) as u8);
                 if safe_private(ctx, &creators, block, t) {
                     kept_blocks.insert(block);
-                    out.push(keep(ctx, e, depth));
+                    out.push(keep_unlisted(ctx, e, depth));
                 }
             }
             // (gggg,0000-000F): group length and reserved: always removed.
@@ -216,7 +268,8 @@ fn element(ctx: &Ctx, e: InMemElement, depth: usize) -> Option<InMemElement> {
         // Root: rewritten to ISO_IR 192 by the caller. Items: text is UTF-8 like the root.
         return (depth == 0).then_some(e);
     }
-    let action = match ctx.table.rule(tag) {
+    let rule = ctx.table.rule(tag);
+    let action = match rule {
         Some(r) => r.action(ctx.policy),
         None if vr == VR::PN => Action::Remove,
         None if vr == VR::UI => {
@@ -228,12 +281,17 @@ fn element(ctx: &Ctx, e: InMemElement, depth: usize) -> Option<InMemElement> {
                 Action::Uid
             }
         }
+        None if opaque_vr(vr) && !SAFE_BINARY.contains(&tag) => Action::Remove,
+        None if matches!(vr, VR::DA | VR::DT) => unlisted_date(ctx.policy),
         None => Action::Keep,
     };
     match action {
         Action::Remove => None,
         Action::Empty => Some(empty(tag, vr)),
         Action::Dummy => Some(dummy(tag, vr)),
+        // Bytes the parser could not type: nothing to check them against.
+        Action::Keep if vr == VR::UN && !SAFE_BINARY.contains(&tag) => None,
+        Action::Keep if rule.is_none() => Some(keep_unlisted(ctx, e, depth)),
         Action::Keep => Some(keep(ctx, e, depth)),
         Action::Uid => Some(remap(ctx, e, depth)),
         Action::Clean(Clean::ShiftDates) => Some(shift(ctx, e, depth)),
@@ -253,6 +311,61 @@ fn keep(ctx: &Ctx, e: InMemElement, depth: usize) -> InMemElement {
     } else {
         e
     }
+}
+
+/// An unlisted date or date-time, as the table's dates are treated under the selected
+/// longitudinal option.
+fn unlisted_date(policy: &DicomPolicy) -> Action {
+    if policy.has(DicomOption::RetainLongitudinalFullDates) {
+        Action::Keep
+    } else if policy.has(DicomOption::RetainLongitudinalModifiedDates) {
+        Action::Clean(Clean::ShiftDates)
+    } else {
+        Action::Remove
+    }
+}
+
+/// [`keep`] for what no table rule covers: text loses the [`contact`] patterns.
+fn keep_unlisted(ctx: &Ctx, e: InMemElement, depth: usize) -> InMemElement {
+    let (tag, vr) = (e.tag(), e.vr());
+    if vr == VR::SQ || !text_vr(vr) {
+        return keep(ctx, e, depth);
+    }
+    let Some(values) = str_values(e.value()) else { return e };
+    let cleaned: Vec<Option<String>> = values.iter().map(|v| without_contacts(v)).collect();
+    if cleaned.iter().all(Option::is_none) {
+        return e;
+    }
+    // AE, CS and UR are default repertoire: no placeholder can be written there.
+    if !charset_vr(vr) {
+        return empty(tag, vr);
+    }
+    let out = values.iter().zip(cleaned).map(|(v, c)| c.unwrap_or_else(|| v.clone())).collect();
+    strs(tag, vr, out)
+}
+
+/// `v` with its [`contact`] matches replaced by their placeholders; `None` when it has none.
+fn without_contacts(v: &str) -> Option<String> {
+    // Every contact pattern needs a digit, `@`, `〒` or (addresses, dates in words) a
+    // non-ASCII character: plain codes and model names skip the search.
+    if v.bytes().all(|b| b.is_ascii() && !b.is_ascii_digit() && b != b'@') {
+        return None;
+    }
+    let found = text::find(v, &IdentifierSet::default());
+    let hits: Vec<&text::Match> = found.iter().filter(|m| contact(m.hit)).collect();
+    if hits.is_empty() {
+        return None;
+    }
+    let chars: Vec<char> = v.chars().collect();
+    let mut out = String::with_capacity(v.len());
+    let mut i = 0;
+    for m in hits {
+        out.extend(&chars[i..m.start]);
+        out.push_str(m.hit.placeholder());
+        i = m.end;
+    }
+    out.extend(&chars[i..]);
+    Some(out)
 }
 
 fn remap(ctx: &Ctx, e: InMemElement, depth: usize) -> InMemElement {
@@ -349,13 +462,38 @@ pub(crate) fn find_identifier(
             }
             continue;
         }
-        if !text_vr(e.vr()) {
-            continue;
-        }
-        for v in str_values(e.value()).unwrap_or_default() {
-            if let Some(m) = text::find_own_each(v, ids) {
-                return Some((here(tag), m.hit.key()));
+        match e.vr() {
+            vr if text_vr(vr) => {
+                for v in str_values(e.value()).unwrap_or_default() {
+                    if let Some(m) = text::find_own_each(v, ids) {
+                        return Some((here(tag), m.hit.key()));
+                    }
+                }
             }
+            // A date is identifying here only as the birth date (other own identifiers that
+            // are all digits could sit inside any date by chance).
+            VR::DA | VR::DT => {
+                for v in str_values(e.value()).unwrap_or_default() {
+                    for part in v.split('-').filter_map(|p| p.trim().get(..8)) {
+                        let birth = text::find_own_each(part, ids)
+                            .filter(|m| m.hit == Hit::Id(IdKind::BirthDate));
+                        if let Some(m) = birth {
+                            return Some((here(tag), m.hit.key()));
+                        }
+                    }
+                }
+            }
+            // What is left of UN (safe-listed private values): searched as the text it may
+            // well be. Image data is not text.
+            VR::UN if !SAFE_BINARY.contains(&tag) => {
+                if let Value::Primitive(p) = e.value() {
+                    let bytes = p.to_bytes();
+                    if let Some(m) = text::find_own_each(&String::from_utf8_lossy(&bytes), ids) {
+                        return Some((here(tag), m.hit.key()));
+                    }
+                }
+            }
+            _ => {}
         }
     }
     None
@@ -364,6 +502,34 @@ pub(crate) fn find_identifier(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kept unlisted text: model names, versions and codes stay as written; contacts go.
+    #[test]
+    fn contacts_go_from_kept_text_codes_and_versions_stay() {
+        for keep in [
+            "OLYMPUS MEDICAL SYSTEMS CORP.",
+            "EVIS X1 CV-1500",
+            "CV-1500",
+            "V2.10",
+            "1.05.02",
+            "4.1.0.27",
+            "ES",
+            "T-56000",
+            "113100",
+            "上部消化管",
+            "胃 前庭部",
+        ] {
+            assert_eq!(without_contacts(keep), None, "{keep}");
+        }
+        for (v, want) in [
+            ("service 03-5550-1234", "service [電話]"),
+            ("kensa.desk@example.jp", "[メール]"),
+            ("〒100-0001", "[郵便番号]"),
+            ("built 2019/03/01", "built [日付]"),
+        ] {
+            assert_eq!(without_contacts(v).as_deref(), Some(want), "{v}");
+        }
+    }
 
     #[test]
     fn shifts_dates_and_datetimes() {

@@ -256,10 +256,29 @@ impl OcrPool {
                 st = self.freed.wait(st).unwrap_or_else(|p| p.into_inner());
             }
         };
+        // If `f` panics (the gateway catches panics per item and goes on), the engine is
+        // dropped: the guard frees its slot, so the pool cannot run dry and block for good.
+        let mut lent = Lent { pool: self, returned: false };
         let out = f(&mut engine);
+        lent.returned = true;
         self.state.lock().unwrap_or_else(|p| p.into_inner()).idle.push(engine);
         self.freed.notify_one();
         Ok(out)
+    }
+}
+
+/// An engine lent out by [`OcrPool::with`]; dropped without being returned, its slot is freed.
+struct Lent<'a> {
+    pool: &'a OcrPool,
+    returned: bool,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if !self.returned {
+            self.pool.state.lock().unwrap_or_else(|p| p.into_inner()).started -= 1;
+            self.pool.freed.notify_one();
+        }
     }
 }
 
@@ -280,5 +299,28 @@ mod tests {
         assert_eq!(w[0].text, "ABC");
         assert_eq!(w[0].line, (8, 18, 80, 19));
         assert!(!format!("{:?}", w[0]).contains("ABC"), "Debug must not show the text");
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    /// A panic while an engine is lent (caught per item by the gateway) frees its slot: with
+    /// one engine, the next caller still gets one instead of waiting for good.
+    #[test]
+    fn a_panic_with_an_engine_frees_its_slot() {
+        let pool = std::sync::Arc::new(OcrPool::new(OcrSettings::default(), 1));
+        let p = pool.clone();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.with::<()>(|_| panic!("lost engine"))
+        }));
+        assert!(r.is_err());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(pool.with(|_| 7).map_err(|e| e.to_string()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(got.expect("the pool ran dry: with() blocked"), Ok(7));
     }
 }

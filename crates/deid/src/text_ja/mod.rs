@@ -8,8 +8,11 @@
 //! `fold` removes or merges them.
 //!
 //! Precision rules, on purpose conservative on the side of replacing:
-//! - a name is only looked for next to a cue (honorific, role, family word, `Dr`); bare names
-//!   without a cue are not found (except this exam's own, by `text::find_ids`);
+//! - a name is looked for next to a cue (honorific, role, family word, `Dr`) by the rules of
+//!   `names`, and without one by a second opinion, the morphological analyser (`morph`: MeCab
+//!   with IPADIC) and the reading lexicon (`name_lexicon`), combined in `no_cue`: eponyms,
+//!   drugs, anatomy and term-list spellings stay, and every name match is completed over the
+//!   given name after it and the surname before it;
 //! - clinical compounds before a role word (内視鏡医師, 担当看護師, 胃体下部様, 隆起様) are
 //!   rejected by a stop-list and by "breaker" kanji that never occur in names (癌, 胃, 医…);
 //! - durations and sizes (`3日後`, `1年後`, `10mm`) and fractions (`2/3周`) are not dates; a
@@ -21,13 +24,17 @@
 //! The word lists these finders use (stop words, honorifics, role words, eras, prefectures,
 //! number keywords…) are reviewed data files under `data/freetext/`, see `word_lists`.
 //!
-//! One module per kind of pattern: `names` (and given names after a found surname), `dates`,
-//! `addresses`, `number_keys` (keyed and accession numbers). Shared here: the narrowed
-//! view and the char classes and prefix tests they all use.
+//! One module per kind of pattern: `names` (and given names after a found surname), `no_cue`
+//! (names without a cue, with `morph` and `name_lexicon`), `dates`, `addresses`,
+//! `number_keys` (keyed and accession numbers). Shared here: the narrowed view and the char
+//! classes and prefix tests they all use.
 
 mod addresses;
 mod dates;
+mod morph;
+mod name_lexicon;
 mod names;
+mod no_cue;
 mod number_keys;
 #[cfg(test)]
 mod tests;
@@ -37,7 +44,11 @@ use super::word_lists::NAME_BREAKERS;
 
 pub(super) use addresses::find_addresses;
 pub(super) use dates::find_dates;
+pub(super) use morph::analyse;
+pub use morph::AnalyserError;
+pub(super) use name_lexicon::lexicon;
 pub(super) use names::{extend_given_names, find_person_names};
+pub(super) use no_cue::add_uncued_names;
 pub(super) use number_keys::{find_accession_numbers, find_keyed_numbers};
 
 /// The original chars, full-width ASCII narrowed, ideographic space made ASCII, dashes

@@ -213,3 +213,87 @@ fn placeholders_never_match() {
     super::find_keyed_numbers(&c, &mut out);
     assert!(out.is_empty());
 }
+
+#[test]
+fn names_without_cues() {
+    assert_eq!(s("説明は中村一郎に行った"), "説明は[氏名]に行った");
+    assert_eq!(s("次回は小林直樹が予約を取る"), "次回は[氏名]が予約を取る");
+    assert_eq!(s("同意書は森 実が署名した。"), "同意書は[氏名]が署名した。");
+    assert_eq!(s("説明は太田に行った。"), "説明は[氏名]に行った。");
+    assert_eq!(s("林と青木拓也が来院"), "[氏名]と[氏名]が来院");
+    // Given names the dictionary does not know, after a surname it does.
+    assert_eq!(s("説明は相沢蒼に行った"), "説明は[氏名]に行った");
+    assert_eq!(s("説明は栗山悠真に行った"), "説明は[氏名]に行った");
+    // Katakana and romaji.
+    assert_eq!(s("連絡はナカムラ イチロウへ。"), "連絡は[氏名]へ。");
+    assert_eq!(s("キムラハナコより電話"), "[氏名]より電話");
+    assert_eq!(s("Kobayashi Naoki が来院"), "[氏名] が来院");
+    assert_eq!(s("NAKAMURA Ichiro より"), "[氏名] より");
+}
+
+#[test]
+fn a_replacement_is_finished() {
+    // A surname found by a cue takes the given name after it, under its placeholder.
+    assert_eq!(s("Dr.鈴木 健太より"), "Dr.[医師]より");
+    let ids = IdentifierSet::from_exam(&fgw_records::RawExam::with_fields(&[(
+        fgw_records::Column::ReferringPhysician,
+        "鈴木",
+    )]));
+    assert_eq!(scrub("紹介元は鈴木健太。", &ids).text, "紹介元は[医師]。");
+    // And a given name found alone takes the surname before it.
+    assert_eq!(s("説明は東雲直樹に行った"), "説明は[氏名]に行った");
+}
+
+#[test]
+fn clinical_words_are_not_names_without_cues() {
+    for t in [
+        "萎縮は木村・竹本分類でC-2。",
+        "胃体上部に山田Ⅲ型のポリープ。",
+        "pit patternは工藤分類 VI型。佐野分類でⅢA。",
+        "既往に高安動脈炎、橋本病、川崎病。",
+        "マロリー・ワイス症候群。ヘリコバクター・ピロリ陽性。",
+        "タケキャブ、ワーファリン、バイアスピリン内服中。大建中湯、六君子湯。",
+        "ファーター乳頭、バウヒン弁、十二指腸球部、脾弯曲まで観察。",
+        "血管透見は消失。ケアマネと連絡。中村病院より紹介。",
+    ] {
+        assert_eq!(s(t), t);
+    }
+}
+
+#[test]
+fn no_term_list_spelling_is_taken_for_a_name() {
+    // Verification runs the same matcher over every term label of a record.
+    let list = fgw_records::terms::TermList::embedded();
+    let terms = fgw_records::terms::TermCategory::ALL
+        .iter()
+        .flat_map(|cat| list.terms(*cat))
+        .chain(list.site_qualifiers());
+    for t in terms {
+        for w in std::iter::once(&t.label).chain(&t.synonyms).chain(&t.organ_synonyms) {
+            let found = crate::text::find(w, &IdentifierSet::default());
+            assert!(
+                !found.iter().any(|m| m.hit.key().ends_with("_name")),
+                "{w}: {:?}",
+                found.iter().map(|m| m.hit).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn english_and_device_words_are_not_romaji_names() {
+    for t in [
+        "Kudo Pit pattern VI",
+        "Sano Type II",
+        "Forrest Ia, Paris 0-IIc",
+        "Olympus Medical Systems",
+        "Fuji Film EG-L600ZW7",
+        "Upper Endo, Lower GI",
+        "Barrett esophagus, Helicobacter pylori",
+        "Lugol unstained area",
+        "Mallory-Weiss tear",
+        "Japan Gastroenterological Endoscopy Society",
+    ] {
+        assert_eq!(s(t), t);
+    }
+}

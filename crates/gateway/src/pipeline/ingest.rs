@@ -1,8 +1,13 @@
 //! Reading the department's export folder: ready batches into spooled, recorded exams.
+//!
+//! A batch folder's name is the department system's choice and may carry a patient's name or
+//! id: it is used to open the folder and nowhere else. The state, the logs and every message
+//! fgw-ingest makes name the batch by its keyed label ([`BatchLabel`]).
 
+use super::contain::{attachment_reason, batch_reason, catch_item};
 use super::{Gateway, Job, PipelineError};
 use crate::config::SourceRetention;
-use crate::state::{BatchState, ItemKind, NewItem, Origin};
+use crate::state::{BatchLabel, BatchState, ItemKind, NewItem, Origin};
 use fgw_deid::QuarantineReason;
 use fgw_ingest::export::{self, BatchDir};
 use tokio::sync::mpsc;
@@ -12,7 +17,8 @@ use tracing::{debug, error, info, warn};
 /// items it accepted. Each exam is spooled (encrypted, fsynced) before its row is recorded.
 pub(super) fn scan_export(gw: &Gateway, tx: &mpsc::Sender<Job>) -> Result<u64, PipelineError> {
     let root = &gw.cfg.export.watch_dir;
-    let batches = match export::find_ready_batches(root, &gw.cfg.export.mapping) {
+    let label = |name: &str| gw.batch_label(name).to_string();
+    let batches = match export::find_ready_batches(root, &gw.cfg.export.mapping, label) {
         Ok(b) => b,
         Err(e) => {
             warn!(error = %e, "export root not readable");
@@ -21,70 +27,104 @@ pub(super) fn scan_export(gw: &Gateway, tx: &mpsc::Sender<Job>) -> Result<u64, P
     };
     let mut accepted = 0;
     for batch in batches {
-        match gw.db.batch_state(&batch.name)? {
+        let label = gw.batch_label(&batch.name);
+        match gw.db.batch_state(&label)? {
             Some(BatchState::Ingested | BatchState::Finished) => continue,
             Some(BatchState::Ingesting) | None => {}
         }
-        accepted += ingest_batch(gw, &batch, tx)?;
+        accepted += ingest_batch(gw, &batch, &label, tx)?;
     }
     Ok(accepted)
 }
 
+/// `label` is the batch's label (the one `batch.label` holds), as the state's key.
 fn ingest_batch(
     gw: &Gateway,
     batch: &BatchDir,
+    label: &BatchLabel,
     tx: &mpsc::Sender<Job>,
 ) -> Result<u64, PipelineError> {
-    gw.db.set_batch(&batch.name, BatchState::Ingesting, 0, 0)?;
-    let rows = match export::read_batch(batch, &gw.cfg.export.mapping) {
+    gw.db.set_batch(label, BatchState::Ingesting, 0, 0)?;
+    let (profile, limits) = (&gw.cfg.export.mapping, gw.cfg.export.limits());
+    let read =
+        catch_item("ingest", || export::read_batch_with(batch, profile, &limits)).and_then(|r| {
+            r.map_err(|e| {
+                error!(batch = %label, error = %e, "batch rejected");
+                batch_reason(&e)
+            })
+        });
+    let rows = match read {
         Ok(r) => r,
-        Err(e) => {
-            // The whole file is unusable: record one quarantined item so it is reported,
-            // and do not look at this batch again until it is re-exported under a new name.
-            error!(batch = %batch.name, error = %e, "batch rejected");
+        Err(reason) => {
+            // The whole file is unusable (or refused, or over its cap): record one quarantined
+            // item so it is reported, and do not look at this batch again until it is
+            // re-exported under a new name.
+            warn!(batch = %label, reason = reason.code(), "batch quarantined");
             let mut item = NewItem::quarantined(
                 ItemKind::Row,
                 Origin::Daemon,
-                format!("{}/{}", batch.name, gw.cfg.export.mapping.table),
-                QuarantineReason::InputInvalid(e.to_string()),
+                format!("{label}/{}", gw.cfg.export.mapping.table),
+                reason,
             );
-            item.batch = Some(batch.name.clone());
+            item.batch = Some(label.clone());
             item.row_no = Some(0);
-            if !gw.db.row_seen(&batch.name, 0)? {
+            if !gw.db.row_seen(label, 0)? {
                 gw.db.insert(&item)?;
             }
-            gw.db.set_batch(&batch.name, BatchState::Ingested, 0, 1)?;
+            gw.db.set_batch(label, BatchState::Ingested, 0, 1)?;
             return Ok(1);
         }
     };
     let mut accepted = 0u64;
     for err in &rows.errors {
-        if gw.db.row_seen(&batch.name, err.row)? {
+        if gw.db.row_seen(label, err.row)? {
             continue;
         }
-        warn!(batch = %batch.name, error = %err, "row rejected");
+        warn!(batch = %label, error = %err, "row rejected");
         let mut item = NewItem::quarantined(
             ItemKind::Row,
             Origin::Daemon,
             err.to_string(),
             QuarantineReason::InputInvalid(err.to_string()),
         );
-        item.batch = Some(batch.name.clone());
+        item.batch = Some(label.clone());
         item.row_no = Some(err.row);
         gw.db.insert(&item)?;
         accepted += 1;
     }
     for mut exam in rows.exams {
-        if gw.db.row_seen(&batch.name, exam.source.row)? {
+        if gw.db.row_seen(label, exam.source.row)? {
             continue;
         }
-        if let Err(e) =
-            export::load_attachments(batch, &mut exam, rows.encoding, &gw.cfg.export.mapping)
-        {
-            warn!(batch = %batch.name, error = %e, "attachments unreadable; exam goes on without them");
+        let loaded = catch_item("ingest", || {
+            export::load_attachments_with(batch, &mut exam, rows.encoding, profile, &limits)
+        });
+        let refused = match loaded {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => attachment_reason(&e).or_else(|| {
+                warn!(batch = %label, error = %e, "attachments unreadable; exam goes on without them");
+                None
+            }),
+            Err(panicked) => Some(panicked),
+        };
+        if let Some(reason) = refused {
+            // Nothing read for the exam is kept: the row is recorded as quarantined with the
+            // reason (path under the batch's label, what is wrong), and the batch goes on.
+            warn!(batch = %label, source = %exam.source, reason = %reason, "exam quarantined at ingest");
+            let mut item = NewItem::quarantined(
+                ItemKind::Exam,
+                Origin::Daemon,
+                exam.source.to_string(),
+                reason,
+            );
+            item.batch = Some(label.clone());
+            item.row_no = Some(exam.source.row);
+            gw.db.insert(&item)?;
+            accepted += 1;
+            continue;
         }
         let mut item = NewItem::new(ItemKind::Exam, Origin::Daemon, exam.source.to_string());
-        item.batch = Some(batch.name.clone());
+        item.batch = Some(label.clone());
         item.row_no = Some(exam.source.row);
         item.images_in = exam.images.len() as u32;
         gw.spool.put(&item.id, &exam)?;
@@ -107,22 +147,61 @@ fn ingest_batch(
             return Err(PipelineError::Stage("normalize stage gone".into()));
         }
     }
-    gw.db.set_batch(&batch.name, BatchState::Ingested, accepted, rows.errors.len() as u64)?;
-    info!(batch = %batch.name, accepted, row_errors = rows.errors.len(), encoding = ?rows.encoding, "batch ingested");
+    gw.db.set_batch(label, BatchState::Ingested, accepted, rows.errors.len() as u64)?;
+    info!(batch = %label, accepted, row_errors = rows.errors.len(), encoding = ?rows.encoding, "batch ingested");
     Ok(accepted)
 }
 
 pub(super) fn finish_batches(gw: &Gateway) -> Result<(), PipelineError> {
-    for name in gw.db.finished_batches()? {
-        if gw.cfg.export.source_retention == SourceRetention::DeleteWhenFinished {
-            let dir = gw.cfg.export.watch_dir.join(&name);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(batch = %name, error = %e, "could not delete finished batch folder");
+    let finished = gw.db.finished_batches()?;
+    if finished.is_empty() {
+        return Ok(());
+    }
+    let delete = gw.cfg.export.source_retention == SourceRetention::DeleteWhenFinished;
+    // The state knows batches by label only: their folders are found by labelling what is
+    // in the export root. A folder already gone leaves nothing to delete.
+    let folders = match delete {
+        true => match batch_folders(&gw.cfg.export.watch_dir, |name| gw.batch_label(name)) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %e, "export root not readable; finished batches are kept for now");
+                return Ok(());
+            }
+        },
+        false => Vec::new(),
+    };
+    for label in finished {
+        if delete {
+            let mine = folders.iter().filter(|(l, _)| *l == label).map(|(_, path)| path);
+            let mut failed = false;
+            for dir in mine {
+                if let Err(e) = std::fs::remove_dir_all(dir) {
+                    warn!(batch = %label, error = %e, "could not delete finished batch folder");
+                    failed = true;
+                }
+            }
+            if failed {
                 continue;
             }
         }
-        gw.db.set_batch(&name, BatchState::Finished, 0, 0)?;
-        info!(batch = %name, "batch finished");
+        gw.db.set_batch(&label, BatchState::Finished, 0, 0)?;
+        info!(batch = %label, "batch finished");
     }
     Ok(())
+}
+
+/// Every entry directly under `root` whose name is UTF-8, by its label. Other names are never
+/// read as batches (`find_ready_batches` skips them), so they are never deleted either.
+fn batch_folders(
+    root: &std::path::Path,
+    label: impl Fn(&str) -> BatchLabel,
+) -> std::io::Result<Vec<(BatchLabel, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        if let Ok(name) = entry.file_name().into_string() {
+            out.push((label(&name), entry.path()));
+        }
+    }
+    Ok(out)
 }

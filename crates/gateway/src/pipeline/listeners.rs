@@ -34,15 +34,18 @@ pub(super) struct SpoolDicomSink {
 }
 
 impl DicomSink for SpoolDicomSink {
-    /// An instance already accepted (same SOP Instance UID) is answered Success and dropped:
-    /// a pull window retried after a crash, or a modality re-sending, must not make a second
-    /// item.
+    /// An instance already accepted (same SOP Instance UID, same data set) is answered
+    /// Success and dropped: a pull window retried after a crash, or a modality re-sending,
+    /// must not make a second item. The same UID with another data set is kept, quarantined
+    /// as a conflict (docs/decisions.md): a forged object sent first cannot silence the real
+    /// one.
     fn accept(&self, object: ReceivedObject) -> Result<(), DicomSinkError> {
         let key = self.gw.gate.instance_key(&object.sop_instance_uid);
+        let digest = crate::state::dicom_content_digest(&object.bytes);
         let source = format!("dicom-scp from {} ae {}", object.peer, object.calling_ae.as_str());
         let accepted = self
             .gw
-            .accept_raw_once(ItemKind::Dicom, source, Some(&key), |spool, id| {
+            .accept_raw_once(ItemKind::Dicom, source, Some((&key, &digest)), |spool, id| {
                 spool.put_bytes(id, &object.bytes)
             })
             .map_err(DicomSinkError::Unavailable)?;

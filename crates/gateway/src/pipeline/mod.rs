@@ -8,6 +8,7 @@
 //! on start the daemon re-queues whatever was in flight (`resume`). Channels are bounded: a
 //! slow hub makes the gate wait, which makes ingest wait; memory stays bounded.
 
+pub(crate) mod contain;
 mod ingest;
 mod listeners;
 mod spooled;
@@ -17,7 +18,10 @@ use crate::config::GatewayConfig;
 use crate::gate_service::GateService;
 use crate::secrets::Secrets;
 use crate::spool::{Spool, SpoolError};
-use crate::state::{Db, ItemKind, ItemState, NewItem, Origin, StateError, Update};
+use crate::state::{
+    BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, NewItem, Origin,
+    StateError, Update,
+};
 use fgw_deid::QuarantineReason;
 use fgw_format::ids::QueueId;
 use fgw_ingest::dicom_pull::{self, PullMode};
@@ -73,6 +77,8 @@ struct Gateway {
     outbox: Outbox,
     /// The gate, built as `gateway deid` builds it.
     gate: GateService,
+    /// Key of the batch labels: state and logs name a batch folder by its label only.
+    batch_key: ring::hmac::Key,
 }
 
 impl Gateway {
@@ -80,13 +86,25 @@ impl Gateway {
     fn open(cfg: GatewayConfig) -> Result<Gateway, PipelineError> {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|source| SpoolError::Io { path: cfg.state_dir.clone(), source })?;
-        let secrets = Secrets::open_or_create(&cfg.secrets_dir())?;
+        // Refuses (rather than regenerates) a missing root secret when state exists.
+        let secrets = Secrets::open_for(&cfg)?;
         let db = Db::open(&cfg.db_path())?;
+        let batch_key = secrets.batch_label_key();
+        // A database from before the labels (development boxes) holds folder names: once.
+        let relabelled = db.relabel_batches(|name| BatchLabel::of(&batch_key, name))?;
+        if relabelled > 0 {
+            info!(batches = relabelled, "batch folder names in the state database relabelled");
+        }
         let spool = Spool::open(&cfg.spool_dir(), secrets.spool_key())?;
         let quarantine = Spool::open(&cfg.quarantine_dir(), secrets.spool_key())?;
-        let outbox = Outbox::open(&cfg.outbox_dir())?;
+        let outbox = Outbox::open(&cfg.outbox_dir(), secrets.outbox_key())?;
         let gate = GateService::new(&cfg, &secrets);
-        Ok(Gateway { cfg, db, spool, quarantine, outbox, gate })
+        Ok(Gateway { cfg, db, spool, quarantine, outbox, gate, batch_key })
+    }
+
+    /// How state and logs name the batch folder `folder` (never by the name itself).
+    fn batch_label(&self, folder: &str) -> BatchLabel {
+        BatchLabel::of(&self.batch_key, folder)
     }
 
     /// Make a listener's input durable before it is acknowledged: write it to the encrypted
@@ -104,13 +122,15 @@ impl Gateway {
         }
     }
 
-    /// [`Gateway::accept_raw`], and with `dedupe_key` (DICOM: the SOP Instance UID's keyed
-    /// pseudonym) an input already accepted under that key is dropped: `Ok(None)`.
+    /// [`Gateway::accept_raw`], and with `dedupe` (DICOM: the SOP Instance UID's keyed
+    /// pseudonym and the content digest) an input already accepted (same UID, same content) is
+    /// dropped: `Ok(None)`. Another content under an accepted UID is kept, quarantined as a
+    /// conflict (never dropped, never uploaded on its own): `Ok(Some(id))`.
     fn accept_raw_once(
         &self,
         kind: ItemKind,
         source: String,
-        dedupe_key: Option<&str>,
+        dedupe: Option<(&str, &str)>,
         write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
     ) -> Result<Option<QueueId>, &'static str> {
         let db_down = |e: StateError| {
@@ -118,8 +138,8 @@ impl Gateway {
             "state database unavailable"
         };
         // Checked first so a duplicate costs no spool write.
-        if let Some(key) = dedupe_key {
-            if self.db.dicom_seen(key).map_err(db_down)? {
+        if let Some((key, digest)) = dedupe {
+            if self.db.dicom_seen(key, digest).map_err(db_down)? == DicomSeen::SameContent {
                 return Ok(None);
             }
         }
@@ -128,16 +148,25 @@ impl Gateway {
             error!(error = %e, "input not spooled");
             return Err("spool unavailable");
         }
-        let recorded = match dedupe_key {
-            None => self.db.insert(&item).map(|()| true),
-            Some(key) => self.db.insert_dicom(&item, key),
+        let recorded = match dedupe {
+            None => self.db.insert(&item).map(|()| DicomInsert::Recorded),
+            Some((key, digest)) => self.db.insert_dicom(&item, key, digest),
         };
         match recorded {
-            Ok(true) => {}
+            Ok(DicomInsert::Recorded) => {}
             // The same input raced in on another connection and was recorded first.
-            Ok(false) => {
+            Ok(DicomInsert::Duplicate) => {
                 let _ = self.spool.remove(&item.id);
                 return Ok(None);
+            }
+            // Recorded quarantined; its raw data joins the quarantine (a crash before the
+            // move is repaired at start, as for every quarantined item).
+            Ok(DicomInsert::Conflict) => {
+                warn!(item = %item.id, reason = "dicom-instance-conflict", "input kept on the box: same instance UID, other content");
+                if let Err(e) = self.finish_raw(&item.id, true) {
+                    error!(item = %item.id, error = %e, "conflicting input left in the spool until restart");
+                }
+                return Ok(Some(item.id));
             }
             Err(e) => {
                 let _ = self.spool.remove(&item.id);
@@ -165,13 +194,24 @@ impl Gateway {
         from: ItemState,
         reason: &QuarantineReason,
     ) -> Result<(), PipelineError> {
+        self.quarantine_item(id, from, reason.clone().into())
+    }
+
+    /// Quarantine with any reason the state knows (the gate's, or a hub refusal).
+    fn quarantine_item(
+        &self,
+        id: &QueueId,
+        from: ItemState,
+        reason: ItemReason,
+    ) -> Result<(), PipelineError> {
+        let code = reason.code();
         self.db.transition(
             id,
             from,
             ItemState::Quarantined,
-            Update { reason: Some(reason.clone()), ..Default::default() },
+            Update { reason: Some(reason), ..Default::default() },
         )?;
-        warn!(item = %id, reason = reason.code(), "exam quarantined");
+        warn!(item = %id, reason = code, "exam quarantined");
         self.finish_raw(id, true)
     }
 
@@ -223,6 +263,9 @@ pub async fn run(
     let gw = Arc::new(Gateway::open(cfg)?);
     gw.repair_spool()?;
     gw.outbox.gc()?;
+    // Retention (`quarantine.retention_days`): at start, then once a day.
+    crate::maintenance::purge_with(&gw.db, &gw.quarantine, gw.cfg.quarantine.retention_days)?;
+    let mut last_purge = std::time::Instant::now();
     let cap = gw.cfg.pipeline.channel_capacity;
     let (to_norm, norm_rx) = mpsc::channel::<Job>(cap);
     let (to_deid, deid_rx) = mpsc::channel::<Job>(cap);
@@ -306,8 +349,13 @@ pub async fn run(
         let tx = to_norm.clone();
         let new_items = tokio::task::spawn_blocking(move || ingest::scan_export(&g, &tx))
             .await
-            .map_err(|e| PipelineError::Stage(format!("ingest: {e}")))??;
+            .map_err(|e| joined("ingest", e))??;
         ingest::finish_batches(&gw)?;
+        if last_purge.elapsed() >= Duration::from_secs(24 * 3600) {
+            let days = gw.cfg.quarantine.retention_days;
+            crate::maintenance::purge_with(&gw.db, &gw.quarantine, days)?;
+            last_purge = std::time::Instant::now();
+        }
         if mode == RunMode::UntilIdle && new_items == 0 && pending(&gw.db)? == 0 {
             break;
         }
@@ -327,17 +375,27 @@ pub async fn run(
     }
     if let Some(h) = pull {
         h.await
-            .map_err(|e| PipelineError::Stage(format!("dicom pull: {e}")))?
+            .map_err(|e| joined("dicom pull", e))?
             .map_err(|e| PipelineError::Stage(format!("dicom pull: {e}")))?;
     }
     if let Some(h) = scp {
         let _ = h.await;
     }
-    dicom.await.map_err(|e| PipelineError::Stage(format!("dicom: {e}")))??;
+    dicom.await.map_err(|e| joined("dicom", e))??;
     for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
-        h.await.map_err(|e| PipelineError::Stage(format!("{name}: {e}")))??;
+        h.await.map_err(|e| joined(name, e))??;
     }
     Ok(())
+}
+
+/// A stage's task ended abnormally. A panic's message is not kept: it may quote the data
+/// (the panic hook logged its location).
+fn joined(stage: &str, e: tokio::task::JoinError) -> PipelineError {
+    PipelineError::Stage(if e.is_panic() {
+        format!("{stage}: panicked (message not logged)")
+    } else {
+        format!("{stage}: cancelled")
+    })
 }
 
 async fn send<T>(tx: &mpsc::Sender<T>, v: T) -> Result<(), PipelineError> {

@@ -1,10 +1,11 @@
 //! The exam stages (normalize, de-identify) and the uplink stage every package goes through.
 
+use super::contain::catch_item;
 use super::{send, Gateway, Job, PipelineError};
-use crate::state::{ItemKind, ItemState, MetaKey, NewItem, Origin, StateError, Update};
+use crate::state::{ItemKind, ItemReason, ItemState, MetaKey, NewItem, Origin, StateError, Update};
 use fgw_deid::{DeidOutcome, QuarantineReason};
 use fgw_format::ids::QueueId;
-use fgw_outbound::uplink::Uplink;
+use fgw_outbound::uplink::{Disposition, Uplink};
 use fgw_records::RawExam;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,18 +63,26 @@ pub(super) async fn deid_stage(
         }
         let g = gw.clone();
         let id2 = id.clone();
-        // CPU-bound (image parsing, text search): off the async workers.
+        // CPU-bound (image parsing, text search): off the async workers. A panic in it
+        // quarantines this exam (`internal-error`) and the stage goes on: re-queued after a
+        // restart, the same exam would otherwise stop the daemon again.
         let outcome = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-            let exam = load(&g, &id2, exam)?;
-            let outcome = g.gate.exam(&exam, item.revision);
-            let stored = match &outcome {
-                DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
-                DeidOutcome::Quarantined { .. } => None,
-            };
-            Ok((outcome, stored))
+            let work = catch_item("deid", || -> Result<_, PipelineError> {
+                let exam = load(&g, &id2, exam)?;
+                let outcome = g.gate.exam(&exam, item.revision);
+                let stored = match &outcome {
+                    DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
+                    DeidOutcome::Quarantined { .. } => None,
+                };
+                Ok((outcome, stored))
+            });
+            match work {
+                Ok(done) => done,
+                Err(reason) => Ok((DeidOutcome::Quarantined { reason }, None)),
+            }
         })
         .await
-        .map_err(|e| PipelineError::Stage(format!("deid: {e}")))??;
+        .map_err(|e| super::joined("deid", e))??;
         match outcome {
             (DeidOutcome::Quarantined { reason }, _) => {
                 gw.quarantine_exam(&id, ItemState::Normalized, &reason)?;
@@ -111,7 +120,7 @@ pub(super) async fn deid_stage(
 
 pub(super) async fn uplink_stage(
     gw: Arc<Gateway>,
-    uplink: Uplink,
+    mut uplink: Uplink,
     mut rx: mpsc::Receiver<QueueId>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
@@ -131,47 +140,78 @@ pub(super) async fn uplink_stage(
         let staged = match gw.outbox.load(&pkg) {
             Ok(s) => s,
             Err(e) => {
-                // The outbox copy is damaged: re-run the gate from the spool on next start.
-                error!(item = %id, error = %e, "outbox package unreadable; re-queued for de-identification");
-                gw.db.transition(
-                    &id,
-                    ItemState::Deidentified,
-                    ItemState::Normalized,
-                    Update::default(),
-                )?;
+                // The outbox copy is damaged, or not sealed by this box (moved aside, never
+                // sent): re-run the gate from the spool. Exams on next start; reports and
+                // DICOM objects at once (their stage polls `received`).
+                error!(item = %id, error = %e, "outbox package unusable; re-queued for de-identification");
+                let back = match item.kind {
+                    ItemKind::Exam => ItemState::Normalized,
+                    _ => ItemState::Received,
+                };
+                gw.db.transition(&id, ItemState::Deidentified, back, Update::default())?;
                 continue;
             }
         };
         let mut delay = Duration::from_millis(p.retry_initial_ms);
         let ack = loop {
             gw.db.bump_attempts(&id)?;
-            match uplink.upload(&staged).await {
+            let e = match uplink.upload(&staged).await {
                 Ok(ack) => break Some(ack),
-                Err(e) if e.is_retryable() => {
+                Err(e) => e,
+            };
+            gw.db.set_meta(MetaKey::LastError, &format!("upload {id}: {e}"))?;
+            let wait = match e.disposition() {
+                Disposition::RetryLater => {
                     warn!(item = %id, package = %pkg, error = %e, retry_in_ms = delay.as_millis() as u64, "upload failed; will retry");
-                    gw.db.set_meta(MetaKey::LastError, &format!("upload {id}: {e}"))?;
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    if *shutdown.borrow() {
-                        return Ok(());
-                    }
+                    let wait = delay;
                     delay = (delay * 2).min(Duration::from_millis(p.retry_max_ms));
+                    wait
                 }
-                Err(e) => {
-                    error!(item = %id, package = %pkg, error = %e, "hub rejected package");
-                    gw.db.set_meta(MetaKey::LastError, &format!("upload {id}: {e}"))?;
-                    gw.quarantine_exam(
+                Disposition::PauseUplink => {
+                    // The hub refuses this box (a registration or URL mistake): every package
+                    // would get the same answer. Nothing is quarantined; the uplink waits and
+                    // tries the same package again. `gateway status` shows the pause.
+                    let wait = Duration::from_secs(p.paused_retry_secs);
+                    // The next attempt on new connections, with the certificate files read
+                    // again: the hub decides who we are once per connection, and the fix may
+                    // be a re-issued certificate.
+                    match Uplink::new(&gw.cfg.uplink) {
+                        Ok(fresh) => uplink = fresh,
+                        Err(e) => {
+                            warn!(error = %e, "uplink could not be set up again; keeping the current one")
+                        }
+                    }
+                    error!(item = %id, error = %e, retry_in_s = wait.as_secs(), "uplink paused: the hub refuses this box; fix the registration or [uplink], uploads resume by themselves");
+                    let since = gw
+                        .db
+                        .meta(MetaKey::UplinkPaused)?
+                        .and_then(|v| v.split_once(' ').map(|(t, _)| t.to_string()));
+                    let since = since.unwrap_or_else(|| {
+                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    });
+                    gw.db.set_meta(MetaKey::UplinkPaused, &format!("{since} {e}"))?;
+                    wait
+                }
+                Disposition::RefusePackage => {
+                    error!(item = %id, package = %pkg, error = %e, "hub refused package; quarantined (re-drivable)");
+                    gw.quarantine_item(
                         &id,
                         ItemState::Deidentified,
-                        &QuarantineReason::InputInvalid(format!("hub rejected package: {e}")),
+                        ItemReason::HubRefused(e.to_string()),
                     )?;
                     break None;
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return Ok(());
             }
         };
         let Some(ack) = ack else { continue };
+        gw.db.clear_meta(MetaKey::UplinkPaused)?;
         // Commit the ack first, then delete: a crash in between is repaired by repair_spool.
         gw.db.transition(&id, ItemState::Deidentified, ItemState::Acked, Update::default())?;
         gw.db.set_meta(

@@ -1,15 +1,17 @@
 //! The items table: recording inputs and moving them through the state machine.
 
 use super::row::Cells;
-use super::{now, sql, Db, ExamKey, ItemKind, ItemReason, ItemState, Origin, StateError};
-use fgw_deid::QuarantineReason;
+use super::{
+    now, sql, BatchLabel, Db, ExamKey, ItemKind, ItemReason, ItemState, Origin, StateError,
+};
 use fgw_format::ids::{PackageId, QueueId};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// One row of the items table. `source` is a local locator (batch, file, row; for offline
-/// runs an input path): shown by `gateway quarantine show`, never reported or uploaded.
+/// One row of the items table. `source` is a local locator (batch label, file, row; for
+/// offline runs a position in the input): shown by `gateway quarantine show`, never reported
+/// or uploaded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {
     /// The item's id (also its spool file name).
@@ -20,7 +22,8 @@ pub struct Item {
     pub origin: Origin,
     /// Where it came from, locally.
     pub source: String,
-    /// The export batch folder it was read from.
+    /// The label of the export batch it was read from ([`BatchLabel`]; a database of a
+    /// gateway from before the labels may hold a folder name until it is relabelled).
     pub batch: Option<String>,
     /// Its row in the batch's table.
     pub row_no: Option<u64>,
@@ -48,6 +51,8 @@ pub struct Item {
     pub created_at: String,
     /// When it last changed (RFC 3339).
     pub updated_at: String,
+    /// When the retention purge deleted its raw data (RFC 3339), if it did.
+    pub raw_purged_at: Option<String>,
 }
 
 /// A new item to record.
@@ -59,10 +64,10 @@ pub struct NewItem {
     pub kind: ItemKind,
     /// Daemon or `gateway deid`.
     pub origin: Origin,
-    /// Where it came from, locally.
+    /// Where it came from, locally (a batch named by its label, never its folder name).
     pub source: String,
-    /// The export batch folder it was read from.
-    pub batch: Option<String>,
+    /// The label of the export batch it was read from.
+    pub batch: Option<BatchLabel>,
     /// Its row in the batch's table.
     pub row_no: Option<u64>,
     /// The exam an image item belongs to.
@@ -74,7 +79,7 @@ pub struct NewItem {
     /// The state it starts in.
     pub state: ItemState,
     /// Why it starts quarantined.
-    pub reason: Option<QuarantineReason>,
+    pub reason: Option<ItemReason>,
 }
 
 impl NewItem {
@@ -83,11 +88,11 @@ impl NewItem {
         kind: ItemKind,
         origin: Origin,
         source: impl Into<String>,
-        reason: QuarantineReason,
+        reason: impl Into<ItemReason>,
     ) -> NewItem {
         NewItem {
             state: ItemState::Quarantined,
-            reason: Some(reason),
+            reason: Some(reason.into()),
             ..NewItem::new(kind, origin, source)
         }
     }
@@ -120,7 +125,7 @@ pub struct Update {
     /// The package made by the gate.
     pub package_id: Option<PackageId>,
     /// Why the item is quarantined.
-    pub reason: Option<QuarantineReason>,
+    pub reason: Option<ItemReason>,
     /// How many images of the exam stay on the box.
     pub images_withheld: Option<u32>,
 }
@@ -133,7 +138,7 @@ impl Db {
 
     /// Was this row of this batch already accepted by the daemon (resume after a crash
     /// in the middle of ingesting a batch)?
-    pub fn row_seen(&self, batch: &str, row_no: u64) -> Result<bool, StateError> {
+    pub fn row_seen(&self, batch: &BatchLabel, row_no: u64) -> Result<bool, StateError> {
         self.with(|c| {
             c.query_row(
                 "SELECT 1 FROM items WHERE origin='daemon' AND batch=?1 AND row_no=?2 AND kind IN ('exam','row')",
@@ -272,7 +277,7 @@ pub(super) fn insert_tx(c: &Connection, item: &NewItem) -> Result<(), StateError
             item.image_index,
             item.images_in,
             item.state,
-            item.reason.clone().map(ItemReason::Quarantined),
+            item.reason,
             t
         ],
     )
@@ -313,7 +318,7 @@ fn transition_tx(
             set.exam_key,
             set.revision,
             set.package_id.as_ref().map(|p| p.as_str()),
-            set.reason.clone().map(ItemReason::Quarantined),
+            set.reason,
             set.images_withheld
         ],
     )
@@ -343,12 +348,14 @@ pub(super) fn item_from_row(r: &rusqlite::Row<'_>) -> Result<Item, StateError> {
         attempts: c.get("attempts")?,
         created_at: c.get("created_at")?,
         updated_at: c.get("updated_at")?,
+        raw_purged_at: c.get("raw_purged_at")?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fgw_deid::QuarantineReason;
 
     fn key(s: &str) -> ExamKey {
         ExamKey::from_pseudonym(s.to_string())
@@ -358,8 +365,10 @@ mod tests {
     fn transitions_are_guarded_and_reexports_supersede() {
         let d = tempfile::tempdir().unwrap();
         let db = Db::open(&d.path().join("s.sqlite")).unwrap();
-        let mut a = NewItem::new(ItemKind::Exam, Origin::Daemon, "b1/exams.csv row 1");
-        a.batch = Some("b1".into());
+        let b1 = BatchLabel::parse("batch-0000000000b1").unwrap();
+        let mut a =
+            NewItem::new(ItemKind::Exam, Origin::Daemon, "batch-0000000000b1/exams.csv row 1");
+        a.batch = Some(b1.clone());
         a.row_no = Some(1);
         db.insert(&a).unwrap();
         assert_eq!(db.normalize(&a.id, &key("e-1")).unwrap(), 1);
@@ -368,16 +377,17 @@ mod tests {
             db.transition(&a.id, ItemState::Received, ItemState::Normalized, Update::default()),
             Err(StateError::WrongState { .. })
         ));
-        let mut b = NewItem::new(ItemKind::Exam, Origin::Daemon, "b2/exams.csv row 1");
-        b.batch = Some("b2".into());
+        let mut b =
+            NewItem::new(ItemKind::Exam, Origin::Daemon, "batch-0000000000b2/exams.csv row 1");
+        b.batch = BatchLabel::parse("batch-0000000000b2");
         b.row_no = Some(1);
         db.insert(&b).unwrap();
         assert_eq!(db.normalize(&b.id, &key("e-1")).unwrap(), 2);
         assert_eq!(db.get(&a.id).unwrap().state, ItemState::Superseded);
         assert_eq!(db.get(&a.id).unwrap().reason, Some(ItemReason::SupersededByReExport));
         assert_eq!(db.get(&b.id).unwrap().state, ItemState::Normalized);
-        assert!(db.row_seen("b1", 1).unwrap());
-        assert!(!db.row_seen("b1", 2).unwrap());
+        assert!(db.row_seen(&b1, 1).unwrap());
+        assert!(!db.row_seen(&b1, 2).unwrap());
         // Reopening keeps data and does not re-run migrations.
         drop(db);
         let db = Db::open(&d.path().join("s.sqlite")).unwrap();

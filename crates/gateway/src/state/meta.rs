@@ -17,6 +17,15 @@ impl Db {
         })
     }
 
+    /// Remove a meta value (no error if unset).
+    pub fn clear_meta(&self, key: MetaKey) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute("DELETE FROM meta WHERE key = ?1", params![key])
+                .map_err(sql("clear meta"))?;
+            Ok(())
+        })
+    }
+
     /// A meta value, if set.
     pub fn meta(&self, key: MetaKey) -> Result<Option<String>, StateError> {
         self.with(|c| {

@@ -18,6 +18,7 @@
 //! read into enums; a value this gateway does not know is [`StateError::Corrupt`], never a
 //! default.
 
+mod audit;
 mod batches;
 mod dicom;
 mod items;
@@ -28,9 +29,13 @@ mod row;
 mod schema;
 mod values;
 
+pub use audit::{AuditAction, AuditEntry};
+pub use batches::BatchLabel;
+pub use dicom::{dicom_content_digest, DicomInsert, DicomSeen};
 pub use fgw_ingest::dicom_pull::PullMark;
 pub use items::{Item, NewItem, Update};
-pub use reason::ItemReason;
+pub use quarantine::{PurgeCandidate, PurgeReport, Redrive, RedriveReport};
+pub use reason::{ItemReason, RedriveTo};
 pub use values::{BatchState, ExamKey, ItemKind, ItemState, MetaKey, Origin};
 
 use fgw_format::ids::QueueId;
@@ -49,6 +54,14 @@ pub enum StateError {
         path: PathBuf,
         /// What SQLite said.
         source: rusqlite::Error,
+    },
+    /// The database file's permissions could not be set to owner-only.
+    #[error("state database {path}: cannot make it owner-only (0600): {source}")]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// A statement failed.
     #[error("state database: {op}: {source}")]
@@ -109,6 +122,45 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db, StateError> {
         let conn = schema::open(path)?;
         Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// A database in memory only, gone with the process.
+    pub fn in_memory() -> Result<Db, StateError> {
+        let conn = schema::open_in_memory()?;
+        Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Whether the database at `path` holds anything made with the box's key (items, DICOM
+    /// instance keys, pulled studies), without creating or migrating it: `Some(table)` names
+    /// the first table found with rows. A missing file holds nothing.
+    pub fn holds_keyed_data(path: &Path) -> Result<Option<&'static str>, StateError> {
+        use rusqlite::OpenFlags;
+        if !path.exists() {
+            return Ok(None);
+        }
+        let open_err = |source| StateError::Open { path: path.to_path_buf(), source };
+        let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_err)?;
+        c.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        for table in ["items", "dicom_instances", "dicom_pull_studies"] {
+            let exists: bool = c
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                    [table],
+                    |r| r.get(0),
+                )
+                .map_err(sql("probe state"))?;
+            if !exists {
+                continue;
+            }
+            let rows: bool = c
+                .query_row(&format!("SELECT EXISTS(SELECT 1 FROM {table})"), [], |r| r.get(0))
+                .map_err(sql("probe state"))?;
+            if rows {
+                return Ok(Some(table));
+            }
+        }
+        Ok(None)
     }
 
     fn with<T>(

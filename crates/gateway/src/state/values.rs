@@ -141,6 +141,10 @@ stored_text! {
         LastUploadAt => "last_upload_at",
         /// The last upload error (item id and error text, no personal data).
         LastError => "last_error",
+        /// Set while the uplink is paused because the hub refused this box (authentication
+        /// or authorization): when, and the hub's answer (no personal data). Cleared by the
+        /// next accepted upload.
+        UplinkPaused => "uplink_paused",
     }
 }
 

@@ -1,14 +1,18 @@
 //! Embedded object store: a content-addressed directory, `objects/<aa>/<sha256>`.
 //!
-//! Writes go to `objects/tmp/` first, are fsynced, then renamed into place and the directory
-//! fsynced: a crash leaves either no object or a whole one, never a truncated file under a
-//! valid name. Two concurrent uploads of the same object both rename identical bytes.
+//! An upload streams into `objects/tmp/` while it is hashed (SHA-256); at the end the hash is
+//! checked, the file fsynced, renamed into place and the directory fsynced: a crash leaves
+//! either no object or a whole one, never a truncated file under a valid name, and no body is
+//! ever held in memory. Two concurrent uploads of the same object both rename identical bytes.
 
-use super::{ObjectStore, Result, StoreError};
+use super::{ObjectEntry, ObjectStore, ObjectWriter, Result, StoreError};
+use fgw_format::durable::fsync_dir;
 use fgw_format::ids::Sha256Hex;
 use fgw_format::package::protocol::Stored;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The embedded [`ObjectStore`]: one file per object.
 #[derive(Debug, Clone)]
@@ -20,12 +24,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
-use fgw_format::durable::fsync_dir;
+const TMP: &str = "tmp";
 
 impl FsObjectStore {
     /// Opens (creating) the store rooted at `root`.
     pub fn open(root: &Path) -> Result<FsObjectStore> {
-        let tmp = root.join("tmp");
+        let tmp = root.join(TMP);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         Ok(FsObjectStore { root: root.to_path_buf() })
     }
@@ -41,8 +45,70 @@ impl FsObjectStore {
         let mut r = [0u8; 8];
         // Unique per writer so concurrent uploads of one object never share a temp file.
         ring::rand::SystemRandom::new().fill(&mut r).expect("system RNG");
-        self.root.join("tmp").join(format!("{sha}.{}.tmp", hex::encode(r)))
+        self.root.join(TMP).join(format!("{sha}.{}.tmp", hex::encode(r)))
     }
+}
+
+/// An upload in `objects/tmp/`, removed on drop unless finished.
+struct FsWriter {
+    sha: Sha256Hex,
+    dst: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    digest: ring::digest::Context,
+    written: u64,
+}
+
+impl ObjectWriter for FsWriter {
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("file is open until finish");
+        file.write_all(chunk).map_err(io(&self.tmp))?;
+        self.digest.update(chunk);
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Stored> {
+        let digest =
+            std::mem::replace(&mut self.digest, ring::digest::Context::new(&ring::digest::SHA256))
+                .finish();
+        if hex::encode(digest) != self.sha.as_str() {
+            // Drop removes the temp file.
+            return Err(StoreError::HashMismatch { expected: self.sha.clone() });
+        }
+        let file = self.file.take().expect("file is open until finish");
+        if self.dst.exists() {
+            // Same name, same bytes: keep the stored copy and make it young again, so a
+            // collection running now does not delete it from under this upload.
+            let _ = File::options()
+                .write(true)
+                .open(&self.dst)
+                .and_then(|f| f.set_modified(SystemTime::now()));
+            return Ok(Stored::Duplicate);
+        }
+        file.sync_all().map_err(io(&self.tmp))?;
+        drop(file);
+        let dir = self.dst.parent().expect("object path has a parent").to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        std::fs::rename(&self.tmp, &self.dst).map_err(io(&self.dst))?;
+        fsync_dir(&dir).map_err(io(&dir))?;
+        Ok(Stored::New)
+    }
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        // After a successful rename the temp path no longer exists: nothing to do.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+fn is_object_name(name: &str) -> Option<Sha256Hex> {
+    Sha256Hex::new(name).ok()
 }
 
 impl ObjectStore for FsObjectStore {
@@ -55,29 +121,17 @@ impl ObjectStore for FsObjectStore {
         }
     }
 
-    fn put(&self, sha: &Sha256Hex, bytes: &[u8]) -> Result<Stored> {
-        if &Sha256Hex::of(bytes) != sha {
-            return Err(StoreError::HashMismatch { expected: sha.clone() });
-        }
-        let dst = self.path_of(sha);
-        if dst.exists() {
-            return Ok(Stored::Duplicate);
-        }
-        let dir = dst.parent().expect("object path has a parent");
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    fn writer(&self, sha: &Sha256Hex) -> Result<Box<dyn ObjectWriter>> {
         let tmp = self.tmp_path(sha);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(&tmp)(e));
-        }
-        std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
-        fsync_dir(dir).map_err(io(dir))?;
-        Ok(Stored::New)
+        let file = File::create(&tmp).map_err(io(&tmp))?;
+        Ok(Box::new(FsWriter {
+            sha: sha.clone(),
+            dst: self.path_of(sha),
+            tmp,
+            file: Some(file),
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+            written: 0,
+        }))
     }
 
     fn get(&self, sha: &Sha256Hex) -> Result<Option<Vec<u8>>> {
@@ -87,6 +141,61 @@ impl ObjectStore for FsObjectStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&p)(e)),
         }
+    }
+
+    fn remove(&self, sha: &Sha256Hex) -> Result<bool> {
+        let p = self.path_of(sha);
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&p)(e)),
+        }
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(ObjectEntry) -> Result<()>) -> Result<()> {
+        for fan in std::fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let fan = fan.map_err(io(&self.root))?;
+            let name = fan.file_name();
+            let name = name.to_string_lossy();
+            if name.len() != 2 || !fan.path().is_dir() {
+                continue;
+            }
+            let dir = fan.path();
+            // One fan-out directory at a time (1/256 of the store), listed before `f` runs
+            // so that `f` may delete what it is given.
+            let mut entries = Vec::new();
+            for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let e = e.map_err(io(&dir))?;
+                let Some(sha) = is_object_name(&e.file_name().to_string_lossy()) else {
+                    continue;
+                };
+                let meta = match e.metadata() {
+                    Ok(m) => m,
+                    // Removed since the listing (a concurrent collection).
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(io(&e.path())(err)),
+                };
+                let modified = meta.modified().map_err(io(&e.path()))?;
+                entries.push(ObjectEntry { sha256: sha, size: meta.len(), modified });
+            }
+            for entry in entries {
+                f(entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_stale_temp(&self, cutoff: SystemTime) -> Result<u64> {
+        let dir = self.root.join(TMP);
+        let mut removed = 0;
+        for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let e = e.map_err(io(&dir))?;
+            let stale = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+            if stale && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 
@@ -109,5 +218,55 @@ mod tests {
         assert!(matches!(store.put(&other, bytes), Err(StoreError::HashMismatch { .. })));
         assert!(store.get(&other).unwrap().is_none());
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn streamed_writes_hash_chunks_and_leave_nothing_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsObjectStore::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let sha = Sha256Hex::of(&bytes);
+        let mut w = store.writer(&sha).unwrap();
+        for chunk in bytes.chunks(7000) {
+            w.write(chunk).unwrap();
+        }
+        assert_eq!(w.written(), bytes.len() as u64);
+        assert_eq!(w.finish().unwrap(), Stored::New);
+        assert_eq!(store.get(&sha).unwrap().unwrap(), bytes);
+
+        // An abandoned upload (cut body): no object, no temp file.
+        let other = Sha256Hex::of(b"never finished");
+        let mut w = store.writer(&other).unwrap();
+        w.write(b"never").unwrap();
+        drop(w);
+        assert!(!store.has(&other).unwrap());
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn listing_removal_and_stale_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsObjectStore::open(dir.path()).unwrap();
+        let (a, b) = (Sha256Hex::of(b"a"), Sha256Hex::of(b"bb"));
+        store.put(&a, b"a").unwrap();
+        store.put(&b, b"bb").unwrap();
+        let mut seen = vec![];
+        store
+            .for_each(&mut |e| {
+                seen.push((e.sha256.clone(), e.size));
+                store.remove(&e.sha256).map(|_| ())
+            })
+            .unwrap();
+        seen.sort();
+        let mut want = vec![(a.clone(), 1), (b.clone(), 2)];
+        want.sort();
+        assert_eq!(seen, want);
+        assert!(!store.has(&a).unwrap() && !store.has(&b).unwrap());
+        assert!(!store.remove(&a).unwrap());
+
+        std::fs::write(dir.path().join("tmp").join("x.tmp"), b"left by a crash").unwrap();
+        assert_eq!(store.remove_stale_temp(SystemTime::UNIX_EPOCH).unwrap(), 0);
+        let later = SystemTime::now() + std::time::Duration::from_secs(5);
+        assert_eq!(store.remove_stale_temp(later).unwrap(), 1);
     }
 }

@@ -68,7 +68,67 @@ CREATE TABLE dicom_objects (
 CREATE INDEX dicom_by_study ON dicom_objects (facility_id, study_uid);
 CREATE INDEX dicom_by_exam ON dicom_objects (facility_id, exam_pid);
 "#,
+    r#"
+-- Issue 10. The objects each facility holds: the blob store is shared and content-addressed,
+-- this table is the per-facility namespace (HEAD, manifest references, quota, GC).
+CREATE TABLE held_objects (
+    facility_id  TEXT NOT NULL,
+    sha256       TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    held_at_ms   INTEGER NOT NULL,
+    PRIMARY KEY (facility_id, sha256)
+);
+CREATE INDEX held_objects_by_sha ON held_objects (sha256);
+
+-- The files of every stored manifest (what garbage collection keeps).
+CREATE TABLE package_files (
+    package_id  TEXT NOT NULL,
+    facility_id TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    PRIMARY KEY (package_id, sha256)
+);
+CREATE INDEX package_files_by_object ON package_files (facility_id, sha256);
+
+INSERT OR IGNORE INTO package_files (package_id, facility_id, sha256)
+    SELECT p.package_id, p.facility_id, json_extract(f.value, '$.sha256')
+    FROM packages p, json_each(p.manifest, '$.files') f;
+INSERT OR IGNORE INTO package_files (package_id, facility_id, sha256)
+    SELECT d.package_id, d.facility_id, json_extract(f.value, '$.sha256')
+    FROM dicom_objects d, json_each(d.manifest, '$.files') f;
+-- Objects of packages accepted before this migration belong to the package's facility.
+INSERT OR IGNORE INTO held_objects (facility_id, sha256, size, held_at_ms)
+    SELECT p.facility_id, json_extract(f.value, '$.sha256'), json_extract(f.value, '$.size'),
+           CAST(strftime('%s', 'now') AS INTEGER) * 1000
+    FROM (SELECT facility_id, manifest FROM packages
+          UNION ALL SELECT facility_id, manifest FROM dicom_objects) p,
+         json_each(p.manifest, '$.files') f;
+
+-- The revision the hub derives (ranking; see record_package). Earlier packages get the
+-- manifest's revision capped at the number of packages of their exam.
+ALTER TABLE packages ADD COLUMN hub_revision INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE exams ADD COLUMN hub_revision INTEGER NOT NULL DEFAULT 0;
+UPDATE packages SET hub_revision = MIN(revision, (
+    SELECT COUNT(*) FROM packages q
+    WHERE q.kind = 'exam' AND q.facility_id = packages.facility_id
+      AND q.exam_pid = packages.exam_pid))
+WHERE kind = 'exam';
+UPDATE exams SET hub_revision = (
+    SELECT p.hub_revision FROM packages p WHERE p.package_id = exams.package_id);
+"#,
 ];
+
+fn now_ms() -> i64 {
+    ms_of(std::time::SystemTime::now())
+}
+
+fn ms_of(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Sizes are stored in SQLite's signed integers; the config bounds them far below.
+fn sql_size(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
 /// The embedded [`MetaStore`]: one SQLite file (WAL, synchronous FULL).
 pub struct SqliteMetaStore {
@@ -231,8 +291,15 @@ impl MetaStore for SqliteMetaStore {
         device: &DeviceId,
         package_id: &PackageId,
         manifest: &Manifest,
+        raw: &[u8],
     ) -> Result<Stored> {
         let sql = self.sql();
+        // What was hashed is what is kept, byte for byte: text (parsed JSON is UTF-8), or
+        // the bytes as a blob should a caller pass anything else.
+        let manifest_json = match std::str::from_utf8(raw) {
+            Ok(text) => rusqlite::types::Value::Text(text.to_string()),
+            Err(_) => rusqlite::types::Value::Blob(raw.to_vec()),
+        };
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
         let exists: bool = tx
@@ -248,9 +315,55 @@ impl MetaStore for SqliteMetaStore {
         if exists {
             return Ok(Stored::Duplicate);
         }
-        // The exact manifest JSON is kept: it is the de-identified record itself.
-        let manifest_json = String::from_utf8(manifest.to_bytes()).expect("serde_json emits UTF-8");
+        // Checked in this transaction, so a collection cannot release an object between the
+        // check and the package that references it.
+        let mut missing = std::collections::BTreeSet::new();
+        for f in &manifest.files {
+            let held: Option<i64> = tx
+                .query_row(
+                    "SELECT size FROM held_objects WHERE facility_id = ?1 AND sha256 = ?2",
+                    params![facility.as_str(), f.sha256.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&sql)?;
+            match held {
+                None => {
+                    missing.insert(f.sha256.clone());
+                }
+                Some(n) if n != sql_size(f.size) => {
+                    return Err(StoreError::ObjectSize {
+                        path: f.path.clone(),
+                        sha256: f.sha256.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if !missing.is_empty() {
+            return Err(StoreError::ObjectsNotHeld {
+                facility: facility.clone(),
+                missing: missing.into_iter().collect(),
+            });
+        }
+        for f in &manifest.files {
+            tx.execute(
+                "INSERT OR IGNORE INTO package_files (package_id, facility_id, sha256)
+                 VALUES (?1, ?2, ?3)",
+                params![package_id.as_str(), facility.as_str(), f.sha256.as_str()],
+            )
+            .map_err(&sql)?;
+        }
         if let Body::Dicom(d) = &manifest.body {
+            // A re-sent instance replaces the earlier package's row; that manifest is gone,
+            // so its files no longer keep objects from collection.
+            tx.execute(
+                "DELETE FROM package_files WHERE package_id IN (
+                    SELECT package_id FROM dicom_objects
+                    WHERE facility_id = ?1 AND sop_instance_uid = ?2)",
+                params![facility.as_str(), d.sop_instance_uid],
+            )
+            .map_err(&sql)?;
             tx.execute(
                 "INSERT INTO dicom_objects (package_id, facility_id, device_id, study_uid,
                         series_uid, sop_instance_uid, sop_class, exam_pid, patient_pid,
@@ -284,10 +397,25 @@ impl MetaStore for SqliteMetaStore {
             Some(e) => ("exam", e.revision, e.images_withheld()),
             None => ("report", 0, 0),
         };
+        // The rank the hub gives a revision: at most one above the highest so far, so a
+        // revision far ahead (u32::MAX) cannot outrank every later export.
+        let hub_revision = if manifest.exam().is_some() {
+            let highest: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(hub_revision), 0) FROM packages
+                     WHERE facility_id = ?1 AND exam_pid = ?2 AND kind = 'exam'",
+                    params![facility.as_str(), manifest.exam_pid()],
+                    |r| r.get(0),
+                )
+                .map_err(&sql)?;
+            i64::from(revision).min(highest + 1)
+        } else {
+            0
+        };
         tx.execute(
             "INSERT INTO packages (package_id, facility_id, device_id, kind, exam_pid, revision,
-                                   files, images_withheld, received_at, manifest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                   files, images_withheld, received_at, manifest, hub_revision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 package_id.as_str(),
                 facility.as_str(),
@@ -299,6 +427,7 @@ impl MetaStore for SqliteMetaStore {
                 withheld,
                 now(),
                 manifest_json,
+                hub_revision,
             ],
         )
         .map_err(&sql)?;
@@ -308,16 +437,113 @@ impl MetaStore for SqliteMetaStore {
             return Ok(Stored::New);
         };
         tx.execute(
-            "INSERT INTO exams (facility_id, exam_pid, package_id, revision)
-             VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO exams (facility_id, exam_pid, package_id, revision, hub_revision)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (facility_id, exam_pid) DO UPDATE
-                SET package_id = excluded.package_id, revision = excluded.revision
-                WHERE excluded.revision >= exams.revision",
-            params![facility.as_str(), exam.exam_pid, package_id.as_str(), exam.revision],
+                SET package_id = excluded.package_id, revision = excluded.revision,
+                    hub_revision = excluded.hub_revision
+                WHERE (excluded.hub_revision, excluded.revision)
+                      >= (exams.hub_revision, exams.revision)",
+            params![
+                facility.as_str(),
+                exam.exam_pid,
+                package_id.as_str(),
+                exam.revision,
+                hub_revision
+            ],
         )
         .map_err(&sql)?;
         tx.commit().map_err(&sql)?;
         Ok(Stored::New)
+    }
+
+    fn hold_object(
+        &self,
+        facility: &FacilityId,
+        sha: &Sha256Hex,
+        size: u64,
+        quota: u64,
+    ) -> Result<Stored> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let refreshed = tx
+            .execute(
+                "UPDATE held_objects SET held_at_ms = ?3 WHERE facility_id = ?1 AND sha256 = ?2",
+                params![facility.as_str(), sha.as_str(), now_ms()],
+            )
+            .map_err(&sql)?;
+        if refreshed > 0 {
+            tx.commit().map_err(&sql)?;
+            return Ok(Stored::Duplicate);
+        }
+        let used: i64 = tx
+            .query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM held_objects WHERE facility_id = ?1",
+                [facility.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(&sql)?;
+        if (used as u64).saturating_add(size) > quota {
+            return Err(StoreError::QuotaExceeded { facility: facility.clone(), quota });
+        }
+        tx.execute(
+            "INSERT INTO held_objects (facility_id, sha256, size, held_at_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![facility.as_str(), sha.as_str(), sql_size(size), now_ms()],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(Stored::New)
+    }
+
+    fn held_size(&self, facility: &FacilityId, sha: &Sha256Hex) -> Result<Option<u64>> {
+        let conn = self.lock()?;
+        let size: Option<i64> = conn
+            .query_row(
+                "SELECT size FROM held_objects WHERE facility_id = ?1 AND sha256 = ?2",
+                params![facility.as_str(), sha.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        size.map(|n| u64::try_from(n).map_err(|_| self.corrupt("held_objects.size"))).transpose()
+    }
+
+    fn facility_usage(&self, facility: &FacilityId) -> Result<u64> {
+        let conn = self.lock()?;
+        let used: i64 = conn
+            .query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM held_objects WHERE facility_id = ?1",
+                [facility.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        u64::try_from(used).map_err(|_| self.corrupt("held_objects.size"))
+    }
+
+    fn object_held(&self, sha: &Sha256Hex) -> Result<bool> {
+        let conn = self.lock()?;
+        conn.query_row("SELECT 1 FROM held_objects WHERE sha256 = ?1", [sha.as_str()], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(self.sql())
+    }
+
+    fn release_unreferenced(&self, cutoff: std::time::SystemTime) -> Result<u64> {
+        let sql = self.sql();
+        let conn = self.lock()?;
+        let n = conn
+            .execute(
+                "DELETE FROM held_objects
+                 WHERE held_at_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM package_files f
+                                   WHERE f.facility_id = held_objects.facility_id
+                                     AND f.sha256 = held_objects.sha256)",
+                [ms_of(cutoff)],
+            )
+            .map_err(&sql)?;
+        Ok(n as u64)
     }
 
     fn list_exams(&self, facility: &FacilityId) -> Result<Vec<ExamListing>> {
@@ -482,13 +708,33 @@ mod tests {
         assert!(store.device_by_fingerprint(&Sha256Hex::of(b"none")).unwrap().is_none());
 
         let m2 = manifest(&f1, "e-1", 2);
+        // Its file is not held by F0001 yet.
+        let id = Manifest::id_of(&m2.to_bytes());
+        assert!(matches!(
+            store.record_package(&f1, &dev, &id, &m2, &m2.to_bytes()),
+            Err(StoreError::ObjectsNotHeld { .. })
+        ));
+        let x = Sha256Hex::of(b"x");
+        assert_eq!(store.hold_object(&f1, &x, 1, u64::MAX).unwrap(), Stored::New);
+        assert_eq!(store.hold_object(&f1, &x, 1, u64::MAX).unwrap(), Stored::Duplicate);
+        assert_eq!(store.held_size(&f1, &x).unwrap(), Some(1));
+        assert_eq!(store.held_size(&f2, &x).unwrap(), None);
         let id2 = Manifest::id_of(&m2.to_bytes());
-        assert_eq!(store.record_package(&f1, &dev, &id2, &m2).unwrap(), Stored::New);
-        assert_eq!(store.record_package(&f1, &dev, &id2, &m2).unwrap(), Stored::Duplicate);
+        assert_eq!(
+            store.record_package(&f1, &dev, &id2, &m2, &m2.to_bytes()).unwrap(),
+            Stored::New
+        );
+        assert_eq!(
+            store.record_package(&f1, &dev, &id2, &m2, &m2.to_bytes()).unwrap(),
+            Stored::Duplicate
+        );
         // An older revision arriving late is kept but does not become current.
         let m1 = manifest(&f1, "e-1", 1);
         let id1 = Manifest::id_of(&m1.to_bytes());
-        assert_eq!(store.record_package(&f1, &dev, &id1, &m1).unwrap(), Stored::New);
+        assert_eq!(
+            store.record_package(&f1, &dev, &id1, &m1, &m1.to_bytes()).unwrap(),
+            Stored::New
+        );
         let list = store.list_exams(&f1).unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!((list[0].revision, &list[0].package_id), (2, &id2));
@@ -508,7 +754,9 @@ mod tests {
         let f1 = FacilityId::new("F0001").unwrap();
         let dev = DeviceId::new("gw-1").unwrap();
         let exam = manifest(&f1, "e-1", 1);
-        store.record_package(&f1, &dev, &Manifest::id_of(&exam.to_bytes()), &exam).unwrap();
+        store.hold_object(&f1, &Sha256Hex::of(b"x"), 1, u64::MAX).unwrap();
+        let raw = exam.to_bytes();
+        store.record_package(&f1, &dev, &Manifest::id_of(&raw), &exam, &raw).unwrap();
         let object = |sop: &str, policy_version: u32| {
             let mut m = manifest(&f1, "", 0);
             m.deid.policy_version = policy_version;
@@ -523,17 +771,128 @@ mod tests {
         };
         let (a, ida) = object("2.25.10", 1);
         let (b, idb) = object("2.25.11", 1);
-        assert_eq!(store.record_package(&f1, &dev, &ida, &a).unwrap(), Stored::New);
-        assert_eq!(store.record_package(&f1, &dev, &ida, &a).unwrap(), Stored::Duplicate);
-        assert_eq!(store.record_package(&f1, &dev, &idb, &b).unwrap(), Stored::New);
+        assert_eq!(store.record_package(&f1, &dev, &ida, &a, &a.to_bytes()).unwrap(), Stored::New);
+        assert_eq!(
+            store.record_package(&f1, &dev, &ida, &a, &a.to_bytes()).unwrap(),
+            Stored::Duplicate
+        );
+        assert_eq!(store.record_package(&f1, &dev, &idb, &b, &b.to_bytes()).unwrap(), Stored::New);
         // The same instance de-identified under a new policy replaces its row.
         let (a2, ida2) = object("2.25.10", 2);
-        assert_eq!(store.record_package(&f1, &dev, &ida2, &a2).unwrap(), Stored::New);
+        assert_eq!(
+            store.record_package(&f1, &dev, &ida2, &a2, &a2.to_bytes()).unwrap(),
+            Stored::New
+        );
         let list = store.list_dicom(&f1).unwrap();
         let ids: Vec<_> =
             list.iter().map(|r| (r.sop_instance_uid.as_str(), &r.package_id)).collect();
         assert_eq!(ids, vec![("2.25.10", &ida2), ("2.25.11", &idb)]);
         assert_eq!(store.list_exams(&f1).unwrap()[0].dicom_objects, 2);
         assert_eq!(store.package_count().unwrap(), 3);
+    }
+
+    fn exam(f: &FacilityId, exam_pid: &str, revision: u32) -> (Manifest, Vec<u8>, PackageId) {
+        let mut m = manifest(f, exam_pid, revision);
+        m.files.clear();
+        let raw = m.to_bytes();
+        let id = Manifest::id_of(&raw);
+        (m, raw, id)
+    }
+
+    #[test]
+    fn derived_revisions_stop_a_huge_revision_from_pinning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("hub.sqlite")).unwrap();
+        let f1 = FacilityId::new("F0001").unwrap();
+        let dev = DeviceId::new("gw-1").unwrap();
+        let current_after = |exam_pid: &str, revisions: &[u32]| {
+            for &r in revisions {
+                let (m, raw, id) = exam(&f1, exam_pid, r);
+                store.record_package(&f1, &dev, &id, &m, &raw).unwrap();
+            }
+            let rows = store.list_exams(&f1).unwrap();
+            rows.into_iter().find(|r| r.exam_pid == exam_pid).unwrap().revision
+        };
+        assert_eq!(current_after("a", &[u32::MAX, 2]), 2);
+        assert_eq!(current_after("b", &[1, u32::MAX, 2]), u32::MAX);
+        assert_eq!(current_after("b", &[3]), 3);
+        assert_eq!(current_after("c", &[2, 1]), 2);
+        assert_eq!(current_after("d", &[1, 2, 4, 3]), 4);
+        assert_eq!(current_after("e", &[3, 7]), 7);
+    }
+
+    #[test]
+    fn the_exact_bytes_are_stored_and_the_quota_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.sqlite");
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let (f1, f2) = (FacilityId::new("F0001").unwrap(), FacilityId::new("F0002").unwrap());
+        let dev = DeviceId::new("gw-1").unwrap();
+        let (m, _, _) = exam(&f1, "e-1", 1);
+        let pretty = serde_json::to_vec_pretty(&m).unwrap();
+        let id = Manifest::id_of(&pretty);
+        store.record_package(&f1, &dev, &id, &m, &pretty).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let stored: String = conn
+            .query_row("SELECT manifest FROM packages WHERE package_id = ?1", [id.as_str()], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored.as_bytes(), pretty.as_slice());
+
+        let (a, b) = (Sha256Hex::of(b"a"), Sha256Hex::of(b"b"));
+        assert_eq!(store.hold_object(&f1, &a, 60, 100).unwrap(), Stored::New);
+        assert!(matches!(
+            store.hold_object(&f1, &b, 60, 100),
+            Err(StoreError::QuotaExceeded { quota: 100, .. })
+        ));
+        assert_eq!(store.hold_object(&f1, &a, 60, 100).unwrap(), Stored::Duplicate);
+        assert_eq!(store.hold_object(&f2, &b, 60, 100).unwrap(), Stored::New);
+        assert_eq!(store.facility_usage(&f1).unwrap(), 60);
+        assert!(store.object_held(&b).unwrap());
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(store.release_unreferenced(later).unwrap(), 2);
+        assert_eq!(store.facility_usage(&f1).unwrap(), 0);
+        assert!(!store.object_held(&a).unwrap());
+    }
+
+    #[test]
+    fn migration_3_keeps_earlier_packages_and_their_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.sqlite");
+        let f1 = FacilityId::new("F0001").unwrap();
+        // A version-2 database with one exam package (as the hub before issue 10 wrote it).
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..2] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let m = manifest(&f1, "e-1", 9);
+            let raw = m.to_bytes();
+            let tx = conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO packages VALUES (?1, 'F0001', 'gw-1', 'exam', 'e-1', 9, 1, 0, 'now', ?2)",
+                params![Manifest::id_of(&raw).as_str(), String::from_utf8(raw).unwrap()],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO exams VALUES ('F0001', 'e-1', ?1, 9)",
+                [Manifest::id_of(&m.to_bytes()).as_str()],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let x = Sha256Hex::of(b"x");
+        assert_eq!(store.held_size(&f1, &x).unwrap(), Some(1));
+        // Referenced by the old manifest: never released.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(store.release_unreferenced(later).unwrap(), 0);
+        // The old revision 9 ranks as hub revision 1: revision 10 replaces it.
+        let dev = DeviceId::new("gw-1").unwrap();
+        let (m, raw, id) = exam(&f1, "e-1", 10);
+        store.record_package(&f1, &dev, &id, &m, &raw).unwrap();
+        assert_eq!(store.list_exams(&f1).unwrap()[0].revision, 10);
     }
 }

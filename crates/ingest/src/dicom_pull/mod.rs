@@ -17,7 +17,7 @@ mod scu;
 mod watermark;
 
 pub use puller::run;
-pub use scu::PullError;
+pub use scu::{read_find_match, PullError};
 pub use watermark::{PullMark, PullStore, StoreError};
 
 use super::dicom_scp::AeTitle;

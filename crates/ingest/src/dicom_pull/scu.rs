@@ -6,7 +6,7 @@
 //! supports.
 
 use super::{STUDY_ROOT_FIND, STUDY_ROOT_MOVE};
-use crate::dicom_scp::dimse::{self, Response};
+use crate::dicom_scp::dimse::{self, DimseError, Response};
 use crate::dicom_scp::ul_reason;
 use crate::dicom_scp::{AeTitle, Uid, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use chrono::NaiveDate;
@@ -18,6 +18,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::Pdu;
+use fgw_format::dicom_structure::Limits;
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
@@ -53,6 +54,9 @@ pub enum PullError {
     NotAccepted { called_ae: AeTitle, service: &'static str },
     #[error("archive {called_ae}: {service}: {reason}")]
     Protocol { called_ae: AeTitle, service: &'static str, reason: &'static str },
+    /// A response data set refused by the structure check before any parse.
+    #[error("archive {called_ae}: {service}: response identifier refused: {reason}")]
+    Identifier { called_ae: AeTitle, service: &'static str, reason: &'static str },
     #[error("archive {called_ae}: C-FIND {from}..={to} ended with status {status:#06X}")]
     FindFailed { called_ae: AeTitle, from: NaiveDate, to: NaiveDate, status: u16 },
     #[error(
@@ -226,8 +230,12 @@ impl Scu {
                     });
                 }
                 match parse_hit(&data, link.ts) {
-                    Some(hit) => hits.push(hit),
-                    None => {
+                    Ok(hit) => hits.push(hit),
+                    Err(HitError::Structure(reason)) => {
+                        let called_ae = self.called_ae.clone();
+                        return Err(PullError::Identifier { called_ae, service: "C-FIND", reason });
+                    }
+                    Err(HitError::NoStudy) => {
                         return Err(
                             self.protocol("C-FIND", "match without a valid StudyInstanceUID")
                         )
@@ -289,18 +297,47 @@ impl Scu {
     }
 }
 
-fn parse_hit(data: &[u8], ts: &str) -> Option<StudyHit> {
-    let syntax = TransferSyntaxRegistry.get(ts)?;
+/// Why a C-FIND match was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HitError {
+    /// Refused by the structure check (the defect's code), before any parse.
+    Structure(&'static str),
+    /// Unparseable, or no valid StudyInstanceUID in it.
+    NoStudy,
+}
+
+/// One C-FIND match: the structure check first (dicom-object's read recurses per sequence
+/// level, so a deeply nested identifier would overflow the stack and abort the daemon), then
+/// the parse, then the three attributes asked for.
+fn parse_hit(data: &[u8], ts: &str) -> Result<StudyHit, HitError> {
+    let syntax = TransferSyntaxRegistry.get(ts).ok_or(HitError::NoStudy)?;
+    dimse::check_structure(ts, data, Limits::IDENTIFIER).map_err(|e| match e {
+        DimseError::Structure(d) => HitError::Structure(d.code()),
+        _ => HitError::Structure("deflated"),
+    })?;
     // The parser's errors can quote values: only "no hit" is kept.
-    let obj = InMemDicomObject::read_dataset_with_ts(data, syntax).ok()?;
+    let obj =
+        InMemDicomObject::read_dataset_with_ts(data, syntax).map_err(|_| HitError::NoStudy)?;
     let text = |tag| -> Option<String> {
         let e = obj.element_opt(tag).ok().flatten()?;
         e.to_str().ok().map(|s| s.trim_matches(['\0', ' ']).to_string())
     };
-    let uid = Uid::new(text(tags::STUDY_INSTANCE_UID)?).ok()?;
+    let uid =
+        text(tags::STUDY_INSTANCE_UID).and_then(|u| Uid::new(u).ok()).ok_or(HitError::NoStudy)?;
     let date = text(tags::STUDY_DATE).and_then(|d| NaiveDate::parse_from_str(&d, "%Y%m%d").ok());
     let instances = text(tags::NUMBER_OF_STUDY_RELATED_INSTANCES).and_then(|n| n.parse().ok());
-    Some(StudyHit { uid, date, instances })
+    Ok(StudyHit { uid, date, instances })
+}
+
+/// How a C-FIND response identifier is read (structure check, parse, the attributes asked
+/// for), on bytes alone: the entry point of the `dicom_structure` fuzz target and of the
+/// mutation tests. `Err` is the fixed reason the pull would stop the window with.
+pub fn read_find_match(data: &[u8], transfer_syntax: &str) -> Result<(), &'static str> {
+    match parse_hit(data, transfer_syntax) {
+        Ok(_) => Ok(()),
+        Err(HitError::Structure(code)) => Err(code),
+        Err(HitError::NoStudy) => Err("match without a valid StudyInstanceUID"),
+    }
 }
 
 impl Link {
@@ -398,5 +435,93 @@ impl Link {
         } else {
             let _ = self.assoc.abort().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn explicit(out: &mut Vec<u8>, g: u16, e: u16, vr: &[u8; 2], value: &[u8]) {
+        out.extend_from_slice(&g.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        out.extend_from_slice(vr);
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+
+    fn raw(out: &mut Vec<u8>, g: u16, e: u16, len: u32) {
+        out.extend_from_slice(&g.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+
+    /// A C-FIND match as an archive returns it, with `levels` nested sequences of
+    /// undefined length after the three attributes asked for.
+    fn identifier(ts: &str, levels: usize) -> Vec<u8> {
+        let implicit = ts == IMPLICIT_VR_LE;
+        let mut d = Vec::new();
+        let el = |d: &mut Vec<u8>, g, e, vr: &[u8; 2], v: &[u8]| {
+            if implicit {
+                raw(d, g, e, v.len() as u32);
+                d.extend_from_slice(v);
+            } else {
+                explicit(d, g, e, vr, v);
+            }
+        };
+        el(&mut d, 0x0008, 0x0020, b"DA", b"20240301");
+        el(&mut d, 0x0008, 0x0052, b"CS", b"STUDY ");
+        el(&mut d, 0x0020, 0x000D, b"UI", b"1.2.392.999.5\0");
+        el(&mut d, 0x0020, 0x1208, b"IS", b"12");
+        for _ in 0..levels {
+            if implicit {
+                raw(&mut d, 0x0040, 0xA730, u32::MAX);
+            } else {
+                d.extend_from_slice(&[0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0]);
+                d.extend_from_slice(&u32::MAX.to_le_bytes());
+            }
+            raw(&mut d, 0xFFFE, 0xE000, u32::MAX);
+        }
+        for _ in 0..levels {
+            raw(&mut d, 0xFFFE, 0xE00D, 0);
+            raw(&mut d, 0xFFFE, 0xE0DD, 0);
+        }
+        d
+    }
+
+    #[test]
+    fn a_match_is_read() {
+        for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
+            let hit = parse_hit(&identifier(ts, 2), ts).unwrap();
+            assert_eq!(hit.uid.as_str(), "1.2.392.999.5");
+            assert_eq!(hit.date, NaiveDate::from_ymd_opt(2024, 3, 1));
+            assert_eq!(hit.instances, Some(12));
+        }
+    }
+
+    /// A C-FIND response identifier with 2,000 nested sequences: before the structure check
+    /// it went straight to dicom-object's recursive read, which overflowed the stack and
+    /// aborted the gateway. Now it is refused with the reason code, before any parse.
+    #[test]
+    fn a_deeply_nested_match_is_refused_before_parsing() {
+        for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
+            let deep = identifier(ts, 2_000);
+            assert_eq!(parse_hit(&deep, ts), Err(HitError::Structure("nesting-too-deep")));
+            assert_eq!(read_find_match(&deep, ts), Err("nesting-too-deep"));
+            // Within the identifier limit it is read.
+            let limit = Limits::IDENTIFIER.max_depth;
+            assert!(parse_hit(&identifier(ts, limit), ts).is_ok());
+            let over = parse_hit(&identifier(ts, limit + 1), ts);
+            assert_eq!(over, Err(HitError::Structure("nesting-too-deep")));
+        }
+        let e = PullError::Identifier {
+            called_ae: AeTitle::new("ARCHIVE").unwrap(),
+            service: "C-FIND",
+            reason: "nesting-too-deep",
+        };
+        assert_eq!(
+            e.to_string(),
+            "archive ARCHIVE: C-FIND: response identifier refused: nesting-too-deep"
+        );
     }
 }

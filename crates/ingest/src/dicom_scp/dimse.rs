@@ -5,14 +5,19 @@
 //!
 //! Command sets are few fixed elements of group 0000 in Implicit VR Little Endian (PS3.7
 //! 6.3.1), so they are read and written here by hand, with every length checked against the
-//! buffer: a peer's command never reaches a general-purpose parser.
+//! buffer: a peer's command never reaches a general-purpose parser. Data sets reach
+//! dicom-object only after [`check_structure`] (`fgw_format::dicom_structure`): its read
+//! recurses per sequence level, and a stack overflow aborts the whole daemon.
 
 use super::{AeTitle, Uid};
-use dicom_core::Tag;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
+use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use fgw_format::dicom_structure::{self, Defect, ElementTag, Encoding, Limits};
 use std::fmt;
 
 /// Largest command set we read; real ones are a few hundred bytes.
@@ -48,6 +53,9 @@ pub(crate) enum DimseError {
     Unparseable,
     #[error("data set: {0}")]
     Dataset(&'static str),
+    /// Refused by the structure check before any parse (the defect's code names it).
+    #[error("data set structure: {}", .0.code())]
+    Structure(Defect),
     #[error("data set does not match its command: {0}")]
     Mismatch(&'static str),
     #[error("file meta group could not be written")]
@@ -63,7 +71,8 @@ impl DimseError {
             DimseError::CommandTooLarge { .. }
             | DimseError::Command(_)
             | DimseError::Unparseable
-            | DimseError::Dataset(_) => Status::CannotUnderstand,
+            | DimseError::Dataset(_)
+            | DimseError::Structure(_) => Status::CannotUnderstand,
         }
     }
 
@@ -73,6 +82,7 @@ impl DimseError {
             DimseError::CommandTooLarge { .. } => "command set too large",
             DimseError::Command(r) | DimseError::Dataset(r) | DimseError::Mismatch(r) => r,
             DimseError::Unparseable => "data set cannot be parsed",
+            DimseError::Structure(d) => d.code(),
             DimseError::FileMeta => "file meta group could not be written",
         }
     }
@@ -326,8 +336,28 @@ pub(crate) fn can_read(ts: &str) -> bool {
     TransferSyntaxRegistry.get(ts).is_some_and(|t| !t.is_unsupported())
 }
 
-/// Parses the data set in full and checks that it is the object its command announced.
-/// Blocking and CPU-bound for large objects: call it off the async runtime.
+/// In implicit VR, whether dicom-rs reads a tag as a sequence: its decoder takes the
+/// standard dictionary's VR (relaxed), so the structure check must too.
+fn dictionary_sequence(tag: ElementTag) -> bool {
+    StandardDataDictionary
+        .by_tag(Tag(tag.group, tag.element))
+        .is_some_and(|e| e.vr().relaxed() == VR::SQ)
+}
+
+/// The structure check of a data set in transfer syntax `ts`, run before dicom-object ever
+/// sees the bytes (nesting depth, element count, lengths, delimiters; no recursion).
+pub(crate) fn check_structure(ts: &str, data: &[u8], limits: Limits) -> Result<(), DimseError> {
+    // Deflated syntaxes are never negotiated (`can_read`); their bytes are not headers.
+    let encoding = Encoding::of_transfer_syntax(ts)
+        .ok_or(DimseError::Dataset("deflated data set not read"))?;
+    dicom_structure::scan_data_set(data, 0, encoding, limits, &dictionary_sequence)
+        .map(|_| ())
+        .map_err(|e| DimseError::Structure(e.defect))
+}
+
+/// Checks the structure, parses the data set in full and checks that it is the object its
+/// command announced. Blocking and CPU-bound for large objects: call it off the async
+/// runtime.
 pub(crate) fn check_data_set(
     ts: &Uid,
     data: &[u8],
@@ -337,6 +367,7 @@ pub(crate) fn check_data_set(
     let Some(syntax) = TransferSyntaxRegistry.get(ts.as_str()) else {
         return Err(DimseError::Dataset("transfer syntax unknown"));
     };
+    check_structure(ts.as_str(), data, Limits::OBJECT)?;
     // The parser's own error text can quote element contents, so it is dropped here.
     let obj = InMemDicomObject::read_dataset_with_ts(data, syntax)
         .map_err(|_| DimseError::Unparseable)?;
@@ -352,6 +383,19 @@ pub(crate) fn check_data_set(
         return Err(DimseError::Mismatch("SOP Instance UID"));
     }
     Ok(())
+}
+
+/// The checks a received C-STORE data set goes through before the sink sees it (structure,
+/// parse, SOP class and instance against the command's), on bytes alone: the entry point of
+/// the `dicom_structure` fuzz target and of the mutation tests. `Err` is the fixed reason the
+/// C-STORE would be refused with (a [`Defect::code`] for structure defects).
+pub fn check_received(
+    transfer_syntax: &Uid,
+    data: &[u8],
+    sop_class: &Uid,
+    sop_instance: &Uid,
+) -> Result<(), &'static str> {
+    check_data_set(transfer_syntax, data, sop_class, sop_instance).map_err(|e| e.reason())
 }
 
 /// Preamble, `DICM`, the file meta group, then the data set bytes as received.
@@ -546,7 +590,44 @@ mod tests {
         let mut bad = data_set(ts.as_str());
         let pn = bad.windows(2).position(|w| w == b"PN").unwrap();
         bad[pn + 2..pn + 4].copy_from_slice(&0x4000u16.to_le_bytes());
-        assert_eq!(check_data_set(&ts, &bad, &sc, &inst), Err(DimseError::Unparseable));
+        let e = check_data_set(&ts, &bad, &sc, &inst).unwrap_err();
+        assert!(matches!(e, DimseError::Structure(Defect::LengthBeyondEnd { .. })), "{e:?}");
+        assert_eq!((e.status(), e.reason()), (Status::CannotUnderstand, "length-beyond-end"));
+    }
+
+    /// Nested sequences beyond the limit never reach dicom-object (whose read recurses per
+    /// level); at the limit they parse.
+    #[test]
+    fn nesting_is_checked_before_the_parse() {
+        let (sc, inst) = (uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE), uid("1.2.3.4.5"));
+        for ts in [uids::EXPLICIT_VR_LITTLE_ENDIAN, uids::IMPLICIT_VR_LITTLE_ENDIAN] {
+            let ts = uid(ts);
+            let nested = |levels: usize| {
+                let mut d = data_set(ts.as_str());
+                let explicit = ts.as_str() == uids::EXPLICIT_VR_LITTLE_ENDIAN;
+                for _ in 0..levels {
+                    d.extend_from_slice(&[0x40, 0x00, 0x30, 0xA7]);
+                    if explicit {
+                        d.extend_from_slice(b"SQ\0\0");
+                    }
+                    d.extend_from_slice(&u32::MAX.to_le_bytes());
+                    d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+                }
+                for _ in 0..levels {
+                    d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+                    d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+                }
+                d
+            };
+            let limit = fgw_format::dicom_structure::MAX_DEPTH;
+            check_data_set(&ts, &nested(limit), &sc, &inst).unwrap();
+            for levels in [limit + 1, 2_000] {
+                let e = check_data_set(&ts, &nested(levels), &sc, &inst).unwrap_err();
+                assert_eq!(e, DimseError::Structure(Defect::TooDeep(limit)), "{ts:?} {levels}");
+                assert_eq!(e.reason(), "nesting-too-deep");
+                assert_eq!(e.status(), Status::CannotUnderstand);
+            }
+        }
     }
 
     #[test]

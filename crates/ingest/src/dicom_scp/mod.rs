@@ -11,7 +11,7 @@
 pub(crate) mod dimse;
 mod scp;
 
-pub use dimse::Status;
+pub use dimse::{check_received, Status};
 pub(crate) use scp::ul_reason;
 pub use scp::{serve, DicomScp, ScpError};
 
@@ -290,9 +290,16 @@ pub struct DicomScpConfig {
     pub ae_title: AeTitle,
     /// What the called AE title must be.
     pub called_ae: CalledAePolicy,
-    /// Who may associate; empty = any calling AE from any address (like `[hl7] allow`).
-    /// Otherwise one matching rule admits the association.
+    /// Who may associate; empty = any calling AE from the allowed peers. Otherwise one
+    /// matching rule admits the association.
     pub allow: Vec<AllowRule>,
+    /// Peers allowed to connect at all: addresses or CIDR networks, checked at accept (before
+    /// `allow`). Required when enabled.
+    pub allowed_peers: Vec<crate::listener::PeerNet>,
+    /// A peer silent this long (while associating, or between PDUs) is dropped (default 60).
+    pub idle_timeout_secs: u64,
+    /// An association is aborted after this long in all (default 3600).
+    pub max_association_secs: u64,
     /// Largest P-DATA PDU we accept (bytes of PDU body), advertised in the association.
     pub max_pdu: u32,
     /// Largest data set kept in memory; a larger one gets 0xA700 and is dropped.
@@ -315,6 +322,9 @@ impl Default for DicomScpConfig {
             ae_title: AeTitle::new("FGW").expect("built-in AE title"),
             called_ae: CalledAePolicy::MustMatch,
             allow: Vec::new(),
+            allowed_peers: Vec::new(),
+            idle_timeout_secs: 60,
+            max_association_secs: 3600,
             max_pdu: 65_536,
             max_object_bytes: 256 * 1024 * 1024,
             sop_classes: uids(&[
@@ -345,6 +355,13 @@ impl DicomScpConfig {
     /// `Err((key, allowed values))`, like the other config sections.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.listen_addr()?;
+        crate::listener::require_allowed_peers(
+            self.mode == ScpMode::Enabled,
+            &self.allowed_peers,
+            "dicom_scp.allowed_peers",
+        )?;
+        crate::listener::check_secs(self.idle_timeout_secs, "dicom_scp.idle_timeout_secs")?;
+        crate::listener::check_secs(self.max_association_secs, "dicom_scp.max_association_secs")?;
         for rule in &self.allow {
             if rule.ae.is_none() && rule.ip.is_none() {
                 return Err(("dicom_scp.allow", "each rule names `ae`, `ip` or both".into()));
@@ -387,6 +404,11 @@ impl DicomScpConfig {
     /// `listen` parsed; `Err` like [`DicomScpConfig::validate`].
     pub fn listen_addr(&self) -> Result<SocketAddr, (&'static str, String)> {
         crate::listener::listen_addr(&self.listen, "dicom_scp.listen", "0.0.0.0:11112")
+    }
+
+    /// Whether `peer` may connect at all (`allowed_peers`).
+    pub fn admits_peer(&self, peer: IpAddr) -> bool {
+        self.allowed_peers.iter().any(|n| n.contains(peer))
     }
 
     /// Whether an association from `calling` at `peer` may proceed.
@@ -433,7 +455,7 @@ mod tests {
         c.validate().unwrap();
         let c: DicomScpConfig = toml::from_str(
             "mode = \"enabled\"\nlisten = \"127.0.0.1:104\"\nae_title = \"GW1\"\n\
-             called_ae = \"any\"\n\
+             called_ae = \"any\"\nallowed_peers = [\"10.0.0.0/24\"]\n\
              allow = [{ ae = \"ENDO1\" }, { ip = \"10.0.0.5\" },\n\
              { ae = \"X\", ip = \"10.0.0.6\" }]",
         )
@@ -452,6 +474,12 @@ mod tests {
         let key = |c: DicomScpConfig| c.validate().unwrap_err().0;
         let d = DicomScpConfig::default;
         assert_eq!(key(DicomScpConfig { listen: "11112".into(), ..d() }), "dicom_scp.listen");
+        let open = DicomScpConfig { mode: ScpMode::Enabled, ..d() };
+        assert_eq!(key(open), "dicom_scp.allowed_peers", "enabled without an allow list");
+        assert_eq!(
+            key(DicomScpConfig { idle_timeout_secs: 0, ..d() }),
+            "dicom_scp.idle_timeout_secs"
+        );
         let empty_rule = AllowRule { ae: None, ip: None };
         assert_eq!(key(DicomScpConfig { allow: vec![empty_rule], ..d() }), "dicom_scp.allow");
         let any_ip = AllowRule { ae: None, ip: Some("0.0.0.0".parse().unwrap()) };

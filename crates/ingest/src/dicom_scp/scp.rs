@@ -10,7 +10,7 @@ use super::{
     AeTitle, CalledAePolicy, DicomScpConfig, DicomSink, ReceivedObject, Refusal, SinkError, Uid,
     MAX_ASSOCIATIONS, VERIFICATION,
 };
-use crate::listener::{accept_loop, stopped, Protocol, Service};
+use crate::listener::{accept_loop, stopped, Conn, Protocol, Service};
 use dicom_ul::association::server::{AcceptAny, AccessControl, DefaultNegotiation};
 use dicom_ul::association::{Association, Error as UlError, ServerAssociationOptions};
 use dicom_ul::pdu::{
@@ -29,8 +29,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// A peer silent this long (while associating, or between PDUs) is dropped, freeing its slot.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// A peer that stops reading our responses must not hold a slot forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections beyond [`MAX_ASSOCIATIONS`] that we still answer with a transient A-ASSOCIATE-RJ;
@@ -110,21 +108,28 @@ impl<S: DicomSink> Service for Scp<S> {
     const MAX_CONNECTIONS: usize = MAX_ASSOCIATIONS;
     const MAX_BUSY_REPLIES: usize = MAX_BUSY_REPLIES;
 
-    // Every peer gets as far as its A-ASSOCIATE-RQ: the allow rules pair IP addresses with
-    // calling AE titles, so `PeerAccess` applies them there.
-    fn admits(&self, _peer: IpAddr) -> bool {
-        true
+    // `allowed_peers` at accept; the `allow` rules pair IP addresses with calling AE titles,
+    // so `PeerAccess` applies them at the A-ASSOCIATE-RQ.
+    fn admits(&self, peer: IpAddr) -> bool {
+        self.cfg.admits_peer(peer)
+    }
+
+    fn max_connection_time(&self) -> Duration {
+        Duration::from_secs(self.cfg.max_association_secs)
     }
 
     fn connection(
         &self,
         stream: TcpStream,
         peer: IpAddr,
-        shutdown: watch::Receiver<bool>,
+        conn: Conn,
     ) -> impl Future<Output = ()> + Send + 'static {
         let ctx = Ctx { peer, cfg: Arc::clone(&self.cfg), sink: Arc::clone(&self.sink) };
         let base = Arc::clone(&self.base);
-        async move { association(stream, ctx, &base, shutdown).await }
+        async move {
+            let Conn { stop, activity } = conn;
+            association(stream, ctx, &base, stop, activity).await
+        }
     }
 
     fn busy(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
@@ -146,7 +151,7 @@ fn base_options(cfg: &DicomScpConfig) -> BaseOptions {
     let mut o = ServerAssociationOptions::new()
         .ae_title(cfg.ae_title.to_string())
         .max_pdu_length(cfg.max_pdu)
-        .read_timeout(READ_TIMEOUT)
+        .read_timeout(Duration::from_secs(cfg.idle_timeout_secs))
         .write_timeout(WRITE_TIMEOUT);
     for uid in &cfg.sop_classes {
         o = o.with_abstract_syntax(uid.to_string());
@@ -241,6 +246,7 @@ async fn association<S: DicomSink>(
     ctx: Ctx<S>,
     base: &BaseOptions,
     mut shutdown: watch::Receiver<bool>,
+    activity: crate::listener::Activity,
 ) {
     let peer = ctx.peer;
     let refused = Arc::new(AtomicBool::new(false));
@@ -256,6 +262,8 @@ async fn association<S: DicomSink>(
             return;
         }
     };
+    // Associated: no longer an idle socket that a new connection may displace.
+    activity.busy();
     let Ok(calling) = AeTitle::new(scp.peer_ae_title()) else {
         // check_access already validated it; nothing else may pass.
         let _ = scp.abort().await;

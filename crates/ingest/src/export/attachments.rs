@@ -1,36 +1,52 @@
 //! Images (`images/<検査ID>/*`) and report (`reports/<検査ID>.txt`) of one exam, at the
 //! places the profile's `images_dir` and `report_file` name.
 
+use super::beneath::{
+    list_dir, open_dir, open_entry, open_file, read_bounded, Entry, Listing, OpenError,
+};
 use super::encoding::{decode, TextEncoding};
 use super::table::is_safe_exam_id;
-use super::{BatchDir, ExportError};
+use super::{BatchDir, ExportError, ExportLimits, Limit, Refusal};
 use fgw_records::profile::Profile;
 use fgw_records::{Column, RawExam, RawImage};
 use std::cmp::Ordering;
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
-/// Images above this size are not read (memory guard); they are listed as missing.
-pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
-/// Reports above this size are refused: a text report is a few KiB.
-pub const MAX_REPORT_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Fill `exam.images`, `exam.missing_images` and `exam.report` from the batch folder
-/// (replacing whatever was there).
-///
-/// Images: every regular file of `images/<検査ID>/` (the profile's `images_dir`; symlinks and dot-files are ignored),
-/// in natural file-name order (`2.jpg` before `10.jpg`), indexed 0.. in that order over the
-/// images actually read. A missing folder means an exam without images. Unreadable, oversized
-/// or non-UTF-8-named files go to `missing_images` and the rest continue.
-///
-/// Report: `reports/<検査ID>.txt` (the profile's `report_file`), decoded with `encoding`
-/// (a UTF-8 BOM always wins).
+/// [`load_attachments_with`] and the default [`ExportLimits`].
 pub fn load_attachments(
     batch: &BatchDir,
     exam: &mut RawExam,
     encoding: TextEncoding,
     profile: &Profile,
+) -> Result<(), ExportError> {
+    load_attachments_with(batch, exam, encoding, profile, &ExportLimits::default())
+}
+
+/// Fill `exam.images`, `exam.missing_images` and `exam.report` from the batch folder
+/// (replacing whatever was there).
+///
+/// Everything is opened beneath the batch's parent without following links
+/// (`export::beneath`): a symlink anywhere on the way ([`Refusal::Symlink`]) or a FIFO,
+/// device or socket where a file is expected refuses the exam ([`ExportError::Refused`]), as
+/// does input over `limits` ([`ExportError::OverLimit`]); the exam then has no attachments.
+///
+/// Images: every regular file of `images/<検査ID>/` (the profile's `images_dir`; dot-files and
+/// sub-folders are ignored), in natural file-name order (`2.jpg` before `10.jpg`), indexed 0..
+/// in that order over the images actually read. A missing folder means an exam without
+/// images. Unreadable or non-UTF-8-named files go to `missing_images` and the rest continue.
+///
+/// Report: `reports/<検査ID>.txt` (the profile's `report_file`), decoded with `encoding`
+/// (a UTF-8 BOM always wins).
+pub fn load_attachments_with(
+    batch: &BatchDir,
+    exam: &mut RawExam,
+    encoding: TextEncoding,
+    profile: &Profile,
+    limits: &ExportLimits,
 ) -> Result<(), ExportError> {
     let source_ref = exam.source.to_string();
     let id = exam.fields.get(&Column::ExamId).map(String::as_str).unwrap_or("");
@@ -43,127 +59,153 @@ pub fn load_attachments(
     exam.missing_images.clear();
     exam.report = None;
 
-    load_images(batch, &id, &source_ref, exam, profile)?;
-    exam.report = load_report(batch, &id, &source_ref, encoding, profile)?;
-    Ok(())
-}
-
-fn load_images(
-    batch: &BatchDir,
-    id: &str,
-    source_ref: &str,
-    exam: &mut RawExam,
-    profile: &Profile,
-) -> Result<(), ExportError> {
-    let dir_err = |source| ExportError::ImageDir {
-        batch: batch.name.clone(),
-        dir: profile.images_dir.clone(),
-        source_ref: source_ref.to_owned(),
-        source,
-    };
-    let rel = profile.images_dir_for(id);
-    let dir = under(&batch.path, &rel);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(dir_err(e)),
-    };
-    let rel_dir = format!("{}/{rel}", batch.name);
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(dir_err)?;
-        // file_type() does not follow symlinks: a link could point outside the export.
-        let Ok(ft) = entry.file_type() else { continue };
-        if !ft.is_file() {
-            continue;
+    let (anchor, rel) =
+        batch.anchor().map_err(|source| ExportError::Io { file: batch.label.clone(), source })?;
+    let at = Attachments { anchor: anchor.as_fd(), rel: &rel, batch, source_ref, profile, limits };
+    let loaded = at.images(&id, exam).and_then(|()| at.report(&id, encoding));
+    match loaded {
+        Ok(report) => {
+            exam.report = report;
+            Ok(())
         }
-        match entry.file_name().into_string() {
-            Ok(name) if name.starts_with('.') => {}
-            Ok(name) => files.push(name),
-            Err(raw) => exam.missing_images.push((
-                format!("{rel_dir}/{}", raw.to_string_lossy()),
-                "file name is not valid UTF-8".into(),
-            )),
-        }
-    }
-    files.sort_by(|a, b| natural_cmp(a, b));
-
-    for name in files {
-        let rel_path = format!("{rel_dir}/{name}");
-        match read_limited(&dir.join(&name), MAX_IMAGE_BYTES) {
-            Ok(Some(bytes)) => {
-                let index = exam.images.len() as u32;
-                exam.images.push(RawImage { index, rel_path, bytes });
+        Err(e) => {
+            if matches!(e, ExportError::Refused { .. } | ExportError::OverLimit { .. }) {
+                // Refused as a whole: nothing read for it stays with the exam.
+                exam.images.clear();
+                exam.missing_images.clear();
             }
-            Ok(None) => exam
-                .missing_images
-                .push((rel_path, format!("larger than {MAX_IMAGE_BYTES} bytes; skipped"))),
-            Err(e) => exam.missing_images.push((rel_path, format!("cannot read: {}", e.kind()))),
+            Err(e)
         }
     }
-    Ok(())
 }
 
-fn load_report(
-    batch: &BatchDir,
-    id: &str,
-    source_ref: &str,
-    encoding: TextEncoding,
-    profile: &Profile,
-) -> Result<Option<String>, ExportError> {
-    let path = under(&batch.path, &profile.report_file_for(id));
-    let file = || profile.report_file.clone();
-    let bytes = match read_limited(&path, MAX_REPORT_BYTES) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            return Err(ExportError::ReportTooLarge {
-                batch: batch.name.clone(),
-                file: file(),
-                source_ref: source_ref.to_owned(),
-                limit: MAX_REPORT_BYTES,
-            })
+/// One exam's attachments, opened beneath `anchor` (the batch's parent) at `rel/...`.
+struct Attachments<'a> {
+    anchor: BorrowedFd<'a>,
+    rel: &'a Path,
+    batch: &'a BatchDir,
+    source_ref: String,
+    profile: &'a Profile,
+    limits: &'a ExportLimits,
+}
+
+impl Attachments<'_> {
+    /// `<batch label>/<template> of <row>`: the path with the batch as its label and the
+    /// exam-named part as the profile's template, never the folder's name or the 検査ID.
+    fn path(&self, template: &str) -> String {
+        format!("{}/{template} of {}", self.batch.label, self.source_ref)
+    }
+
+    fn refused(&self, template: &str, what: Refusal) -> ExportError {
+        ExportError::Refused { path: self.path(template), what }
+    }
+
+    fn over(&self, template: &str, limit: Limit) -> ExportError {
+        ExportError::OverLimit { path: self.path(template), limit, cap: limit.of(self.limits) }
+    }
+
+    fn images(&self, id: &str, exam: &mut RawExam) -> Result<(), ExportError> {
+        let tpl = &self.profile.images_dir;
+        let dir_err = |source| ExportError::ImageDir {
+            batch: self.batch.label.clone(),
+            dir: tpl.clone(),
+            source_ref: self.source_ref.clone(),
+            source,
+        };
+        let rel = self.profile.images_dir_for(id);
+        let dir = match open_dir(self.anchor, &self.rel.join(&rel)) {
+            Ok(d) => d,
+            Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(OpenError::Io(e)) => return Err(dir_err(e)),
+            Err(OpenError::Refused(what)) => return Err(self.refused(tpl, what)),
+        };
+        // Entries known to be folders are not counted; any other non-hidden entry is.
+        let cap = self.limits.max_images_per_exam as usize;
+        let (dir, names) = list_dir(dir, cap, |name, is_dir| !name.starts_with(b".") && !is_dir)
+            .map_err(dir_err)?;
+        let Listing::Names(names) = names else {
+            return Err(self.over(tpl, Limit::ImagesPerExam));
+        };
+        // Under the batch's label: `rel_path` and `missing_images` never hold the folder's
+        // name (they do hold the 検査ID and file names, and stay in the encrypted spool).
+        let rel_dir = format!("{}/{rel}", self.batch.label);
+        let entry_tpl = format!("{tpl}/(an entry)");
+        let (mut files, mut odd) = (Vec::new(), Vec::new());
+        for raw in names {
+            match String::from_utf8(raw) {
+                Ok(name) => files.push(name),
+                Err(e) => odd.push(e.into_bytes()),
+            }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ExportError::ReportIo {
-                batch: batch.name.clone(),
-                file: file(),
-                source_ref: source_ref.to_owned(),
-                source,
-            })
+        files.sort_by(|a, b| natural_cmp(a, b));
+
+        let open = |name: &OsStr| match open_entry(dir.as_fd(), Path::new(name)) {
+            Ok(Entry::File(f)) => Ok(Some(f)),
+            Ok(Entry::Dir(_)) => Ok(None),
+            Ok(Entry::Special) => Err(Ok(self.refused(&entry_tpl, Refusal::NotRegularFile))),
+            Err(OpenError::Refused(what)) => Err(Ok(self.refused(&entry_tpl, what))),
+            Err(OpenError::Io(e)) => Err(Err(e)),
+        };
+        for raw in odd {
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            match open(OsStr::from_bytes(&raw)) {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(Err(_)) => exam
+                    .missing_images
+                    .push((format!("{rel_dir}/{shown}"), "file name is not valid UTF-8".into())),
+                Err(Ok(refused)) => return Err(refused),
+            }
         }
-    };
-    decode(&bytes, encoding).map(Some).map_err(|line| ExportError::ReportUndecodable {
-        batch: batch.name.clone(),
-        file: file(),
-        source_ref: source_ref.to_owned(),
-        encoding,
-        line,
-    })
-}
+        for name in files {
+            let rel_path = format!("{rel_dir}/{name}");
+            let f = match open(OsStr::new(&name)) {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
+                Err(Ok(refused)) => return Err(refused),
+                Err(Err(e)) => {
+                    exam.missing_images.push((rel_path, format!("cannot read: {}", e.kind())));
+                    continue;
+                }
+            };
+            match read_bounded(f, self.limits.max_image_bytes) {
+                Ok(Some(bytes)) => {
+                    let index = exam.images.len() as u32;
+                    exam.images.push(RawImage { index, rel_path, bytes });
+                }
+                Ok(None) => return Err(self.over(&entry_tpl, Limit::ImageBytes)),
+                Err(e) => {
+                    exam.missing_images.push((rel_path, format!("cannot read: {}", e.kind())))
+                }
+            }
+        }
+        Ok(())
+    }
 
-/// `rel` (`/`-separated, validated by the profile, exam id checked) below `base`.
-fn under(base: &Path, rel: &str) -> PathBuf {
-    rel.split('/').fold(base.to_path_buf(), |p, c| p.join(c))
-}
-
-/// Read a regular file of at most `limit` bytes; `Ok(None)` if larger. The limit is enforced
-/// while reading too, in case the file grows after the size check.
-fn read_limited(path: &std::path::Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    let f = File::open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    fn report(&self, id: &str, encoding: TextEncoding) -> Result<Option<String>, ExportError> {
+        let tpl = &self.profile.report_file;
+        let io_err = |source| ExportError::ReportIo {
+            batch: self.batch.label.clone(),
+            file: tpl.clone(),
+            source_ref: self.source_ref.clone(),
+            source,
+        };
+        let f = match open_file(self.anchor, &self.rel.join(self.profile.report_file_for(id))) {
+            Ok(f) => f,
+            Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(OpenError::Io(e)) => return Err(io_err(e)),
+            Err(OpenError::Refused(what)) => return Err(self.refused(tpl, what)),
+        };
+        let bytes = read_bounded(f, self.limits.max_report_bytes)
+            .map_err(io_err)?
+            .ok_or_else(|| self.over(tpl, Limit::ReportBytes))?;
+        decode(&bytes, encoding).map(Some).map_err(|line| ExportError::ReportUndecodable {
+            batch: self.batch.label.clone(),
+            file: tpl.clone(),
+            source_ref: self.source_ref.clone(),
+            encoding,
+            line,
+        })
     }
-    if meta.len() > limit {
-        return Ok(None);
-    }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    f.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Ok(None);
-    }
-    Ok(Some(buf))
 }
 
 /// Natural order: digit runs compare by numeric value (`2` < `10`), the rest by character.
@@ -213,14 +255,5 @@ mod tests {
         assert_eq!(v, ["01.jpg", "1.jpg", "1.png", "2.jpg", "10.jpg", "100.jpg", "a.jpg"]);
         assert_eq!(natural_cmp("img2_10", "img2_9"), Ordering::Greater);
         assert_eq!(natural_cmp("x", "x"), Ordering::Equal);
-    }
-
-    #[test]
-    fn read_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        fs::write(&p, [0u8; 10]).unwrap();
-        assert_eq!(read_limited(&p, 10).unwrap().unwrap().len(), 10);
-        assert!(read_limited(&p, 9).unwrap().is_none());
     }
 }

@@ -3,21 +3,36 @@
 //! layout described by a [`Profile`] (file names, headers, codes, encodings, date forms).
 //!
 //! Flow: [`find_ready_batches`] → [`read_batch`] (rows of the table, mapped to reference
-//! form) → [`load_attachments`] per exam (images and report). All three take the profile.
+//! form) → [`load_attachments`] per exam (images and report). All three take the profile;
+//! the `_with` forms take the [`ExportLimits`] too. [`find_ready_batches`] takes the caller's
+//! labelling of batch folders too ([`BatchDir::label`]).
 //!
-//! Errors and [`RowError`]s carry file names relative to the export root, row/line numbers,
-//! column keys and fixed descriptions only: never a cell value, 検査ID or image folder name
-//! (the folder of an exam's images *is* its 検査ID).
+//! Nothing below the export root is opened through a symlink, and only regular files (and
+//! folders where a folder is expected) are read: see `beneath`. What is refused, or over a
+//! limit, is an error naming the path within the batch (templates for exam-named parts).
+//!
+//! Errors and [`RowError`]s carry the batch's label, file names within the batch, row/line
+//! numbers, column keys and fixed descriptions only: never a cell value, the batch folder's
+//! own name (the department system chooses it; it may hold a patient's name or id), a 検査ID
+//! or an image folder name (the folder of an exam's images *is* its 検査ID).
 
 mod attachments;
 mod batch;
+mod beneath;
 mod encoding;
+mod limits;
 mod table;
 
-pub use attachments::{load_attachments, natural_cmp, MAX_IMAGE_BYTES, MAX_REPORT_BYTES};
+pub use attachments::{load_attachments, load_attachments_with, natural_cmp};
 pub use batch::{find_ready_batches, BatchDir};
+pub use beneath::Refusal;
 pub use encoding::{decode, detect, TextEncoding};
-pub use table::{is_safe_exam_id, read_batch, BatchRows, RowError};
+pub use limits::{
+    ExportLimits, Limit, MAX_IMAGES_PER_EXAM, MAX_IMAGE_BYTES, MAX_REPORT_BYTES, MAX_TABLE_BYTES,
+};
+pub use table::{
+    is_safe_exam_id, parse_batch_bytes, read_batch, read_batch_with, BatchRows, RowError,
+};
 
 pub use fgw_records::profile::Profile;
 use std::io;
@@ -83,8 +98,15 @@ pub enum ExportError {
         #[source]
         source: io::Error,
     },
-    #[error("{batch}/{file} of {source_ref}: larger than {limit} bytes")]
-    ReportTooLarge { batch: String, file: String, source_ref: String, limit: u64 },
+    /// A symlink on the way, or the wrong kind of entry (FIFO, device, socket where a file or
+    /// folder is expected). `path` is the batch's label and the path within the batch;
+    /// exam-named parts are the profile's templates (`reports/{exam_id}.txt`), followed by
+    /// `of <row>` for an exam.
+    #[error("{path}: {what}")]
+    Refused { path: String, what: Refusal },
+    /// Over one of the [`ExportLimits`]; `path` as for `Refused`.
+    #[error("{path}: over {limit} ({cap})")]
+    OverLimit { path: String, limit: Limit, cap: u64 },
     #[error(
         "{batch}/{file} of {source_ref}: not valid {encoding} text (first bad byte on line {line})"
     )]

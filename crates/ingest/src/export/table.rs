@@ -1,19 +1,20 @@
 //! The exam table (`exams.csv` in the reference layout): RFC 4180 rows to [`RawExam`]s, with
 //! the vendor profile applied so that fields hold reference vocabulary and forms.
 
+use super::beneath::{open_file, read_bounded, OpenError};
 use super::encoding::{decode, detect, TextEncoding};
-use super::{BatchDir, ExportError};
+use super::{BatchDir, ExportError, ExportLimits, Limit};
 use fgw_records::profile::{Profile, ProfileEncoding};
 use fgw_records::{Column, RawExam, SourceRef};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 
 /// All rows of one batch that could be read, plus the rows that could not.
 #[derive(Debug)]
 pub struct BatchRows {
-    /// The batch folder's name.
+    /// The batch's label ([`BatchDir::label`]), never the folder's name.
     pub batch: String,
     /// The table's detected (or profile-given) encoding; attachments are read in it too.
     pub encoding: TextEncoding,
@@ -27,7 +28,7 @@ pub struct BatchRows {
 /// `what` is a fixed description: never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
-    /// Relative to the export root, e.g. `20261125T2300/exams.csv`.
+    /// The table under the batch's label, e.g. `batch-3f9c0a1b2c4d/exams.csv`.
     pub file: String,
     /// 1-based data row (the header is row 0).
     pub row: u64,
@@ -67,27 +68,62 @@ enum Slot {
     Extra(String),
 }
 
-/// Read the profile's table of a batch. Fails only when the file as a whole is unusable
-/// (missing, undecodable, no header, no 検査ID column, ambiguous header); row problems are
-/// collected in [`BatchRows::errors`].
+/// [`read_batch_with`] and the default [`ExportLimits`].
 pub fn read_batch(batch: &BatchDir, profile: &Profile) -> Result<BatchRows, ExportError> {
-    let file = format!("{}/{}", batch.name, profile.table);
-    let bytes = fs::read(batch.path.join(&profile.table)).map_err(|source| {
+    read_batch_with(batch, profile, &ExportLimits::default())
+}
+
+/// Read the profile's table of a batch. Fails only when the file as a whole is unusable
+/// (missing, a link or not a regular file, over `max_table_bytes`, undecodable, no header, no
+/// 検査ID column, ambiguous header); row problems are collected in [`BatchRows::errors`].
+/// The batch folder and the table are opened beneath the batch's parent without following
+/// links, and at most `max_table_bytes + 1` bytes are read. Errors, rows and
+/// [`SourceRef`]s name the batch by its label ([`BatchDir::label`]).
+pub fn read_batch_with(
+    batch: &BatchDir,
+    profile: &Profile,
+    limits: &ExportLimits,
+) -> Result<BatchRows, ExportError> {
+    let file = format!("{}/{}", batch.label, profile.table);
+    let io_err = |source: io::Error| {
         if source.kind() == io::ErrorKind::NotFound {
             ExportError::Missing { file: file.clone() }
         } else {
             ExportError::Io { file: file.clone(), source }
         }
+    };
+    let (anchor, rel) = batch.anchor().map_err(io_err)?;
+    let f = open_file(anchor.as_fd(), &rel.join(&profile.table)).map_err(|e| match e {
+        OpenError::Refused(what) => ExportError::Refused { path: file.clone(), what },
+        OpenError::Io(source) => io_err(source),
     })?;
-    let encoding = table_encoding(&bytes, profile.encoding);
-    let text = decode(&bytes, encoding).map_err(|line| ExportError::Undecodable {
+    let cap = limits.max_table_bytes;
+    let bytes = read_bounded(f, cap).map_err(io_err)?.ok_or_else(|| ExportError::OverLimit {
+        path: file.clone(),
+        limit: Limit::TableBytes,
+        cap,
+    })?;
+    parse_batch_bytes(&batch.label, &bytes, profile)
+}
+
+/// The bytes of a batch's table (`exams.csv`) → rows: encoding detection (or the profile's),
+/// strict decoding, RFC 4180 parsing, the profile's mapping. `batch` is the batch's label
+/// ([`BatchDir::label`]), used in [`SourceRef`]s and errors. This is what [`read_batch`]
+/// does once the file is read; the fuzz target and the mutation test call it directly.
+pub fn parse_batch_bytes(
+    batch: &str,
+    bytes: &[u8],
+    profile: &Profile,
+) -> Result<BatchRows, ExportError> {
+    let file = format!("{batch}/{}", profile.table);
+    let encoding = table_encoding(bytes, profile.encoding);
+    let text = decode(bytes, encoding).map_err(|line| ExportError::Undecodable {
         file: file.clone(),
         encoding,
         line,
     })?;
-    drop(bytes);
-    parse_table(&batch.name, &file, &text, profile).map(|(exams, errors)| BatchRows {
-        batch: batch.name.clone(),
+    parse_table(batch, &file, &text, profile).map(|(exams, errors)| BatchRows {
+        batch: batch.to_owned(),
         encoding,
         exams,
         errors,
@@ -107,7 +143,7 @@ fn table_encoding(bytes: &[u8], declared: ProfileEncoding) -> TextEncoding {
 
 type Parsed = (Vec<RawExam>, Vec<RowError>);
 
-/// Parse decoded CSV text. `file` is the export-root-relative name used in errors.
+/// Parse decoded CSV text. `file` is the table under the batch's label, used in errors.
 fn parse_table(
     batch: &str,
     file: &str,

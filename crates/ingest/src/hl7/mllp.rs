@@ -7,10 +7,10 @@ use super::ack::{AckCode, Hl7ErrorCode, Nak, ReplyHeader};
 use super::message::{self, ParseError};
 use super::oru::reports_from_oru;
 use super::{
-    Hl7Config, PeerPolicy, ReportSink, SinkError, MAX_CONNECTIONS, MAX_FRAME_BYTES,
+    Hl7Config, PeerPolicy, ReportSink, SinkError, Timeouts, MAX_CONNECTIONS, MAX_FRAME_BYTES,
     MAX_MESSAGE_BYTES,
 };
-use crate::listener::{accept_loop, stopped, Protocol, Service};
+use crate::listener::{accept_loop, stopped, Conn, Protocol, Service};
 use fgw_records::RawReport;
 use std::fmt;
 use std::future::Future;
@@ -99,6 +99,11 @@ impl Framer {
         }
     }
 
+    /// True between frames with nothing of a next one read: the connection is idle.
+    fn is_idle(&self) -> bool {
+        self.state != State::InFrame && self.garbage == 0
+    }
+
     fn begin(&mut self) {
         self.state = State::InFrame;
         self.cur.clear();
@@ -173,10 +178,11 @@ impl Framer {
     }
 }
 
-/// A bound listener with its peer policy.
+/// A bound listener with its peer policy and connection time limits.
 pub struct Hl7Listener {
     listener: TcpListener,
     policy: PeerPolicy,
+    timeouts: Timeouts,
 }
 
 impl Hl7Listener {
@@ -185,12 +191,17 @@ impl Hl7Listener {
         let listener = crate::listener::bind(config.listen_addr())
             .await
             .map_err(|source| MllpError::Bind { addr: config.listen.clone(), source })?;
-        Ok(Hl7Listener { listener, policy: config.peer_policy() })
+        Ok(Hl7Listener { listener, policy: config.peer_policy(), timeouts: config.timeouts() })
     }
 
-    /// An already bound listener (tests bind port 0).
+    /// An already bound listener (tests bind port 0), with the default time limits.
     pub fn new(listener: TcpListener, policy: PeerPolicy) -> Hl7Listener {
-        Hl7Listener { listener, policy }
+        Hl7Listener { listener, policy, timeouts: Timeouts::default() }
+    }
+
+    /// The same listener with other time limits.
+    pub fn with_timeouts(self, timeouts: Timeouts) -> Hl7Listener {
+        Hl7Listener { timeouts, ..self }
     }
 
     /// The bound address (its port, when bound to port 0).
@@ -198,30 +209,41 @@ impl Hl7Listener {
         self.listener.local_addr()
     }
 
-    /// [`serve`] on this listener.
+    /// Serves this listener with its peer policy and time limits, until `shutdown`.
     pub async fn serve(self, sink: impl ReportSink, shutdown: watch::Receiver<bool>) {
-        serve(self.listener, self.policy, sink, shutdown).await
+        serve_with(self.listener, self.policy, self.timeouts, sink, shutdown).await
     }
 }
 
 /// Returns once `shutdown` is true (or its sender is gone). Connections finish the message
-/// they are handling, reply, and close.
+/// they are handling, reply, and close. Default time limits ([`Timeouts::default`]).
 pub async fn serve(
     listener: TcpListener,
     policy: PeerPolicy,
     sink: impl ReportSink,
     shutdown: watch::Receiver<bool>,
 ) {
+    serve_with(listener, policy, Timeouts::default(), sink, shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    policy: PeerPolicy,
+    timeouts: Timeouts,
+    sink: impl ReportSink,
+    shutdown: watch::Receiver<bool>,
+) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "hl7 listening");
     }
-    let service = Mllp { policy, sink: Arc::new(sink) };
+    let service = Mllp { policy, timeouts, sink: Arc::new(sink) };
     accept_loop(listener, service, shutdown).await
 }
 
 /// The MLLP side of the shared accept loop.
 struct Mllp<S> {
     policy: PeerPolicy,
+    timeouts: Timeouts,
     sink: Arc<S>,
 }
 
@@ -233,13 +255,17 @@ impl<S: ReportSink> Service for Mllp<S> {
         self.policy.allows(peer)
     }
 
+    fn max_connection_time(&self) -> Duration {
+        self.timeouts.total
+    }
+
     fn connection(
         &self,
         stream: TcpStream,
         peer: IpAddr,
-        shutdown: watch::Receiver<bool>,
+        conn: Conn,
     ) -> impl Future<Output = ()> + Send + 'static {
-        connection(stream, peer, Arc::clone(&self.sink), shutdown)
+        connection(stream, peer, Arc::clone(&self.sink), conn, self.timeouts.idle)
     }
 }
 
@@ -247,23 +273,34 @@ async fn connection<S: ReportSink>(
     mut stream: TcpStream,
     peer: IpAddr,
     sink: Arc<S>,
-    mut shutdown: watch::Receiver<bool>,
+    conn: Conn,
+    idle_timeout: Duration,
 ) {
+    let Conn { stop: mut shutdown, activity } = conn;
     let mut framer = Framer::new(MAX_MESSAGE_BYTES, MAX_FRAME_BYTES);
     let mut buf = vec![0u8; 64 * 1024];
     let mut frames = Vec::new();
     loop {
+        // Between messages the slot may be given to a new connection (this one is closed).
+        if framer.is_idle() {
+            activity.idle();
+        }
         let n = tokio::select! {
-            r = stream.read(&mut buf) => match r {
-                Ok(0) => return,
-                Ok(n) => n,
-                Err(e) => {
+            r = tokio::time::timeout(idle_timeout, stream.read(&mut buf)) => match r {
+                Err(_) => {
+                    tracing::info!(%peer, "hl7 connection closed: idle timeout");
+                    return;
+                }
+                Ok(Ok(0)) => return,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "hl7 read failed");
                     return;
                 }
             },
             _ = stopped(&mut shutdown) => return,
         };
+        activity.busy();
         let framed = framer.push(&buf[..n], &mut frames);
         for frame in frames.drain(..) {
             let reply = process(frame, peer, &sink).await;

@@ -1,0 +1,281 @@
+//! The morphological second opinion: MeCab (Debian `libmecab2`) with the IPA dictionary
+//! (Debian `mecab-ipadic-utf8`), through the `mecab` crate. It splits a text into morphemes
+//! and tags each; the person-name tags (名詞,固有名詞,人名,姓/名/一般) are what `no_cue`
+//! reads. Nothing is downloaded: the dictionary is the Debian package's, at a fixed path.
+//!
+//! The `mecab` crate is a thin FFI layer with sharp edges, guarded here:
+//! - `Tagger::new` does not report a failed open (it keeps a null handle, and any later call
+//!   would crash). The dictionary files are checked first, and a new tagger's own error text
+//!   must be empty: MeCab answers a null handle with its global error, which a failed open
+//!   always sets. Either failure is an [`AnalyserError`], never a silent rules-only scrub.
+//! - Its string input panics on an interior NUL: NULs are sent as spaces (same byte length).
+//! - A tagger is not thread-safe: each thread opens its own (the dictionary is mmapped, so
+//!   the pages are shared), on first use.
+//!
+//! Output is asked in a format of our own (byte start, byte end, unknown-word flag, the first
+//! four feature fields), so no node pointer is ever followed. Text goes line by line, at most
+//! [`MAX_LINE`] chars at a time, so one lattice stays small whatever the input.
+
+use mecab::Tagger;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+/// The IPA dictionary as Debian's `mecab-ipadic-utf8` installs it. Fixed on purpose: the
+/// default dictionary of `/etc/mecabrc` is an alternative that `mecab-jumandic` can take
+/// over, and JUMAN tags names differently.
+pub(crate) const DICTIONARY_DIR: &str = "/var/lib/mecab/dic/ipadic-utf8";
+
+/// Files MeCab needs in [`DICTIONARY_DIR`]; `dicrc` doubles as the resource file, so no
+/// `/etc/mecabrc` is read.
+const DICTIONARY_FILES: [&str; 5] = ["sys.dic", "matrix.bin", "char.bin", "unk.dic", "dicrc"];
+
+/// Longest run of chars analysed in one call (longer lines are cut).
+const MAX_LINE: usize = 4096;
+
+/// Why the analyser cannot run. Carries paths only, never text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnalyserError {
+    /// A dictionary or lexicon file is missing or unreadable.
+    #[error(
+        "morphological analyser: {path} is missing or unreadable (install the Debian \
+         packages mecab, libmecab-dev and mecab-ipadic-utf8; scripts/ensure-deps.sh does)"
+    )]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// MeCab refused the dictionary (corrupt or of another MeCab version).
+    #[error("morphological analyser: MeCab could not open the dictionary in {dir}")]
+    Open {
+        /// The dictionary directory.
+        dir: PathBuf,
+    },
+    /// The name-reading lexicon has no entries of a kind (wrong file or format).
+    #[error("morphological analyser: {path} has no {kind} readings")]
+    Lexicon {
+        /// The lexicon file.
+        path: PathBuf,
+        /// Which readings are missing (`surname`, `given name`).
+        kind: &'static str,
+    },
+}
+
+/// What the analyser says a morpheme is; only the distinctions the name finder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// 名詞,固有名詞,人名,姓.
+    Surname,
+    /// 名詞,固有名詞,人名,名.
+    Given,
+    /// 名詞,固有名詞,人名,一般 (a full name in the dictionary, or an unknown word).
+    Person,
+    /// 名詞,接尾,人名: 様, さん, 君, 氏… (a cue the rules already read).
+    NameSuffix,
+    /// Another proper noun (地域, 組織, 一般): 山口 and 太田 are places too.
+    ProperNoun,
+    /// 名詞,サ変接続: a verbal noun (来院, 説明, 同伴), never part of a name.
+    VerbalNoun,
+    /// 名詞,副詞可能: time and adverbial nouns (明日, 次回).
+    Adverbial,
+    /// Any other noun.
+    Noun,
+    /// 助詞, 助動詞: grammar.
+    Particle,
+    /// 記号.
+    Symbol,
+    /// Verbs, adjectives, everything else.
+    Other,
+}
+
+/// One morpheme: chars `start..end` of the analysed text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Morpheme {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) tag: Tag,
+    /// In the dictionary (false: MeCab guessed the tag of an unknown word).
+    pub(crate) known: bool,
+}
+
+impl Morpheme {
+    /// A person-name tag of any kind.
+    pub(crate) fn is_name(&self) -> bool {
+        matches!(self.tag, Tag::Surname | Tag::Given | Tag::Person)
+    }
+}
+
+fn tag_of(f: &[&str]) -> Tag {
+    match f {
+        ["名詞", "固有名詞", "人名", "姓", ..] => Tag::Surname,
+        ["名詞", "固有名詞", "人名", "名", ..] => Tag::Given,
+        ["名詞", "固有名詞", "人名", ..] => Tag::Person,
+        ["名詞", "接尾", "人名", ..] => Tag::NameSuffix,
+        ["名詞", "固有名詞", ..] => Tag::ProperNoun,
+        ["名詞", "サ変接続", ..] => Tag::VerbalNoun,
+        ["名詞", "副詞可能", ..] => Tag::Adverbial,
+        ["名詞", ..] => Tag::Noun,
+        ["助詞" | "助動詞", ..] => Tag::Particle,
+        ["記号", ..] => Tag::Symbol,
+        _ => Tag::Other,
+    }
+}
+
+/// MeCab's arguments: the dictionary, its `dicrc` as resource file, and our output format
+/// (`\t` and `\n` are MeCab's own escapes; the arguments are split at spaces, so none).
+fn tagger_args() -> String {
+    let fmt = r"%ps\t%pe\t%s\t%f[0],%f[1],%f[2],%f[3]\n";
+    format!(
+        "-d {DICTIONARY_DIR} -r {DICTIONARY_DIR}/dicrc --node-format={fmt} \
+         --unk-format={fmt} --bos-format= --eos-format=EOS\\n"
+    )
+}
+
+/// Every file MeCab will open in `dir` is there and readable.
+fn check_files(dir: &Path) -> Result<(), AnalyserError> {
+    for f in DICTIONARY_FILES {
+        let path = dir.join(f);
+        if std::fs::File::open(&path).is_err() {
+            return Err(AnalyserError::Missing { path });
+        }
+    }
+    Ok(())
+}
+
+fn open_tagger() -> Result<Tagger, AnalyserError> {
+    check_files(Path::new(DICTIONARY_DIR))?;
+    let tagger = Tagger::new(tagger_args());
+    if tagger.get_last_error().is_empty() {
+        Ok(tagger)
+    } else {
+        Err(AnalyserError::Open { dir: PathBuf::from(DICTIONARY_DIR) })
+    }
+}
+
+thread_local! {
+    static TAGGER: RefCell<Option<Tagger>> = const { RefCell::new(None) };
+}
+
+/// Check that this thread can analyse (dictionary present and accepted), opening its tagger.
+pub(crate) fn ready() -> Result<(), AnalyserError> {
+    TAGGER.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.is_none() {
+            *t = Some(open_tagger()?);
+        }
+        Ok(())
+    })
+}
+
+/// Morphemes of `c` (chars), in text order, with char offsets. Lines are analysed one at a
+/// time; line breaks and spaces are never inside a morpheme.
+pub(crate) fn analyse(c: &[char]) -> Result<Vec<Morpheme>, AnalyserError> {
+    ready()?;
+    TAGGER.with(|t| {
+        let t = t.borrow();
+        let tagger = t.as_ref().ok_or(AnalyserError::Open { dir: DICTIONARY_DIR.into() })?;
+        let mut out = Vec::new();
+        let mut s = 0;
+        while s < c.len() {
+            let mut e = s;
+            while e < c.len() && e - s < MAX_LINE && !matches!(c[e], '\n' | '\r') {
+                e += 1;
+            }
+            if e > s {
+                analyse_line(tagger, &c[s..e], s, &mut out);
+            }
+            s = if e < c.len() && matches!(c[e], '\n' | '\r') { e + 1 } else { e };
+        }
+        Ok(out)
+    })
+}
+
+fn analyse_line(tagger: &Tagger, c: &[char], offset: usize, out: &mut Vec<Morpheme>) {
+    let mut line = String::with_capacity(c.len() * 3);
+    // char index of every byte offset that starts a char (and of the end).
+    let mut char_at = Vec::with_capacity(c.len() * 3 + 1);
+    for (i, &ch) in c.iter().enumerate() {
+        let ch = if ch == '\0' { ' ' } else { ch };
+        for _ in 0..ch.len_utf8() {
+            char_at.push(i);
+        }
+        line.push(ch);
+    }
+    char_at.push(c.len());
+    for row in tagger.parse_str(line).lines() {
+        let mut f = row.split('\t');
+        let (Some(bs), Some(be), Some(stat), Some(feat)) = (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let (Ok(bs), Ok(be)) = (bs.parse::<usize>(), be.parse::<usize>()) else {
+            continue;
+        };
+        let (Some(&start), Some(&end)) = (char_at.get(bs), char_at.get(be)) else {
+            continue;
+        };
+        if start >= end {
+            continue;
+        }
+        let feat: Vec<&str> = feat.split(',').collect();
+        out.push(Morpheme {
+            start: offset + start,
+            end: offset + end,
+            tag: tag_of(&feat),
+            known: stat == "0",
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(t: &str) -> Vec<(String, Tag)> {
+        let c: Vec<char> = t.chars().collect();
+        analyse(&c)
+            .expect("analyser ready")
+            .iter()
+            .map(|m| (c[m.start..m.end].iter().collect(), m.tag))
+            .collect()
+    }
+
+    #[test]
+    fn names_are_tagged_with_char_offsets() {
+        let t = tags("説明は 中村一郎に行った。\n次回は小林直樹が");
+        assert!(t.contains(&("中村".into(), Tag::Surname)), "{t:?}");
+        assert!(t.contains(&("一郎".into(), Tag::Given)), "{t:?}");
+        assert!(t.contains(&("小林".into(), Tag::Surname)), "{t:?}");
+        assert!(t.contains(&("直樹".into(), Tag::Given)), "{t:?}");
+        assert!(t.contains(&("が".into(), Tag::Particle)), "{t:?}");
+    }
+
+    #[test]
+    fn nul_long_lines_and_empty_text_are_safe() {
+        assert!(tags("").is_empty());
+        assert!(tags("\n\n").is_empty());
+        let t = tags("中村\0一郎");
+        assert!(t.contains(&("一郎".into(), Tag::Given)), "{t:?}");
+        let long: String = "胃体下部に潰瘍。".repeat(1200);
+        let c: Vec<char> = long.chars().collect();
+        let m = analyse(&c).expect("analyser ready");
+        assert!(m.windows(2).all(|w| w[0].end <= w[1].start) && m.last().unwrap().end <= c.len());
+    }
+
+    #[test]
+    fn a_missing_dictionary_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = check_files(dir.path()).expect_err("empty dir");
+        assert_eq!(err, AnalyserError::Missing { path: dir.path().join("sys.dic") });
+        assert!(err.to_string().contains("mecab-ipadic-utf8"), "{err}");
+        assert_eq!(check_files(Path::new(DICTIONARY_DIR)), Ok(()));
+    }
+
+    #[test]
+    fn every_thread_opens_its_own_tagger() {
+        let handles: Vec<_> =
+            (0..3).map(|_| std::thread::spawn(|| tags("小林直樹").len())).collect();
+        for h in handles {
+            assert_eq!(h.join().expect("thread"), 2);
+        }
+    }
+}
