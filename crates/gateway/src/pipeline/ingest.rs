@@ -160,15 +160,16 @@ pub(super) fn finish_batches(gw: &Gateway) -> Result<(), PipelineError> {
     let delete = gw.cfg.export.source_retention == SourceRetention::DeleteWhenFinished;
     // The state knows batches by label only: their folders are found by labelling what is
     // in the export root. A folder already gone leaves nothing to delete.
-    let folders = match delete {
-        true => match batch_folders(&gw.cfg.export.watch_dir, |name| gw.batch_label(name)) {
+    let folders = if delete {
+        match batch_folders(&gw.cfg.export.watch_dir, |name| gw.batch_label(name)) {
             Ok(f) => f,
             Err(e) => {
                 warn!(error = %e, "export root not readable; finished batches are kept for now");
                 return Ok(());
             }
-        },
-        false => Vec::new(),
+        }
+    } else {
+        Vec::new()
     };
     for label in finished {
         if delete {

@@ -130,67 +130,86 @@ impl Db {
     /// followed by `/` at the start or after a space, or the whole `source`), the name becomes
     /// the label. One transaction; returns how many batch names were relabelled (0 once done).
     /// Offline-run items of a batch the daemon never read are not found (no batch column).
+    /// The names do not linger in the file: space they leave is zeroed (`secure_delete`) and
+    /// the WAL is checkpointed and emptied.
     pub fn relabel_batches(&self, label: impl Fn(&str) -> BatchLabel) -> Result<usize, StateError> {
         let op = "relabel batches";
         self.with(|c| {
-            let tx = c.transaction().map_err(sql(op))?;
-            let found: Vec<String> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT name FROM batches WHERE typeof(name) = 'text' AND NOT name GLOB ?1
-                         UNION SELECT batch FROM items WHERE typeof(batch) = 'text'
-                           AND NOT batch GLOB ?1",
-                    )
-                    .map_err(sql(op))?;
-                let rows = st.query_map(params![LABEL_GLOB], |r| r.get(0)).map_err(sql(op))?;
-                rows.collect::<Result<_, _>>().map_err(sql(op))?
-            };
-            if found.is_empty() {
-                return Ok(0);
+            let was: i64 =
+                c.pragma_query_value(None, "secure_delete", |r| r.get(0)).map_err(sql(op))?;
+            c.pragma_update(None, "secure_delete", 1).map_err(sql(op))?;
+            let done = relabel_tx(c, &label);
+            c.pragma_update(None, "secure_delete", was).map_err(sql(op))?;
+            let n = done?;
+            if n > 0 {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(sql(op))?;
             }
-            // Longest first, so a name that ends another (`T1` in `x T1`) is not met inside it.
-            let mut map: Vec<(String, BatchLabel)> = found
-                .into_iter()
-                .map(|raw| {
-                    let l = label(&raw);
-                    (raw, l)
-                })
-                .collect();
-            map.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-            for (raw, l) in &map {
-                tx.execute("UPDATE batches SET name = ?1 WHERE name = ?2", params![l, raw])
-                    .map_err(sql(op))?;
-                tx.execute("UPDATE items SET batch = ?1 WHERE batch = ?2", params![l, raw])
-                    .map_err(sql(op))?;
-            }
-            let texts: Vec<(i64, Option<String>, Option<String>)> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT rowid, CASE WHEN typeof(source) = 'text' THEN source END,
-                           CASE WHEN typeof(reason) = 'text' THEN reason END FROM items",
-                    )
-                    .map_err(sql(op))?;
-                let rows =
-                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(sql(op))?;
-                rows.collect::<Result<_, _>>().map_err(sql(op))?
-            };
-            for (rowid, source, reason) in texts {
-                let new_source = source.as_deref().and_then(|s| relabel_text(s, &map, true));
-                let new_reason = reason.as_deref().and_then(|s| relabel_text(s, &map, false));
-                if new_source.is_none() && new_reason.is_none() {
-                    continue;
-                }
-                tx.execute(
-                    "UPDATE items SET source = COALESCE(?1, source), reason = COALESCE(?2, reason)
-                     WHERE rowid = ?3",
-                    params![new_source, new_reason, rowid],
-                )
-                .map_err(sql(op))?;
-            }
-            tx.commit().map_err(sql(op))?;
-            Ok(map.len())
+            Ok(n)
         })
     }
+}
+
+/// [`Db::relabel_batches`] in one transaction.
+fn relabel_tx(
+    c: &mut rusqlite::Connection,
+    label: &impl Fn(&str) -> BatchLabel,
+) -> Result<usize, StateError> {
+    let op = "relabel batches";
+    let tx = c.transaction().map_err(sql(op))?;
+    let found: Vec<String> = {
+        let mut st = tx
+            .prepare(
+                "SELECT name FROM batches WHERE typeof(name) = 'text' AND NOT name GLOB ?1
+                 UNION SELECT batch FROM items WHERE typeof(batch) = 'text'
+                   AND NOT batch GLOB ?1",
+            )
+            .map_err(sql(op))?;
+        let rows = st.query_map(params![LABEL_GLOB], |r| r.get(0)).map_err(sql(op))?;
+        rows.collect::<Result<_, _>>().map_err(sql(op))?
+    };
+    if found.is_empty() {
+        return Ok(0);
+    }
+    // Longest first, so a name that ends another (`T1` in `x T1`) is not met inside it.
+    let mut map: Vec<(String, BatchLabel)> = found
+        .into_iter()
+        .map(|raw| {
+            let l = label(&raw);
+            (raw, l)
+        })
+        .collect();
+    map.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    for (raw, l) in &map {
+        tx.execute("UPDATE batches SET name = ?1 WHERE name = ?2", params![l, raw])
+            .map_err(sql(op))?;
+        tx.execute("UPDATE items SET batch = ?1 WHERE batch = ?2", params![l, raw])
+            .map_err(sql(op))?;
+    }
+    let texts: Vec<(i64, Option<String>, Option<String>)> = {
+        let mut st = tx
+            .prepare(
+                "SELECT rowid, CASE WHEN typeof(source) = 'text' THEN source END,
+                   CASE WHEN typeof(reason) = 'text' THEN reason END FROM items",
+            )
+            .map_err(sql(op))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(sql(op))?;
+        rows.collect::<Result<_, _>>().map_err(sql(op))?
+    };
+    for (rowid, source, reason) in texts {
+        let new_source = source.as_deref().and_then(|s| relabel_text(s, &map, true));
+        let new_reason = reason.as_deref().and_then(|s| relabel_text(s, &map, false));
+        if new_source.is_none() && new_reason.is_none() {
+            continue;
+        }
+        tx.execute(
+            "UPDATE items SET source = COALESCE(?1, source), reason = COALESCE(?2, reason)
+             WHERE rowid = ?3",
+            params![new_source, new_reason, rowid],
+        )
+        .map_err(sql(op))?;
+    }
+    tx.commit().map_err(sql(op))?;
+    Ok(map.len())
 }
 
 /// `text` with each batch name of `map` that starts a path (`<name>/` at the start or after a
@@ -342,6 +361,14 @@ mod tests {
         );
         assert_eq!(got(&undone.id).source, lm.as_str());
         assert!(matches!(got(&undone.id).reason, Some(ItemReason::Quarantined(_))));
+        // Nor in the file's free space or its WAL.
+        for suffix in ["", "-wal"] {
+            let bytes = std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default();
+            for planted in ["QXMARK", "鏑木"] {
+                let found = bytes.windows(planted.len()).any(|w| w == planted.as_bytes());
+                assert!(!found, "{planted} left in s.sqlite{suffix}");
+            }
+        }
         // No folder name is left in a stored text.
         let raw = Connection::open(&path).unwrap();
         let left: i64 = raw
