@@ -22,14 +22,13 @@ for b in $(seq 1 "$BATCHES"); do
   "$BIN/examples/synth_department" "$WORK/export" --exams "$PER" --images-per-exam 0 \
     --seed "$b" --batch "$(printf '20261201T%04d' "$b")" > /dev/null
 done
-# A hub that is never there: port 9 on loopback refuses connections. The uplink needs
-# certificate files that parse, so make a throwaway CA and device certificate with openssl.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
-  -keyout "$WORK/gw/pki/ca.key" -out "$WORK/gw/pki/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=gw-bench \
-  -keyout "$WORK/gw/pki/device.key" -out "$WORK/gw/pki/device.csr" 2>/dev/null
-openssl x509 -req -in "$WORK/gw/pki/device.csr" -CA "$WORK/gw/pki/ca.crt" -CAkey "$WORK/gw/pki/ca.key" \
-  -CAcreateserial -days 2 -out "$WORK/gw/pki/device.crt" 2>/dev/null
+# A hub that is never there: port 9 on loopback refuses connections. The uplink still needs a
+# valid device certificate, so a society CA is made with `hub init` and one device issued.
+cargo build -q --release -p fgw-hub --bin hub
+printf 'listen = "127.0.0.1:9"\ndata_dir = "data"\n' > "$WORK/hub.toml"
+"$BIN/hub" init --config "$WORK/hub.toml" > /dev/null
+"$BIN/hub" issue-device --config "$WORK/hub.toml" --device gw-bench --facility F0001 \
+  --out "$WORK/gw/pki" > /dev/null
 cat > "$WORK/gw/gateway.toml" <<TOML
 facility_id = "F0001"
 device_id = "gw-bench"
