@@ -105,6 +105,27 @@ id_type!(
     && s.starts_with('q')
     && is_hex(&s[1..], 16));
 
+id_type!(
+    /// An upload session at the hub: 32 lowercase hex digits, derived by the hub from the
+    /// facility and the object (`docs/package-format.md#chunked-uploads`).
+    UploadId, "upload id", "32 lowercase hex digits", |s| is_hex(s, 32));
+
+impl UploadId {
+    /// The session id of object `sha` for `facility`: the first 128 bits of
+    /// SHA-256("fgw-upload\0" facility "\0" sha). Derived, not random, so a device that
+    /// lost its own record of the session (or talks to another hub node) finds it again.
+    pub fn derive(facility: &FacilityId, sha: &Sha256Hex) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in
+            [b"fgw-upload".as_slice(), facility.as_str().as_bytes(), sha.as_str().as_bytes()]
+        {
+            ctx.update(part);
+            ctx.update(&[0]);
+        }
+        Self(hex::encode(&ctx.finish().as_ref()[..16]))
+    }
+}
+
 impl Sha256Hex {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
@@ -137,6 +158,13 @@ mod tests {
         assert!(Sha256Hex::new("AB".repeat(32)).is_err());
         assert!(QueueId::new("q0123456789abcdef").is_ok());
         assert!(QueueId::new("q0123456789abcdeg").is_err());
+        let f = FacilityId::new("F0001").unwrap();
+        let sha = Sha256Hex::of(b"x");
+        let u = UploadId::derive(&f, &sha);
+        assert_eq!(u, UploadId::derive(&f, &sha));
+        assert_ne!(u, UploadId::derive(&FacilityId::new("F0002").unwrap(), &sha));
+        assert!(UploadId::new(u.as_str()).is_ok());
+        assert!(UploadId::new("../0123456789abcdef0123456789ab").is_err());
         let q = QueueId::random();
         assert!(QueueId::new(q.as_str()).is_ok());
     }

@@ -1,12 +1,69 @@
 //! Protocol types for the upload API (`docs/package-format.md#upload-protocol`).
 
-use crate::ids::{FacilityId, PackageId, Sha256Hex};
+use crate::ids::{FacilityId, PackageId, Sha256Hex, UploadId};
 use serde::{Deserialize, Serialize};
 
 /// Path prefix of object uploads: `PUT {OBJECTS}/{sha256}`.
 pub const OBJECTS: &str = "/v1/objects";
 /// Path prefix of manifest uploads: `PUT {PACKAGES}/{package_id}`.
 pub const PACKAGES: &str = "/v1/packages";
+
+/// Path prefix of chunked upload sessions (`docs/package-format.md#chunked-uploads`):
+/// `POST {UPLOADS}` opens (or finds) a session, `GET {UPLOADS}/{upload_id}` shows it,
+/// `PUT {UPLOADS}/{upload_id}/chunks/{index}` sends one chunk,
+/// `POST {UPLOADS}/{upload_id}/commit` assembles and stores the object.
+pub const UPLOADS: &str = "/v1/uploads";
+
+/// Request header carrying the SHA-256 (lowercase hex) of a chunk's body.
+pub const CHUNK_SHA256_HEADER: &str = "x-chunk-sha256";
+
+/// Body of `POST /v1/uploads`: the object to send in chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    /// The whole object's SHA-256 (its name once committed).
+    pub sha256: Sha256Hex,
+    /// The whole object's size in bytes.
+    pub size: u64,
+    /// The chunk size the device would like; the hub may answer with another (an open
+    /// session keeps the size it was opened with).
+    pub chunk_bytes: u64,
+}
+
+/// A chunk the hub holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkAck {
+    /// Its index (chunk `i` is bytes `i * chunk_bytes ..`).
+    pub index: u32,
+    /// Its SHA-256.
+    pub sha256: Sha256Hex,
+}
+
+/// An upload session (answer to `POST` and `GET`, state after each chunk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadSession {
+    /// The session (derived from facility and object: [`UploadId::derive`]).
+    pub upload_id: UploadId,
+    /// The object.
+    pub sha256: Sha256Hex,
+    /// Its size.
+    pub size: u64,
+    /// The chunk size of this session: every chunk but the last has exactly this size.
+    pub chunk_bytes: u64,
+    /// Number of chunks: `ceil(size / chunk_bytes)` (at least 1).
+    pub chunks: u32,
+    /// The chunks the hub holds, by index; send the others.
+    pub received: Vec<ChunkAck>,
+}
+
+/// Body of a 409 on a commit: chunks the hub does not hold yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingChunks {
+    /// What went wrong.
+    pub error: String,
+    /// The chunk indexes to send before committing again.
+    pub missing: Vec<u32>,
+}
 
 /// Whether an upload added something or the hub already had it (both are success).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
