@@ -4,11 +4,13 @@
 # Orthanc is the archive of tests/dicom_pull.rs, started there inside a network namespace
 # (unshare/nsenter from util-linux, `ip` from iproute2). On a machine running systemd the
 # package also enables its own service on ports 4242/8042; the test does not use it.
+# tests/system/net_faults.rs builds its links from `ip netns` and veth pairs (iproute2, which
+# also brings `tc` for the tbf rate cap) and drops packets with nftables (`nft`).
 set -euo pipefail
 
 need_apt=()
 for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:python3" "sqlite3:sqlite3" \
-            "dcmdump:dcmtk" "Orthanc:orthanc" "ip:iproute2" "nsenter:util-linux"; do
+            "dcmdump:dcmtk" "Orthanc:orthanc" "ip:iproute2" "tc:iproute2" "nsenter:util-linux" "nft:nftables"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -1,7 +1,7 @@
 //! The hub over real mutual TLS on 127.0.0.1: authentication (CA chain + registry), the
 //! upload protocol's status codes, idempotency, and facility scoping of listings.
 
-use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
+use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{
     Ack, ApiError, ExamListing, MissingObjects, ObjectAck, Stored,
 };
@@ -532,6 +532,33 @@ impl fgw_hub::store::ObjectStore for Instrumented {
     }
     fn remove_stale_temp(&self, cutoff: std::time::SystemTime) -> fgw_hub::store::Result<u64> {
         self.inner.remove_stale_temp(cutoff)
+    }
+    fn part_writer(
+        &self,
+        upload: &UploadId,
+        index: u32,
+        sha: &Sha256Hex,
+    ) -> fgw_hub::store::Result<Box<dyn fgw_hub::store::PartWriter>> {
+        self.inner.part_writer(upload, index, sha)
+    }
+    fn part_size(&self, upload: &UploadId, index: u32) -> fgw_hub::store::Result<Option<u64>> {
+        self.inner.part_size(upload, index)
+    }
+    fn read_part(
+        &self,
+        upload: &UploadId,
+        index: u32,
+    ) -> fgw_hub::store::Result<Option<Box<dyn std::io::Read + Send>>> {
+        self.inner.read_part(upload, index)
+    }
+    fn remove_parts(&self, upload: &UploadId) -> fgw_hub::store::Result<bool> {
+        self.inner.remove_parts(upload)
+    }
+    fn for_each_parts(
+        &self,
+        f: &mut dyn FnMut(fgw_hub::store::PartsEntry) -> fgw_hub::store::Result<()>,
+    ) -> fgw_hub::store::Result<()> {
+        self.inner.for_each_parts(f)
     }
 }
 

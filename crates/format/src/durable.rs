@@ -16,10 +16,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })?;
     let tmp =
         dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // A write cut short (ENOSPC) must not keep the space it took.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     fsync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails (here the rename: the target is a non-empty folder; on a full disk,
+    /// the write itself) leaves no temporary file taking space.
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("x");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"1").unwrap();
+        assert!(write_atomic(&target, b"data").is_err());
+        let names: Vec<_> =
+            std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["x"]);
+        write_atomic(&d.path().join("y"), b"data").unwrap();
+        assert_eq!(std::fs::read(d.path().join("y")).unwrap(), b"data");
+    }
 }

@@ -6,7 +6,9 @@ use fgw_format::ids::{FacilityId, QueueId};
 use fgw_gateway::config::{GatewayConfig, DEFAULT_CONFIG_PATH};
 use fgw_gateway::offline::KeySource;
 use fgw_gateway::pipeline::{self, RunMode};
-use fgw_gateway::state::{Db, ItemReason, ItemState, MetaKey, Origin, Redrive, RedriveTo};
+use fgw_gateway::state::{
+    Db, ItemReason, ItemState, Lane, MetaKey, Origin, Redrive, RedriveTo,
+};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -174,8 +176,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&config_path(&cli.config))?;
             let db = Db::open(&cfg.db_path())?;
             let counts = db.counts(Origin::Daemon)?;
+            let backlog = fgw_gateway::backlog::measure(&db, &cfg.spool_dir(), None)?;
             let last_upload = db.meta(MetaKey::LastUploadAt)?;
             let last_error = db.meta(MetaKey::LastError)?;
+            // Free space and store sizes measured now, and the daemon's record of a pause.
+            let storage = fgw_gateway::storage::status(&cfg, &db)?;
             // "<since> <the hub's answer>" while the hub refuses this box.
             let paused = db.meta(MetaKey::UplinkPaused)?.map(|v| match v.split_once(' ') {
                 Some((since, why)) => (since.to_string(), why.to_string()),
@@ -191,8 +196,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     "facility_id": cfg.facility_id,
                     "device_id": cfg.device_id,
                     "counts": counts.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
+                    "backlog": {
+                        "items": backlog.total().items,
+                        "bytes": backlog.total().bytes,
+                        "lanes": backlog.lanes.iter().map(|(l, b)| (l.as_str(), *b)).collect::<std::collections::BTreeMap<_, _>>(),
+                        "rate_bytes_per_sec": backlog.rate_bytes_per_sec,
+                        "eta_secs": backlog.eta_secs,
+                    },
                     "last_upload_at": last_upload,
                     "last_error": last_error,
+                    "storage": storage.to_json(),
                     "uplink": match &paused {
                         Some((since, why)) => serde_json::json!({
                             "state": "paused", "since": since, "reason": why,
@@ -210,6 +223,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("facility {}  device {}", cfg.facility_id, cfg.device_id);
                 for (state, n) in &counts {
                     println!("  {:<13} {n}", state.as_str());
+                }
+                let total = backlog.total();
+                let eta = match backlog.eta_secs {
+                    Some(s) => fgw_gateway::backlog::human_duration(s),
+                    None => "unknown (no upload measured yet)".into(),
+                };
+                println!(
+                    "  backlog       {} items, {} MiB (today's {}, history {}); clears in {eta}",
+                    total.items,
+                    total.bytes.div_ceil(1 << 20),
+                    backlog.lanes[&Lane::Current].items,
+                    backlog.lanes[&Lane::Backlog].items,
+                );
+                for line in storage.text_lines() {
+                    println!("{line}");
                 }
                 println!("  last upload   {}", last_upload.as_deref().unwrap_or("never"));
                 println!("  last error    {}", last_error.as_deref().unwrap_or("none"));

@@ -127,11 +127,16 @@ pub struct PipelineConfig {
     pub channel_capacity: usize,
     /// First retry delay after a failed upload, in milliseconds (default 500).
     pub retry_initial_ms: u64,
-    /// Upper bound of the exponential retry delay, in milliseconds (default 60000).
+    /// Upper bound of the exponential retry delay, in milliseconds (default 60000). Each
+    /// wait is drawn from [d/2, d] of the current bound d (jitter: boxes do not retry in step).
     pub retry_max_ms: u64,
     /// While the uplink is paused (the hub refused this box: 401/403, or a wrong hub URL),
     /// seconds between attempts to upload again (default 300; 1..=86400).
     pub paused_retry_secs: u64,
+    /// Exams dated today or up to this many days before are today's work and upload before
+    /// the history backlog (older exams, a DICOM pull catching up). Default 1 (today and
+    /// yesterday: an evening list exported after midnight); 0..=365.
+    pub current_days: u32,
 }
 
 impl Default for PipelineConfig {
@@ -141,6 +146,7 @@ impl Default for PipelineConfig {
             retry_initial_ms: 500,
             retry_max_ms: 60_000,
             paused_retry_secs: 300,
+            current_days: 1,
         }
     }
 }
@@ -159,6 +165,36 @@ pub struct QuarantineConfig {
 impl Default for QuarantineConfig {
     fn default() -> Self {
         QuarantineConfig { retention_days: 90 }
+    }
+}
+
+/// `[storage]`: room on the state directory's filesystem (see `storage`). Sizes are file
+/// lengths in bytes; a quota of 0 means none other than the free space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Free space kept on the state directory's filesystem (default 268435456, 256 MiB).
+    /// New input is refused ("retry later") when it would leave less; the stages after
+    /// ingest may use half of it, the state database the rest.
+    pub min_free_bytes: u64,
+    /// Most bytes of raw input in the spool (default 0: no quota).
+    pub spool_quota_bytes: u64,
+    /// Most bytes of packages in the outbox (default 0: no quota). When reached, ingest
+    /// pauses and de-identification waits for uploads to make room.
+    pub outbox_quota_bytes: u64,
+    /// Most bytes of raw data kept in quarantine (default 0: no quota). When reached, ingest
+    /// pauses until the retention purge or `gateway quarantine purge` makes room.
+    pub quarantine_quota_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            min_free_bytes: 256 * 1024 * 1024,
+            spool_quota_bytes: 0,
+            outbox_quota_bytes: 0,
+            quarantine_quota_bytes: 0,
+        }
     }
 }
 
@@ -184,6 +220,9 @@ pub struct GatewayConfig {
     /// `[quarantine]`: retention of raw data kept on the box.
     #[serde(default)]
     pub quarantine: QuarantineConfig,
+    /// `[storage]`: free-space floor and per-stage quotas of the state directory.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// `[hl7]`: the MLLP listener for reports.
     #[serde(default)]
     pub hl7: Hl7Config,
@@ -284,6 +323,9 @@ impl GatewayConfig {
         if !(1..=86_400).contains(&self.pipeline.paused_retry_secs) {
             return Err(bad("pipeline.paused_retry_secs", "an integer from 1 to 86400"));
         }
+        if self.pipeline.current_days > 365 {
+            return Err(bad("pipeline.current_days", "an integer from 0 to 365"));
+        }
         if !(1..=3650).contains(&self.quarantine.retention_days) {
             return Err(bad("quarantine.retention_days", "an integer from 1 to 3650 (days)"));
         }
@@ -342,7 +384,15 @@ mod tests {
         assert_eq!(c.export.max_report_bytes, 16 * 1024 * 1024);
         assert_eq!(c.pipeline.channel_capacity, 16);
         assert_eq!(c.pipeline.paused_retry_secs, 300);
+        assert_eq!(c.pipeline.current_days, 1);
         assert_eq!(c.quarantine.retention_days, 90);
+        assert_eq!(c.storage.min_free_bytes, 256 * 1024 * 1024);
+        assert_eq!(
+            (c.storage.spool_quota_bytes, c.storage.outbox_quota_bytes),
+            (0, 0),
+            "no quota but the free space"
+        );
+        assert_eq!(c.storage.quarantine_quota_bytes, 0);
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/facility-gateway"));
         assert_eq!(c.deid, Policy::default());
     }
@@ -371,6 +421,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+        let e = GatewayConfig::from_toml(
+            Path::new("g.toml"),
+            "facility_id = \"F1\"\n[storage]\nspool_quota = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("spool_quota"), "{e}");
+        let c = GatewayConfig::from_toml(
+            Path::new("g.toml"),
+            "facility_id = \"F1\"\n[storage]\nmin_free_bytes = 1048576\noutbox_quota_bytes = 4096\n",
+        )
+        .unwrap();
+        assert_eq!((c.storage.min_free_bytes, c.storage.outbox_quota_bytes), (1 << 20, 4096));
         let e = GatewayConfig::from_toml(
             Path::new("g.toml"),
             "facility_id = \"F1\"\n[dicom_pull]\nmode = \"enabled\"\narchive_ae = \"PACS\"\n\

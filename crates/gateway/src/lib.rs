@@ -9,6 +9,7 @@
 //! This crate wires them: [`pipeline`] (the daemon's stages), [`offline`] (`gateway deid`),
 //! [`config`] and [`secrets`]. The command line itself lives in the binary (`main.rs`).
 
+pub mod backlog;
 pub mod config;
 mod gate_service;
 pub mod logging;
@@ -18,3 +19,4 @@ pub mod pipeline;
 pub mod secrets;
 pub mod spool;
 pub mod state;
+pub mod storage;

@@ -3,6 +3,7 @@
 //! random nonce, and the queue id as associated data (a file renamed to another id fails to
 //! open). File names are random queue ids: nothing from the department system.
 
+use crate::storage::{self, ByteCounter};
 use fgw_format::ids::QueueId;
 use fgw_records::{RawExam, RawReport};
 use ring::aead::{Aad, LessSafeKey, Nonce, NONCE_LEN};
@@ -30,18 +31,39 @@ pub enum SpoolError {
     },
 }
 
-/// One encrypted spool directory (the spool, or the quarantine).
+/// One encrypted spool directory (the spool, or the quarantine), with the bytes it holds.
 pub struct Spool {
     dir: PathBuf,
     key: LessSafeKey,
+    /// Bytes of the files in `dir`: walked at open, then kept by every write and removal
+    /// made through this handle (the storage quotas read it).
+    bytes: ByteCounter,
 }
 
 impl Spool {
-    /// Open (creating) the directory; files are sealed with `key`.
+    /// Open (creating) the directory; files are sealed with `key`. Walks the directory once
+    /// to count its bytes.
     pub fn open(dir: &Path, key: LessSafeKey) -> Result<Spool, SpoolError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| SpoolError::Io { path: dir.to_path_buf(), source })?;
-        Ok(Spool { dir: dir.to_path_buf(), key })
+        let io = |source| SpoolError::Io { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let bytes = ByteCounter::new(storage::dir_bytes(dir).map_err(io)?);
+        Ok(Spool { dir: dir.to_path_buf(), key, bytes })
+    }
+
+    /// Bytes of the files in the directory.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.get()
+    }
+
+    /// Write `sealed` as the file of `id`, keeping the count (a replaced file's bytes go).
+    fn write(&self, id: &QueueId, sealed: &[u8]) -> Result<(), SpoolError> {
+        let path = self.path(id);
+        let replaced = storage::file_len(&path);
+        fgw_format::durable::write_atomic(&path, sealed)
+            .map_err(|source| SpoolError::Io { path, source })?;
+        self.bytes.add(sealed.len() as u64);
+        self.bytes.sub(replaced);
+        Ok(())
     }
 
     /// The file of item `id`.
@@ -51,11 +73,8 @@ impl Spool {
 
     /// Store an exam with its images, durably.
     pub fn put(&self, id: &QueueId, exam: &RawExam) -> Result<(), SpoolError> {
-        let plain = encode(exam);
-        let sealed = self.seal(id, plain);
-        let path = self.path(id);
-        fgw_format::durable::write_atomic(&path, &sealed)
-            .map_err(|source| SpoolError::Io { path, source })
+        let sealed = self.seal(id, encode(exam));
+        self.write(id, &sealed)
     }
 
     /// Read back an exam stored with [`Spool::put`].
@@ -70,9 +89,7 @@ impl Spool {
     pub fn put_report(&self, id: &QueueId, report: &RawReport) -> Result<(), SpoolError> {
         let plain = serde_json::to_vec(report).expect("raw report serializes");
         let sealed = self.seal(id, plain);
-        let path = self.path(id);
-        fgw_format::durable::write_atomic(&path, &sealed)
-            .map_err(|source| SpoolError::Io { path, source })
+        self.write(id, &sealed)
     }
 
     /// Read back a report stored with [`Spool::put_report`].
@@ -86,9 +103,7 @@ impl Spool {
     /// A received DICOM object: its Part-10 bytes as they arrived.
     pub fn put_bytes(&self, id: &QueueId, bytes: &[u8]) -> Result<(), SpoolError> {
         let sealed = self.seal(id, bytes.to_vec());
-        let path = self.path(id);
-        fgw_format::durable::write_atomic(&path, &sealed)
-            .map_err(|source| SpoolError::Io { path, source })
+        self.write(id, &sealed)
     }
 
     /// Read back an object stored with [`Spool::put_bytes`].
@@ -107,8 +122,12 @@ impl Spool {
     /// so a crash between the state change and the unlink is repaired on restart.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
         let path = self.path(id);
+        let len = storage::file_len(&path);
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.bytes.sub(len);
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(SpoolError::Io { path, source }),
         }
@@ -121,8 +140,13 @@ impl Spool {
         if !from.exists() {
             return Ok(());
         }
+        let len = storage::file_len(&from);
+        let replaced = storage::file_len(&to);
         std::fs::rename(&from, &to)
             .map_err(|source| SpoolError::Io { path: to.clone(), source })?;
+        self.bytes.sub(len);
+        other.bytes.add(len);
+        other.bytes.sub(replaced);
         fgw_format::durable::fsync_dir(&other.dir)
             .map_err(|source| SpoolError::Io { path: to, source })
     }
@@ -249,5 +273,35 @@ mod tests {
         let other = QueueId::random();
         std::fs::copy(spool.path(&id), spool.path(&other)).unwrap();
         assert!(matches!(spool.get(&other), Err(SpoolError::Corrupt { .. })));
+    }
+
+    /// The byte count follows every write, replacement, move and removal, and a reopened
+    /// spool counts what is on disk.
+    #[test]
+    fn the_byte_count_follows_the_files() {
+        let d = tempfile::tempdir().unwrap();
+        let s = crate::secrets::Secrets::from_bytes([7; 32]);
+        let spool = Spool::open(&d.path().join("spool"), s.spool_key()).unwrap();
+        let quarantine = Spool::open(&d.path().join("quarantine"), s.spool_key()).unwrap();
+        let on_disk = |dir: &str| storage::dir_bytes(&d.path().join(dir)).unwrap();
+        assert_eq!(spool.bytes(), 0);
+        let (a, b) = (QueueId::random(), QueueId::random());
+        spool.put_bytes(&a, &[1; 1000]).unwrap();
+        spool.put_bytes(&b, &[2; 50]).unwrap();
+        assert_eq!(spool.bytes(), on_disk("spool"));
+        assert!(spool.bytes() > 1050, "sealed files are a little larger than their input");
+        // Written again under the same id: the old file's bytes are no longer counted.
+        spool.put_bytes(&b, &[2; 10]).unwrap();
+        assert_eq!(spool.bytes(), on_disk("spool"));
+        spool.move_to(&a, &quarantine).unwrap();
+        assert_eq!((spool.bytes(), quarantine.bytes()), (on_disk("spool"), on_disk("quarantine")));
+        assert!(quarantine.bytes() > 1000);
+        spool.remove(&b).unwrap();
+        spool.remove(&b).unwrap();
+        assert_eq!(spool.bytes(), 0);
+        let reopened = Spool::open(&d.path().join("quarantine"), s.spool_key()).unwrap();
+        assert_eq!(reopened.bytes(), quarantine.bytes());
+        quarantine.remove(&a).unwrap();
+        assert_eq!(quarantine.bytes(), 0);
     }
 }

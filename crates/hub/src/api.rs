@@ -8,20 +8,23 @@
 //! Object bodies are streamed to the object store as they arrive (never held whole); every
 //! body must keep up a minimum rate after a grace period; a device has a bounded number of
 //! uploads in progress; a facility sees and references only the objects it uploaded.
+//! Chunked upload sessions ([`super::uploads`]) stream their chunks under the same rules.
 
 use super::intake::{self, IntakeError, ObjectIntake};
 use super::store::{MetaStore, ObjectStore, StoreError};
+use super::uploads::{self, UploadError};
 use super::{Caller, Role};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
 use fgw_format::package::protocol::{
-    Ack, ApiError, DicomListing, ExamListing, MissingObjects, ObjectAck, Stored, OBJECTS, PACKAGES,
+    Ack, ApiError, DicomListing, ExamListing, MissingChunks, MissingObjects, ObjectAck, Stored,
+    OBJECTS, PACKAGES, UPLOADS,
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -46,6 +49,12 @@ pub(crate) struct Limits {
     /// Grace before `min_body_bytes_per_sec` applies.
     pub(crate) body_timeout: Duration,
     pub(crate) min_body_bytes_per_sec: u64,
+    /// Chunk sizes of upload sessions are clamped to `min_chunk_bytes ..= max_chunk_bytes`.
+    pub(crate) min_chunk_bytes: u64,
+    pub(crate) max_chunk_bytes: u64,
+    /// Largest object sent through an upload session.
+    pub(crate) max_upload_bytes: u64,
+    pub(crate) max_open_uploads_per_facility: u32,
 }
 
 /// Shared state of all connections.
@@ -69,7 +78,7 @@ pub(crate) struct UploadSlot {
 }
 
 impl UploadSlots {
-    fn acquire(&self, device: &DeviceId, limit: u32) -> Result<UploadSlot, ApiFailure> {
+    pub(crate) fn acquire(&self, device: &DeviceId, limit: u32) -> Result<UploadSlot, ApiFailure> {
         let mut busy = self.busy.lock().map_err(|_| ApiFailure::Internal)?;
         let n = busy.entry(device.clone()).or_insert(0);
         if *n >= limit {
@@ -114,6 +123,8 @@ pub(crate) enum ApiFailure {
     ForeignFacility { requested: FacilityId, caller: FacilityId },
     #[error(transparent)]
     Intake(IntakeError),
+    #[error(transparent)]
+    Upload(UploadError),
     #[error("file {path}: stored object {sha256} has a different size than the manifest says")]
     SizeMismatch { path: String, sha256: Sha256Hex },
     #[error("{} object(s) missing; upload them, then retry the manifest", missing.len())]
@@ -149,6 +160,7 @@ impl ApiFailure {
                 IntakeError::FacilityMismatch { .. } => StatusCode::FORBIDDEN,
                 IntakeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiFailure::Upload(e) => e.status(),
             ApiFailure::SizeMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiFailure::MissingObjects { .. } => StatusCode::CONFLICT,
             ApiFailure::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -167,7 +179,7 @@ impl ApiFailure {
             ApiFailure::BodyTimeout { .. }
                 | ApiFailure::BodyRead
                 | ApiFailure::Intake(IntakeError::TooLarge { .. })
-        )
+        ) || matches!(self, ApiFailure::Upload(e) if e.leaves_body_unread())
     }
 }
 
@@ -182,8 +194,23 @@ impl From<StoreError> for ApiFailure {
             StoreError::QuotaExceeded { facility, quota } => {
                 ApiFailure::QuotaExceeded { facility, quota }
             }
+            StoreError::TooManyOpenUploads { facility, limit } => {
+                ApiFailure::Upload(UploadError::TooManyOpen { facility, limit })
+            }
+            StoreError::ChunkHashMismatch { upload, index } => {
+                ApiFailure::Upload(UploadError::ChunkHash { upload, index })
+            }
+            StoreError::PartMissing { upload, index } => {
+                ApiFailure::Upload(UploadError::MissingChunks { upload, missing: vec![index] })
+            }
             other => ApiFailure::Store(other),
         }
+    }
+}
+
+impl From<UploadError> for ApiFailure {
+    fn from(e: UploadError) -> Self {
+        ApiFailure::Upload(e)
     }
 }
 
@@ -210,6 +237,9 @@ impl IntoResponse for ApiFailure {
             ApiFailure::MissingObjects { missing } => {
                 (status, Json(MissingObjects { error, missing })).into_response()
             }
+            ApiFailure::Upload(UploadError::MissingChunks { missing, .. }) => {
+                (status, Json(MissingChunks { error, missing })).into_response()
+            }
             _ => (status, Json(ApiError { error })).into_response(),
         };
         if retry {
@@ -222,13 +252,13 @@ impl IntoResponse for ApiFailure {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiFailure> {
     tokio::task::spawn_blocking(f).await.map_err(|_| ApiFailure::Internal)?.map_err(Into::into)
 }
 
-fn require_device(caller: &Caller, action: &'static str) -> Result<(), ApiFailure> {
+pub(crate) fn require_device(caller: &Caller, action: &'static str) -> Result<(), ApiFailure> {
     match caller.role {
         Role::Device => Ok(()),
         role => Err(ApiFailure::RoleNotAllowed { role, action }),
@@ -244,6 +274,10 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route(&format!("{PACKAGES}/:package_id"), put(put_package))
         .route("/v1/facilities/:facility/exams", get(list_exams))
         .route("/v1/facilities/:facility/dicom", get(list_dicom))
+        .route(UPLOADS, post(uploads::open))
+        .route(&format!("{UPLOADS}/:upload_id"), get(uploads::show))
+        .route(&format!("{UPLOADS}/:upload_id/chunks/:index"), put(uploads::put_chunk))
+        .route(&format!("{UPLOADS}/:upload_id/commit"), post(uploads::commit))
         .fallback(|| async { ApiFailure::NotFound })
         .with_state(state)
         // Outermost: authorize the connection's peer, then log the outcome.
@@ -311,13 +345,13 @@ async fn get_object_head(
     Ok(if held { StatusCode::OK } else { StatusCode::NOT_FOUND })
 }
 
-fn content_length(headers: &HeaderMap) -> Option<&[u8]> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<&[u8]> {
     headers.get(header::CONTENT_LENGTH).map(HeaderValue::as_bytes)
 }
 
 /// Reads a request body frame by frame under the rate rule: after `grace`, the body must have
 /// averaged at least `min_rate` bytes/s since it started, or it is cut.
-struct BodyReader {
+pub(crate) struct BodyReader {
     body: Body,
     started: Instant,
     received: u64,
@@ -326,7 +360,7 @@ struct BodyReader {
 }
 
 impl BodyReader {
-    fn new(body: Body, limits: &Limits) -> BodyReader {
+    pub(crate) fn new(body: Body, limits: &Limits) -> BodyReader {
         BodyReader {
             body,
             started: Instant::now(),
@@ -337,7 +371,7 @@ impl BodyReader {
     }
 
     /// The next data chunk, `None` at the end of the body.
-    async fn next(&mut self) -> Result<Option<Bytes>, ApiFailure> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, ApiFailure> {
         use hyper::body::Body as _;
         loop {
             // The moment the bytes received so far stop covering the minimum rate.
@@ -370,8 +404,30 @@ enum Chunk {
     End,
 }
 
-/// Stream an object body into the store: network chunks go over a short queue to a blocking
-/// thread that writes and hashes them. Returns whether the blob was new, and its size.
+/// Where a streamed request body goes, on a blocking thread (file writes, hashing).
+pub(crate) trait BodySink: Send + 'static {
+    /// What a complete body gives.
+    type Done: Send + 'static;
+    /// Take the next piece of the body. After an error the sink is dropped.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), ApiFailure>;
+    /// The body is complete.
+    fn finish(self) -> Result<Self::Done, ApiFailure>;
+}
+
+/// An object body into the store (size limit, hash check).
+struct ObjectSink(ObjectIntake);
+
+impl BodySink for ObjectSink {
+    type Done = (Stored, u64);
+    fn push(&mut self, bytes: &[u8]) -> Result<(), ApiFailure> {
+        Ok(self.0.push(bytes)?)
+    }
+    fn finish(self) -> Result<(Stored, u64), ApiFailure> {
+        Ok(self.0.finish()?)
+    }
+}
+
+/// Stream an object body into the store. Returns whether the blob was new, and its size.
 async fn stream_object(
     state: &HubState,
     sha: &Sha256Hex,
@@ -380,20 +436,30 @@ async fn stream_object(
     let objects = state.objects.clone();
     let key = sha.clone();
     let writer = blocking(move || objects.writer(&key)).await?;
-    let mut intake = ObjectIntake::new(writer, state.limits.max_object_bytes);
+    let sink = ObjectSink(ObjectIntake::new(writer, state.limits.max_object_bytes));
+    stream_body(&state.limits, body, sink).await
+}
+
+/// Stream a request body into `sink` under the rate rule: network chunks go over a short
+/// queue to a blocking thread that writes and hashes them, so a body is never held whole.
+pub(crate) async fn stream_body<S: BodySink>(
+    limits: &Limits,
+    body: Body,
+    mut sink: S,
+) -> Result<S::Done, ApiFailure> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let sink = tokio::task::spawn_blocking(move || {
         while let Some(chunk) = rx.blocking_recv() {
             match chunk {
-                Chunk::Data(bytes) => intake.push(&bytes)?,
-                Chunk::End => return intake.finish().map(Some),
+                Chunk::Data(bytes) => sink.push(&bytes)?,
+                Chunk::End => return sink.finish().map(Some),
             }
         }
-        // The request ended without its body (cut, timed out): dropping the intake removes
-        // the temporary file.
+        // The request ended without its body (cut, timed out): dropping the sink removes
+        // its temporary file.
         Ok(None)
     });
-    let mut reader = BodyReader::new(body, &state.limits);
+    let mut reader = BodyReader::new(body, limits);
     let read = async {
         while let Some(data) = reader.next().await? {
             if tx.send(Chunk::Data(data)).await.is_err() {
@@ -409,7 +475,7 @@ async fn stream_object(
     let written = sink.await.map_err(|_| ApiFailure::Internal)?;
     // A writer error is the more precise cause; otherwise a read error.
     match (written, read) {
-        (Err(e), _) => Err(e.into()),
+        (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(e),
         (Ok(Some(done)), Ok(())) => Ok(done),
         (Ok(None), Ok(())) => Err(ApiFailure::Internal),

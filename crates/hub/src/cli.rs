@@ -62,8 +62,9 @@ enum Command {
     /// Config file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Delete objects no manifest references once `gc_grace_secs` has passed (what `hub serve`
-    /// does every `gc_interval_secs`); prints the counts as JSON.
+    /// Delete objects no manifest references once `gc_grace_secs` has passed, and upload
+    /// sessions untouched for `upload_session_ttl_secs` (what `hub serve` does every
+    /// `gc_interval_secs`); prints the counts as JSON.
     Gc(ConfigArgs),
     /// Print the current exams (or DICOM objects) of a facility as JSON (reads the metadata
     /// store directly).
@@ -163,6 +164,11 @@ fn effective(cfg: &HubConfig) -> serde_json::Value {
         "facility_quota_bytes": cfg.facility_quota_bytes,
         "gc_grace_secs": cfg.gc_grace_secs,
         "gc_interval_secs": cfg.gc_interval_secs,
+        "min_chunk_bytes": cfg.min_chunk_bytes,
+        "max_chunk_bytes": cfg.max_chunk_bytes,
+        "max_upload_bytes": cfg.max_upload_bytes,
+        "max_open_uploads_per_facility": cfg.max_open_uploads_per_facility,
+        "upload_session_ttl_secs": cfg.upload_session_ttl_secs,
         "tls": {
             "ca_cert": cfg.ca_cert(),
             "ca_key": cfg.ca_key(),
@@ -226,8 +232,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let cfg = load(&args)?;
             let objects = FsObjectStore::open(&cfg.objects_dir())?;
             let meta = SqliteMetaStore::open(&cfg.db_path())?;
-            let grace = std::time::Duration::from_secs(cfg.gc_grace_secs);
-            let report = gc::collect(&objects, &meta, grace, std::time::SystemTime::now())?;
+            let report =
+                gc::collect(&objects, &meta, &cfg.gc_policy(), std::time::SystemTime::now())?;
             print_json(&serde_json::to_value(report).expect("report serializes"));
         }
         Command::Config(ConfigCommand::Check { file }) => {

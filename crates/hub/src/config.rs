@@ -14,6 +14,11 @@
 //! facility_quota_bytes = 1099511627776  # 1 TiB of objects per facility; more get 507
 //! gc_grace_secs = 86400              # unreferenced objects are kept this long
 //! gc_interval_secs = 3600            # how often `hub serve` collects
+//! min_chunk_bytes = 1048576          # 1 MiB: smallest chunk size of an upload session
+//! max_chunk_bytes = 67108864         # 64 MiB: largest chunk size (requests are clamped)
+//! max_upload_bytes = 68719476736     # 64 GiB: largest object sent through a session
+//! max_open_uploads_per_facility = 64 # open upload sessions of one facility; more get 429
+//! upload_session_ttl_secs = 604800   # 7 days: an untouched session is collected
 //!
 //! [tls]                              # each defaults to <data_dir>/pki/<file>
 //! ca_cert = "pki/ca.crt"
@@ -37,6 +42,14 @@ pub(crate) const MAX_MANIFEST_BYTES_LIMIT: u64 = 64 << 20;
 const MAX_QUOTA_BYTES: u64 = 1 << 62;
 /// Upper bound for the GC periods: a year.
 const MAX_SECS: u64 = 365 * 24 * 3600;
+/// Upper bound for the chunk sizes. Chunks are streamed to disk, so this is not a memory
+/// bound; it keeps what one cut costs within a few minutes of a slow line.
+const MAX_CHUNK_BYTES_LIMIT: u64 = 1 << 30;
+/// Upper bound for `max_upload_bytes` (sizes are summed in SQLite's signed 64 bits).
+const MAX_UPLOAD_BYTES_LIMIT: u64 = 1 << 46;
+/// Most chunks one session may have (`max_upload_bytes / min_chunk_bytes`): the session's
+/// answer lists every chunk received.
+const MAX_CHUNKS_PER_UPLOAD: u64 = 1 << 20;
 
 /// A config file that cannot be read or used.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +137,26 @@ pub struct HubConfig {
     /// start). Default 3600.
     #[serde(default = "default_gc_interval_secs")]
     pub gc_interval_secs: u64,
+    /// Smallest chunk size of an upload session: a smaller size asked for is raised to it.
+    /// Default 1 MiB (1 ..= 1 GiB, at most `max_chunk_bytes`).
+    #[serde(default = "default_min_chunk_bytes")]
+    pub min_chunk_bytes: u64,
+    /// Largest chunk size of an upload session: a larger size asked for is lowered to it.
+    /// Default 64 MiB (1 ..= 1 GiB).
+    #[serde(default = "default_max_chunk_bytes")]
+    pub max_chunk_bytes: u64,
+    /// Largest object sent through an upload session (413 above it). Default 64 GiB; at most
+    /// 1048576 chunks of `min_chunk_bytes`. Chunks and objects are streamed to disk.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    /// Upload sessions one facility may have open at once (429 above it). Default 64
+    /// (1 ..= 65536).
+    #[serde(default = "default_max_open_uploads_per_facility")]
+    pub max_open_uploads_per_facility: u32,
+    /// Seconds an upload session may go untouched (opened, re-opened, or sent a chunk)
+    /// before garbage collection deletes it with its chunks. Default 604800 (7 days).
+    #[serde(default = "default_upload_session_ttl_secs")]
+    pub upload_session_ttl_secs: u64,
     /// Certificate and key files. Default: all under `<data_dir>/pki/`.
     #[serde(default)]
     pub tls: HubTlsPaths,
@@ -182,6 +215,21 @@ fn default_gc_grace_secs() -> u64 {
 fn default_gc_interval_secs() -> u64 {
     3600
 }
+fn default_min_chunk_bytes() -> u64 {
+    1 << 20
+}
+fn default_max_chunk_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_upload_bytes() -> u64 {
+    64 << 30
+}
+fn default_max_open_uploads_per_facility() -> u32 {
+    64
+}
+fn default_upload_session_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -199,6 +247,11 @@ impl Default for HubConfig {
             facility_quota_bytes: default_facility_quota_bytes(),
             gc_grace_secs: default_gc_grace_secs(),
             gc_interval_secs: default_gc_interval_secs(),
+            min_chunk_bytes: default_min_chunk_bytes(),
+            max_chunk_bytes: default_max_chunk_bytes(),
+            max_upload_bytes: default_max_upload_bytes(),
+            max_open_uploads_per_facility: default_max_open_uploads_per_facility(),
+            upload_session_ttl_secs: default_upload_session_ttl_secs(),
             tls: HubTlsPaths::default(),
         }
     }
@@ -297,7 +350,36 @@ impl HubConfig {
         if !(1..=MAX_SECS).contains(&self.gc_interval_secs) {
             return Err(invalid("gc_interval_secs", "1 ..= 31536000 (a year)"));
         }
+        if !(1..=MAX_CHUNK_BYTES_LIMIT).contains(&self.max_chunk_bytes) {
+            return Err(invalid("max_chunk_bytes", "1 ..= 1073741824 (1 GiB)"));
+        }
+        if !(1..=self.max_chunk_bytes).contains(&self.min_chunk_bytes) {
+            return Err(invalid("min_chunk_bytes", "1 ..= max_chunk_bytes"));
+        }
+        if !(1..=MAX_UPLOAD_BYTES_LIMIT).contains(&self.max_upload_bytes) {
+            return Err(invalid("max_upload_bytes", "1 ..= 2^46 (64 TiB)"));
+        }
+        if self.max_upload_bytes.div_ceil(self.min_chunk_bytes) > MAX_CHUNKS_PER_UPLOAD {
+            return Err(invalid(
+                "max_upload_bytes",
+                "at most 1048576 chunks of min_chunk_bytes (raise min_chunk_bytes)",
+            ));
+        }
+        if !(1..=65_536).contains(&self.max_open_uploads_per_facility) {
+            return Err(invalid("max_open_uploads_per_facility", "1 ..= 65536"));
+        }
+        if !(1..=MAX_SECS).contains(&self.upload_session_ttl_secs) {
+            return Err(invalid("upload_session_ttl_secs", "1 ..= 31536000 (a year)"));
+        }
         Ok(())
+    }
+
+    /// What garbage collection keeps, from `gc_grace_secs` and `upload_session_ttl_secs`.
+    pub fn gc_policy(&self) -> crate::gc::GcPolicy {
+        crate::gc::GcPolicy {
+            grace: std::time::Duration::from_secs(self.gc_grace_secs),
+            upload_ttl: std::time::Duration::from_secs(self.upload_session_ttl_secs),
+        }
     }
 
     /// `listen` as a socket address.
@@ -361,6 +443,9 @@ mod tests {
         assert_eq!((cfg.body_timeout_secs, cfg.min_body_bytes_per_sec), (60, 32768));
         assert_eq!(cfg.facility_quota_bytes, 1 << 40);
         assert_eq!((cfg.gc_grace_secs, cfg.gc_interval_secs), (86400, 3600));
+        assert_eq!((cfg.min_chunk_bytes, cfg.max_chunk_bytes), (1 << 20, 64 << 20));
+        assert_eq!((cfg.max_upload_bytes, cfg.max_open_uploads_per_facility), (64 << 30, 64));
+        assert_eq!(cfg.upload_session_ttl_secs, 604_800);
         let parsed = HubConfig::parse_str("max_connections = 2\ngc_grace_secs = 1\n").unwrap();
         assert_eq!((parsed.max_connections, parsed.gc_grace_secs), (2, 1));
         parsed.validate().unwrap();
@@ -373,6 +458,16 @@ mod tests {
             ("facility_quota_bytes", HubConfig { facility_quota_bytes: 0, ..cfg.clone() }),
             ("gc_grace_secs", HubConfig { gc_grace_secs: 0, ..cfg.clone() }),
             ("gc_interval_secs", HubConfig { gc_interval_secs: 0, ..cfg.clone() }),
+            ("min_chunk_bytes", HubConfig { min_chunk_bytes: 0, ..cfg.clone() }),
+            ("min_chunk_bytes", HubConfig { min_chunk_bytes: 128 << 20, ..cfg.clone() }),
+            ("max_chunk_bytes", HubConfig { max_chunk_bytes: 2 << 30, ..cfg.clone() }),
+            ("max_upload_bytes", HubConfig { max_upload_bytes: 0, ..cfg.clone() }),
+            ("max_upload_bytes", HubConfig { min_chunk_bytes: 1, ..cfg.clone() }),
+            (
+                "max_open_uploads_per_facility",
+                HubConfig { max_open_uploads_per_facility: 0, ..cfg.clone() },
+            ),
+            ("upload_session_ttl_secs", HubConfig { upload_session_ttl_secs: 0, ..cfg.clone() }),
         ] {
             let e = bad.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");

@@ -168,8 +168,8 @@ impl ObjectIntake {
     }
 }
 
-/// Route template and package id of a request path, for the log line (so object hashes and
-/// other path parts never reach the log).
+/// Route template and package id of a request path, for the log line (so object hashes,
+/// upload session ids and other path parts never reach the log).
 pub fn log_route(path: &str) -> (&'static str, Option<PackageId>) {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
@@ -178,6 +178,10 @@ pub fn log_route(path: &str) -> (&'static str, Option<PackageId>) {
         ["v1", "packages", id] => ("/v1/packages/{package_id}", Sha256Hex::new(*id).ok()),
         ["v1", "facilities", _, "exams"] => ("/v1/facilities/{facility}/exams", None),
         ["v1", "facilities", _, "dicom"] => ("/v1/facilities/{facility}/dicom", None),
+        ["v1", "uploads"] => ("/v1/uploads", None),
+        ["v1", "uploads", _] => ("/v1/uploads/{upload_id}", None),
+        ["v1", "uploads", _, "chunks", _] => ("/v1/uploads/{upload_id}/chunks/{index}", None),
+        ["v1", "uploads", _, "commit"] => ("/v1/uploads/{upload_id}/commit", None),
         _ => ("(unknown)", None),
     }
 }
@@ -283,9 +287,18 @@ mod tests {
         assert_eq!(log_route(&format!("/v1/objects/{sha}")), ("/v1/objects/{sha256}", None));
         assert_eq!(
             log_route(&format!("/v1/packages/{sha}")),
-            ("/v1/packages/{package_id}", Some(sha))
+            ("/v1/packages/{package_id}", Some(sha.clone()))
         );
         assert_eq!(log_route("/etc/passwd").0, "(unknown)");
+        let upload = fgw_format::ids::UploadId::derive(&FacilityId::new("F0001").unwrap(), &sha);
+        assert_eq!(
+            log_route(&format!("/v1/uploads/{upload}/chunks/3")),
+            ("/v1/uploads/{upload_id}/chunks/{index}", None)
+        );
+        assert_eq!(
+            log_route(&format!("/v1/uploads/{upload}/commit")).0,
+            "/v1/uploads/{upload_id}/commit"
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! - [`ca`] — the society CA, the hub's server certificate and device certificates;
 //! - [`store`] — narrow object/metadata traits with embedded defaults (filesystem + SQLite);
 //! - [`intake`] — what uploads are checked against before storing (fuzzed without a network);
-//! - [`gc`] — collection of objects no manifest references;
-//! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers.
+//! - [`gc`] — collection of objects no manifest references, and of expired upload sessions;
+//! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers;
+//!   [`uploads`] — its chunked upload sessions (issue 11).
 //!
 //! The `hub` command line lives in the binary (`src/main.rs`, `src/cli.rs`).
 //!
@@ -19,6 +20,7 @@ pub mod gc;
 pub mod intake;
 mod server;
 pub mod store;
+mod uploads;
 
 pub use config::{ConfigError, HubConfig, HubTlsPaths};
 pub use server::{bind, serve, Hub, RunningHub, ServeError};

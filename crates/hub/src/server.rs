@@ -5,7 +5,8 @@
 //! At most `max_connections` connections are served at once: the accept loop takes a permit
 //! before it accepts, so further clients wait in the kernel's listen backlog (their connect
 //! timeout decides when they give up). Idle keep-alive connections close after
-//! `header_timeout_secs`. Garbage collection ([`crate::gc`]) runs every `gc_interval_secs`.
+//! `header_timeout_secs`. Garbage collection ([`crate::gc`]: unreferenced objects, expired
+//! upload sessions) runs every `gc_interval_secs`.
 
 use super::api::{self, HubState, Limits, Peer, UploadSlots};
 use super::config::{ConfigError, HubConfig};
@@ -62,7 +63,7 @@ pub struct Hub {
     listen: SocketAddr,
     max_connections: usize,
     header_timeout: Duration,
-    gc_grace: Duration,
+    gc: crate::gc::GcPolicy,
     gc_interval: Duration,
 }
 
@@ -93,6 +94,10 @@ impl Hub {
                 max_uploads_per_device: cfg.max_uploads_per_device,
                 body_timeout: Duration::from_secs(cfg.body_timeout_secs),
                 min_body_bytes_per_sec: cfg.min_body_bytes_per_sec,
+                min_chunk_bytes: cfg.min_chunk_bytes,
+                max_chunk_bytes: cfg.max_chunk_bytes,
+                max_upload_bytes: cfg.max_upload_bytes,
+                max_open_uploads_per_facility: cfg.max_open_uploads_per_facility,
             },
             uploads: UploadSlots::default(),
         });
@@ -102,7 +107,7 @@ impl Hub {
             listen: cfg.listen_addr()?,
             max_connections: cfg.max_connections as usize,
             header_timeout: Duration::from_secs(cfg.header_timeout_secs),
-            gc_grace: Duration::from_secs(cfg.gc_grace_secs),
+            gc: cfg.gc_policy(),
             gc_interval: Duration::from_secs(cfg.gc_interval_secs),
         })
     }
@@ -145,8 +150,7 @@ impl Hub {
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
         let permits = Arc::new(Semaphore::new(self.max_connections));
-        let gc =
-            tokio::spawn(collect_periodically(self.state.clone(), self.gc_grace, self.gc_interval));
+        let gc = tokio::spawn(collect_periodically(self.state.clone(), self.gc, self.gc_interval));
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, max_connections = self.max_connections, "hub listening");
@@ -202,15 +206,19 @@ impl Hub {
     }
 }
 
-/// Every `interval`, collect objects unreferenced for longer than `grace` (counts logged).
-async fn collect_periodically(state: Arc<HubState>, grace: Duration, interval: Duration) {
+/// Every `interval`, collect under `policy` (counts logged).
+async fn collect_periodically(
+    state: Arc<HubState>,
+    policy: crate::gc::GcPolicy,
+    interval: Duration,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let (objects, meta) = (state.objects.clone(), state.meta.clone());
         let run = tokio::task::spawn_blocking(move || {
-            crate::gc::collect(&*objects, &*meta, grace, std::time::SystemTime::now())
+            crate::gc::collect(&*objects, &*meta, &policy, std::time::SystemTime::now())
         });
         match run.await {
             Ok(Ok(report)) => crate::gc::log(&report),

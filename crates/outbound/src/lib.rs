@@ -3,5 +3,8 @@
 //! This crate depends on the gate (`fgw-deid`) for `DeidPackage` only, and on neither the
 //! records nor ingest crates: nothing identifiable can be named here.
 
+mod body;
+mod chunked;
 pub mod outbox;
+pub mod throttle;
 pub mod uplink;

@@ -108,6 +108,10 @@ impl StagedPackage {
     pub fn files(&self) -> &[(FileEntry, PathBuf)] {
         &self.files
     }
+    /// Bytes the package puts on the wire at most: its files and its manifest.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|(e, _)| e.size).sum::<u64>() + self.manifest_bytes.len() as u64
+    }
 }
 
 use fgw_format::durable::write_atomic;

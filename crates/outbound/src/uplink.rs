@@ -2,12 +2,21 @@
 //! a [`StagedPackage`], and never imports `record` or `ingest`).
 //!
 //! Protocol (`docs/package-format.md#upload-protocol`): for each file `HEAD` the object and
-//! `PUT` it if missing, then `PUT` the manifest. Resumable at file granularity: after a
-//! network cut only the objects the hub lacks are sent again. If the hub still answers 409
-//! (objects missing) the listed objects are uploaded and the manifest is retried once.
+//! send it if missing, then `PUT` the manifest. Objects up to `single_put_max_bytes` go in one
+//! `PUT`; larger ones in chunks through an upload session ([`crate::chunked`]), so a cut costs
+//! at most the chunk in flight. Otherwise resumable at file granularity: after a network cut
+//! only the objects the hub lacks are sent again. If the hub still answers 409 (objects
+//! missing) the listed objects are uploaded and the manifest is retried once.
+//!
+//! Every object and chunk body is streamed from its staged file through the [`Throttle`]
+//! (`max_bytes_per_sec` and `[[uplink.schedule]]`), hashed as it goes; [`UplinkProgress`]
+//! counts what was sent, for status.
 
+use crate::body::{range_body, FileRange, RangeFault};
+use crate::chunked::ROUTE_OPEN;
 use crate::outbox::StagedPackage;
-use fgw_format::ids::{FacilityId, Sha256Hex};
+use crate::throttle::{RateSchedule, ScheduleEntry, Throttle, TimeOfDay};
+use fgw_format::ids::{FacilityId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{Ack, ApiError, ExamListing, OBJECTS, PACKAGES};
 use fgw_format::package::FileEntry;
 use fgw_tls::TlsError;
@@ -15,6 +24,8 @@ use reqwest::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `[uplink]` in the gateway config. Defaults match a hub on the same machine with the
@@ -47,6 +58,23 @@ pub struct UplinkConfig {
     /// congested hospital line), so a 256 MiB video gets ~70 minutes.
     #[serde(default = "default_min_upload_bytes_per_sec")]
     pub min_upload_bytes_per_sec: u64,
+    /// Objects up to this size go in one `PUT /v1/objects`; larger ones in chunks through an
+    /// upload session. Default 8 MiB; 65536 to 4 GiB.
+    #[serde(default = "default_single_put_max_bytes")]
+    pub single_put_max_bytes: u64,
+    /// Chunk size asked for when a session is opened (the hub may answer with another, which
+    /// is then used). Default 8 MiB; 65536 to 1 GiB.
+    #[serde(default = "default_chunk_bytes")]
+    pub chunk_bytes: u64,
+    /// Cap on request bodies (objects and chunks) in bytes/s, outside the schedule's windows;
+    /// 0 = unlimited (the default). Otherwise at least `min_upload_bytes_per_sec`.
+    #[serde(default)]
+    pub max_bytes_per_sec: u64,
+    /// `[[uplink.schedule]]`: windows of the box's local time with their own cap,
+    /// `{ from = "HH:MM", to = "HH:MM", max_bytes_per_sec = N }` (0 = unlimited). `to` before
+    /// `from` wraps midnight; the first window containing the time wins. Default none.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleEntry>,
 }
 
 fn default_hub_url() -> String {
@@ -70,6 +98,12 @@ fn default_connect_timeout_secs() -> u64 {
 fn default_min_upload_bytes_per_sec() -> u64 {
     64 * 1024
 }
+fn default_single_put_max_bytes() -> u64 {
+    8 << 20
+}
+fn default_chunk_bytes() -> u64 {
+    8 << 20
+}
 
 impl Default for UplinkConfig {
     fn default() -> Self {
@@ -81,6 +115,10 @@ impl Default for UplinkConfig {
             timeout_secs: default_timeout_secs(),
             connect_timeout_secs: default_connect_timeout_secs(),
             min_upload_bytes_per_sec: default_min_upload_bytes_per_sec(),
+            single_put_max_bytes: default_single_put_max_bytes(),
+            chunk_bytes: default_chunk_bytes(),
+            max_bytes_per_sec: 0,
+            schedule: Vec::new(),
         }
     }
 }
@@ -110,7 +148,26 @@ impl UplinkConfig {
         if self.min_upload_bytes_per_sec < 1024 {
             return Err(("uplink.min_upload_bytes_per_sec", "an integer >= 1024".into()));
         }
+        if !(64 << 10..=4 << 30).contains(&self.single_put_max_bytes) {
+            return Err((
+                "uplink.single_put_max_bytes",
+                "a number of bytes from 65536 to 4294967296".into(),
+            ));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.chunk_bytes) {
+            return Err((
+                "uplink.chunk_bytes",
+                "a number of bytes from 65536 to 1073741824".into(),
+            ));
+        }
+        self.rate_schedule().map_err(|e| (e.key, e.expected))?;
         Ok(())
+    }
+
+    /// The cap and schedule of this config (what [`Uplink::new`] paces by), for a process
+    /// that has no [`Uplink`], e.g. `gateway status`: `cap_at(TimeOfDay::now_local())`.
+    pub fn rate_schedule(&self) -> Result<RateSchedule, crate::throttle::ScheduleError> {
+        RateSchedule::new(self.max_bytes_per_sec, &self.schedule, self.min_upload_bytes_per_sec)
     }
 }
 
@@ -183,6 +240,15 @@ pub enum UplinkError {
         /// The hash it must have.
         sha256: Sha256Hex,
     },
+    /// An upload session vanished at the hub (404: expired or collected) again after it was
+    /// opened anew in the same attempt.
+    #[error("uplink {route}: upload session {upload_id} is gone at the hub")]
+    SessionGone {
+        /// The request.
+        route: &'static str,
+        /// The session.
+        upload_id: UploadId,
+    },
     /// The hub answered with something the protocol does not allow.
     #[error("uplink {route}: unexpected response from the hub: {what}")]
     Protocol {
@@ -219,7 +285,10 @@ impl UplinkError {
     /// What to do about this failure.
     pub fn disposition(&self) -> Disposition {
         match self {
-            UplinkError::Retryable { .. } => Disposition::RetryLater,
+            // Sessions are the hub's housekeeping, not a verdict on the box or the package.
+            UplinkError::Retryable { .. } | UplinkError::SessionGone { .. } => {
+                Disposition::RetryLater
+            }
             UplinkError::Config { .. } | UplinkError::Tls(_) | UplinkError::Client(_) => {
                 Disposition::PauseUplink
             }
@@ -239,13 +308,50 @@ const ROUTE_PUT_PACKAGE: &str = "PUT /v1/packages";
 const ROUTE_LIST: &str = "GET /v1/facilities/exams";
 const ROUTE_HEALTH: &str = "GET /v1/health";
 
-/// A connection pool to the hub, authenticated with this gateway's certificate.
+/// A connection pool to the hub, authenticated with this gateway's certificate. Clones share
+/// the throttle and the byte counter.
 #[derive(Debug, Clone)]
 pub struct Uplink {
-    client: reqwest::Client,
-    base: String,
-    timeout: Duration,
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) timeout: Duration,
     min_rate: u64,
+    single_put_max: u64,
+    pub(crate) chunk_bytes: u64,
+    pub(crate) throttle: Throttle,
+}
+
+/// The uplink's progress, for status: cheap to clone and read from any thread.
+#[derive(Debug, Clone)]
+pub struct UplinkProgress {
+    throttle: Throttle,
+}
+
+impl UplinkProgress {
+    /// Request body bytes (objects and chunks) handed to the connection since the uplink was
+    /// made (kept across [`Uplink::renew`]), attempts that failed included: sample it twice
+    /// for the rate actually achieved.
+    pub fn bytes_sent(&self) -> u64 {
+        self.throttle.sent().load(Ordering::Relaxed)
+    }
+
+    /// The counter behind [`Self::bytes_sent`].
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.throttle.sent().clone()
+    }
+
+    /// The cap in force now (box local time), bytes/s; `None` = unlimited.
+    pub fn rate_cap_now(&self) -> Option<u64> {
+        self.throttle.cap_now().map(|c| c.get())
+    }
+
+    /// Estimated time to send `bytes` starting now, at `line_bytes_per_sec` (the rate the
+    /// line achieves, e.g. measured from [`Self::bytes_sent`]) held under the cap of each
+    /// schedule window as the clock passes through them. `None` if the rate is 0 while
+    /// uncapped.
+    pub fn time_to_send(&self, bytes: u64, line_bytes_per_sec: u64) -> Option<Duration> {
+        self.throttle.schedule().time_to_send(bytes, TimeOfDay::now_local(), line_bytes_per_sec)
+    }
 }
 
 enum ManifestOutcome {
@@ -254,7 +360,7 @@ enum ManifestOutcome {
 }
 
 /// Error text with its causes (reqwest's top-level message alone is "error sending request").
-fn describe(e: reqwest::Error) -> String {
+pub(crate) fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut out = e.to_string();
     let mut src = std::error::Error::source(&e);
@@ -266,12 +372,12 @@ fn describe(e: reqwest::Error) -> String {
     out
 }
 
-fn send_failed(route: &'static str, e: reqwest::Error) -> UplinkError {
+pub(crate) fn send_failed(route: &'static str, e: reqwest::Error) -> UplinkError {
     UplinkError::Retryable { route, reason: describe(e) }
 }
 
 /// Turn a non-success response into the error class the pipeline acts on.
-async fn failure(route: &'static str, resp: Response) -> UplinkError {
+pub(crate) async fn failure(route: &'static str, resp: Response) -> UplinkError {
     let status = resp.status();
     let message = match resp.json::<ApiError>().await {
         Ok(e) => e.error,
@@ -303,12 +409,45 @@ impl Uplink {
             .user_agent(concat!("fgw-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| UplinkError::Client(describe(e)))?;
+        let schedule = cfg
+            .rate_schedule()
+            .map_err(|e| UplinkError::Config { key: e.key, expected: e.expected })?;
         Ok(Uplink {
             client,
             base,
             timeout: Duration::from_secs(cfg.timeout_secs),
             min_rate: cfg.min_upload_bytes_per_sec.max(1),
+            single_put_max: cfg.single_put_max_bytes,
+            chunk_bytes: cfg.chunk_bytes.max(1),
+            throttle: Throttle::new(schedule),
         })
+    }
+
+    /// A new client for `cfg` (new connections, certificate files read again) that keeps
+    /// this one's throttle and byte counter, so status and the cap carry over.
+    pub fn renew(&self, cfg: &UplinkConfig) -> Result<Uplink, UplinkError> {
+        Ok(Uplink { throttle: self.throttle.clone(), ..Uplink::new(cfg)? })
+    }
+
+    /// Bytes sent and the cap in force, for status.
+    pub fn progress(&self) -> UplinkProgress {
+        UplinkProgress { throttle: self.throttle.clone() }
+    }
+
+    /// Time allowed for a request whose body is `len` bytes: the base timeout plus the body
+    /// at the slowest rate still considered alive (every cap is at least that rate).
+    pub(crate) fn body_timeout(&self, len: u64) -> Duration {
+        self.timeout + Duration::from_secs(len / self.min_rate)
+    }
+
+    /// The error for a body that stopped itself.
+    pub(crate) fn local_fault(&self, f: RangeFault, entry: &FileEntry, path: &Path) -> UplinkError {
+        match f {
+            RangeFault::Changed => {
+                UplinkError::LocalCorrupt { path: path.to_path_buf(), sha256: entry.sha256.clone() }
+            }
+            RangeFault::Io(source) => UplinkError::Io { path: path.to_path_buf(), source },
+        }
     }
 
     /// Send a package; returns the hub's acknowledgement (after which the raw input may go).
@@ -320,7 +459,7 @@ impl Uplink {
                 continue;
             }
             if !self.has_object(&entry.sha256).await? {
-                self.put_object(entry, path).await?;
+                self.send_object(entry, path).await?;
             }
         }
         let missing = match self.put_manifest(pkg).await? {
@@ -339,7 +478,7 @@ impl Uplink {
                     ),
                 });
             };
-            self.put_object(entry, path).await?;
+            self.send_object(entry, path).await?;
         }
         match self.put_manifest(pkg).await? {
             ManifestOutcome::Ack(ack) => Ok(ack),
@@ -400,28 +539,61 @@ impl Uplink {
         }
     }
 
-    async fn put_object(&self, entry: &FileEntry, path: &Path) -> Result<(), UplinkError> {
-        let bytes = tokio::fs::read(path)
+    /// One object, in one `PUT` or in chunks by its size.
+    async fn send_object(&self, entry: &FileEntry, path: &Path) -> Result<(), UplinkError> {
+        // The outbox checked size and hash at load; a file changed since is caught here (size)
+        // or as it is read (hash), and never sent under its name.
+        let len = tokio::fs::metadata(path)
             .await
-            .map_err(|source| UplinkError::Io { path: path.to_path_buf(), source })?;
-        // The outbox verified this at load; re-check so a file changed since is never sent
-        // under a name it no longer matches.
-        if Sha256Hex::of(&bytes) != entry.sha256 {
+            .map_err(|source| UplinkError::Io { path: path.to_path_buf(), source })?
+            .len();
+        if len != entry.size {
             return Err(UplinkError::LocalCorrupt {
                 path: path.to_path_buf(),
                 sha256: entry.sha256.clone(),
             });
         }
-        let timeout = self.timeout + Duration::from_secs(bytes.len() as u64 / self.min_rate);
+        if entry.size <= self.single_put_max {
+            return self.put_object(entry, path).await;
+        }
+        match self.put_chunked(entry, path).await {
+            // A hub of a release before chunked uploads: one PUT, as before (a wrong hub URL
+            // gets 404 there too and pauses the uplink).
+            Err(UplinkError::Rejected { route: ROUTE_OPEN, status: 404 | 405, .. }) => {
+                tracing::info!(object = %entry.sha256, "hub has no chunked uploads; sending the object in one request");
+                self.put_object(entry, path).await
+            }
+            other => other,
+        }
+    }
+
+    async fn put_object(&self, entry: &FileEntry, path: &Path) -> Result<(), UplinkError> {
+        let range = FileRange {
+            path: path.to_path_buf(),
+            offset: 0,
+            len: entry.size,
+            sha256: entry.sha256.as_str().to_string(),
+        };
+        let (body, outcome) = range_body(range, self.throttle.clone())
+            .map_err(|f| self.local_fault(f, entry, path))?;
         let resp = self
             .client
             .put(format!("{}{OBJECTS}/{}", self.base, entry.sha256))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .timeout(timeout)
-            .body(bytes)
+            .header(reqwest::header::CONTENT_LENGTH, entry.size)
+            .timeout(self.body_timeout(entry.size))
+            .body(body)
             .send()
-            .await
-            .map_err(|e| send_failed(ROUTE_PUT_OBJECT, e))?;
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(match outcome.take() {
+                    Some(f) => self.local_fault(f, entry, path),
+                    None => send_failed(ROUTE_PUT_OBJECT, e),
+                })
+            }
+        };
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -509,6 +681,71 @@ mod tests {
         assert!(later.is_retryable());
         let odd = UplinkError::Protocol { route: ROUTE_PUT_PACKAGE, what: "ack".into() };
         assert_eq!(odd.disposition(), Disposition::RefusePackage);
+    }
+
+    #[test]
+    fn chunking_and_bandwidth_settings_are_checked_with_their_keys() {
+        let c = UplinkConfig::default();
+        assert_eq!((c.single_put_max_bytes, c.chunk_bytes), (8 << 20, 8 << 20));
+        assert_eq!((c.max_bytes_per_sec, c.schedule.len()), (0, 0));
+        let parsed: UplinkConfig = toml::from_str(
+            r#"
+            max_bytes_per_sec = 200000
+            [[schedule]]
+            from = "08:00"
+            to = "18:00"
+            max_bytes_per_sec = 100000
+            [[schedule]]
+            from = "22:00"
+            to = "06:00"
+            max_bytes_per_sec = 0
+            "#,
+        )
+        .unwrap();
+        parsed.validate().unwrap();
+        assert_eq!(parsed.schedule[1].to, "06:00");
+        let key =
+            |text: &str| toml::from_str::<UplinkConfig>(text).unwrap().validate().unwrap_err();
+        assert_eq!(key("single_put_max_bytes = 1000").0, "uplink.single_put_max_bytes");
+        assert_eq!(key("chunk_bytes = 0").0, "uplink.chunk_bytes");
+        assert_eq!(key("chunk_bytes = 2147483648").0, "uplink.chunk_bytes");
+        // A cap under the slowest rate still considered alive would time out its own bodies.
+        let (k, expected) = key("max_bytes_per_sec = 1000");
+        assert_eq!(k, "uplink.max_bytes_per_sec");
+        assert!(expected.contains("65536"), "{expected}");
+        assert_eq!(
+            key("min_upload_bytes_per_sec = 1024\nmax_bytes_per_sec = 1000").0,
+            "uplink.max_bytes_per_sec"
+        );
+        toml::from_str::<UplinkConfig>("min_upload_bytes_per_sec = 1024\nmax_bytes_per_sec = 2048")
+            .unwrap()
+            .validate()
+            .unwrap();
+        let entry = |from: &str, to: &str, rate: u64| {
+            format!("[[schedule]]\nfrom = \"{from}\"\nto = \"{to}\"\nmax_bytes_per_sec = {rate}\n")
+        };
+        let two = |second: String| format!("{}{second}", entry("01:00", "02:00", 0));
+        assert_eq!(key(&two(entry("7:00", "08:00", 0))).0, "uplink.schedule[1].from");
+        assert_eq!(key(&two(entry("07:00", "24:00", 0))).0, "uplink.schedule[1].to");
+        assert_eq!(key(&two(entry("07:00", "08:00", 5))).0, "uplink.schedule[1].max_bytes_per_sec");
+        // Unknown keys in an entry are refused at parse time.
+        assert!(toml::from_str::<UplinkConfig>(
+            "[[schedule]]\nfrom = \"01:00\"\nto = \"02:00\"\nmax_bytes_per_sec = 0\nrate = 1"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_vanished_session_is_retried_not_a_pause() {
+        let gone = UplinkError::SessionGone {
+            route: crate::chunked::ROUTE_PUT_CHUNK,
+            upload_id: UploadId::new("0123456789abcdef0123456789abcdef").unwrap(),
+        };
+        assert_eq!(gone.disposition(), Disposition::RetryLater);
+        // The route that opens sessions keeps the usual classification: a hub without it
+        // (or a wrong URL) is about the box.
+        let open = UplinkError::Rejected { route: ROUTE_OPEN, status: 404, message: "x".into() };
+        assert_eq!(open.disposition(), Disposition::PauseUplink);
     }
 
     #[test]

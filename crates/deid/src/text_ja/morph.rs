@@ -278,4 +278,37 @@ mod tests {
             assert_eq!(h.join().expect("thread"), 2);
         }
     }
+
+    /// Mappings of the dictionary's `sys.dic` in this process.
+    fn sys_dic_mappings() -> usize {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        let sys_dic = format!("{DICTIONARY_DIR}/sys.dic");
+        maps.lines().filter(|l| l.split_whitespace().nth(5) == Some(sys_dic.as_str())).count()
+    }
+
+    #[test]
+    fn four_threads_map_the_dictionary_once() {
+        // Counted while all 4 threads are alive, so per-thread state (which a thread's exit
+        // would free) is still there to be counted.
+        let analysed = std::sync::Arc::new(std::sync::Barrier::new(5));
+        let counted = std::sync::Arc::new(std::sync::Barrier::new(5));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (analysed, counted) = (analysed.clone(), counted.clone());
+                std::thread::spawn(move || {
+                    let n = tags("説明は中村一郎に行った。").len();
+                    analysed.wait();
+                    counted.wait();
+                    n
+                })
+            })
+            .collect();
+        analysed.wait();
+        let mapped = sys_dic_mappings();
+        counted.wait();
+        for t in threads {
+            assert!(t.join().expect("thread") > 0);
+        }
+        assert_eq!(mapped, 1, "sys.dic mapped {mapped} times by 4 analysing threads");
+    }
 }

@@ -5,16 +5,27 @@
 //! fgw-ingest makes name the batch by its keyed label ([`BatchLabel`]).
 
 use super::contain::{attachment_reason, batch_reason, catch_item};
+use super::lanes;
+use super::room::INGEST;
 use super::{Gateway, Job, PipelineError};
 use crate::config::SourceRetention;
 use crate::state::{BatchLabel, BatchState, ItemKind, NewItem, Origin};
 use fgw_deid::QuarantineReason;
 use fgw_ingest::export::{self, BatchDir};
+use fgw_records::Column;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+/// What an exam's spool file holds beyond its images and report (fields, framing, seal),
+/// generously: the admission check needs a size before the file is written.
+const EXAM_OVERHEAD_BYTES: u64 = 64 * 1024;
+
 /// Ingest every ready batch not yet fully ingested. Blocking (file I/O); returns how many
 /// items it accepted. Each exam is spooled (encrypted, fsynced) before its row is recorded.
+///
+/// Without room (`storage`: the floor, a quota, or a write refused with ENOSPC or
+/// SQLITE_FULL) the scan stops where it is: ingest pauses, the batch stays `ingesting` with
+/// its files in place, and the next scan goes on after the rows already recorded.
 pub(super) fn scan_export(gw: &Gateway, tx: &mpsc::Sender<Job>) -> Result<u64, PipelineError> {
     let root = &gw.cfg.export.watch_dir;
     let label = |name: &str| gw.batch_label(name).to_string();
@@ -32,7 +43,16 @@ pub(super) fn scan_export(gw: &Gateway, tx: &mpsc::Sender<Job>) -> Result<u64, P
             Some(BatchState::Ingested | BatchState::Finished) => continue,
             Some(BatchState::Ingesting) | None => {}
         }
-        accepted += ingest_batch(gw, &batch, &label, tx)?;
+        match ingest_batch(gw, &batch, &label, tx) {
+            Ok(n) => accepted += n,
+            Err(e) => match e.out_of_space() {
+                Some(reason) => {
+                    gw.paused(INGEST, reason, Some(&e));
+                    break;
+                }
+                None => return Err(e),
+            },
+        }
     }
     Ok(accepted)
 }
@@ -124,13 +144,23 @@ fn ingest_batch(
             continue;
         }
         let mut item = NewItem::new(ItemKind::Exam, Origin::Daemon, exam.source.to_string());
+        item.lane = lanes::exam_lane(
+            exam.get(Column::ExamDate).and_then(|s| fgw_deid::parse_date(s).ok()),
+            chrono::Local::now().date_naive(),
+            gw.cfg.pipeline.current_days,
+        );
         item.batch = Some(label.clone());
         item.row_no = Some(exam.source.row);
         item.images_in = exam.images.len() as u32;
+        let size = exam.images.iter().map(|i| i.bytes.len() as u64).sum::<u64>()
+            + exam.report.as_ref().map_or(0, |r| r.len() as u64)
+            + EXAM_OVERHEAD_BYTES;
+        gw.admit_input(size).map_err(PipelineError::Storage)?;
         gw.spool.put(&item.id, &exam)?;
-        gw.db.insert(&item)?;
+        // The exam and its unreadable images in one transaction: a refusal for lack of room
+        // leaves none of them, and the row is read again at the next scan.
+        let mut records = vec![];
         for (n, (_path, why)) in exam.missing_images.iter().enumerate() {
-            warn!(item = %item.id, source = %exam.source, image = n, reason = %why, "image unreadable");
             let mut img = NewItem::quarantined(
                 ItemKind::Image,
                 Origin::Daemon,
@@ -138,7 +168,16 @@ fn ingest_batch(
                 QuarantineReason::InputInvalid(format!("image unreadable: {why}")),
             );
             img.parent = Some(item.id.clone());
-            gw.db.insert(&img)?;
+            records.push(img);
+        }
+        records.insert(0, item);
+        if let Err(e) = gw.db.insert_all(&records) {
+            let _ = gw.spool.remove(&records[0].id);
+            return Err(e.into());
+        }
+        let item = records.swap_remove(0);
+        for (n, (_path, why)) in exam.missing_images.iter().enumerate() {
+            warn!(item = %item.id, source = %exam.source, image = n, reason = %why, "image unreadable");
         }
         debug!(item = %item.id, source = %exam.source, images = item.images_in, "exam received");
         accepted += 1;

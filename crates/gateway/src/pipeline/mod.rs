@@ -8,9 +8,12 @@
 //! on start the daemon re-queues whatever was in flight (`resume`). Channels are bounded: a
 //! slow hub makes the gate wait, which makes ingest wait; memory stays bounded.
 
+mod backoff;
 pub(crate) mod contain;
 mod ingest;
+mod lanes;
 mod listeners;
+mod room;
 mod spooled;
 mod stages;
 
@@ -19,13 +22,13 @@ use crate::gate_service::GateService;
 use crate::secrets::Secrets;
 use crate::spool::{Spool, SpoolError};
 use crate::state::{
-    BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, NewItem, Origin,
-    StateError, Update,
+    BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, Lane, NewItem,
+    Origin, StateError, Update,
 };
 use fgw_deid::QuarantineReason;
 use fgw_format::ids::QueueId;
-use fgw_ingest::dicom_pull::{self, PullMode};
-use fgw_ingest::dicom_scp::{DicomScp, ScpMode, Uid};
+use fgw_ingest::dicom_pull::PullMode;
+use fgw_ingest::dicom_scp::{DicomScp, ScpMode};
 use fgw_ingest::hl7::{Hl7Listener, Hl7Mode};
 use fgw_outbound::outbox::{Outbox, OutboxError};
 use fgw_outbound::uplink::{Uplink, UplinkError};
@@ -56,6 +59,12 @@ pub enum PipelineError {
     /// A stage or listener ended with an error or panicked.
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
+    /// The storage policy refused a write for now (`crate::storage`): the stage waits.
+    #[error("storage paused: {0}")]
+    Storage(crate::storage::PauseReason),
+    /// The daemon stopped while a stage waited for room (not a failure).
+    #[error("stopped while waiting for room")]
+    Stopping,
 }
 
 /// When the daemon stops.
@@ -79,6 +88,11 @@ struct Gateway {
     gate: GateService,
     /// Key of the batch labels: state and logs name a batch folder by its label only.
     batch_key: ring::hmac::Key,
+    /// Bytes in the outbox (the spool and the quarantine count their own): walked at open
+    /// and after each collection, added to by each package stored.
+    outbox_bytes: crate::storage::ByteCounter,
+    /// The parts waiting for room, and the flag that ends their waits (`room`).
+    pauses: crate::storage::Pauses,
 }
 
 impl Gateway {
@@ -98,8 +112,20 @@ impl Gateway {
         let spool = Spool::open(&cfg.spool_dir(), secrets.spool_key())?;
         let quarantine = Spool::open(&cfg.quarantine_dir(), secrets.spool_key())?;
         let outbox = Outbox::open(&cfg.outbox_dir(), secrets.outbox_key())?;
+        let outbox_bytes = crate::storage::dir_bytes(&cfg.outbox_dir())
+            .map_err(|source| SpoolError::Io { path: cfg.outbox_dir(), source })?;
         let gate = GateService::new(&cfg, &secrets);
-        Ok(Gateway { cfg, db, spool, quarantine, outbox, gate, batch_key })
+        Ok(Gateway {
+            cfg,
+            db,
+            spool,
+            quarantine,
+            outbox,
+            gate,
+            batch_key,
+            outbox_bytes: crate::storage::ByteCounter::new(outbox_bytes),
+            pauses: Default::default(),
+        })
     }
 
     /// How state and logs name the batch folder `folder` (never by the name itself).
@@ -116,7 +142,7 @@ impl Gateway {
         source: String,
         write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
     ) -> Result<QueueId, &'static str> {
-        match self.accept_raw_once(kind, source, None, write)? {
+        match self.accept_raw_once(kind, source, Lane::Current, None, write)? {
             Some(id) => Ok(id),
             None => unreachable!("input without a dedupe key is never a duplicate"),
         }
@@ -130,6 +156,7 @@ impl Gateway {
         &self,
         kind: ItemKind,
         source: String,
+        lane: Lane,
         dedupe: Option<(&str, &str)>,
         write: impl FnOnce(&Spool, &QueueId) -> Result<(), SpoolError>,
     ) -> Result<Option<QueueId>, &'static str> {
@@ -143,8 +170,13 @@ impl Gateway {
                 return Ok(None);
             }
         }
-        let item = NewItem::new(kind, Origin::Daemon, source);
+        let item = NewItem { lane, ..NewItem::new(kind, Origin::Daemon, source) };
         if let Err(e) = write(&self.spool, &item.id) {
+            let e = PipelineError::from(e);
+            if let Some(r) = e.out_of_space() {
+                self.paused(room::INGEST, r, Some(&e));
+                return Err(r.refusal());
+            }
             error!(error = %e, "input not spooled");
             return Err("spool unavailable");
         }
@@ -170,6 +202,11 @@ impl Gateway {
             }
             Err(e) => {
                 let _ = self.spool.remove(&item.id);
+                if e.is_disk_full() {
+                    let r = crate::storage::PauseReason::DiskFull;
+                    self.paused(room::INGEST, r, Some(&e));
+                    return Err(r.refusal());
+                }
                 return Err(db_down(e));
             }
         }
@@ -205,13 +242,13 @@ impl Gateway {
         reason: ItemReason,
     ) -> Result<(), PipelineError> {
         let code = reason.code();
-        self.db.transition(
-            id,
-            from,
-            ItemState::Quarantined,
-            Update { reason: Some(reason), ..Default::default() },
-        )?;
-        warn!(item = %id, reason = code, "exam quarantined");
+        let update = Update { reason: Some(reason), ..Default::default() };
+        match self.db.transition(id, from, ItemState::Quarantined, update) {
+            Ok(()) => warn!(item = %id, reason = code, "exam quarantined"),
+            // Already quarantined: a retry after the move below found no room.
+            Err(StateError::WrongState { found: ItemState::Quarantined, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         self.finish_raw(id, true)
     }
 
@@ -261,11 +298,17 @@ pub async fn run(
 ) -> Result<(), PipelineError> {
     let uplink = Uplink::new(&cfg.uplink)?;
     let gw = Arc::new(Gateway::open(cfg)?);
+    gw.start_storage();
     gw.repair_spool()?;
-    gw.outbox.gc()?;
-    // Retention (`quarantine.retention_days`): at start, then once a day.
-    crate::maintenance::purge_with(&gw.db, &gw.quarantine, gw.cfg.quarantine.retention_days)?;
-    let mut last_purge = std::time::Instant::now();
+    gw.gc_outbox()?;
+    // Retention (`quarantine.retention_days`): at start, then once a day (a purge that found
+    // no room for its audit record is tried again at the next round).
+    let days = gw.cfg.quarantine.retention_days;
+    let purge = |gw: &Gateway| {
+        let r = crate::maintenance::purge_with(&gw.db, &gw.quarantine, days);
+        gw.tolerate("purge", r.map_err(PipelineError::from)).map(|done| done.is_some())
+    };
+    let mut last_purge = purge(&gw)?.then(std::time::Instant::now);
     let cap = gw.cfg.pipeline.channel_capacity;
     let (to_norm, norm_rx) = mpsc::channel::<Job>(cap);
     let (to_deid, deid_rx) = mpsc::channel::<Job>(cap);
@@ -310,10 +353,7 @@ pub async fn run(
     let pull = match gw.cfg.dicom_pull.mode {
         PullMode::Disabled => None,
         PullMode::Enabled => {
-            let g = gw.clone();
-            let key = move |uid: &Uid| g.gate.instance_key(uid);
-            let (cfg, ae) = (gw.cfg.dicom_pull.clone(), gw.cfg.dicom_scp.ae_title.clone());
-            Some(tokio::spawn(dicom_pull::run(cfg, ae, gw.db.clone(), key, stop_rx.clone())))
+            Some(tokio::spawn(room::pull_until_stopped(gw.clone(), stop_rx.clone())))
         }
     };
     let hl7 = match gw.cfg.hl7.mode {
@@ -350,13 +390,16 @@ pub async fn run(
         let new_items = tokio::task::spawn_blocking(move || ingest::scan_export(&g, &tx))
             .await
             .map_err(|e| joined("ingest", e))??;
-        ingest::finish_batches(&gw)?;
-        if last_purge.elapsed() >= Duration::from_secs(24 * 3600) {
-            let days = gw.cfg.quarantine.retention_days;
-            crate::maintenance::purge_with(&gw.db, &gw.quarantine, days)?;
-            last_purge = std::time::Instant::now();
+        gw.tolerate("batches", ingest::finish_batches(&gw))?;
+        if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(24 * 3600)) && purge(&gw)? {
+            last_purge = Some(std::time::Instant::now());
         }
-        if mode == RunMode::UntilIdle && new_items == 0 && pending(&gw.db)? == 0 {
+        gw.recheck_ingest();
+        if mode == RunMode::UntilIdle
+            && new_items == 0
+            && !gw.ingest_paused()
+            && pending(&gw.db)? == 0
+        {
             break;
         }
         let wait = if mode == RunMode::UntilIdle { Duration::from_millis(200) } else { poll };
@@ -370,6 +413,9 @@ pub async fn run(
     }
     drop(to_norm);
     let _ = stop_tx.send(true);
+    // Stages waiting for room stop waiting (their items stay in their state for the next
+    // start).
+    gw.pauses.stop();
     if let Some(h) = hl7 {
         let _ = h.await;
     }
@@ -381,9 +427,9 @@ pub async fn run(
     if let Some(h) = scp {
         let _ = h.await;
     }
-    dicom.await.map_err(|e| joined("dicom", e))??;
+    room::stopped_is_ok(dicom.await.map_err(|e| joined("dicom", e))?)?;
     for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
-        h.await.map_err(|e| joined(name, e))??;
+        room::stopped_is_ok(h.await.map_err(|e| joined(name, e))?)?;
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ pub(super) async fn spooled_stage(
                         let work = catch_item(what, || -> Result<_, PipelineError> {
                             Ok(match gate(&g, &id)? {
                                 DeidOutcome::Package { package, .. } => {
-                                    Ok(g.outbox.put(&package)?)
+                                    Ok(g.store_package(what, &package)?)
                                 }
                                 DeidOutcome::Quarantined { reason } => Err(reason),
                             })
@@ -91,18 +91,19 @@ async fn finish_spooled(
     gw: &Gateway,
     id: QueueId,
     outcome: Result<PackageId, QuarantineReason>,
-    what: &str,
+    what: &'static str,
     to_up: &mpsc::Sender<QueueId>,
 ) -> Result<(), PipelineError> {
     match outcome {
-        Err(reason) => gw.quarantine_exam(&id, ItemState::Received, &reason)?,
+        Err(reason) => {
+            gw.persist(what, || gw.quarantine_exam(&id, ItemState::Received, &reason)).await?
+        }
         Ok(pkg) => {
-            gw.db.transition(
-                &id,
-                ItemState::Received,
-                ItemState::Deidentified,
-                Update { package_id: Some(pkg.clone()), ..Default::default() },
-            )?;
+            gw.persist(what, || {
+                let update = Update { package_id: Some(pkg.clone()), ..Default::default() };
+                gw.db.transition(&id, ItemState::Received, ItemState::Deidentified, update)
+            })
+            .await?;
             debug!(item = %id, package = %pkg, kind = what, "de-identified");
             send(to_up, id).await?;
         }

@@ -1,6 +1,8 @@
 //! The exam stages (normalize, de-identify) and the uplink stage every package goes through.
 
+use super::backoff::Backoff;
 use super::contain::catch_item;
+use super::lanes::LaneQueue;
 use super::{send, Gateway, Job, PipelineError};
 use crate::state::{ItemKind, ItemReason, ItemState, MetaKey, NewItem, Origin, StateError, Update};
 use fgw_deid::{DeidOutcome, QuarantineReason};
@@ -31,17 +33,15 @@ pub(super) async fn normalize_stage(
     while let Some((id, exam)) = rx.recv().await {
         let exam = load(&gw, &id, exam)?;
         let Some(key) = gw.gate.exam_key(&exam) else {
-            gw.quarantine_exam(
-                &id,
-                ItemState::Received,
-                &QuarantineReason::RequiredFieldInvalid("exam_id".into()),
-            )?;
+            let reason = QuarantineReason::RequiredFieldInvalid("exam_id".into());
+            gw.persist("normalize", || gw.quarantine_exam(&id, ItemState::Received, &reason))
+                .await?;
             continue;
         };
-        match gw.db.normalize(&id, &key) {
+        match gw.persist("normalize", || gw.db.normalize(&id, &key)).await {
             Ok(rev) => debug!(item = %id, revision = rev, "exam normalized"),
-            Err(StateError::WrongState { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(PipelineError::State(StateError::WrongState { .. })) => continue,
+            Err(e) => return Err(e),
         }
         send(&tx, (id, Some(exam))).await?;
     }
@@ -71,7 +71,7 @@ pub(super) async fn deid_stage(
                 let exam = load(&g, &id2, exam)?;
                 let outcome = g.gate.exam(&exam, item.revision);
                 let stored = match &outcome {
-                    DeidOutcome::Package { package, .. } => Some(g.outbox.put(package)?),
+                    DeidOutcome::Package { package, .. } => Some(g.store_package("deid", package)?),
                     DeidOutcome::Quarantined { .. } => None,
                 };
                 Ok((outcome, stored))
@@ -85,7 +85,8 @@ pub(super) async fn deid_stage(
         .map_err(|e| super::joined("deid", e))??;
         match outcome {
             (DeidOutcome::Quarantined { reason }, _) => {
-                gw.quarantine_exam(&id, ItemState::Normalized, &reason)?;
+                gw.persist("deid", || gw.quarantine_exam(&id, ItemState::Normalized, &reason))
+                    .await?;
             }
             (DeidOutcome::Package { withheld, .. }, Some(pkg)) => {
                 for w in &withheld {
@@ -97,18 +98,18 @@ pub(super) async fn deid_stage(
                     );
                     img.parent = Some(id.clone());
                     img.image_index = Some(w.image_index);
-                    gw.db.insert(&img)?;
+                    gw.persist("deid", || gw.db.insert(&img)).await?;
                 }
-                gw.db.transition(
-                    &id,
-                    ItemState::Normalized,
-                    ItemState::Deidentified,
-                    Update {
-                        package_id: Some(pkg.clone()),
-                        images_withheld: Some(withheld.len() as u32),
-                        ..Default::default()
-                    },
-                )?;
+                let update = Update {
+                    package_id: Some(pkg.clone()),
+                    images_withheld: Some(withheld.len() as u32),
+                    ..Default::default()
+                };
+                gw.persist("deid", || {
+                    let (from, to) = (ItemState::Normalized, ItemState::Deidentified);
+                    gw.db.transition(&id, from, to, update.clone())
+                })
+                .await?;
                 debug!(item = %id, package = %pkg, withheld = withheld.len(), "exam de-identified");
                 send(&tx, id).await?;
             }
@@ -125,7 +126,21 @@ pub(super) async fn uplink_stage(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let p = &gw.cfg.pipeline;
-    while let Some(id) = rx.recv().await {
+    // Everything queued is drained into the lanes before each upload, so an exam of today
+    // that arrives behind a thousand backlog objects goes next.
+    let mut queue = LaneQueue::default();
+    loop {
+        while let Ok(id) = rx.try_recv() {
+            let lane = gw.db.get(&id)?.lane;
+            queue.push(id, lane);
+        }
+        let id = match queue.pop() {
+            Some(id) => id,
+            None => match rx.recv().await {
+                Some(id) => id,
+                None => break,
+            },
+        };
         let item = gw.db.get(&id)?;
         let Some(pkg) = item.package_id.clone() else {
             continue;
@@ -148,23 +163,31 @@ pub(super) async fn uplink_stage(
                     ItemKind::Exam => ItemState::Normalized,
                     _ => ItemState::Received,
                 };
-                gw.db.transition(&id, ItemState::Deidentified, back, Update::default())?;
+                let from = ItemState::Deidentified;
+                gw.persist("uplink", || gw.db.transition(&id, from, back, Update::default()))
+                    .await?;
                 continue;
             }
         };
-        let mut delay = Duration::from_millis(p.retry_initial_ms);
+        let mut backoff = Backoff::new(
+            Duration::from_millis(p.retry_initial_ms),
+            Duration::from_millis(p.retry_max_ms),
+        );
         let ack = loop {
-            gw.db.bump_attempts(&id)?;
+            gw.soft(|| gw.db.bump_attempts(&id))?;
+            let started = std::time::Instant::now();
             let e = match uplink.upload(&staged).await {
-                Ok(ack) => break Some(ack),
+                Ok(ack) => {
+                    record_rate(&gw, staged.bytes(), started.elapsed());
+                    break Some(ack);
+                }
                 Err(e) => e,
             };
-            gw.db.set_meta(MetaKey::LastError, &format!("upload {id}: {e}"))?;
+            gw.soft(|| gw.db.set_meta(MetaKey::LastError, &format!("upload {id}: {e}")))?;
             let wait = match e.disposition() {
                 Disposition::RetryLater => {
-                    warn!(item = %id, package = %pkg, error = %e, retry_in_ms = delay.as_millis() as u64, "upload failed; will retry");
-                    let wait = delay;
-                    delay = (delay * 2).min(Duration::from_millis(p.retry_max_ms));
+                    let wait = backoff.wait();
+                    warn!(item = %id, package = %pkg, error = %e, retry_in_ms = wait.as_millis() as u64, "upload failed; will retry");
                     wait
                 }
                 Disposition::PauseUplink => {
@@ -189,41 +212,72 @@ pub(super) async fn uplink_stage(
                     let since = since.unwrap_or_else(|| {
                         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     });
-                    gw.db.set_meta(MetaKey::UplinkPaused, &format!("{since} {e}"))?;
+                    gw.soft(|| gw.db.set_meta(MetaKey::UplinkPaused, &format!("{since} {e}")))?;
                     wait
                 }
                 Disposition::RefusePackage => {
                     error!(item = %id, package = %pkg, error = %e, "hub refused package; quarantined (re-drivable)");
-                    gw.quarantine_item(
-                        &id,
-                        ItemState::Deidentified,
-                        ItemReason::HubRefused(e.to_string()),
-                    )?;
+                    let reason = ItemReason::HubRefused(e.to_string());
+                    gw.persist("uplink", || {
+                        gw.quarantine_item(&id, ItemState::Deidentified, reason.clone())
+                    })
+                    .await?;
                     break None;
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
+            // Keep taking what the gate finishes while waiting: an unreachable hub must not
+            // stop de-identification (and, behind it, ingest) after a channel's worth.
+            let until = tokio::time::Instant::now() + wait;
+            let mut open = true;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = shutdown.changed() => break,
+                    next = rx.recv(), if open => match next {
+                        Some(next) => {
+                            let lane = gw.db.get(&next)?.lane;
+                            queue.push(next, lane);
+                        }
+                        None => open = false,
+                    },
+                }
             }
             if *shutdown.borrow() {
                 return Ok(());
             }
         };
         let Some(ack) = ack else { continue };
-        gw.db.clear_meta(MetaKey::UplinkPaused)?;
+        gw.soft(|| gw.db.clear_meta(MetaKey::UplinkPaused))?;
         // Commit the ack first, then delete: a crash in between is repaired by repair_spool.
-        gw.db.transition(&id, ItemState::Deidentified, ItemState::Acked, Update::default())?;
-        gw.db.set_meta(
-            MetaKey::LastUploadAt,
-            &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        )?;
+        // Waits for room rather than failing: the hub has the package, the box must say so.
+        let (from, to) = (ItemState::Deidentified, ItemState::Acked);
+        gw.persist("uplink", || gw.db.transition(&id, from, to, Update::default())).await?;
+        gw.soft(|| {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            gw.db.set_meta(MetaKey::LastUploadAt, &now)
+        })?;
         info!(item = %id, package = %pkg, stored = ?ack.stored, "package acknowledged");
-        gw.finish_raw(&id, item.images_withheld > 0)?;
+        gw.persist("uplink", || gw.finish_raw(&id, item.images_withheld > 0)).await?;
         gw.outbox.remove(&pkg)?;
-        if rx.is_empty() {
-            gw.outbox.gc()?;
+        if rx.is_empty() && queue.is_empty() {
+            gw.gc_outbox()?;
         }
     }
     Ok(())
+}
+
+/// Fold one upload into the moving average of the upload rate (bytes/s) that `gateway
+/// status` divides the backlog by. Best effort: a failed write only loses an estimate.
+fn record_rate(gw: &Gateway, bytes: u64, took: Duration) {
+    // Tiny packages are dominated by round trips, not the line: they would skew the estimate.
+    if bytes < 64 * 1024 || took.is_zero() {
+        return;
+    }
+    let sample = bytes as f64 / took.as_secs_f64();
+    let old = gw.db.meta(MetaKey::UploadRate).ok().flatten().and_then(|v| v.parse::<f64>().ok());
+    let rate = match old {
+        Some(old) if old.is_finite() && old > 0.0 => 0.8 * old + 0.2 * sample,
+        _ => sample,
+    };
+    let _ = gw.db.set_meta(MetaKey::UploadRate, &format!("{rate:.0}"));
 }

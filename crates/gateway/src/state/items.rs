@@ -2,7 +2,7 @@
 
 use super::row::Cells;
 use super::{
-    now, sql, BatchLabel, Db, ExamKey, ItemKind, ItemReason, ItemState, Origin, StateError,
+    now, sql, BatchLabel, Db, ExamKey, ItemKind, ItemReason, ItemState, Lane, Origin, StateError,
 };
 use fgw_format::ids::{PackageId, QueueId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -53,6 +53,8 @@ pub struct Item {
     pub updated_at: String,
     /// When the retention purge deleted its raw data (RFC 3339), if it did.
     pub raw_purged_at: Option<String>,
+    /// Its upload queue.
+    pub lane: Lane,
 }
 
 /// A new item to record.
@@ -80,6 +82,8 @@ pub struct NewItem {
     pub state: ItemState,
     /// Why it starts quarantined.
     pub reason: Option<ItemReason>,
+    /// Its upload queue (default [`Lane::Current`]).
+    pub lane: Lane,
 }
 
 impl NewItem {
@@ -111,6 +115,7 @@ impl NewItem {
             images_in: 0,
             state: ItemState::Received,
             reason: None,
+            lane: Lane::Current,
         }
     }
 }
@@ -134,6 +139,18 @@ impl Db {
     /// Record a new item.
     pub fn insert(&self, item: &NewItem) -> Result<(), StateError> {
         self.with(|c| insert_tx(c, item))
+    }
+
+    /// Record several items in one transaction (an exam and its unreadable images): all or
+    /// none, so a write refused for lack of space leaves nothing half recorded.
+    pub fn insert_all(&self, items: &[NewItem]) -> Result<(), StateError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(sql("begin"))?;
+            for item in items {
+                insert_tx(&tx, item)?;
+            }
+            tx.commit().map_err(sql("commit"))
+        })
     }
 
     /// Was this row of this batch already accepted by the daemon (resume after a crash
@@ -164,7 +181,8 @@ impl Db {
         })
     }
 
-    /// The daemon's items of this kind in this state, oldest first.
+    /// The daemon's items of this kind in this state: the current lane first, then the
+    /// backlog, each oldest first (so a stage polling for work serves today's first).
     pub fn ids_in_state(
         &self,
         state: ItemState,
@@ -172,7 +190,7 @@ impl Db {
     ) -> Result<Vec<QueueId>, StateError> {
         self.with(|c| {
             let mut st = c
-                .prepare("SELECT rowid, id FROM items WHERE state = ?1 AND kind = ?2 AND origin = 'daemon' ORDER BY created_at, id")
+                .prepare("SELECT rowid, id FROM items WHERE state = ?1 AND kind = ?2 AND origin = 'daemon' ORDER BY lane = 'backlog', created_at, id")
                 .map_err(sql("list by state"))?;
             let mut rows = st.query(params![state, kind]).map_err(sql("list by state"))?;
             let mut out = Vec::new();
@@ -260,12 +278,35 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The daemon's items still to upload (received, normalized or de-identified exams,
+    /// reports and DICOM objects) with their lanes, oldest first.
+    pub fn pending_uploads(&self) -> Result<Vec<(QueueId, Lane)>, StateError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT rowid, id, lane FROM items WHERE origin = 'daemon'
+                     AND state IN ('received','normalized','deidentified')
+                     AND kind IN ('exam','report','dicom') ORDER BY created_at, id",
+                )
+                .map_err(sql("pending uploads"))?;
+            let mut rows = st.query([]).map_err(sql("pending uploads"))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql("pending uploads"))? {
+                let cells = Cells::new(r, "items")?;
+                out.push((cells.id("id", QueueId::new)?, cells.get("lane")?));
+            }
+            Ok(out)
+        })
+    }
+}
+
 pub(super) fn insert_tx(c: &Connection, item: &NewItem) -> Result<(), StateError> {
     let t = now();
     c.execute(
         "INSERT INTO items (id, kind, origin, source, batch, row_no, parent, image_index,
-                    images_in, state, reason, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                    images_in, state, reason, created_at, updated_at, lane)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
         params![
             item.id.as_str(),
             item.kind,
@@ -278,7 +319,8 @@ pub(super) fn insert_tx(c: &Connection, item: &NewItem) -> Result<(), StateError
             item.images_in,
             item.state,
             item.reason,
-            t
+            t,
+            item.lane
         ],
     )
     .map_err(sql("insert item"))?;
@@ -349,6 +391,7 @@ pub(super) fn item_from_row(r: &rusqlite::Row<'_>) -> Result<Item, StateError> {
         created_at: c.get("created_at")?,
         updated_at: c.get("updated_at")?,
         raw_purged_at: c.get("raw_purged_at")?,
+        lane: c.get("lane")?,
     })
 }
 

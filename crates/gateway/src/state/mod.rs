@@ -36,7 +36,7 @@ pub use fgw_ingest::dicom_pull::PullMark;
 pub use items::{Item, NewItem, Update};
 pub use quarantine::{PurgeCandidate, PurgeReport, Redrive, RedriveReport};
 pub use reason::{ItemReason, RedriveTo};
-pub use values::{BatchState, ExamKey, ItemKind, ItemState, MetaKey, Origin};
+pub use values::{BatchState, ExamKey, ItemKind, ItemState, Lane, MetaKey, Origin};
 
 use fgw_format::ids::QueueId;
 use rusqlite::Connection;
@@ -111,6 +111,21 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// Whether SQLite found no room for the write (SQLITE_FULL): the disk is full, and the
+    /// same statement may succeed once space returns.
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            StateError::Open { source, .. } | StateError::Sql { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source,
+            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}
+
 /// Handle to the state database; cheap to clone, safe to share between stages.
 #[derive(Clone)]
 pub struct Db {
@@ -122,6 +137,18 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db, StateError> {
         let conn = schema::open(path)?;
         Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Copy the write-ahead log into the database file and truncate the log. SQLite does
+    /// this by itself once the log reaches 1000 pages (about 4 MiB); on a disk that fills
+    /// up first the log could never get there, and every write would fail for good.
+    /// Returns whether the log was truncated (not when a reader held it).
+    pub fn checkpoint(&self) -> Result<bool, StateError> {
+        self.with(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+                .map(|busy| busy == 0)
+                .map_err(sql("checkpoint"))
+        })
     }
 
     /// A database in memory only, gone with the process.

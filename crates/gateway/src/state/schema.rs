@@ -86,6 +86,9 @@ const MIGRATIONS: &[&str] = &[
         items INTEGER NOT NULL,
         detail TEXT NOT NULL
     );",
+    // v4: upload lanes (issue 11). `current` items (today's work) go before `backlog` ones
+    // (history: DICOM pull catch-up, old exports); rows from before are current.
+    "ALTER TABLE items ADD COLUMN lane TEXT NOT NULL DEFAULT 'current' CHECK (lane IN ('current','backlog'));",
 ];
 
 /// Owner read/write only: the database holds local locators and keyed pseudonyms.

@@ -109,6 +109,19 @@ stored_text! {
 }
 
 stored_text! {
+    /// Which upload queue an item waits in: today's work never waits behind history.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Lane {
+        /// Today's work (the default): exams dated within `uplink_priority_days`, pushes,
+        /// reports.
+        Current => "current",
+        /// History: exams dated earlier, objects of a DICOM pull catching up.
+        Backlog => "backlog",
+    }
+}
+
+stored_text! {
     /// Where an item was accepted: by the daemon, or by a one-shot `gateway deid` run.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
     #[serde(rename_all = "snake_case")]
@@ -145,6 +158,14 @@ stored_text! {
         /// or authorization): when, and the hub's answer (no personal data). Cleared by the
         /// next accepted upload.
         UplinkPaused => "uplink_paused",
+        /// Measured upload rate (bytes/s, a moving average over acknowledged packages):
+        /// estimates the time to clear the backlog in `gateway status`.
+        UploadRate => "upload_rate",
+        /// Set while the daemon waits for room on the state directory's filesystem: when it
+        /// began, and the reason codes (`disk-full`, `spool-quota`, …) comma-separated.
+        /// Written when it can be (the disk may be too full even for this), cleared on resume
+        /// and at start.
+        StoragePaused => "storage_paused",
     }
 }
 

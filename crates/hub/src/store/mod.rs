@@ -6,14 +6,21 @@
 //! is the [`MetaStore`]'s (its holdings): a device sees, and its manifests may name, only
 //! objects its own facility uploaded. Holdings no manifest of the facility references, and
 //! blobs no facility holds, are deleted after a grace period ([`crate::gc`]).
+//!
+//! Chunked upload sessions (issue 11) are split the same way: the session and the hash and
+//! size of each chunk received are the [`MetaStore`]'s ([`UploadRecord`], [`ChunkRecord`]);
+//! the chunk bytes ("parts") are the [`ObjectStore`]'s, kept beside the objects until the
+//! session is committed or expires. Neither trait says how (tables, paths, multipart
+//! uploads): that stays inside each implementation.
 
 mod fs;
 mod sqlite;
 
 use crate::Role;
-use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex};
+use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{DicomListing, ExamListing, Stored};
 use fgw_format::package::Manifest;
+use std::io::Read;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -108,6 +115,30 @@ pub enum StoreError {
         /// Its quota (`facility_quota_bytes`).
         quota: u64,
     },
+    /// A facility already has as many open upload sessions as it may.
+    #[error("facility {facility} already has {limit} open upload session(s)")]
+    TooManyOpenUploads {
+        /// The facility.
+        facility: FacilityId,
+        /// `max_open_uploads_per_facility`.
+        limit: u32,
+    },
+    /// The bytes offered for a chunk do not hash to the hash sent with them.
+    #[error("upload {upload}: chunk {index} hashes to a different sha-256")]
+    ChunkHashMismatch {
+        /// The session.
+        upload: UploadId,
+        /// The chunk.
+        index: u32,
+    },
+    /// A chunk's bytes are absent, or shorter or longer than recorded, when assembling.
+    #[error("upload {upload}: chunk {index} is not stored whole")]
+    PartMissing {
+        /// The session.
+        upload: UploadId,
+        /// The chunk.
+        index: u32,
+    },
 }
 
 /// Result of a store operation.
@@ -123,6 +154,33 @@ pub struct ObjectEntry {
     /// When it was last written or re-uploaded.
     pub modified: SystemTime,
 }
+
+/// The chunk bytes ("parts") of one upload session, as garbage collection sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartsEntry {
+    /// The session they belong to.
+    pub upload: UploadId,
+    /// When a part was last added.
+    pub modified: SystemTime,
+}
+
+/// A chunk of an upload session being written, hashed on the way. [`PartWriter::finish`]
+/// checks the hash and puts the chunk in place (replacing an earlier copy of that chunk);
+/// dropped without it, it leaves nothing behind.
+pub trait PartWriter: Send {
+    /// Append bytes of the chunk.
+    fn write(&mut self, bytes: &[u8]) -> Result<()>;
+
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+
+    /// Check the hash ([`StoreError::ChunkHashMismatch`]), make the chunk durable and put it
+    /// in place.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+/// Bytes copied at a time when parts are assembled.
+const ASSEMBLY_BUFFER: usize = 256 * 1024;
 
 /// An object being written: bytes go to temporary storage as they arrive, hashed on the way.
 /// Dropped without [`ObjectWriter::finish`], it leaves nothing behind.
@@ -174,6 +232,63 @@ pub trait ObjectStore: Send + Sync {
     /// Delete temporary files of uploads last written before `cutoff` (left by a crash or a
     /// killed process); returns how many.
     fn remove_stale_temp(&self, cutoff: SystemTime) -> Result<u64>;
+
+    /// Start writing chunk `index` of session `upload`, whose bytes must hash to `sha`
+    /// (streaming: nothing is held in memory).
+    fn part_writer(
+        &self,
+        upload: &UploadId,
+        index: u32,
+        sha: &Sha256Hex,
+    ) -> Result<Box<dyn PartWriter>>;
+
+    /// Size of a stored chunk, `None` if absent.
+    fn part_size(&self, upload: &UploadId, index: u32) -> Result<Option<u64>>;
+
+    /// A stored chunk's bytes as a stream, `None` if absent.
+    fn read_part(&self, upload: &UploadId, index: u32) -> Result<Option<Box<dyn Read + Send>>>;
+
+    /// Delete every chunk of a session; `false` if it had none.
+    fn remove_parts(&self, upload: &UploadId) -> Result<bool>;
+
+    /// Call `f` with the parts of every session that has some (in no particular order). `f`
+    /// may remove the parts it is given.
+    fn for_each_parts(&self, f: &mut dyn FnMut(PartsEntry) -> Result<()>) -> Result<()>;
+
+    /// Store object `sha` from the chunks of `upload`, in order, chunk `i` being
+    /// `lengths[i]` bytes: streamed through [`ObjectStore::writer`], so the whole object's
+    /// hash is checked ([`StoreError::HashMismatch`]). A chunk absent or not of its length is
+    /// [`StoreError::PartMissing`]. The parts stay (the caller removes them once the object
+    /// is recorded). A store with server-side assembly may override this, as long as the
+    /// hash is checked.
+    fn assemble(&self, upload: &UploadId, sha: &Sha256Hex, lengths: &[u64]) -> Result<Stored> {
+        let mut writer = self.writer(sha)?;
+        let mut buf = vec![0u8; ASSEMBLY_BUFFER];
+        for (index, &len) in lengths.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let missing = || StoreError::PartMissing { upload: upload.clone(), index };
+            let mut part = self.read_part(upload, index)?.ok_or_else(missing)?;
+            let mut left = len;
+            loop {
+                let n = part.read(&mut buf).map_err(|source| StoreError::Io {
+                    path: PathBuf::from(format!("parts/{upload}/{index}")),
+                    source,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                if n as u64 > left {
+                    return Err(missing());
+                }
+                writer.write(&buf[..n])?;
+                left -= n as u64;
+            }
+            if left != 0 {
+                return Err(missing());
+            }
+        }
+        writer.finish()
+    }
 }
 
 /// A registered client certificate.
@@ -189,6 +304,97 @@ pub struct DeviceRecord {
     pub role: Role,
     /// When it was registered (RFC 3339, UTC).
     pub registered_at: String,
+}
+
+/// A chunked upload session (issue 11): `facility` sends object `sha256` of `size` bytes in
+/// chunks of `chunk_bytes` (the last one the rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// The session id, [`UploadId::derive`] of facility and object.
+    pub upload_id: UploadId,
+    /// The facility it belongs to (only its devices see it).
+    pub facility: FacilityId,
+    /// The object.
+    pub sha256: Sha256Hex,
+    /// Its size.
+    pub size: u64,
+    /// The chunk size.
+    pub chunk_bytes: u64,
+    /// The device that opened it.
+    pub opened_by: DeviceId,
+}
+
+impl UploadRecord {
+    /// Number of chunks: `ceil(size / chunk_bytes)`, at least 1 (an empty object is one
+    /// empty chunk). Saturates at `u32::MAX` (the config keeps it far below).
+    pub fn chunks(&self) -> u32 {
+        let n = self.size.div_ceil(self.chunk_bytes.max(1)).max(1);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// The length chunk `index` must have, `None` past the last chunk.
+    pub fn chunk_len(&self, index: u32) -> Option<u64> {
+        let chunks = self.chunks();
+        if index >= chunks {
+            return None;
+        }
+        let start = u64::from(index) * self.chunk_bytes;
+        Some(if index + 1 == chunks { self.size - start } else { self.chunk_bytes })
+    }
+
+    /// The length of every chunk, in order.
+    pub fn chunk_lengths(&self) -> Vec<u64> {
+        (0..self.chunks()).filter_map(|i| self.chunk_len(i)).collect()
+    }
+}
+
+/// A chunk the metadata store recorded as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRecord {
+    /// Its index.
+    pub index: u32,
+    /// Its SHA-256.
+    pub sha256: Sha256Hex,
+    /// Its size.
+    pub size: u64,
+}
+
+/// A session and the chunks received so far (by index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadState {
+    /// The session.
+    pub record: UploadRecord,
+    /// The chunks received, sorted by index.
+    pub received: Vec<ChunkRecord>,
+}
+
+/// What [`MetaStore::open_upload`] lets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadAdmission {
+    /// Open sessions one facility may have (`max_open_uploads_per_facility`).
+    pub max_open: u32,
+    /// Bytes the facility may hold (`facility_quota_bytes`).
+    pub quota: u64,
+}
+
+/// How [`MetaStore::open_upload`] found the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// Created by this call.
+    New,
+    /// Already open for this object; returned as it is.
+    Existing,
+    /// Open for this object with another size: replaced by a new one, its chunks dropped.
+    Replaced,
+}
+
+/// What expiring sessions removed ([`MetaStore::expire_uploads`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiredUploads {
+    /// Open sessions dropped: their parts are to be deleted.
+    pub sessions: Vec<UploadId>,
+    /// Records of committed sessions dropped.
+    pub commits: u64,
 }
 
 /// Device registry and package index.
@@ -257,4 +463,63 @@ pub trait MetaStore: Send + Sync {
 
     /// Number of distinct packages received (all facilities).
     fn package_count(&self) -> Result<u64>;
+
+    /// Open the session `upload.upload_id`, or return the one already open for that
+    /// facility and object (touched; kept as it is, with its chunk size). A session open for
+    /// the same object with another size is replaced ([`Opened::Replaced`]). A new session
+    /// is refused when the facility already has `admit.max_open` open
+    /// ([`StoreError::TooManyOpenUploads`]), or when the object (unless the facility holds
+    /// it already) with the facility's holdings and its other open sessions would exceed
+    /// `admit.quota` ([`StoreError::QuotaExceeded`]).
+    fn open_upload(
+        &self,
+        upload: &UploadRecord,
+        admit: UploadAdmission,
+    ) -> Result<(UploadState, Opened)>;
+
+    /// The open session `upload` of `facility` and its chunks, `None` if there is none
+    /// (another facility's session is none).
+    fn upload_state(&self, facility: &FacilityId, upload: &UploadId)
+        -> Result<Option<UploadState>>;
+
+    /// Like [`MetaStore::upload_state`] without the chunks, and marks the session as in use
+    /// now (so it does not expire while chunks arrive).
+    fn touch_upload(
+        &self,
+        facility: &FacilityId,
+        upload: &UploadId,
+    ) -> Result<Option<UploadRecord>>;
+
+    /// Record chunk `chunk` of session `upload` as received (replacing an earlier record of
+    /// that index) and touch the session; `false` if the session is gone.
+    fn record_chunk(
+        &self,
+        facility: &FacilityId,
+        upload: &UploadId,
+        chunk: &ChunkRecord,
+    ) -> Result<bool>;
+
+    /// Delete an open session and its chunk records (without a record of a commit);
+    /// `false` if there was none.
+    fn drop_upload(&self, facility: &FacilityId, upload: &UploadId) -> Result<bool>;
+
+    /// Delete a committed session and its chunk records, and keep a record of the commit
+    /// (session id, facility, object) until the session would have expired, so a retried
+    /// commit is answered ([`MetaStore::committed_upload`]).
+    fn finish_upload(&self, facility: &FacilityId, upload: &UploadId) -> Result<()>;
+
+    /// The object of a session of `facility` committed within the session lifetime, `None`
+    /// if there is no such record.
+    fn committed_upload(
+        &self,
+        facility: &FacilityId,
+        upload: &UploadId,
+    ) -> Result<Option<Sha256Hex>>;
+
+    /// Whether any facility has an open session `upload`.
+    fn upload_open(&self, upload: &UploadId) -> Result<bool>;
+
+    /// Delete open sessions last touched before `cutoff`, and records of commits made
+    /// before it.
+    fn expire_uploads(&self, cutoff: SystemTime) -> Result<ExpiredUploads>;
 }

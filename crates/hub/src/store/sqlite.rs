@@ -4,9 +4,12 @@
 //!
 //! Holds only manifest content (already de-identified) plus device / facility ids.
 
-use super::{DeviceRecord, MetaStore, Result, StoreError};
+use super::{
+    ChunkRecord, DeviceRecord, ExpiredUploads, MetaStore, Opened, Result, StoreError,
+    UploadAdmission, UploadRecord, UploadState,
+};
 use crate::Role;
-use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex};
+use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{DicomListing, ExamListing, Stored};
 use fgw_format::package::{Body, Manifest};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -115,6 +118,41 @@ WHERE kind = 'exam';
 UPDATE exams SET hub_revision = (
     SELECT p.hub_revision FROM packages p WHERE p.package_id = exams.package_id);
 "#,
+    r#"
+-- Issue 11. Chunked upload sessions: one row per open session (its id is derived from the
+-- facility and the object, so one session per facility and object), one per chunk received.
+-- The chunk bytes are in the object store.
+CREATE TABLE upload_sessions (
+    upload_id     TEXT PRIMARY KEY,
+    facility_id   TEXT NOT NULL,
+    sha256        TEXT NOT NULL,
+    size          INTEGER NOT NULL CHECK (size >= 0),
+    chunk_bytes   INTEGER NOT NULL CHECK (chunk_bytes > 0),
+    opened_by     TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    touched_at_ms INTEGER NOT NULL,
+    UNIQUE (facility_id, sha256)
+);
+CREATE INDEX upload_sessions_by_touch ON upload_sessions (touched_at_ms);
+
+CREATE TABLE upload_chunks (
+    upload_id   TEXT NOT NULL REFERENCES upload_sessions (upload_id) ON DELETE CASCADE,
+    chunk_index INTEGER NOT NULL CHECK (chunk_index >= 0),
+    sha256      TEXT NOT NULL,
+    size        INTEGER NOT NULL CHECK (size >= 0),
+    PRIMARY KEY (upload_id, chunk_index)
+);
+
+-- Sessions committed lately: a commit retried after its answer was lost is answered from
+-- here. Kept as long as an open session would be.
+CREATE TABLE upload_commits (
+    upload_id       TEXT PRIMARY KEY,
+    facility_id     TEXT NOT NULL,
+    sha256          TEXT NOT NULL,
+    committed_at_ms INTEGER NOT NULL
+);
+CREATE INDEX upload_commits_by_time ON upload_commits (committed_at_ms);
+"#,
 ];
 
 fn now_ms() -> i64 {
@@ -169,6 +207,70 @@ impl SqliteMetaStore {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
+
+    /// The open session `upload` of `facility`, inside `conn` (a transaction or not).
+    fn session_row(
+        &self,
+        conn: &Connection,
+        facility: &FacilityId,
+        upload: &UploadId,
+    ) -> Result<Option<UploadRecord>> {
+        let row: Option<(String, i64, i64, String)> = conn
+            .query_row(
+                "SELECT sha256, size, chunk_bytes, opened_by FROM upload_sessions
+                 WHERE upload_id = ?1 AND facility_id = ?2",
+                params![upload.as_str(), facility.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let Some((sha, size, chunk_bytes, opened_by)) = row else { return Ok(None) };
+        Ok(Some(UploadRecord {
+            upload_id: upload.clone(),
+            facility: facility.clone(),
+            sha256: Sha256Hex::new(sha).map_err(|_| self.corrupt("upload_sessions.sha256"))?,
+            size: u64::try_from(size).map_err(|_| self.corrupt("upload_sessions.size"))?,
+            chunk_bytes: u64::try_from(chunk_bytes)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| self.corrupt("upload_sessions.chunk_bytes"))?,
+            opened_by: DeviceId::new(opened_by)
+                .map_err(|_| self.corrupt("upload_sessions.opened_by"))?,
+        }))
+    }
+
+    /// The chunks recorded for `upload`, by index.
+    fn chunk_rows(&self, conn: &Connection, upload: &UploadId) -> Result<Vec<ChunkRecord>> {
+        let sql = self.sql();
+        let mut stmt = conn
+            .prepare(
+                "SELECT chunk_index, sha256, size FROM upload_chunks
+                 WHERE upload_id = ?1 ORDER BY chunk_index",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map([upload.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (index, sha, size) = row.map_err(&sql)?;
+            out.push(ChunkRecord {
+                index: u32::try_from(index)
+                    .map_err(|_| self.corrupt("upload_chunks.chunk_index"))?,
+                sha256: Sha256Hex::new(sha).map_err(|_| self.corrupt("upload_chunks.sha256"))?,
+                size: u64::try_from(size).map_err(|_| self.corrupt("upload_chunks.size"))?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Delete a session and its chunk rows (explicitly: not every backend cascades).
+fn delete_session(tx: &Connection, upload: &UploadId) -> rusqlite::Result<usize> {
+    tx.execute("DELETE FROM upload_chunks WHERE upload_id = ?1", [upload.as_str()])?;
+    tx.execute("DELETE FROM upload_sessions WHERE upload_id = ?1", [upload.as_str()])
 }
 
 fn migrate(path: &Path, conn: &mut Connection) -> Result<()> {
@@ -655,6 +757,246 @@ impl MetaStore for SqliteMetaStore {
         .map(|n| n as u64)
         .map_err(self.sql())
     }
+
+    fn open_upload(
+        &self,
+        upload: &UploadRecord,
+        admit: UploadAdmission,
+    ) -> Result<(UploadState, Opened)> {
+        let sql = self.sql();
+        let facility = &upload.facility;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let existing = self.session_row(&tx, facility, &upload.upload_id)?;
+        let opened = match existing {
+            Some(rec) if rec.sha256 == upload.sha256 && rec.size == upload.size => {
+                tx.execute(
+                    "UPDATE upload_sessions SET touched_at_ms = ?2 WHERE upload_id = ?1",
+                    params![upload.upload_id.as_str(), now_ms()],
+                )
+                .map_err(&sql)?;
+                let received = self.chunk_rows(&tx, &upload.upload_id)?;
+                tx.commit().map_err(&sql)?;
+                return Ok((UploadState { record: rec, received }, Opened::Existing));
+            }
+            Some(_) => {
+                delete_session(&tx, &upload.upload_id).map_err(&sql)?;
+                Opened::Replaced
+            }
+            None => Opened::New,
+        };
+        let open: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM upload_sessions WHERE facility_id = ?1",
+                [facility.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(&sql)?;
+        if open >= i64::from(admit.max_open) {
+            return Err(StoreError::TooManyOpenUploads {
+                facility: facility.clone(),
+                limit: admit.max_open,
+            });
+        }
+        let held: bool = tx
+            .query_row(
+                "SELECT 1 FROM held_objects WHERE facility_id = ?1 AND sha256 = ?2",
+                params![facility.as_str(), upload.sha256.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(&sql)?
+            .is_some();
+        if !held {
+            // What the facility holds plus what its open sessions will bring.
+            let committed: i64 = tx
+                .query_row(
+                    "SELECT (SELECT COALESCE(SUM(size), 0) FROM held_objects
+                             WHERE facility_id = ?1)
+                          + (SELECT COALESCE(SUM(size), 0) FROM upload_sessions
+                             WHERE facility_id = ?1)",
+                    [facility.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(&sql)?;
+            if (committed.max(0) as u64).saturating_add(upload.size) > admit.quota {
+                return Err(StoreError::QuotaExceeded {
+                    facility: facility.clone(),
+                    quota: admit.quota,
+                });
+            }
+        }
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO upload_sessions (upload_id, facility_id, sha256, size, chunk_bytes,
+                                          opened_by, created_at_ms, touched_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            params![
+                upload.upload_id.as_str(),
+                facility.as_str(),
+                upload.sha256.as_str(),
+                sql_size(upload.size),
+                sql_size(upload.chunk_bytes),
+                upload.opened_by.as_str(),
+                now
+            ],
+        )
+        .map_err(&sql)?;
+        // A session opened again after a commit is not that commit any more.
+        tx.execute("DELETE FROM upload_commits WHERE upload_id = ?1", [upload.upload_id.as_str()])
+            .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok((UploadState { record: upload.clone(), received: Vec::new() }, opened))
+    }
+
+    fn upload_state(
+        &self,
+        facility: &FacilityId,
+        upload: &UploadId,
+    ) -> Result<Option<UploadState>> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        // One read transaction: the chunks belong to the session row read.
+        let tx = conn.transaction().map_err(&sql)?;
+        let Some(record) = self.session_row(&tx, facility, upload)? else { return Ok(None) };
+        let received = self.chunk_rows(&tx, upload)?;
+        Ok(Some(UploadState { record, received }))
+    }
+
+    fn touch_upload(
+        &self,
+        facility: &FacilityId,
+        upload: &UploadId,
+    ) -> Result<Option<UploadRecord>> {
+        let sql = self.sql();
+        let conn = self.lock()?;
+        let n = conn
+            .execute(
+                "UPDATE upload_sessions SET touched_at_ms = ?3
+                 WHERE upload_id = ?1 AND facility_id = ?2",
+                params![upload.as_str(), facility.as_str(), now_ms()],
+            )
+            .map_err(&sql)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.session_row(&conn, facility, upload)
+    }
+
+    fn record_chunk(
+        &self,
+        facility: &FacilityId,
+        upload: &UploadId,
+        chunk: &ChunkRecord,
+    ) -> Result<bool> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let n = tx
+            .execute(
+                "UPDATE upload_sessions SET touched_at_ms = ?3
+                 WHERE upload_id = ?1 AND facility_id = ?2",
+                params![upload.as_str(), facility.as_str(), now_ms()],
+            )
+            .map_err(&sql)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO upload_chunks (upload_id, chunk_index, sha256, size)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (upload_id, chunk_index) DO UPDATE
+                SET sha256 = excluded.sha256, size = excluded.size",
+            params![upload.as_str(), chunk.index, chunk.sha256.as_str(), sql_size(chunk.size)],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(true)
+    }
+
+    fn drop_upload(&self, facility: &FacilityId, upload: &UploadId) -> Result<bool> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        if self.session_row(&tx, facility, upload)?.is_none() {
+            return Ok(false);
+        }
+        delete_session(&tx, upload).map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(true)
+    }
+
+    fn finish_upload(&self, facility: &FacilityId, upload: &UploadId) -> Result<()> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let Some(rec) = self.session_row(&tx, facility, upload)? else { return Ok(()) };
+        delete_session(&tx, upload).map_err(&sql)?;
+        tx.execute(
+            "INSERT INTO upload_commits (upload_id, facility_id, sha256, committed_at_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (upload_id) DO UPDATE
+                SET sha256 = excluded.sha256, committed_at_ms = excluded.committed_at_ms",
+            params![upload.as_str(), facility.as_str(), rec.sha256.as_str(), now_ms()],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)
+    }
+
+    fn committed_upload(
+        &self,
+        facility: &FacilityId,
+        upload: &UploadId,
+    ) -> Result<Option<Sha256Hex>> {
+        let conn = self.lock()?;
+        let sha: Option<String> = conn
+            .query_row(
+                "SELECT sha256 FROM upload_commits WHERE upload_id = ?1 AND facility_id = ?2",
+                params![upload.as_str(), facility.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        sha.map(|s| Sha256Hex::new(s).map_err(|_| self.corrupt("upload_commits.sha256")))
+            .transpose()
+    }
+
+    fn upload_open(&self, upload: &UploadId) -> Result<bool> {
+        let conn = self.lock()?;
+        conn.query_row(
+            "SELECT 1 FROM upload_sessions WHERE upload_id = ?1",
+            [upload.as_str()],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|r| r.is_some())
+        .map_err(self.sql())
+    }
+
+    fn expire_uploads(&self, cutoff: std::time::SystemTime) -> Result<ExpiredUploads> {
+        let sql = self.sql();
+        let cutoff = ms_of(cutoff);
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT upload_id FROM upload_sessions WHERE touched_at_ms < ?1")
+                .map_err(&sql)?;
+            let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(&sql)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(&sql)?
+        };
+        let mut sessions = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = UploadId::new(id).map_err(|_| self.corrupt("upload_sessions.upload_id"))?;
+            delete_session(&tx, &id).map_err(&sql)?;
+            sessions.push(id);
+        }
+        let commits = tx
+            .execute("DELETE FROM upload_commits WHERE committed_at_ms < ?1", [cutoff])
+            .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(ExpiredUploads { sessions, commits: commits as u64 })
+    }
 }
 
 #[cfg(test)]
@@ -854,6 +1196,165 @@ mod tests {
         assert_eq!(store.release_unreferenced(later).unwrap(), 2);
         assert_eq!(store.facility_usage(&f1).unwrap(), 0);
         assert!(!store.object_held(&a).unwrap());
+    }
+
+    fn session(f: &FacilityId, bytes: &[u8], chunk_bytes: u64) -> UploadRecord {
+        let sha = Sha256Hex::of(bytes);
+        UploadRecord {
+            upload_id: UploadId::derive(f, &sha),
+            facility: f.clone(),
+            sha256: sha,
+            size: bytes.len() as u64,
+            chunk_bytes,
+            opened_by: DeviceId::new("gw-1").unwrap(),
+        }
+    }
+
+    fn chunk(index: u32, bytes: &[u8]) -> ChunkRecord {
+        ChunkRecord { index, sha256: Sha256Hex::of(bytes), size: bytes.len() as u64 }
+    }
+
+    #[test]
+    fn upload_sessions_are_per_facility_resumable_and_finished_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.sqlite");
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let (f1, f2) = (FacilityId::new("F0001").unwrap(), FacilityId::new("F0002").unwrap());
+        let admit = UploadAdmission { max_open: 4, quota: u64::MAX };
+        let rec = session(&f1, b"0123456789", 4);
+        assert_eq!((rec.chunks(), rec.chunk_lengths()), (3, vec![4, 4, 2]));
+        let id = rec.upload_id.clone();
+
+        let (st, how) = store.open_upload(&rec, admit).unwrap();
+        assert_eq!((st.record.clone(), st.received.len(), how), (rec.clone(), 0, Opened::New));
+        assert!(store.record_chunk(&f1, &id, &chunk(1, b"4567")).unwrap());
+        assert!(store.record_chunk(&f1, &id, &chunk(0, b"0123")).unwrap());
+        // Sent again: replaced, not doubled.
+        assert!(store.record_chunk(&f1, &id, &chunk(0, b"0123")).unwrap());
+
+        // Opened again (another device, another chunk size asked): the same session, its
+        // chunk size and its chunks, by index.
+        let again = UploadRecord {
+            chunk_bytes: 8,
+            opened_by: DeviceId::new("gw-3").unwrap(),
+            ..rec.clone()
+        };
+        let (st, how) = store.open_upload(&again, admit).unwrap();
+        assert_eq!(how, Opened::Existing);
+        assert_eq!((st.record.chunk_bytes, st.record.opened_by.as_str()), (4, "gw-1"));
+        assert_eq!(st.received, vec![chunk(0, b"0123"), chunk(1, b"4567")]);
+        assert_eq!(store.upload_state(&f1, &id).unwrap().unwrap(), st);
+        assert_eq!(store.touch_upload(&f1, &id).unwrap(), Some(rec.clone()));
+
+        // Another facility does not see it (by id), nor can it add chunks.
+        assert!(store.upload_state(&f2, &id).unwrap().is_none());
+        assert!(store.touch_upload(&f2, &id).unwrap().is_none());
+        assert!(!store.record_chunk(&f2, &id, &chunk(2, b"89")).unwrap());
+        assert!(!store.drop_upload(&f2, &id).unwrap());
+        assert!(store.upload_open(&id).unwrap());
+
+        // It survives a reopen of the database (a hub restart).
+        drop(store);
+        let store = SqliteMetaStore::open(&path).unwrap();
+        assert_eq!(store.upload_state(&f1, &id).unwrap().unwrap().received.len(), 2);
+
+        // Finished: gone, with a record of the commit for that facility only.
+        assert_eq!(store.committed_upload(&f1, &id).unwrap(), None);
+        store.finish_upload(&f1, &id).unwrap();
+        assert!(store.upload_state(&f1, &id).unwrap().is_none());
+        assert!(!store.upload_open(&id).unwrap());
+        assert_eq!(store.committed_upload(&f1, &id).unwrap(), Some(rec.sha256.clone()));
+        assert_eq!(store.committed_upload(&f2, &id).unwrap(), None);
+        assert!(!store.record_chunk(&f1, &id, &chunk(2, b"89")).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let rows: i64 =
+            conn.query_row("SELECT COUNT(*) FROM upload_chunks", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0);
+        // Opened again after the commit: a new session, no longer a commit.
+        assert_eq!(store.open_upload(&rec, admit).unwrap().1, Opened::New);
+        assert_eq!(store.committed_upload(&f1, &id).unwrap(), None);
+    }
+
+    #[test]
+    fn upload_sessions_are_limited_per_facility_and_by_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("hub.sqlite")).unwrap();
+        let (f1, f2) = (FacilityId::new("F0001").unwrap(), FacilityId::new("F0002").unwrap());
+        let admit = UploadAdmission { max_open: 2, quota: 100 };
+        let (a, b, c) = (vec![1u8; 40], vec![2u8; 40], vec![3u8; 10]);
+        store.open_upload(&session(&f1, &a, 8), admit).unwrap();
+        // Held 40 + open 40 + 40 > 100.
+        store.hold_object(&f1, &Sha256Hex::of(b"held"), 40, 100).unwrap();
+        assert!(matches!(
+            store.open_upload(&session(&f1, &b, 8), admit),
+            Err(StoreError::QuotaExceeded { quota: 100, .. })
+        ));
+        store.open_upload(&session(&f1, &c, 8), admit).unwrap();
+        // Two open: a third is refused, naming the facility and the limit.
+        let e = store.open_upload(&session(&f1, b"d", 8), admit).unwrap_err();
+        assert!(matches!(e, StoreError::TooManyOpenUploads { limit: 2, .. }), "{e}");
+        assert!(e.to_string().contains("F0001"));
+        // The open ones are still answered, and other facilities are not limited by F0001's.
+        assert_eq!(store.open_upload(&session(&f1, &a, 8), admit).unwrap().1, Opened::Existing);
+        store.open_upload(&session(&f2, &b, 8), admit).unwrap();
+        // A session for the same object with another size replaces the open one.
+        let mut resized = session(&f1, &c, 8);
+        resized.size = 11;
+        let id = resized.upload_id.clone();
+        assert!(store.record_chunk(&f1, &id, &chunk(0, &c[..8])).unwrap());
+        let (st, how) = store.open_upload(&resized, admit).unwrap();
+        assert_eq!((how, st.record.size, st.received.len()), (Opened::Replaced, 11, 0));
+        assert!(store.upload_state(&f1, &id).unwrap().unwrap().received.is_empty());
+    }
+
+    #[test]
+    fn untouched_upload_sessions_and_old_commits_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("hub.sqlite")).unwrap();
+        let f1 = FacilityId::new("F0001").unwrap();
+        let admit = UploadAdmission { max_open: 8, quota: u64::MAX };
+        let (open, done) = (session(&f1, b"open", 2), session(&f1, b"done", 2));
+        store.open_upload(&open, admit).unwrap();
+        store.record_chunk(&f1, &open.upload_id, &chunk(0, b"op")).unwrap();
+        store.open_upload(&done, admit).unwrap();
+        store.finish_upload(&f1, &done.upload_id).unwrap();
+        let before = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(store.expire_uploads(before).unwrap(), ExpiredUploads::default());
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        let expired = store.expire_uploads(later).unwrap();
+        assert_eq!(expired, ExpiredUploads { sessions: vec![open.upload_id.clone()], commits: 1 });
+        assert!(store.upload_state(&f1, &open.upload_id).unwrap().is_none());
+        assert_eq!(store.committed_upload(&f1, &done.upload_id).unwrap(), None);
+        assert_eq!(store.expire_uploads(later).unwrap(), ExpiredUploads::default());
+    }
+
+    #[test]
+    fn migration_4_adds_upload_sessions_to_a_version_3_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.sqlite");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&path, &mut conn).unwrap();
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch(
+                "DROP TABLE upload_commits; DROP TABLE upload_chunks; DROP TABLE upload_sessions;",
+            )
+            .unwrap();
+        }
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let f1 = FacilityId::new("F0001").unwrap();
+        let rec = session(&f1, b"x", 1);
+        store.open_upload(&rec, UploadAdmission { max_open: 1, quota: 1 }).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        // One session per facility and object.
+        let dup = conn.execute(
+            "INSERT INTO upload_sessions VALUES ('ffffffffffffffffffffffffffffffff', 'F0001', ?1,
+                1, 1, 'gw-1', 0, 0)",
+            [rec.sha256.as_str()],
+        );
+        assert!(dup.is_err());
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Issue 11: large objects go up in chunks, and a cut costs at most the chunk in flight.
+//!
+//! The gateway's uplink (fgw-outbound `Uplink`, as the pipeline drives it) sends a staged
+//! package with a 20 MiB object to a real `hub serve` over mTLS, through a TCP proxy in the
+//! test that counts the bytes going up and can cut the connection or hold the hub's answer:
+//!
+//! - cut after ~half the bytes: the first attempt fails (retry later); the second sends only
+//!   what the hub lacks (fewer than two chunks' worth sent twice), and the object and the
+//!   package are at the hub;
+//! - the session vanishes mid-upload (expired and collected while a chunk's answer is held):
+//!   the chunk after it gets 404, the uplink opens the session again within the same attempt
+//!   and the upload completes, instead of pausing the uplink.
+//!
+//! The package is planted in an outbox the way `Outbox::put` writes one (objects, manifest,
+//! and the manifest's seal with the outbox key), since the gate does not make 20 MiB objects
+//! from synthetic exports quickly; `Outbox::load` re-checks it as the pipeline does.
+
+use super::hub_support::{manifest, noise, Fx, F1};
+use fgw_format::ids::{FacilityId, PackageId, Sha256Hex};
+use fgw_format::package::protocol::Stored;
+use fgw_format::package::Manifest;
+use fgw_outbound::outbox::{Outbox, StagedPackage};
+use fgw_outbound::uplink::{Disposition, Uplink, UplinkConfig};
+use reqwest::StatusCode;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MIB: u64 = 1 << 20;
+const OBJECT_BYTES: u64 = 20 * MIB;
+
+/// A package holding `object`, planted as `Outbox::put` writes one (the seal is the hex
+/// HMAC-SHA-256 of the manifest bytes under the outbox key), loaded back through its checks.
+fn stage(dir: &Path, object: &[u8]) -> StagedPackage {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[5u8; 32]);
+    let outbox = Outbox::open(dir, key.clone()).unwrap();
+    let m = manifest(F1, "e-000000000000000000000011", 1, &[("images/001.jpg", object)]);
+    let bytes = m.to_bytes();
+    let id: PackageId = Manifest::id_of(&bytes);
+    std::fs::write(dir.join("objects").join(Sha256Hex::of(object).as_str()), object).unwrap();
+    std::fs::write(
+        dir.join("seals").join(format!("{id}.mac")),
+        ring::hmac::sign(&key, &bytes)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("packages").join(format!("{id}.json")), &bytes).unwrap();
+    outbox.load(&id).unwrap()
+}
+
+/// What the proxy does, shared with the test.
+#[derive(Default)]
+struct ProxyCtl {
+    /// Bytes from the gateway to the hub (TLS records: bodies, headers, handshakes).
+    up: AtomicU64,
+    /// Close every connection once `up` reaches this (0 = never).
+    cut_at: AtomicU64,
+    /// Once `up` reaches this (0 = never), hold the next answer of the hub for `HOLD`.
+    hold_at: AtomicU64,
+    held: AtomicBool,
+}
+
+const HOLD: Duration = Duration::from_secs(4);
+
+/// A TCP proxy to `hub_port` on loopback; returns its port.
+async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else { return };
+            let ctl = ctl.clone();
+            tokio::spawn(async move {
+                let Ok(hub) = TcpStream::connect(("127.0.0.1", hub_port)).await else { return };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut hr, mut hw) = hub.into_split();
+                let up_ctl = ctl.clone();
+                let up = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let cut = up_ctl.cut_at.load(Ordering::SeqCst);
+                        let before = up_ctl.up.load(Ordering::SeqCst);
+                        // Never past the cut: read at most up to it.
+                        let room =
+                            if cut == 0 { buf.len() as u64 } else { cut.saturating_sub(before) };
+                        if room == 0 {
+                            return;
+                        }
+                        let want = room.min(buf.len() as u64) as usize;
+                        let n = match cr.read(&mut buf[..want]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        up_ctl.up.fetch_add(n as u64, Ordering::SeqCst);
+                        if hw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match hr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let hold = ctl.hold_at.load(Ordering::SeqCst);
+                        if hold != 0
+                            && ctl.up.load(Ordering::SeqCst) >= hold
+                            && !ctl.held.swap(true, Ordering::SeqCst)
+                        {
+                            tokio::time::sleep(HOLD).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                // Either direction ending closes both (a cut drops the hub side too).
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    port
+}
+
+fn uplink_via(fx: &Fx, port: u16) -> Uplink {
+    let d = fx.pki("gw-1");
+    Uplink::new(&UplinkConfig {
+        hub_url: format!("https://127.0.0.1:{port}"),
+        ca_cert: d.join("ca.crt"),
+        client_cert: d.join("device.crt"),
+        client_key: d.join("device.key"),
+        single_put_max_bytes: MIB,
+        chunk_bytes: MIB,
+        ..UplinkConfig::default()
+    })
+    .unwrap()
+}
+
+/// The object is stored at the hub for F0001, byte for byte, and the package is listed.
+async fn assert_at_hub(fx: &Fx, staged: &StagedPackage, object: &[u8]) {
+    let sha = Sha256Hex::of(object);
+    let c = fx.client("gw-1");
+    assert_eq!(fx.head_object(&c, &sha).await, StatusCode::OK);
+    let stored = std::fs::read(fx.blob(&sha)).unwrap();
+    assert_eq!(Sha256Hex::of(&stored), sha, "the stored blob is the object");
+    let listing: Vec<serde_json::Value> = fx
+        .client("ops-1")
+        .get(fx.url(&format!("/v1/facilities/{F1}/exams")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listing.iter().any(|e| e["package_id"] == staged.id().as_str()),
+        "package not listed: {listing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_upload_resumes_with_the_chunks_the_hub_lacks() {
+    let fx = Fx::start("");
+    let object = noise(OBJECT_BYTES as usize, 11);
+    let staged = stage(&fx.root.join("outbox"), &object);
+    let ctl = Arc::new(ProxyCtl::default());
+    let port = proxy(fx.hub.port, ctl.clone()).await;
+    let up = uplink_via(&fx, port);
+    let progress = up.progress();
+
+    // 1. The line drops after half the object.
+    ctl.cut_at.store(OBJECT_BYTES / 2, Ordering::SeqCst);
+    let e = up.upload(&staged).await.expect_err("the cut upload cannot succeed");
+    assert_eq!(e.disposition(), Disposition::RetryLater, "{e}");
+    let first = ctl.up.load(Ordering::SeqCst);
+    assert_eq!(first, OBJECT_BYTES / 2, "the proxy cut where asked");
+    let c = fx.client("gw-1");
+    assert_eq!(fx.head_object(&c, &Sha256Hex::of(&object)).await, StatusCode::NOT_FOUND);
+
+    // 2. The line is back: the same upload again sends what the hub lacks.
+    ctl.cut_at.store(0, Ordering::SeqCst);
+    ctl.up.store(0, Ordering::SeqCst);
+    let sent_before = progress.bytes_sent();
+    let ack = up.upload(&staged).await.unwrap();
+    assert_eq!((&ack.package_id, ack.stored.clone()), (staged.id(), Stored::New));
+    assert_eq!(ack.facility_id, FacilityId::new(F1).unwrap());
+    let second = ctl.up.load(Ordering::SeqCst);
+    // Everything that went up twice (plus headers, TLS and the manifest) is under two chunks.
+    assert!(
+        first + second < OBJECT_BYTES + 2 * MIB,
+        "resent too much: {first} + {second} bytes for a {OBJECT_BYTES}-byte object"
+    );
+    assert!(second < OBJECT_BYTES / 2 + 2 * MIB, "second attempt sent {second} bytes");
+    let bodies = progress.bytes_sent() - sent_before;
+    assert!(bodies < OBJECT_BYTES / 2 + 2 * MIB, "second attempt's bodies: {bodies} bytes");
+    assert!(bodies >= OBJECT_BYTES / 2 - 2 * MIB, "the rest was sent: {bodies} bytes");
+    assert_eq!(progress.rate_cap_now(), None, "no cap configured");
+    assert_at_hub(&fx, &staged, &object).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_vanishes_mid_upload_is_opened_again() {
+    // Sessions untouched for a second are collected every second.
+    let fx = Fx::start("upload_session_ttl_secs = 1\ngc_interval_secs = 1");
+    let object = noise(OBJECT_BYTES as usize, 12);
+    let staged = stage(&fx.root.join("outbox"), &object);
+    let ctl = Arc::new(ProxyCtl::default());
+    let port = proxy(fx.hub.port, ctl.clone()).await;
+    let up = uplink_via(&fx, port);
+
+    // Mid-upload, the hub's answer to a chunk is held until the session has been collected:
+    // the next chunk gets 404.
+    ctl.hold_at.store(OBJECT_BYTES / 4, Ordering::SeqCst);
+    let ack = up.upload(&staged).await.expect("one attempt survives the vanished session");
+    assert_eq!(ack.package_id, *staged.id());
+    assert!(ctl.held.load(Ordering::SeqCst), "the answer was held");
+    // The collected chunks went again: the new session started empty.
+    let sent = ctl.up.load(Ordering::SeqCst);
+    assert!(sent > OBJECT_BYTES + OBJECT_BYTES / 8, "only {sent} bytes: was the session lost?");
+    assert_at_hub(&fx, &staged, &object).await;
+}
