@@ -122,6 +122,35 @@ fn uid(s: &str) -> Uid {
     Uid::new(s).unwrap()
 }
 
+/// Found by the `dicom_structure` fuzz target (2026-12-05): an implicit-VR data set with a
+/// (0000,0000) UL of 25 bytes. dicom-rs read six values, went on one byte out of step, and a
+/// later "length" asked for 2.2 GB (libFuzzer out-of-memory). The structure check now
+/// refuses a binary value that is not a whole number of values, before the parse.
+#[test]
+fn a_partial_binary_value_is_refused_before_the_parser_reads_out_of_step() {
+    let input = include_bytes!("../data/fuzz-regressions/dicom_structure-oom-partial-ul.bin");
+    let (sel, body) = input.split_first().unwrap();
+    assert_eq!(*sel % 4, 0, "implicit VR little endian");
+    let implicit = "1.2.840.10008.1.2";
+    assert_eq!(
+        check_received(&uid(implicit), body, &uid(SC), &uid(INSTANCE)),
+        Err("partial-value")
+    );
+    assert_eq!(fgw_ingest::dicom_pull::read_find_match(body, implicit).is_err(), true);
+    // The same defect in explicit VR: a UL of 6 bytes.
+    let mut explicit = Vec::new();
+    explicit.extend_from_slice(&[0x08, 0x00, 0x16, 0x00, b'U', b'I', 0, 0]);
+    explicit.extend_from_slice(&[0x28, 0x00, 0x10, 0x00, b'U', b'L', 6, 0, 1, 2, 3, 4, 5, 6]);
+    let scanned = dicom_structure::scan_data_set(
+        &explicit,
+        0,
+        Encoding::ExplicitVrLittleEndian,
+        Limits::OBJECT,
+        &|_| false,
+    );
+    assert_eq!(scanned.unwrap_err().defect.code(), "partial-value");
+}
+
 #[test]
 fn received_data_sets_and_find_identifiers_survive_mutations() {
     let seeds = seeds();

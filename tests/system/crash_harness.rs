@@ -7,7 +7,8 @@
 //!
 //! - `ingest`: while a released batch's rows are being recorded (the exam count rises);
 //! - `gate`: while exams wait in `normalized` (the gate, with its pixel stage, works on them);
-//! - `upload`: while exams are `deidentified` and bytes flow through the proxy;
+//! - `upload`: while exams are `deidentified` and bytes flow through the proxy (in half of
+//!   these cycles the proxy also cuts every connection at that moment);
 //! - `after-ack`: just after an acknowledgement (the window between the state change and the
 //!   deletion of the raw data and the outbox copy);
 //! - `anytime`: a random moment from the start (start-up repair included).
@@ -35,7 +36,7 @@
 //! seed and keep the run's directory (logs of every cycle) for inspection.
 
 use crate::common;
-use crate::fault_proxy::{Cuts, FaultProxy, Faults, ProxyStats, SplitMix};
+use crate::fault_proxy::{CutStyle, Cuts, FaultProxy, Faults, ProxyStats, SplitMix};
 use common::*;
 use fgw_synth::{self as synth, SynthOptions, SynthTruth};
 use nix::sys::signal::{kill, Signal};
@@ -83,8 +84,9 @@ pub enum Keep {
 
 impl HarnessParams {
     /// The CI size: 20 small exams in 10 batches, 30 gateway kills, 2 hub kills. The exams are
-    /// small (a few hundred KB in all), so the proxy cuts after 8–120 KB instead of the
-    /// issue's 0.2–3 MB (which the long run uses), else few connections would ever be cut.
+    /// small (about 0.2 MB in all, and a connection lives only until the next kill), so the
+    /// proxy cuts after 3–48 KB instead of the issue's 0.2–3 MB (which the long run uses),
+    /// else hardly a connection would ever be cut.
     pub fn ci() -> HarnessParams {
         HarnessParams {
             seed: seed_from_clock(),
@@ -95,7 +97,7 @@ impl HarnessParams {
             gateway_kills: 30,
             hub_kills: 2,
             faults: Faults {
-                cuts: Cuts::After { min_bytes: 8_000, max_bytes: 120_000, probability: 0.5 },
+                cuts: Cuts::After { min_bytes: 3_000, max_bytes: 48_000, probability: 0.5 },
                 latency: Duration::from_millis(20),
                 jitter: Duration::from_millis(60),
                 rate: None,
@@ -248,6 +250,8 @@ pub struct HarnessReport {
     pub kills_with: [usize; 3],
     /// Kills of a box with nothing to do (every released exam finished).
     pub kills_idle: usize,
+    /// Times every connection was cut during an upload (besides the proxy's own cuts).
+    pub upload_cuts: usize,
     /// Input exams.
     pub exams: usize,
     /// Exams current at the hub.
@@ -279,7 +283,7 @@ impl HarnessReport {
             "kills={} hub_kills={} exams={} at_hub={} quarantined={} duplicates={} \
              hub_packages={} violations={} wall_s={} final_run_s={} seed={} points={} unmet={} \
              with_received={} with_normalized={} with_deidentified={} idle={} connections={} \
-             cuts={} resets={} refused={} mb_up={:.1}",
+             cuts={} upload_cuts={} resets={} refused={} mb_up={:.1}",
             self.gateway_kills,
             self.hub_kills,
             self.exams,
@@ -299,6 +303,7 @@ impl HarnessReport {
             self.kills_idle,
             self.proxy.connections,
             self.proxy.cuts,
+            self.upload_cuts,
             self.proxy.resets,
             self.proxy.refused,
             self.proxy.bytes_up as f64 / 1e6,
@@ -523,6 +528,7 @@ pub fn run_harness(p: &HarnessParams) -> HarnessReport {
         kills_unmet: 0,
         kills_with: [0; 3],
         kills_idle: 0,
+        upload_cuts: 0,
         exams: truth.exams.len(),
         at_hub: 0,
         quarantined: 0,
@@ -578,6 +584,15 @@ pub fn run_harness(p: &HarnessParams) -> HarnessReport {
         };
         let extra = rng.duration(point.extra_delay());
         let hub_pause = rng.duration(Duration::from_millis(1500));
+        // Half the upload kills also cut every connection once an upload is under way, in
+        // either style (the budgets alone rarely cut exactly there).
+        let cut_at_upload = (rng.unit() < 0.5).then(|| {
+            if rng.unit() < 0.5 {
+                CutStyle::Abort
+            } else {
+                CutStyle::DeliverInFlight
+            }
+        });
 
         let log = logs.join(format!("gw-{cycle:04}.log"));
         let bytes_before = proxy.stats().bytes_up;
@@ -602,6 +617,12 @@ pub fn run_harness(p: &HarnessParams) -> HarnessReport {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+        if exited.is_none() && met && point == KillPoint::Upload && !hub_kill {
+            if let Some(style) = cut_at_upload {
+                proxy.cut_all(style);
+                report.upload_cuts += 1;
+            }
         }
         if exited.is_none() && hub_kill {
             kill_hub(&mut hub);

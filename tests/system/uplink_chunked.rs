@@ -184,7 +184,8 @@ async fn a_cut_upload_resumes_with_the_chunks_the_hub_lacks() {
     let e = up.upload(&staged).await.expect_err("the cut upload cannot succeed");
     assert_eq!(e.disposition(), Disposition::RetryLater, "{e}");
     let first = ctl.up.load(Ordering::SeqCst);
-    assert_eq!(first, OBJECT_BYTES / 2, "the proxy cut where asked");
+    // At the cut (a request on a second connection may slip a record past it).
+    assert!((OBJECT_BYTES / 2..OBJECT_BYTES / 2 + 64 * 1024).contains(&first), "cut at {first}");
     let c = fx.client("gw-1");
     assert_eq!(fx.head_object(&c, &Sha256Hex::of(&object)).await, StatusCode::NOT_FOUND);
 

@@ -191,6 +191,16 @@ pub enum Defect {
     /// More headers than [`Limits::max_elements`].
     #[error("more than {0} elements, items and fragments")]
     TooManyElements(usize),
+    /// A binary value whose length is not a whole number of its VR's values (a UL of 25
+    /// bytes): dicom-rs reads whole values only and goes on reading out of step, where a
+    /// later "length" can ask for gigabytes (found by the `dicom_structure` fuzz target).
+    #[error("value length {len} is not a multiple of {unit} bytes")]
+    PartialValue {
+        /// The declared length.
+        len: u32,
+        /// The size of one value of its VR.
+        unit: u32,
+    },
 }
 
 impl Defect {
@@ -214,6 +224,7 @@ impl Defect {
             Defect::SecondPixelData => "second-pixel-data",
             Defect::TooDeep(_) => "nesting-too-deep",
             Defect::TooManyElements(_) => "too-many-elements",
+            Defect::PartialValue { .. } => "partial-value",
         }
     }
 }
@@ -311,7 +322,9 @@ pub fn file_meta(bytes: &[u8]) -> Result<FileMeta, StructureError> {
 
 /// Walks the data set `bytes[start..]` (to the end of `bytes`; offsets in errors and
 /// results are into `bytes`). `is_sequence` answers, in implicit VR only, whether the
-/// dictionary makes a tag a sequence (SQ); it is not called for explicit VR.
+/// dictionary makes a tag a sequence (SQ); it is not called for explicit VR. Binary values
+/// are checked against their explicit VR only: [`scan_data_set_typed`] also checks them in
+/// implicit VR.
 pub fn scan_data_set(
     bytes: &[u8],
     start: usize,
@@ -319,16 +332,41 @@ pub fn scan_data_set(
     limits: Limits,
     is_sequence: &dyn Fn(ElementTag) -> bool,
 ) -> Result<Scanned, StructureError> {
+    let vr_of = |tag| if is_sequence(tag) { Some(*b"SQ") } else { None };
+    scan_data_set_typed(bytes, start, encoding, limits, &vr_of)
+}
+
+/// [`scan_data_set`] with the dictionary's VR: `implicit_vr` answers, in implicit VR only,
+/// the VR the parser will read a tag with (`None` when unknown). Sequences open on `SQ`, and
+/// a binary value (US, UL, FL, FD, AT, OW, …) must be a whole number of values, as in
+/// explicit VR.
+pub fn scan_data_set_typed(
+    bytes: &[u8],
+    start: usize,
+    encoding: Encoding,
+    limits: Limits,
+    implicit_vr: &dyn Fn(ElementTag) -> Option<[u8; 2]>,
+) -> Result<Scanned, StructureError> {
     Scanner {
         r: Reader { b: bytes, enc: encoding },
         limits,
-        is_sequence,
+        implicit_vr,
         headers: 0,
         depth: 0,
         deepest: 0,
         pixel_data: None,
     }
     .run(start.min(bytes.len()))
+}
+
+/// The size of one value of a binary VR whose values the parser reads whole.
+fn value_unit(vr: [u8; 2]) -> Option<u32> {
+    match &vr {
+        b"US" | b"SS" | b"OW" => Some(2),
+        b"UL" | b"SL" | b"FL" | b"AT" | b"OF" | b"OL" => Some(4),
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => Some(8),
+        _ => None,
+    }
 }
 
 /// One header as read.
@@ -406,7 +444,7 @@ enum Frame {
 struct Scanner<'a, 'f> {
     r: Reader<'a>,
     limits: Limits,
-    is_sequence: &'f dyn Fn(ElementTag) -> bool,
+    implicit_vr: &'f dyn Fn(ElementTag) -> Option<[u8; 2]>,
     headers: usize,
     depth: usize,
     deepest: usize,
@@ -480,10 +518,21 @@ impl Scanner<'_, '_> {
         if top_pixels && self.pixel_data.is_some() {
             return Err(err(Defect::SecondPixelData));
         }
+        // The VR the parser reads the value with: the explicit one, or the dictionary's.
+        let vr = match h.vr {
+            Some(vr) => Some(vr),
+            None if h.tag == PIXEL_DATA => None,
+            None => (self.implicit_vr)(h.tag),
+        };
         let sq = match h.vr {
             Some(vr) => &vr == b"SQ",
-            None => h.len != UNDEFINED && h.tag != PIXEL_DATA && (self.is_sequence)(h.tag),
+            None => h.len != UNDEFINED && vr == Some(*b"SQ"),
         };
+        if let Some(unit) = vr.and_then(value_unit) {
+            if h.len != UNDEFINED && h.len % unit != 0 {
+                return Err(err(Defect::PartialValue { len: h.len, unit }));
+            }
+        }
         if h.len == UNDEFINED {
             // As dicom-rs reads it: Pixel Data of undefined length (any VR but SQ) is a
             // fragment sequence; any other undefined length in implicit VR, and SQ or UN in

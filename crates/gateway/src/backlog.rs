@@ -44,11 +44,7 @@ impl Backlog {
 
 /// Measure the backlog. `rate_cap` is the bandwidth limit in force now (bytes/s, `None` when
 /// unlimited): the estimate never assumes more than it.
-pub fn measure(
-    db: &Db,
-    spool_dir: &Path,
-    rate_cap: Option<u64>,
-) -> Result<Backlog, StateError> {
+pub fn measure(db: &Db, spool_dir: &Path, rate_cap: Option<u64>) -> Result<Backlog, StateError> {
     let mut lanes: BTreeMap<Lane, LaneBacklog> =
         [(Lane::Current, LaneBacklog::default()), (Lane::Backlog, LaneBacklog::default())].into();
     for (id, lane) in db.pending_uploads()? {
@@ -57,10 +53,8 @@ pub fn measure(
         l.items += 1;
         l.bytes += bytes;
     }
-    let measured = db
-        .meta(MetaKey::UploadRate)?
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|r| *r > 0);
+    let measured =
+        db.meta(MetaKey::UploadRate)?.and_then(|v| v.parse::<u64>().ok()).filter(|r| *r > 0);
     let rate = match (measured, rate_cap.filter(|c| *c > 0)) {
         (Some(m), Some(c)) => Some(m.min(c)),
         (m, _) => m,
@@ -123,11 +117,17 @@ mod tests {
             let item = NewItem { lane, ..NewItem::new(ItemKind::Dicom, Origin::Daemon, "test") };
             spool.put_bytes(&item.id, &vec![0u8; 1000 * (n + 1)]).unwrap();
             assert_eq!(spool.path(&item.id), spool_file(&dir.path().join("spool"), &item.id));
-            *sizes.entry(lane).or_insert(0) += std::fs::metadata(spool.path(&item.id)).unwrap().len();
+            *sizes.entry(lane).or_insert(0) +=
+                std::fs::metadata(spool.path(&item.id)).unwrap().len();
             db.insert(&item).unwrap();
         }
         // Acknowledged and quarantined items are not backlog.
-        let done = NewItem::quarantined(ItemKind::Dicom, Origin::Daemon, "test", crate::state::ItemReason::DicomInstanceConflict);
+        let done = NewItem::quarantined(
+            ItemKind::Dicom,
+            Origin::Daemon,
+            "test",
+            crate::state::ItemReason::DicomInstanceConflict,
+        );
         db.insert(&done).unwrap();
 
         let b = measure(&db, &dir.path().join("spool"), None).unwrap();

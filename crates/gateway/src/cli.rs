@@ -6,9 +6,7 @@ use fgw_format::ids::{FacilityId, QueueId};
 use fgw_gateway::config::{GatewayConfig, DEFAULT_CONFIG_PATH};
 use fgw_gateway::offline::KeySource;
 use fgw_gateway::pipeline::{self, RunMode};
-use fgw_gateway::state::{
-    Db, ItemReason, ItemState, Lane, MetaKey, Origin, Redrive, RedriveTo,
-};
+use fgw_gateway::state::{Db, ItemReason, ItemState, Lane, MetaKey, Origin, Redrive, RedriveTo};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -253,13 +253,13 @@ impl Uplink {
                 // The hub answers 404 for a vanished session before reading the body and
                 // then closes the connection, so the answer is often lost to a broken pipe:
                 // ask whether the session is still there.
-                return Err(match self.session_gone(session).await {
-                    true => UplinkError::SessionGone {
+                if self.session_gone(session).await {
+                    return Err(UplinkError::SessionGone {
                         route: ROUTE_PUT_CHUNK,
                         upload_id: session.upload_id.clone(),
-                    },
-                    false => failed,
-                });
+                    });
+                }
+                return Err(failed);
             }
         };
         match resp.status() {

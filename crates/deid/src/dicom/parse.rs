@@ -122,12 +122,12 @@ pub fn check_structure(file: &str, bytes: &[u8]) -> Result<Option<TailPixels>, D
     let encoding = Encoding::of_transfer_syntax(&ts).filter(|_| supported).ok_or_else(|| {
         DicomError::UnsupportedTransferSyntax { file: file.into(), uid: safe_uid(&ts) }
     })?;
-    let scanned = dicom_structure::scan_data_set(
+    let scanned = dicom_structure::scan_data_set_typed(
         bytes,
         meta.data_start,
         encoding,
         Limits::OBJECT,
-        &dictionary_sequence,
+        &dictionary_vr,
     )
     .map_err(malformed)?;
     // Only where the output is written as the input was: little endian (a deflated data set
@@ -140,12 +140,10 @@ pub fn check_structure(file: &str, bytes: &[u8]) -> Result<Option<TailPixels>, D
     }))
 }
 
-/// In implicit VR, whether dicom-rs reads a tag as a sequence: its decoder takes the
-/// standard dictionary's VR (relaxed), so the walk must too.
-fn dictionary_sequence(tag: ElementTag) -> bool {
-    StandardDataDictionary
-        .by_tag(Tag(tag.group, tag.element))
-        .is_some_and(|e| e.vr().relaxed() == VR::SQ)
+/// In implicit VR, the VR dicom-rs reads a tag with (sequence or not, size of binary
+/// values): its decoder takes the standard dictionary's VR (relaxed), so the walk must too.
+fn dictionary_vr(tag: ElementTag) -> Option<[u8; 2]> {
+    StandardDataDictionary.by_tag(Tag(tag.group, tag.element)).map(|e| e.vr().relaxed().to_bytes())
 }
 
 /// A UID for an error message: shown only if it has the shape of one.

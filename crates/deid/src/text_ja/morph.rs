@@ -3,22 +3,37 @@
 //! and tags each; the person-name tags (名詞,固有名詞,人名,姓/名/一般) are what `no_cue`
 //! reads. Nothing is downloaded: the dictionary is the Debian package's, at a fixed path.
 //!
+//! The dictionary is opened once per process, as a MeCab `Model`, and shared by all threads:
+//! MeCab documents a model as thread-safe (taggers only read it, under its reader lock). Each
+//! thread makes its own tagger and lattice from it on first use, as neither is thread-safe;
+//! they are small and map nothing. (A tagger opened per thread mapped the 52 MB dictionary
+//! once per thread, and the resident set counted every mapping's pages.)
+//!
 //! The `mecab` crate is a thin FFI layer with sharp edges, guarded here:
-//! - `Tagger::new` does not report a failed open (it keeps a null handle, and any later call
-//!   would crash). The dictionary files are checked first, and a new tagger's own error text
-//!   must be empty: MeCab answers a null handle with its global error, which a failed open
-//!   always sets. Either failure is an [`AnalyserError`], never a silent rules-only scrub.
+//! - `Model::new` does not report a failed open: it keeps a null handle, and any later call
+//!   would crash. The dictionary files are checked first; then the open is judged by MeCab's
+//!   global error text, which every failed open sets and a success leaves alone. It is read
+//!   through a probe, a tagger that fails to open on purpose (an unknown option, no file
+//!   read): the crate keeps its null handle, MeCab answers a null handle with the global
+//!   text, and the probe's own failure has just emptied that text. Either failure is an
+//!   [`AnalyserError`], never a silent rules-only scrub. (A tagger's own error text does not
+//!   tell: libmecab 0.996 empties the global text after a failed `Tagger::new`.)
 //! - Its string input panics on an interior NUL: NULs are sent as spaces (same byte length).
-//! - A tagger is not thread-safe: each thread opens its own (the dictionary is mmapped, so
-//!   the pages are shared), on first use.
+//! - `Lattice::clear` frees the sentence but keeps the pointer (freed again on the next
+//!   sentence or on drop): never called; `set_sentence` clears the lattice itself.
+//! - `Tagger::parse` reports a failed analysis ([`AnalyserError::Analyse`]);
+//!   `Lattice::to_string` cannot (the crate would read a null pointer), but MeCab's writer
+//!   fails only on a format error, and our fixed format reads four feature fields where every
+//!   IPA dictionary entry, known or unknown, has at least seven.
 //!
 //! Output is asked in a format of our own (byte start, byte end, unknown-word flag, the first
 //! four feature fields), so no node pointer is ever followed. Text goes line by line, at most
 //! [`MAX_LINE`] chars at a time, so one lattice stays small whatever the input.
 
-use mecab::Tagger;
+use mecab::{Lattice, Model, Tagger};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// The IPA dictionary as Debian's `mecab-ipadic-utf8` installs it. Fixed on purpose: the
 /// default dictionary of `/etc/mecabrc` is an alternative that `mecab-jumandic` can take
@@ -47,6 +62,12 @@ pub enum AnalyserError {
     /// MeCab refused the dictionary (corrupt or of another MeCab version).
     #[error("morphological analyser: MeCab could not open the dictionary in {dir}")]
     Open {
+        /// The dictionary directory.
+        dir: PathBuf,
+    },
+    /// MeCab failed on a line (its lattice could not be built); the line is not carried.
+    #[error("morphological analyser: MeCab could not analyse a line with the dictionary in {dir}")]
+    Analyse {
         /// The dictionary directory.
         dir: PathBuf,
     },
@@ -122,13 +143,18 @@ fn tag_of(f: &[&str]) -> Tag {
 
 /// MeCab's arguments: the dictionary, its `dicrc` as resource file, and our output format
 /// (`\t` and `\n` are MeCab's own escapes; the arguments are split at spaces, so none).
-fn tagger_args() -> String {
+fn model_args(dir: &Path) -> String {
+    let dir = dir.display();
     let fmt = r"%ps\t%pe\t%s\t%f[0],%f[1],%f[2],%f[3]\n";
     format!(
-        "-d {DICTIONARY_DIR} -r {DICTIONARY_DIR}/dicrc --node-format={fmt} \
-         --unk-format={fmt} --bos-format= --eos-format=EOS\\n"
+        "-d {dir} -r {dir}/dicrc --node-format={fmt} --unk-format={fmt} --bos-format= \
+         --eos-format=EOS\\n"
     )
 }
+
+/// Arguments no tagger opens with (an unknown option, refused before any file is read): the
+/// probe of [`open_model`].
+const PROBE_ARGS: &str = "--fgw-open-probe";
 
 /// Every file MeCab will open in `dir` is there and readable.
 fn check_files(dir: &Path) -> Result<(), AnalyserError> {
@@ -141,26 +167,72 @@ fn check_files(dir: &Path) -> Result<(), AnalyserError> {
     Ok(())
 }
 
-fn open_tagger() -> Result<Tagger, AnalyserError> {
-    check_files(Path::new(DICTIONARY_DIR))?;
-    let tagger = Tagger::new(tagger_args());
-    if tagger.get_last_error().is_empty() {
-        Ok(tagger)
+/// A MeCab model that did open (the crate's `Model` may hold a null handle, see the module
+/// doc); only [`open_model`] makes one.
+struct OpenModel(Model);
+
+// Sharing one model between threads rests on MeCab's thread-safety of `Model`, which the
+// crate states as `unsafe impl Send + Sync for Model`; this stops compiling if it ever drops
+// that, rather than this module adding an `unsafe impl` of its own.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<OpenModel>()
+};
+
+/// Open the dictionary in `dir`, judging the open by MeCab's global error text (module doc).
+fn open_model(dir: &Path) -> Result<OpenModel, AnalyserError> {
+    check_files(dir)?;
+    let probe = Tagger::new(PROBE_ARGS);
+    let model = Model::new(&model_args(dir));
+    if probe.get_last_error().is_empty() {
+        Ok(OpenModel(model))
     } else {
-        Err(AnalyserError::Open { dir: PathBuf::from(DICTIONARY_DIR) })
+        // Dropping a null model is a no-op in MeCab (`delete` of null).
+        Err(AnalyserError::Open { dir: dir.to_path_buf() })
     }
 }
 
-thread_local! {
-    static TAGGER: RefCell<Option<Tagger>> = const { RefCell::new(None) };
+/// The process's model. Never dropped: every thread's tagger points into it.
+static MODEL: OnceLock<OpenModel> = OnceLock::new();
+
+/// The model, opened on first use. A failed open is not kept: the next call tries again.
+fn model() -> Result<&'static OpenModel, AnalyserError> {
+    if let Some(m) = MODEL.get() {
+        return Ok(m);
+    }
+    // One open at a time: threads racing here would map the dictionary more than once, and
+    // MeCab's global error text may be shared by threads (libmecab built without TLS).
+    static OPENING: Mutex<()> = Mutex::new(());
+    let _one = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(m) = MODEL.get() {
+        return Ok(m);
+    }
+    let m = open_model(Path::new(DICTIONARY_DIR))?;
+    Ok(MODEL.get_or_init(|| m))
 }
 
-/// Check that this thread can analyse (dictionary present and accepted), opening its tagger.
+/// This thread's tagger and lattice, made from the shared model.
+struct ThreadAnalyser {
+    tagger: Tagger,
+    lattice: Lattice,
+}
+
+thread_local! {
+    static ANALYSER: RefCell<Option<ThreadAnalyser>> = const { RefCell::new(None) };
+}
+
+/// Check that this thread can analyse (dictionary present and accepted), opening the model
+/// if no thread has yet, and this thread's tagger and lattice.
 pub(crate) fn ready() -> Result<(), AnalyserError> {
-    TAGGER.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.is_none() {
-            *t = Some(open_tagger()?);
+    ANALYSER.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.is_none() {
+            let OpenModel(model) = model()?;
+            // MeCab refuses these only for a model that did not open.
+            *a = Some(ThreadAnalyser {
+                tagger: model.create_tagger(),
+                lattice: model.create_lattice(),
+            });
         }
         Ok(())
     })
@@ -170,9 +242,9 @@ pub(crate) fn ready() -> Result<(), AnalyserError> {
 /// time; line breaks and spaces are never inside a morpheme.
 pub(crate) fn analyse(c: &[char]) -> Result<Vec<Morpheme>, AnalyserError> {
     ready()?;
-    TAGGER.with(|t| {
-        let t = t.borrow();
-        let tagger = t.as_ref().ok_or(AnalyserError::Open { dir: DICTIONARY_DIR.into() })?;
+    ANALYSER.with(|a| {
+        let mut a = a.borrow_mut();
+        let a = a.as_mut().ok_or(AnalyserError::Open { dir: DICTIONARY_DIR.into() })?;
         let mut out = Vec::new();
         let mut s = 0;
         while s < c.len() {
@@ -181,7 +253,7 @@ pub(crate) fn analyse(c: &[char]) -> Result<Vec<Morpheme>, AnalyserError> {
                 e += 1;
             }
             if e > s {
-                analyse_line(tagger, &c[s..e], s, &mut out);
+                analyse_line(a, &c[s..e], s, &mut out)?;
             }
             s = if e < c.len() && matches!(c[e], '\n' | '\r') { e + 1 } else { e };
         }
@@ -189,7 +261,12 @@ pub(crate) fn analyse(c: &[char]) -> Result<Vec<Morpheme>, AnalyserError> {
     })
 }
 
-fn analyse_line(tagger: &Tagger, c: &[char], offset: usize, out: &mut Vec<Morpheme>) {
+fn analyse_line(
+    a: &mut ThreadAnalyser,
+    c: &[char],
+    offset: usize,
+    out: &mut Vec<Morpheme>,
+) -> Result<(), AnalyserError> {
     let mut line = String::with_capacity(c.len() * 3);
     // char index of every byte offset that starts a char (and of the end).
     let mut char_at = Vec::with_capacity(c.len() * 3 + 1);
@@ -201,7 +278,11 @@ fn analyse_line(tagger: &Tagger, c: &[char], offset: usize, out: &mut Vec<Morphe
         line.push(ch);
     }
     char_at.push(c.len());
-    for row in tagger.parse_str(line).lines() {
+    a.lattice.set_sentence(line);
+    if !a.tagger.parse(&a.lattice) {
+        return Err(AnalyserError::Analyse { dir: DICTIONARY_DIR.into() });
+    }
+    for row in a.lattice.to_string().lines() {
         let mut f = row.split('\t');
         let (Some(bs), Some(be), Some(stat), Some(feat)) = (f.next(), f.next(), f.next(), f.next())
         else {
@@ -224,6 +305,7 @@ fn analyse_line(tagger: &Tagger, c: &[char], offset: usize, out: &mut Vec<Morphe
             known: stat == "0",
         });
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,12 +353,22 @@ mod tests {
     }
 
     #[test]
-    fn every_thread_opens_its_own_tagger() {
-        let handles: Vec<_> =
-            (0..3).map(|_| std::thread::spawn(|| tags("小林直樹").len())).collect();
-        for h in handles {
-            assert_eq!(h.join().expect("thread"), 2);
+    fn a_dictionary_mecab_refuses_is_an_open_error() {
+        // Every file present and readable, but sys.dic is not a dictionary: `check_files`
+        // passes, `Model::new` fails and keeps a null handle.
+        let dir = tempfile::tempdir().expect("tempdir");
+        for f in DICTIONARY_FILES.iter().filter(|&&f| f != "sys.dic") {
+            std::os::unix::fs::symlink(Path::new(DICTIONARY_DIR).join(f), dir.path().join(f))
+                .expect("symlink");
         }
+        std::fs::write(dir.path().join("sys.dic"), vec![0xA5u8; 4096]).expect("write");
+        assert_eq!(check_files(dir.path()), Ok(()));
+        let err = open_model(dir.path()).err().expect("a refused dictionary");
+        assert_eq!(err, AnalyserError::Open { dir: dir.path().to_path_buf() });
+        // The probe's own failure empties the error text again: a stale failure does not
+        // stick to this thread.
+        let probe = Tagger::new(PROBE_ARGS);
+        assert_eq!(probe.get_last_error(), "");
     }
 
     /// Mappings of the dictionary's `sys.dic` in this process.
@@ -296,10 +388,10 @@ mod tests {
             .map(|_| {
                 let (analysed, counted) = (analysed.clone(), counted.clone());
                 std::thread::spawn(move || {
-                    let n = tags("説明は中村一郎に行った。").len();
+                    let t = tags("説明は中村一郎に行った。");
                     analysed.wait();
                     counted.wait();
-                    n
+                    t
                 })
             })
             .collect();
@@ -307,7 +399,9 @@ mod tests {
         let mapped = sys_dic_mappings();
         counted.wait();
         for t in threads {
-            assert!(t.join().expect("thread") > 0);
+            let t = t.join().expect("thread");
+            assert!(t.contains(&("中村".into(), Tag::Surname)), "{t:?}");
+            assert!(t.contains(&("一郎".into(), Tag::Given)), "{t:?}");
         }
         assert_eq!(mapped, 1, "sys.dic mapped {mapped} times by 4 analysing threads");
     }

@@ -22,8 +22,8 @@ use crate::gate_service::GateService;
 use crate::secrets::Secrets;
 use crate::spool::{Spool, SpoolError};
 use crate::state::{
-    BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, Lane, NewItem,
-    Origin, StateError, Update,
+    BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, Lane, NewItem, Origin,
+    StateError, Update,
 };
 use fgw_deid::QuarantineReason;
 use fgw_format::ids::QueueId;

@@ -336,12 +336,11 @@ pub(crate) fn can_read(ts: &str) -> bool {
     TransferSyntaxRegistry.get(ts).is_some_and(|t| !t.is_unsupported())
 }
 
-/// In implicit VR, whether dicom-rs reads a tag as a sequence: its decoder takes the
-/// standard dictionary's VR (relaxed), so the structure check must too.
-fn dictionary_sequence(tag: ElementTag) -> bool {
-    StandardDataDictionary
-        .by_tag(Tag(tag.group, tag.element))
-        .is_some_and(|e| e.vr().relaxed() == VR::SQ)
+/// In implicit VR, the VR dicom-rs reads a tag with (sequence or not, size of binary
+/// values): its decoder takes the standard dictionary's VR (relaxed), so the structure
+/// check must too.
+fn dictionary_vr(tag: ElementTag) -> Option<[u8; 2]> {
+    StandardDataDictionary.by_tag(Tag(tag.group, tag.element)).map(|e| e.vr().relaxed().to_bytes())
 }
 
 /// The structure check of a data set in transfer syntax `ts`, run before dicom-object ever
@@ -350,7 +349,7 @@ pub(crate) fn check_structure(ts: &str, data: &[u8], limits: Limits) -> Result<(
     // Deflated syntaxes are never negotiated (`can_read`); their bytes are not headers.
     let encoding = Encoding::of_transfer_syntax(ts)
         .ok_or(DimseError::Dataset("deflated data set not read"))?;
-    dicom_structure::scan_data_set(data, 0, encoding, limits, &dictionary_sequence)
+    dicom_structure::scan_data_set_typed(data, 0, encoding, limits, &dictionary_vr)
         .map(|_| ())
         .map_err(|e| DimseError::Structure(e.defect))
 }
