@@ -136,7 +136,7 @@ fn a_partial_binary_value_is_refused_before_the_parser_reads_out_of_step() {
         check_received(&uid(implicit), body, &uid(SC), &uid(INSTANCE)),
         Err("partial-value")
     );
-    assert_eq!(fgw_ingest::dicom_pull::read_find_match(body, implicit).is_err(), true);
+    assert!(fgw_ingest::dicom_pull::read_find_match(body, implicit).is_err());
     // The same defect in explicit VR: a UL of 6 bytes.
     let mut explicit = Vec::new();
     explicit.extend_from_slice(&[0x08, 0x00, 0x16, 0x00, b'U', b'I', 0, 0]);

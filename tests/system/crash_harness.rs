@@ -27,6 +27,9 @@
 //!   package; the hub holds one exam package per exam and revision (no duplicate) and no exam
 //!   the box does not count as acked; quarantined exams are not at the hub;
 //! - at hub + quarantined = N;
+//! - with re-exports (`FGW_HARNESS_REEXPORTS`: every batch exported again under a later name,
+//!   so revisions 2, 3, …), per exam the latest revision is the hub's current one (or kept on
+//!   the box), every acked revision is at the hub, and no revision is there twice;
 //! - on disk: no spool file, no outbox manifest, seal or object is left for a finished item,
 //!   nothing was moved to `outbox/rejected`, raw data of quarantined items is kept.
 //!
@@ -57,6 +60,9 @@ pub struct HarnessParams {
     pub batches: usize,
     /// Images per exam.
     pub images_per_exam: usize,
+    /// Times every batch is exported again under a later name (the same exams: revisions 2,
+    /// 3, …), each re-export released between later first exports (at most 8).
+    pub reexports: usize,
     /// Image width and height, pixels.
     pub image_size: (u32, u32),
     /// Gateway kills (SIGKILL).
@@ -93,6 +99,7 @@ impl HarnessParams {
             exams: 20,
             batches: 10,
             images_per_exam: 2,
+            reexports: 0,
             image_size: (160, 128),
             gateway_kills: 30,
             hub_kills: 2,
@@ -117,6 +124,7 @@ impl HarnessParams {
             exams: 200,
             batches: 40,
             images_per_exam: 3,
+            reexports: 0,
             image_size: (640, 512),
             gateway_kills: 1000,
             hub_kills: 20,
@@ -128,7 +136,7 @@ impl HarnessParams {
     }
 
     /// Overrides from the environment: `FGW_HARNESS_SEED`, `_KILLS`, `_HUB_KILLS`, `_EXAMS`,
-    /// `_BATCHES`, `_IMAGES` (per exam), `_WIDTH`, `_HEIGHT`, `_CUT_MIN` and `_CUT_MAX`
+    /// `_BATCHES`, `_REEXPORTS`, `_IMAGES` (per exam), `_WIDTH`, `_HEIGHT`, `_CUT_MIN` and `_CUT_MAX`
     /// (bytes), `_CUT_P` (share of connections cut, 0 = no cuts), `_LATENCY_MS`,
     /// `_JITTER_MS`, `_KEEP` (1: keep the run's directory).
     pub fn with_env(mut self) -> HarnessParams {
@@ -150,6 +158,9 @@ impl HarnessParams {
         }
         if let Some(v) = var("FGW_HARNESS_BATCHES") {
             self.batches = v;
+        }
+        if let Some(v) = var("FGW_HARNESS_REEXPORTS") {
+            self.reexports = v;
         }
         if let Some(v) = var("FGW_HARNESS_IMAGES") {
             self.images_per_exam = v;
@@ -184,6 +195,7 @@ impl HarnessParams {
             self.keep = Keep::Always;
         }
         self.batches = self.batches.clamp(1, self.exams.max(1));
+        self.reexports = self.reexports.min(8);
         self
     }
 }
@@ -254,6 +266,8 @@ pub struct HarnessReport {
     pub upload_cuts: usize,
     /// Input exams.
     pub exams: usize,
+    /// Re-exports of every batch.
+    pub reexports: usize,
     /// Exams current at the hub.
     pub at_hub: usize,
     /// Exams quarantined on the box.
@@ -280,13 +294,14 @@ impl HarnessReport {
         let points: Vec<String> =
             self.kills_by_point.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         format!(
-            "kills={} hub_kills={} exams={} at_hub={} quarantined={} duplicates={} \
+            "kills={} hub_kills={} exams={} reexports={} at_hub={} quarantined={} duplicates={} \
              hub_packages={} violations={} wall_s={} final_run_s={} seed={} points={} unmet={} \
              with_received={} with_normalized={} with_deidentified={} idle={} connections={} \
              cuts={} upload_cuts={} resets={} refused={} mb_up={:.1}",
             self.gateway_kills,
             self.hub_kills,
             self.exams,
+            self.reexports,
             self.at_hub,
             self.quarantined,
             self.duplicates,
@@ -398,12 +413,27 @@ struct Batch {
     name: String,
     staged: PathBuf,
     rows: usize,
+    /// 1 for a first export, 2 for its first re-export, …
+    revision: u32,
     released: bool,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
 }
 
 /// Writes `params.exams` exams once (one seed: distinct 検査IDs) and splits them into batch
 /// folders under `staging`, each with its share of the table's rows, their images and
-/// reports, and `DONE`.
+/// reports, and `DONE`; then the re-exports, copies under later names. Returned in release
+/// order: re-export `r` of batch `k` right after the first export of batch `k + r`.
 fn staged_batches(root: &Path, p: &HarnessParams) -> (SynthTruth, Vec<Batch>) {
     let all = root.join("synth");
     let opts = SynthOptions {
@@ -429,7 +459,7 @@ fn staged_batches(root: &Path, p: &HarnessParams) -> (SynthTruth, Vec<Batch>) {
 
     let staging = root.join("staging");
     let per = p.exams.div_ceil(p.batches);
-    let mut out = Vec::new();
+    let mut firsts = Vec::new();
     for (k, chunk) in rows.chunks(per).enumerate() {
         // Later names sort newer, as the department system names its runs.
         let name = format!("20261201T{:02}{:02}", k / 60, k % 60);
@@ -453,8 +483,33 @@ fn staged_batches(root: &Path, p: &HarnessParams) -> (SynthTruth, Vec<Batch>) {
         }
         std::fs::write(dir.join("exams.csv"), w.into_inner().unwrap()).unwrap();
         std::fs::write(dir.join("DONE"), b"").unwrap();
-        out.push(Batch { name, staged: dir, rows: chunk.len(), released: false });
+        firsts.push(Batch { name, staged: dir, rows: chunk.len(), revision: 1, released: false });
     }
+    let mut out = Vec::new();
+    let n = firsts.len();
+    let again = |k: usize, r: usize| {
+        let first: &Batch = &firsts[k];
+        let name = format!("2026120{}T{:02}{:02}", 1 + r, k / 60, k % 60);
+        let dir = staging.join(&name);
+        copy_dir(&first.staged, &dir);
+        Batch { name, staged: dir, rows: first.rows, revision: 1 + r as u32, released: false }
+    };
+    let mut later = Vec::new();
+    for k in 0..n + p.reexports {
+        for r in 1..=p.reexports {
+            if k >= r && k - r < n {
+                later.push((k, again(k - r, r)));
+            }
+        }
+    }
+    let mut later = later.into_iter().peekable();
+    for (k, b) in firsts.into_iter().enumerate() {
+        out.push(b);
+        while let Some((_, b)) = later.next_if(|(at, _)| *at == k) {
+            out.push(b);
+        }
+    }
+    out.extend(later.map(|(_, b)| b));
     (truth, out)
 }
 
@@ -496,12 +551,14 @@ pub fn run_harness(p: &HarnessParams) -> HarnessReport {
     let mut tmp = tempfile::Builder::new().prefix("fgw-crash-harness-").tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     eprintln!(
-        "crash harness: seed {} kills {} hub kills {} exams {} in {} batches, dir {}",
+        "crash harness: seed {} kills {} hub kills {} exams {} in {} batches, {} re-export(s), \
+         dir {}",
         p.seed,
         p.gateway_kills,
         p.hub_kills,
         p.exams,
         p.batches,
+        p.reexports,
         root.display()
     );
     let mut rng = SplitMix::new(p.seed);
@@ -530,6 +587,7 @@ pub fn run_harness(p: &HarnessParams) -> HarnessReport {
         kills_idle: 0,
         upload_cuts: 0,
         exams: truth.exams.len(),
+        reexports: p.reexports,
         at_hub: 0,
         quarantined: 0,
         duplicates: 0,
@@ -582,7 +640,13 @@ pub fn run_harness(p: &HarnessParams) -> HarnessReport {
         } else {
             KillPoint::Anytime
         };
-        let extra = rng.duration(point.extra_delay());
+        // Pacing: the work left (unfinished and unreleased rows) spread over the kills left.
+        // With less than an exam per kill the delays shrink, so that later kills still find
+        // work instead of an idle box (a full-delay cycle finishes an exam or two).
+        let unreleased: usize = batches.iter().filter(|b| !b.released).map(|b| b.rows).sum();
+        let work = before.pending() as f64 + unreleased as f64;
+        let pace = (work / (p.gateway_kills - report.gateway_kills) as f64).clamp(0.1, 1.0);
+        let extra = rng.duration(point.extra_delay().mul_f64(pace));
         let hub_pause = rng.duration(Duration::from_millis(1500));
         // Half the upload kills also cut every connection once an upload is under way, in
         // either style (the budgets alone rarely cut exactly there).
@@ -734,6 +798,7 @@ struct Row {
     id: String,
     batch: Option<String>,
     exam_key: Option<String>,
+    revision: u32,
     state: String,
     package_id: Option<String>,
     reason: Option<String>,
@@ -745,7 +810,7 @@ fn box_rows(gw: &Gateway) -> Vec<Row> {
     let db = gw.db();
     let mut stmt = db
         .prepare(
-            "SELECT id, batch, exam_key, state, package_id, reason, images_withheld, \
+            "SELECT id, batch, exam_key, revision, state, package_id, reason, images_withheld, \
              raw_purged_at IS NOT NULL FROM items WHERE kind = 'exam' AND origin = 'daemon'",
         )
         .unwrap();
@@ -754,11 +819,12 @@ fn box_rows(gw: &Gateway) -> Vec<Row> {
             id: r.get(0)?,
             batch: r.get(1)?,
             exam_key: r.get(2)?,
-            state: r.get(3)?,
-            package_id: r.get(4)?,
-            reason: r.get(5)?,
-            images_withheld: r.get(6)?,
-            raw_purged: r.get(7)?,
+            revision: r.get(3)?,
+            state: r.get(4)?,
+            package_id: r.get(5)?,
+            reason: r.get(6)?,
+            images_withheld: r.get(7)?,
+            raw_purged: r.get(8)?,
         })
     })
     .unwrap()
@@ -825,16 +891,18 @@ fn check(gw: &Gateway, hub: &mut Hub, root: &Path, batches: &[Batch], report: &m
     if !per_batch.is_empty() {
         v.push(format!("exam rows under unknown batches: {per_batch:?}"));
     }
-    if rows.len() != report.exams {
-        v.push(format!("{} exam rows recorded for {} input exams", rows.len(), report.exams));
+    let exported: usize = batches.iter().map(|b| b.rows).sum();
+    if rows.len() != exported {
+        v.push(format!("{} exam rows recorded for {exported} exported", rows.len()));
     }
 
     // The hub: its listing (operator certificate, straight to the hub) and its packages.
     let listing = hub.list(&root.join("op-pki"), FACILITY);
-    let current: HashMap<String, String> = listing
+    let current: HashMap<String, (String, u64)> = listing
         .iter()
         .map(|r| {
-            (r["exam_pid"].as_str().unwrap().to_string(), r["package_id"].as_str().unwrap().into())
+            let pkg = r["package_id"].as_str().unwrap().to_string();
+            (r["exam_pid"].as_str().unwrap().to_string(), (pkg, r["revision"].as_u64().unwrap()))
         })
         .collect();
     if current.len() != listing.len() {
@@ -857,46 +925,76 @@ fn check(gw: &Gateway, hub: &mut Hub, root: &Path, batches: &[Batch], report: &m
             ));
         }
     }
-    // Every input is exported once here: packages of one exam under several revisions are
-    // duplicates too.
+    // Without re-exports every input is exported once: packages of one exam under several
+    // revisions are duplicates too.
+    let reexported = batches.iter().any(|b| b.revision > 1);
     for (pid, n) in &per_exam {
         let revisions: BTreeSet<u32> =
             packages.iter().filter(|(_, p, _)| p == pid).map(|(_, _, r)| *r).collect();
-        if *n > 1 && revisions.len() > 1 {
+        if !reexported && *n > 1 && revisions.len() > 1 {
             report.duplicates += revisions.len() - 1;
             v.push(format!("hub holds exam {pid} under revisions {revisions:?}, exported once"));
         }
     }
 
+    // Per exam (its pseudonym is the box's exam key): the latest revision is acked and
+    // current at the hub, or quarantined with a reason; an earlier acked one is at the hub.
+    let mut by_key: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
     let mut acked_keys = BTreeSet::new();
     for r in &rows {
-        match r.state.as_str() {
-            "acked" => {
-                let key = r.exam_key.clone().unwrap_or_default();
-                acked_keys.insert(key.clone());
-                match current.get(&key) {
-                    None => {
-                        v.push(format!("exam {} ({key}) acked on the box, not at the hub", r.id))
-                    }
-                    Some(pkg) if Some(pkg) != r.package_id.as_ref() => v.push(format!(
-                        "exam {} acked with package {:?}, the hub's current one is {pkg}",
-                        r.id, r.package_id
-                    )),
-                    Some(_) => {}
-                }
+        match (r.state.as_str(), &r.exam_key) {
+            ("quarantined", _) if r.reason.as_deref().unwrap_or("").is_empty() => {
+                v.push(format!("exam {} quarantined without a reason", r.id))
             }
+            ("acked" | "quarantined" | "superseded", _) => {}
+            (other, _) => v.push(format!("exam {} ended in state {other}", r.id)),
+        }
+        match &r.exam_key {
+            Some(key) => by_key.entry(key.as_str()).or_default().push(r),
+            // Refused before it had a key (no usable 検査ID): counted as kept on the box.
+            None if r.state == "quarantined" => report.quarantined += 1,
+            None => v.push(format!("exam {} has no exam key in state {}", r.id, r.state)),
+        }
+        if r.state == "acked" {
+            acked_keys.insert(r.exam_key.clone().unwrap_or_default());
+            let key = r.exam_key.as_deref().unwrap_or("");
+            let held = packages.iter().any(|(id, pid, rev)| {
+                pid == key && *rev == r.revision && Some(id) == r.package_id.as_ref()
+            });
+            if !held {
+                v.push(format!(
+                    "exam {} ({key}) revision {} acked on the box with package {:?}, which the \
+                     hub does not hold",
+                    r.id, r.revision, r.package_id
+                ));
+            }
+        }
+    }
+    for (key, revs) in &by_key {
+        let latest = revs.iter().max_by_key(|r| r.revision).expect("one row at least");
+        match latest.state.as_str() {
+            "acked" => match current.get(*key) {
+                Some((pkg, rev))
+                    if Some(pkg) == latest.package_id.as_ref() && *rev == latest.revision as u64 => {}
+                other => v.push(format!(
+                    "exam {key}: revision {} acked with package {:?}, the hub's current is {other:?}",
+                    latest.revision, latest.package_id
+                )),
+            },
             "quarantined" => {
                 report.quarantined += 1;
-                if r.reason.as_deref().unwrap_or("").is_empty() {
-                    v.push(format!("exam {} quarantined without a reason", r.id));
-                }
-                if let Some(key) = &r.exam_key {
-                    if per_exam.contains_key(key) {
-                        v.push(format!("exam {} quarantined on the box and at the hub", r.id));
-                    }
+                let uploaded = revs.iter().any(|r| r.state == "acked");
+                if !uploaded && per_exam.contains_key(*key) {
+                    v.push(format!("exam {key} quarantined on the box and at the hub"));
                 }
             }
-            other => v.push(format!("exam {} ended in state {other}", r.id)),
+            other => v.push(format!("exam {key}: latest revision {} {other}", latest.revision)),
+        }
+        let mut seen = BTreeSet::new();
+        for r in revs {
+            if !seen.insert(r.revision) {
+                v.push(format!("exam {key}: revision {} recorded twice", r.revision));
+            }
         }
     }
     report.at_hub = current.len();
@@ -905,7 +1003,16 @@ fn check(gw: &Gateway, hub: &mut Hub, root: &Path, batches: &[Batch], report: &m
             v.push(format!("hub holds exam {pid}, which the box does not count as acked"));
         }
     }
-    if report.at_hub + report.quarantined != report.exams {
+    // An exam whose latest revision is kept on the box while an earlier one is at the hub
+    // counts in both.
+    let both = by_key
+        .iter()
+        .filter(|(k, revs)| {
+            current.contains_key(**k)
+                && revs.iter().max_by_key(|r| r.revision).is_some_and(|r| r.state == "quarantined")
+        })
+        .count();
+    if report.at_hub + report.quarantined - both != report.exams {
         v.push(format!(
             "{} at the hub + {} quarantined != {} input exams",
             report.at_hub, report.quarantined, report.exams

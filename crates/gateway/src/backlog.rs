@@ -26,7 +26,10 @@ pub struct LaneBacklog {
 pub struct Backlog {
     /// Per lane (`current`, `backlog`); both always present.
     pub lanes: BTreeMap<Lane, LaneBacklog>,
-    /// Measured upload rate in bytes/s, if any upload was measured yet.
+    /// Measured upload rate in bytes/s (moving average of acknowledged packages), if any
+    /// upload was measured yet.
+    pub measured_bytes_per_sec: Option<u64>,
+    /// The rate the estimate uses now: the measured one, bounded by the cap in force.
     pub rate_bytes_per_sec: Option<u64>,
     /// Estimated seconds to clear everything at that rate; `None` when there is no rate yet.
     pub eta_secs: Option<u64>,
@@ -59,7 +62,12 @@ pub fn measure(db: &Db, spool_dir: &Path, rate_cap: Option<u64>) -> Result<Backl
         (Some(m), Some(c)) => Some(m.min(c)),
         (m, _) => m,
     };
-    let mut backlog = Backlog { lanes, rate_bytes_per_sec: rate, eta_secs: None };
+    let mut backlog = Backlog {
+        lanes,
+        measured_bytes_per_sec: measured,
+        rate_bytes_per_sec: rate,
+        eta_secs: None,
+    };
     backlog.eta_secs = eta(backlog.total().bytes, rate);
     Ok(backlog)
 }

@@ -174,7 +174,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&config_path(&cli.config))?;
             let db = Db::open(&cfg.db_path())?;
             let counts = db.counts(Origin::Daemon)?;
-            let backlog = fgw_gateway::backlog::measure(&db, &cfg.spool_dir(), None)?;
+            // The bandwidth cap in force now, and the estimate through the schedule's windows.
+            let schedule = cfg.uplink.rate_schedule()?;
+            let now = fgw_outbound::throttle::TimeOfDay::now_local();
+            let cap_now = schedule.cap_at(now).map(|c| c.get());
+            let mut backlog = fgw_gateway::backlog::measure(&db, &cfg.spool_dir(), cap_now)?;
+            if let Some(rate) = backlog.measured_bytes_per_sec {
+                let bytes = backlog.total().bytes;
+                backlog.eta_secs = schedule.time_to_send(bytes, now, rate).map(|d| d.as_secs());
+            }
             let last_upload = db.meta(MetaKey::LastUploadAt)?;
             let last_error = db.meta(MetaKey::LastError)?;
             // Free space and store sizes measured now, and the daemon's record of a pause.
@@ -199,6 +207,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         "bytes": backlog.total().bytes,
                         "lanes": backlog.lanes.iter().map(|(l, b)| (l.as_str(), *b)).collect::<std::collections::BTreeMap<_, _>>(),
                         "rate_bytes_per_sec": backlog.rate_bytes_per_sec,
+                        "measured_bytes_per_sec": backlog.measured_bytes_per_sec,
+                        "rate_cap_bytes_per_sec": cap_now,
                         "eta_secs": backlog.eta_secs,
                     },
                     "last_upload_at": last_upload,

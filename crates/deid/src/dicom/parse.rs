@@ -10,7 +10,7 @@
 
 use super::DicomError;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
-use dicom_core::{Tag, VR};
+use dicom_core::Tag;
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};

@@ -198,7 +198,8 @@ pub(super) async fn uplink_stage(
                     // The next attempt on new connections, with the certificate files read
                     // again: the hub decides who we are once per connection, and the fix may
                     // be a re-issued certificate.
-                    match Uplink::new(&gw.cfg.uplink) {
+                    // (`renew` keeps the byte counter and the bandwidth bucket.)
+                    match uplink.renew(&gw.cfg.uplink) {
                         Ok(fresh) => uplink = fresh,
                         Err(e) => {
                             warn!(error = %e, "uplink could not be set up again; keeping the current one")

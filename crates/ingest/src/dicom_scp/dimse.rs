@@ -11,7 +11,7 @@
 
 use super::{AeTitle, Uid};
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
-use dicom_core::{Tag, VR};
+use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
