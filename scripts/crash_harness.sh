@@ -15,6 +15,7 @@
 #   FGW_HARNESS_KILLS [1000]     gateway kills       FGW_HARNESS_HUB_KILLS [20]  hub kills
 #   FGW_HARNESS_EXAMS [200]      input exams         FGW_HARNESS_BATCHES [40]    batches
 #   FGW_HARNESS_IMAGES [3]       images per exam     FGW_HARNESS_WIDTH/HEIGHT [640x512]
+#   FGW_HARNESS_REEXPORTS [0]    times every batch is exported again (revisions 2, 3, …)
 #   FGW_HARNESS_CUT_MIN/MAX [200000/3000000] bytes before a cut
 #   FGW_HARNESS_CUT_P [0.5]      share of connections cut (0: none)
 #   FGW_HARNESS_LATENCY_MS [300] per direction and chunk

@@ -137,6 +137,13 @@ fn a_partial_binary_value_is_refused_before_the_parser_reads_out_of_step() {
         Err("partial-value")
     );
     assert!(fgw_ingest::dicom_pull::read_find_match(body, implicit).is_err());
+    // The second one: implicit-VR Pixel Data of odd length (read as OW, one byte left over).
+    let input = include_bytes!("../data/fuzz-regressions/dicom_structure-oom-odd-pixel-data.bin");
+    let (_, body) = input.split_first().unwrap();
+    assert_eq!(
+        check_received(&uid(implicit), body, &uid(SC), &uid(INSTANCE)),
+        Err("partial-value")
+    );
     // The same defect in explicit VR: a UL of 6 bytes.
     let mut explicit = Vec::new();
     explicit.extend_from_slice(&[0x08, 0x00, 0x16, 0x00, b'U', b'I', 0, 0]);

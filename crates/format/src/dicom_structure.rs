@@ -521,7 +521,9 @@ impl Scanner<'_, '_> {
         // The VR the parser reads the value with: the explicit one, or the dictionary's.
         let vr = match h.vr {
             Some(vr) => Some(vr),
-            None if h.tag == PIXEL_DATA => None,
+            // Native Pixel Data in implicit VR is read as OW: whole 16-bit words only (an
+            // odd length put the parser one byte out of step; found by the fuzz target).
+            None if h.tag == PIXEL_DATA => Some(*b"OW"),
             None => (self.implicit_vr)(h.tag),
         };
         let sq = match h.vr {

@@ -32,6 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Bodies above this size are refused for the quota before they are read (smaller ones are
+/// read and refused after: the client gets the answer, not a cut connection).
+const EARLY_REFUSAL_MIN_BYTES: u64 = 1 << 20;
+
 /// Seconds a client told "too many uploads" should wait (`Retry-After`).
 pub(crate) const RETRY_AFTER_SECS: u64 = 5;
 
@@ -496,8 +500,10 @@ async fn put_object(
     let _slot = state.uploads.acquire(&caller.device, limits.max_uploads_per_device)?;
 
     // Refuse before reading when the declared size cannot fit the quota (an object the
-    // facility already holds costs nothing).
-    if let Some(n) = declared {
+    // facility already holds costs nothing). Small bodies are read first and refused after
+    // (below): answering before the body was read closes the connection under a client
+    // still sending, which then sees a broken pipe instead of the 507.
+    if let Some(n) = declared.filter(|n| *n > EARLY_REFUSAL_MIN_BYTES) {
         let (meta, facility, key, quota) =
             (state.meta.clone(), caller.facility.clone(), sha.clone(), limits.facility_quota_bytes);
         blocking(move || {

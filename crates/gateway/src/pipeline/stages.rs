@@ -252,7 +252,27 @@ pub(super) async fn uplink_stage(
         // Commit the ack first, then delete: a crash in between is repaired by repair_spool.
         // Waits for room rather than failing: the hub has the package, the box must say so.
         let (from, to) = (ItemState::Deidentified, ItemState::Acked);
-        gw.persist("uplink", || gw.db.transition(&id, from, to, Update::default())).await?;
+        let acked = gw
+            .persist("uplink", || match gw.db.transition(&id, from, to, Update::default()) {
+                Ok(()) => Ok(true),
+                // A re-export of the exam arrived while this revision was on the wire and
+                // normalize marked it superseded: the hub has it, the newer revision follows
+                // and outranks it there. Done with this one; never an error that would stop
+                // the stage (found by the crash harness).
+                Err(StateError::WrongState { .. })
+                    if matches!(gw.db.get(&id), Ok(i) if i.state == ItemState::Superseded) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            })
+            .await?;
+        if !acked {
+            info!(item = %id, package = %pkg, "package acknowledged after a newer revision superseded it");
+            gw.spool.remove(&id)?;
+            gw.outbox.remove(&pkg)?;
+            continue;
+        }
         gw.soft(|| {
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             gw.db.set_meta(MetaKey::LastUploadAt, &now)
