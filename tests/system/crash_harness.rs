@@ -37,6 +37,10 @@
 //! `scripts/crash_harness.sh` runs the long version (1,000 kills, parameters from
 //! `FGW_HARNESS_*` environment variables, see [`HarnessParams::with_env`]). Failures print the
 //! seed and keep the run's directory (logs of every cycle) for inspection.
+//!
+//! Below the harness: a hub restarted twice during a large upload, and the focused,
+//! deterministic reproductions of what the harness found (a re-export superseding an exam on
+//! the wire; outbox packages left behind by a kill after an ack or after a supersede).
 
 use crate::common;
 use crate::fault_proxy::{CutStyle, Cuts, FaultProxy, Faults, ProxyStats, SplitMix};
