@@ -124,9 +124,15 @@ fn idle_sockets_do_not_lock_out_a_real_report_and_strangers_are_closed_at_accept
     let ack = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         ack.contains("MSA|AA|IDLE0001"),
-        "the real report was refused with {} idle sockets open: {ack} {}",
+        "the real report was refused with {} idle sockets open: {ack} {}\n{}",
         idle.len(),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("hl7") && !l.contains("slot is needed"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // A peer outside the list (another loopback address) is closed before anything is read.

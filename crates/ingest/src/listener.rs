@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// A listener's `listen` setting as an address: an IP address and a non-zero port. The error
@@ -273,6 +273,10 @@ struct Entry {
     peer: IpAddr,
     idle_since: Option<Instant>,
     stop: watch::Sender<bool>,
+    /// The connection this one was closed for: its slot goes there, not back to the pool, so
+    /// no connection accepted in between can take it (a waiter not yet polled is not queued
+    /// on the semaphore; in CI such a theft left a real sender without a slot).
+    successor: Option<oneshot::Sender<OwnedSemaphorePermit>>,
 }
 
 #[derive(Default)]
@@ -284,8 +288,9 @@ struct Table {
 impl Table {
     /// Picks an idle connection to close for a new one, tells it to stop, and marks it busy so
     /// no other new connection picks it too: of the peer holding the most connections, the one
-    /// idle longest. A flood of idle sockets thus closes its own sockets first.
-    fn evict(&mut self) -> Option<IpAddr> {
+    /// idle longest. A flood of idle sockets thus closes its own sockets first. The receiver
+    /// gets the victim's slot once it has closed.
+    fn evict(&mut self) -> Option<(IpAddr, oneshot::Receiver<OwnedSemaphorePermit>)> {
         let mut per_peer: HashMap<IpAddr, usize> = HashMap::new();
         for e in self.conns.values() {
             *per_peer.entry(e.peer).or_default() += 1;
@@ -301,7 +306,9 @@ impl Table {
             .map(|(_, e)| e)?;
         victim.idle_since = None;
         let _ = victim.stop.send(true);
-        Some(victim.peer)
+        let (tx, rx) = oneshot::channel();
+        victim.successor = Some(tx);
+        Some((victim.peer, rx))
     }
 }
 
@@ -338,10 +345,12 @@ impl Activity {
     }
 }
 
-/// Removes its connection from the table when the connection ends.
+/// Removes its connection from the table when the connection ends, and hands its slot to the
+/// connection it was closed for, if any.
 struct Registration {
     id: u64,
     table: Arc<Mutex<Table>>,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Registration {
@@ -350,10 +359,14 @@ impl Registration {
         let mut t = lock(table);
         t.next += 1;
         let id = t.next;
-        // Busy until it has its slot (a connection waiting for one cannot free one).
-        t.conns.insert(id, Entry { peer, idle_since: None, stop: tx });
+        // Idle from the start: nothing has been read from it. A connection waiting for the
+        // slot of one closed for it is a candidate too: closing it passes that slot on once it
+        // arrives. (Registered busy, a burst of idle sockets left a moment in which no
+        // connection was a candidate, and a real sender arriving then was refused.)
+        let idle_since = Some(Instant::now());
+        t.conns.insert(id, Entry { peer, idle_since, stop: tx, successor: None });
         drop(t);
-        let registration = Registration { id, table: Arc::clone(table) };
+        let registration = Registration { id, table: Arc::clone(table), slot: None };
         let activity = registration.activity();
         (registration, Conn { stop: rx, activity })
     }
@@ -372,7 +385,12 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        lock(&self.table).conns.remove(&self.id);
+        let entry = lock(&self.table).conns.remove(&self.id);
+        let successor = entry.and_then(|e| e.successor);
+        if let (Some(slot), Some(next)) = (self.slot.take(), successor) {
+            // If the successor gave up waiting, the slot returns to the pool (dropped).
+            let _ = next.send(slot);
+        }
     }
 }
 
@@ -445,29 +463,30 @@ pub(crate) async fn accept_loop<S: Service>(
                         let (registration, conn) = Registration::new(&table, peer);
                         let served = service.connection(stream, peer, conn);
                         let limit = service.max_connection_time();
-                        let run = supervised::<S, _>(served, registration, peer, limit, &shutdown);
-                        conns.spawn(async move {
-                            run.await;
-                            drop(slot);
-                        });
-                    } else if let Some(victim) = victim {
+                        let slot = std::future::ready(Some(slot));
+                        conns.spawn(supervised::<S, _>(
+                            served,
+                            registration,
+                            slot,
+                            peer,
+                            limit,
+                            &shutdown,
+                        ));
+                    } else if let Some((victim, handoff)) = victim {
                         // Every slot is taken but one is idle: it goes, this one gets its slot.
                         S::PROTOCOL.evicted(victim);
                         let (registration, conn) = Registration::new(&table, peer);
                         let served = service.connection(stream, peer, conn);
                         let limit = service.max_connection_time();
-                        let run = supervised::<S, _>(served, registration, peer, limit, &shutdown);
-                        let slots = Arc::clone(&slots);
-                        conns.spawn(async move {
-                            match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await
-                            {
-                                Ok(Ok(slot)) => {
-                                    run.await;
-                                    drop(slot);
-                                }
-                                _ => S::PROTOCOL.full(peer),
-                            }
-                        });
+                        let slot = handed_over(handoff, Arc::clone(&slots));
+                        conns.spawn(supervised::<S, _>(
+                            served,
+                            registration,
+                            slot,
+                            peer,
+                            limit,
+                            &shutdown,
+                        ));
                     } else if let Ok(permit) = Arc::clone(&busy).try_acquire_owned() {
                         S::PROTOCOL.busy(peer);
                         let answered = service.busy(stream);
@@ -491,18 +510,40 @@ pub(crate) async fn accept_loop<S: Service>(
     while conns.join_next().await.is_some() {}
 }
 
-/// One registered connection under its time limit. Nothing runs until the returned future is
-/// polled (once the connection has its slot); dropping it unpolled closes the socket and
-/// unregisters the connection.
+/// The slot of the connection closed for this one, once that has closed; if the handoff
+/// fails (the closed one was itself waiting and gave up), one from the pool. `None` after
+/// [`EVICTION_WAIT`].
+async fn handed_over(
+    handoff: oneshot::Receiver<OwnedSemaphorePermit>,
+    slots: Arc<Semaphore>,
+) -> Option<OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + EVICTION_WAIT;
+    match tokio::time::timeout_at(deadline, handoff).await {
+        Ok(Ok(slot)) => Some(slot),
+        Ok(Err(_)) => tokio::time::timeout_at(deadline, slots.acquire_owned()).await.ok()?.ok(),
+        Err(_) => None,
+    }
+}
+
+/// One registered connection under its time limit, once `slot` yields its slot (without one
+/// it is closed, logged as "too many connections"). Nothing runs until the returned future is
+/// polled; dropping it unpolled closes the socket and unregisters the connection.
 fn supervised<S: Service, F: Future<Output = ()> + Send + 'static>(
     served: F,
-    registration: Registration,
+    mut registration: Registration,
+    slot: impl Future<Output = Option<OwnedSemaphorePermit>> + Send + 'static,
     peer: IpAddr,
     limit: Duration,
     shutdown: &watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let mut shutdown = shutdown.clone();
     async move {
+        let Some(slot) = slot.await else {
+            S::PROTOCOL.full(peer);
+            return;
+        };
+        // Released, or handed on, when the registration drops.
+        registration.slot = Some(slot);
         // Idle from the moment it has its slot until the service says otherwise.
         registration.activity().idle();
         tokio::pin!(served);
@@ -669,6 +710,37 @@ mod tests {
         assert_eq!(echo(&mut second, b"again").await, b"again");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn twice_the_cap_of_idle_sockets_then_a_sender_many_times() {
+        for _ in 0..50 {
+            let service = Echo { allowed: net("127.0.0.1"), limit: Duration::from_secs(600) };
+            let (addr, stop) = start(service).await;
+            let idle: Vec<_> = (0..2 * Echo::MAX_CONNECTIONS)
+                .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                .collect();
+            let mut sender = TcpStream::connect(addr).await.unwrap();
+            assert_eq!(echo(&mut sender, b"report").await, b"report", "the sender was served");
+            let _ = stop.send(true);
+            drop(idle);
+        }
+    }
+
+    #[test]
+    fn the_slot_of_a_closed_connection_goes_to_the_one_it_was_closed_for() {
+        let slots = Arc::new(Semaphore::new(1));
+        let table = Arc::new(Mutex::new(Table::default()));
+        let (mut held, _conn) = Registration::new(&table, ip("10.0.0.9"));
+        held.slot = Some(Arc::clone(&slots).try_acquire_owned().unwrap());
+        let (_, mut handoff) = lock(&table).evict().unwrap();
+        drop(held);
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "not back in the pool, where anyone could take it"
+        );
+        assert!(handoff.try_recv().is_ok(), "handed to the successor");
+    }
+
     #[tokio::test]
     async fn peers_outside_the_list_are_closed_at_accept() {
         let (addr, _stop) =
@@ -688,24 +760,44 @@ mod tests {
     }
 
     #[test]
+    fn connections_waiting_for_an_evicted_slot_are_candidates_themselves() {
+        // Two slots, both idle sockets; two more idle sockets arrive and each has one closed
+        // for it. Until those close, every slot is held: a sender arriving then must still
+        // find a candidate (before: none, and it was refused).
+        let table = Arc::new(Mutex::new(Table::default()));
+        let held: Vec<_> = (0..2).map(|_| Registration::new(&table, ip("10.0.0.9"))).collect();
+        let first = lock(&table).evict();
+        let second = lock(&table).evict();
+        assert!(first.is_some() && second.is_some());
+        let waiting: Vec<_> = (0..2).map(|_| Registration::new(&table, ip("10.0.0.9"))).collect();
+        let victim = lock(&table).evict().map(|(peer, _)| peer);
+        assert_eq!(victim, Some(ip("10.0.0.9")), "a waiting socket gives way");
+        assert!(waiting.iter().any(|(_, c)| *c.stop.borrow()));
+        drop((held, waiting));
+    }
+
+    #[test]
     fn eviction_picks_the_idle_connection_of_the_busiest_peer() {
         let table = Arc::new(Mutex::new(Table::default()));
         let (a, ca) = Registration::new(&table, ip("10.0.0.1"));
         let (b1, cb1) = Registration::new(&table, ip("10.0.0.2"));
         let (b2, cb2) = Registration::new(&table, ip("10.0.0.2"));
-        assert_eq!(lock(&table).evict(), None, "nothing idle yet");
+        for c in [&ca, &cb1, &cb2] {
+            c.activity.busy();
+        }
+        assert_eq!(lock(&table).evict().map(|(peer, _)| peer), None, "nothing idle");
         ca.activity.idle();
         std::thread::sleep(Duration::from_millis(5));
         cb1.activity.idle();
         cb2.activity.busy();
         // 10.0.0.2 holds two connections: its idle one goes, though 10.0.0.1's is older.
-        assert_eq!(lock(&table).evict(), Some(ip("10.0.0.2")));
+        assert_eq!(lock(&table).evict().map(|(peer, _)| peer), Some(ip("10.0.0.2")));
         assert!(*cb1.stop.borrow());
         assert!(!*cb2.stop.borrow() && !*ca.stop.borrow());
         // A stopped connection cannot become a candidate again.
         cb1.activity.idle();
-        assert_eq!(lock(&table).evict(), Some(ip("10.0.0.1")));
-        assert_eq!(lock(&table).evict(), None);
+        assert_eq!(lock(&table).evict().map(|(peer, _)| peer), Some(ip("10.0.0.1")));
+        assert_eq!(lock(&table).evict().map(|(peer, _)| peer), None);
         drop((a, b1, b2));
         assert!(lock(&table).conns.is_empty(), "registrations remove themselves");
     }

@@ -252,7 +252,12 @@ async fn association<S: DicomSink>(
     let refused = Arc::new(AtomicBool::new(false));
     let access = PeerAccess { peer, cfg: Arc::clone(&ctx.cfg), refused: Arc::clone(&refused) };
     let options = base.clone().ae_access_control(access);
-    let mut scp = match options.establish_async(stream).await {
+    // Until associated the socket is idle: closed at once when its slot is needed.
+    let established = tokio::select! {
+        r = options.establish_async(stream) => r,
+        _ = crate::listener::stopped(&mut shutdown) => return,
+    };
+    let mut scp = match established {
         Ok(scp) => scp,
         Err(e) => {
             // check_access has logged its own refusals (with the AE titles).
