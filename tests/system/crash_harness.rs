@@ -1326,8 +1326,6 @@ fn restore(from: &Path, to: &Path) {
 /// Here the disk of that moment is made exactly: the spool and outbox files of the exam,
 /// saved before its upload, are put back after its acknowledgement.
 #[test]
-#[ignore = "known bug (crash harness report): a kill between the ack and the outbox deletion \
-            leaves the package in the outbox forever"]
 fn a_kill_between_the_ack_and_the_outbox_deletion_leaves_nothing_behind() {
     let mut b = small_box("20261201T0000");
     let log = b.root.join("gw-1.log");
@@ -1363,8 +1361,6 @@ fn a_kill_between_the_ack_and_the_outbox_deletion_leaves_nothing_behind() {
 /// before its uplink stage comes to that item. At the next start only `deidentified` items
 /// are queued for upload, so nothing ever deletes the superseded revision's package.
 #[test]
-#[ignore = "known bug (crash harness report): the package of a revision superseded before a \
-            kill stays in the outbox forever"]
 fn a_revision_superseded_before_a_kill_leaves_nothing_in_the_outbox() {
     let mut b = small_box("20261201T0000");
     let log = b.root.join("gw-1.log");

@@ -241,6 +241,23 @@ impl Outbox {
         Ok(())
     }
 
+    /// The packages whose manifests are in the outbox (names that are no package id, such as
+    /// interrupted writes, are left to [`Outbox::gc`]).
+    pub fn package_ids(&self) -> Result<Vec<PackageId>, OutboxError> {
+        let dir = self.root.join("packages");
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|source| OutboxError::Io { path: dir.clone(), source })?;
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|source| OutboxError::Io { path: dir.clone(), source })?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".json").and_then(|s| PackageId::new(s).ok()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Delete objects no remaining manifest refers to, after moving manifests without a valid
     /// seal aside (they keep nothing alive). Run at start and when idle; cost is one read of
     /// each pending manifest.

@@ -300,6 +300,7 @@ pub async fn run(
     let gw = Arc::new(Gateway::open(cfg)?);
     gw.start_storage();
     gw.repair_spool()?;
+    gw.prune_outbox()?;
     gw.gc_outbox()?;
     // Retention (`quarantine.retention_days`): at start, then once a day (a purge that found
     // no room for its audit record is tried again at the next round).

@@ -289,6 +289,22 @@ impl Gateway {
         })
     }
 
+    /// Removes outbox packages no live item refers to: a kill between an item's `acked`
+    /// commit and its package's removal, or after a re-export superseded a revision whose
+    /// package was waiting, leaves one behind, and nothing else would ever delete it. Run
+    /// at start, before the stages (no package is being written), and before [`Self::gc_outbox`]
+    /// so their objects go too.
+    pub(super) fn prune_outbox(&self) -> Result<(), PipelineError> {
+        let live = self.db.live_packages()?;
+        for id in self.outbox.package_ids()? {
+            if !live.contains(&id) {
+                self.outbox.remove(&id)?;
+                info!(package = %id, "outbox package of a finished item removed");
+            }
+        }
+        Ok(())
+    }
+
     /// Collect unreferenced outbox objects, then count the outbox again (between collections
     /// the count runs high: shared objects, and objects of acknowledged packages, which only
     /// a collection deletes). A collection that finds no room (moving a manifest aside) is

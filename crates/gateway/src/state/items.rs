@@ -7,7 +7,7 @@ use super::{
 use fgw_format::ids::{PackageId, QueueId};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// One row of the items table. `source` is a local locator (batch label, file, row; for
 /// offline runs a position in the input): shown by `gateway quarantine show`, never reported
@@ -279,6 +279,26 @@ impl Db {
 }
 
 impl Db {
+    /// The packages the outbox must keep: those of items neither acknowledged nor superseded
+    /// (de-identified and waiting, or quarantined with a package a redrive may upload).
+    pub fn live_packages(&self) -> Result<HashSet<PackageId>, StateError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT rowid, package_id FROM items WHERE package_id IS NOT NULL
+                     AND state NOT IN ('acked','superseded')",
+                )
+                .map_err(sql("live packages"))?;
+            let mut rows = st.query([]).map_err(sql("live packages"))?;
+            let mut out = HashSet::new();
+            while let Some(r) = rows.next().map_err(sql("live packages"))? {
+                let cells = Cells::new(r, "items")?;
+                out.insert(cells.id("package_id", PackageId::new)?);
+            }
+            Ok(out)
+        })
+    }
+
     /// The daemon's items still to upload (received, normalized or de-identified exams,
     /// reports and DICOM objects) with their lanes, oldest first.
     pub fn pending_uploads(&self) -> Result<Vec<(QueueId, Lane)>, StateError> {
