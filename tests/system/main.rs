@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bench_uplink;
 mod box_state;
 mod burned_in_e2e;
 mod crash_harness;

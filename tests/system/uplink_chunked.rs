@@ -35,9 +35,14 @@ const OBJECT_BYTES: u64 = 20 * MIB;
 /// A package holding `object`, planted as `Outbox::put` writes one (the seal is the hex
 /// HMAC-SHA-256 of the manifest bytes under the outbox key), loaded back through its checks.
 fn stage(dir: &Path, object: &[u8]) -> StagedPackage {
+    stage_exam(dir, "e-000000000000000000000011", object)
+}
+
+/// [`stage`] for the exam `exam_pid`.
+pub(crate) fn stage_exam(dir: &Path, exam_pid: &str, object: &[u8]) -> StagedPackage {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[5u8; 32]);
     let outbox = Outbox::open(dir, key.clone()).unwrap();
-    let m = manifest(F1, "e-000000000000000000000011", 1, &[("images/001.jpg", object)]);
+    let m = manifest(F1, exam_pid, 1, &[("images/001.jpg", object)]);
     let bytes = m.to_bytes();
     let id: PackageId = Manifest::id_of(&bytes);
     std::fs::write(dir.join("objects").join(Sha256Hex::of(object).as_str()), object).unwrap();
@@ -56,11 +61,11 @@ fn stage(dir: &Path, object: &[u8]) -> StagedPackage {
 
 /// What the proxy does, shared with the test.
 #[derive(Default)]
-struct ProxyCtl {
+pub(crate) struct ProxyCtl {
     /// Bytes from the gateway to the hub (TLS records: bodies, headers, handshakes).
-    up: AtomicU64,
+    pub(crate) up: AtomicU64,
     /// Close every connection once `up` reaches this (0 = never).
-    cut_at: AtomicU64,
+    pub(crate) cut_at: AtomicU64,
     /// Once `up` reaches this (0 = never), hold the next answer of the hub for `HOLD`.
     hold_at: AtomicU64,
     held: AtomicBool,
@@ -69,7 +74,7 @@ struct ProxyCtl {
 const HOLD: Duration = Duration::from_secs(4);
 
 /// A TCP proxy to `hub_port` on loopback; returns its port.
-async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
+pub(crate) async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -133,7 +138,7 @@ async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
     port
 }
 
-fn uplink_via(fx: &Fx, port: u16) -> Uplink {
+pub(crate) fn uplink_via(fx: &Fx, port: u16) -> Uplink {
     let d = fx.pki("gw-1");
     Uplink::new(&UplinkConfig {
         hub_url: format!("https://127.0.0.1:{port}"),

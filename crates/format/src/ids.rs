@@ -131,6 +131,26 @@ impl Sha256Hex {
     pub fn of(bytes: &[u8]) -> Self {
         Self(hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)))
     }
+
+    /// The digest of everything `r` yields, read in 64 KiB pieces (objects may be GBs), and
+    /// how many bytes that was.
+    pub fn of_reader(mut r: impl std::io::Read) -> std::io::Result<(Self, u64)> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0u64;
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    ctx.update(&buf[..k]);
+                    n += k as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Self(hex::encode(ctx.finish())), n))
+    }
 }
 
 impl QueueId {
@@ -150,6 +170,13 @@ pub type PackageId = Sha256Hex;
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_streamed_digest_equals_the_whole_one() {
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (sha, n) = Sha256Hex::of_reader(&bytes[..]).unwrap();
+        assert_eq!((sha, n), (Sha256Hex::of(&bytes), bytes.len() as u64));
+    }
+
     #[test]
     fn rejects_path_tricks() {
         assert!(FacilityId::new("../etc").is_err());

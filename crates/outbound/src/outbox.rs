@@ -218,9 +218,11 @@ impl Outbox {
         let mut files = Vec::with_capacity(manifest.files.len());
         for entry in &manifest.files {
             let p = self.object_path(&entry.sha256);
-            let bytes =
-                std::fs::read(&p).map_err(|source| OutboxError::Io { path: p.clone(), source })?;
-            if Sha256Hex::of(&bytes) != entry.sha256 {
+            // Streamed: an object may be a slide of several GB.
+            let io = |source| OutboxError::Io { path: p.clone(), source };
+            let file = std::fs::File::open(&p).map_err(io)?;
+            let (sha, size) = Sha256Hex::of_reader(file).map_err(io)?;
+            if sha != entry.sha256 || size != entry.size {
                 return Err(OutboxError::Corrupt { id: id.clone(), what: entry.path.clone() });
             }
             files.push((entry.clone(), p));
@@ -328,6 +330,57 @@ mod tests {
         let id = Manifest::id_of(bytes);
         std::fs::write(root.join("packages").join(format!("{id}.json")), bytes).unwrap();
         id
+    }
+
+    /// A sealed package with one object, written as `put` writes one.
+    fn plant(root: &Path, outbox: &Outbox, object: &[u8]) -> PackageId {
+        use fgw_format::ids::FacilityId;
+        use fgw_format::package::{Body, DeidInfo, ExamRecord, FORMAT, FORMAT_VERSION};
+        let m = Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            facility_id: FacilityId::new("F0001").unwrap(),
+            body: Body::Exam(ExamRecord {
+                exam_pid: "e-000000000000000000000001".into(),
+                revision: 1,
+                ..Default::default()
+            }),
+            files: vec![FileEntry {
+                path: "images/001.jpg".into(),
+                sha256: Sha256Hex::of(object),
+                size: object.len() as u64,
+                media_type: "image/jpeg".into(),
+            }],
+            deid: DeidInfo {
+                method: "test".into(),
+                tool_version: "0".into(),
+                policy_id: "jed-basic".into(),
+                policy_version: 1,
+                actions: vec![],
+            },
+        };
+        let bytes = m.to_bytes();
+        let id = Manifest::id_of(&bytes);
+        std::fs::write(outbox.object_path(&Sha256Hex::of(object)), object).unwrap();
+        std::fs::write(outbox.seal_path(&id), outbox.seal_of(&bytes)).unwrap();
+        std::fs::write(root.join("packages").join(format!("{id}.json")), &bytes).unwrap();
+        id
+    }
+
+    #[test]
+    fn objects_changed_after_staging_are_caught_by_the_streamed_check() {
+        let d = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(d.path(), key(1)).unwrap();
+        let object: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let id = plant(d.path(), &outbox, &object);
+        assert!(outbox.load(&id).is_ok(), "intact");
+        let path = outbox.object_path(&Sha256Hex::of(&object));
+        let mut flipped = object.clone();
+        flipped[299_999] ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        assert!(matches!(outbox.load(&id), Err(OutboxError::Corrupt { .. })), "one bit");
+        std::fs::write(&path, &object[..200_000]).unwrap();
+        assert!(matches!(outbox.load(&id), Err(OutboxError::Corrupt { .. })), "truncated");
     }
 
     #[test]

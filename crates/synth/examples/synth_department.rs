@@ -1,7 +1,8 @@
 //! Write a synthetic department-system export (fictitious patients) for demos and tests.
 //!
 //! cargo run --example synth_department -- OUT_DIR [--seed N] [--exams N]
-//!     [--images-per-exam N] [--batch NAME] [--utf8] [--overlay] [--truth FILE]
+//!     [--images-per-exam N] [--width PX] [--height PX] [--batch NAME] [--utf8] [--overlay]
+//!     [--truth FILE]
 //!
 //! The same seed re-exports the same exams: run twice with another --batch for a re-export.
 
@@ -10,7 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: synth_department OUT_DIR [--seed N] [--exams N] \
-                     [--images-per-exam N] [--batch NAME] [--utf8] [--overlay] [--truth FILE]";
+                     [--images-per-exam N] [--width PX] [--height PX] [--batch NAME] [--utf8] \
+                     [--overlay] [--truth FILE]";
 
 fn parse() -> Result<(PathBuf, SynthOptions, Option<PathBuf>), String> {
     let mut opts = SynthOptions::default();
@@ -21,6 +23,7 @@ fn parse() -> Result<(PathBuf, SynthOptions, Option<PathBuf>), String> {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         let num =
             |s: String, name: &str| s.parse::<u64>().map_err(|_| format!("{name}: not a number"));
+        let px = |n: u64, name: &str| u32::try_from(n).map_err(|_| format!("{name}: too large"));
         match a.as_str() {
             "--seed" => opts.seed = num(value("--seed")?, "--seed")?,
             "--exams" => opts.exams = num(value("--exams")?, "--exams")? as usize,
@@ -28,6 +31,8 @@ fn parse() -> Result<(PathBuf, SynthOptions, Option<PathBuf>), String> {
                 opts.images_per_exam =
                     num(value("--images-per-exam")?, "--images-per-exam")? as usize
             }
+            "--width" => opts.width = px(num(value("--width")?, "--width")?, "--width")?,
+            "--height" => opts.height = px(num(value("--height")?, "--height")?, "--height")?,
             "--batch" => opts.batch = value("--batch")?,
             "--utf8" => opts.encoding = SynthEncoding::Utf8Bom,
             "--overlay" => opts.overlay = fgw_synth::SynthOverlay::Processor,

@@ -385,7 +385,16 @@ pub async fn run(
     drop(to_up);
 
     let poll = Duration::from_secs(gw.cfg.export.poll_interval_secs);
+    let mut stage_ended = false;
     loop {
+        // A stage that ends before it is told to (an error it cannot retry) would leave its
+        // items waiting while ingest goes on: stop instead, loudly, so the service manager
+        // restarts the daemon and the start-up repair runs.
+        if [&norm, &gate, &up, &reports, &dicom].iter().any(|h| h.is_finished()) {
+            error!("a pipeline stage stopped unexpectedly; the daemon stops");
+            stage_ended = true;
+            break;
+        }
         let g = gw.clone();
         let tx = to_norm.clone();
         let new_items = tokio::task::spawn_blocking(move || ingest::scan_export(&g, &tx))
@@ -431,6 +440,9 @@ pub async fn run(
     room::stopped_is_ok(dicom.await.map_err(|e| joined("dicom", e))?)?;
     for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
         room::stopped_is_ok(h.await.map_err(|e| joined(name, e))?)?;
+    }
+    if stage_ended {
+        return Err(PipelineError::Stage("a stage stopped before shutdown".into()));
     }
     Ok(())
 }
