@@ -6,11 +6,11 @@
 //! The time to clear divides them by the measured upload rate (a moving average kept by the
 //! uplink), capped by the configured bandwidth limit when one applies now.
 
+use crate::spool::Spool;
 use crate::state::{Db, Lane, MetaKey, StateError};
-use fgw_format::ids::QueueId;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Items and bytes waiting in one lane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ pub fn measure(db: &Db, spool_dir: &Path, rate_cap: Option<u64>) -> Result<Backl
     let mut lanes: BTreeMap<Lane, LaneBacklog> =
         [(Lane::Current, LaneBacklog::default()), (Lane::Backlog, LaneBacklog::default())].into();
     for (id, lane) in db.pending_uploads()? {
-        let bytes = std::fs::metadata(spool_file(spool_dir, &id)).map(|m| m.len()).unwrap_or(0);
+        let bytes = std::fs::metadata(Spool::file_in(spool_dir, &id)).map(|m| m.len()).unwrap_or(0);
         let l = lanes.entry(lane).or_default();
         l.items += 1;
         l.bytes += bytes;
@@ -70,12 +70,6 @@ pub fn measure(db: &Db, spool_dir: &Path, rate_cap: Option<u64>) -> Result<Backl
     };
     backlog.eta_secs = eta(backlog.total().bytes, rate);
     Ok(backlog)
-}
-
-/// Where the spool keeps item `id` (as `Spool::path`; status reads sizes without the
-/// spool's key).
-fn spool_file(dir: &Path, id: &QueueId) -> PathBuf {
-    dir.join(format!("{id}.fgws"))
 }
 
 fn eta(bytes: u64, rate: Option<u64>) -> Option<u64> {
@@ -124,7 +118,7 @@ mod tests {
         for (n, lane) in [Lane::Current, Lane::Backlog, Lane::Backlog].into_iter().enumerate() {
             let item = NewItem { lane, ..NewItem::new(ItemKind::Dicom, Origin::Daemon, "test") };
             spool.put_bytes(&item.id, &vec![0u8; 1000 * (n + 1)]).unwrap();
-            assert_eq!(spool.path(&item.id), spool_file(&dir.path().join("spool"), &item.id));
+            assert_eq!(spool.path(&item.id), Spool::file_in(&dir.path().join("spool"), &item.id));
             *sizes.entry(lane).or_insert(0) +=
                 std::fs::metadata(spool.path(&item.id)).unwrap().len();
             db.insert(&item).unwrap();

@@ -68,7 +68,13 @@ impl Spool {
 
     /// The file of item `id`.
     pub fn path(&self, id: &QueueId) -> PathBuf {
-        self.dir.join(format!("{id}.fgws"))
+        Spool::file_in(&self.dir, id)
+    }
+
+    /// Where a spool in `dir` keeps item `id`; for readers without the spool's key (status
+    /// reads sizes only).
+    pub fn file_in(dir: &Path, id: &QueueId) -> PathBuf {
+        dir.join(format!("{id}.fgws"))
     }
 
     /// Store an exam with its images, durably.

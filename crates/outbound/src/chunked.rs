@@ -15,7 +15,7 @@
 //! usually lost to the connection it closes.
 
 use crate::body::{range_body, FileRange};
-use crate::uplink::{describe, failure, send_failed, Uplink, UplinkError};
+use crate::uplink::{failure, json_answer, send_failed, Uplink, UplinkError};
 use fgw_format::ids::Sha256Hex;
 use fgw_format::package::protocol::{
     ChunkAck, MissingChunks, ObjectAck, UploadRequest, UploadSession, CHUNK_SHA256_HEADER, UPLOADS,
@@ -213,10 +213,7 @@ impl Uplink {
         if !resp.status().is_success() {
             return Err(failure(ROUTE_OPEN, resp).await);
         }
-        resp.json().await.map_err(|e| UplinkError::Protocol {
-            route: ROUTE_OPEN,
-            what: format!("session is not valid JSON ({})", describe(e)),
-        })
+        json_answer(ROUTE_OPEN, resp, "session").await
     }
 
     async fn put_chunk(
@@ -272,10 +269,7 @@ impl Uplink {
             s if !s.is_success() => return Err(failure(ROUTE_PUT_CHUNK, resp).await),
             _ => {}
         }
-        let ack: ChunkAck = resp.json().await.map_err(|e| UplinkError::Protocol {
-            route: ROUTE_PUT_CHUNK,
-            what: format!("chunk acknowledgement is not valid JSON ({})", describe(e)),
-        })?;
+        let ack: ChunkAck = json_answer(ROUTE_PUT_CHUNK, resp, "chunk acknowledgement").await?;
         if ack.index != index || ack.sha256.as_str() != sha256 {
             return Err(UplinkError::Protocol {
                 route: ROUTE_PUT_CHUNK,
@@ -331,10 +325,7 @@ impl Uplink {
             s if !s.is_success() => return Err(failure(ROUTE_COMMIT, resp).await),
             _ => {}
         }
-        let ack: ObjectAck = resp.json().await.map_err(|e| UplinkError::Protocol {
-            route: ROUTE_COMMIT,
-            what: format!("object acknowledgement is not valid JSON ({})", describe(e)),
-        })?;
+        let ack: ObjectAck = json_answer(ROUTE_COMMIT, resp, "object acknowledgement").await?;
         if ack.sha256 != entry.sha256 {
             return Err(UplinkError::Protocol {
                 route: ROUTE_COMMIT,

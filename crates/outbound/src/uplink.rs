@@ -377,6 +377,18 @@ pub(crate) fn send_failed(route: &'static str, e: reqwest::Error) -> UplinkError
 }
 
 /// Turn a non-success response into the error class the pipeline acts on.
+/// A success answer's JSON body as `T`; `what` names the body in the protocol error.
+pub(crate) async fn json_answer<T: serde::de::DeserializeOwned>(
+    route: &'static str,
+    resp: Response,
+    what: &str,
+) -> Result<T, UplinkError> {
+    resp.json().await.map_err(|e| UplinkError::Protocol {
+        route,
+        what: format!("{what} is not valid JSON ({})", describe(e)),
+    })
+}
+
 pub(crate) async fn failure(route: &'static str, resp: Response) -> UplinkError {
     let status = resp.status();
     let message = match resp.json::<ApiError>().await {
@@ -502,10 +514,7 @@ impl Uplink {
         if !resp.status().is_success() {
             return Err(failure(ROUTE_LIST, resp).await);
         }
-        resp.json().await.map_err(|e| UplinkError::Protocol {
-            route: ROUTE_LIST,
-            what: format!("listing is not valid JSON ({})", describe(e)),
-        })
+        json_answer(ROUTE_LIST, resp, "listing").await
     }
 
     /// Reachability and authentication check (`gateway doctor`-style).
@@ -627,10 +636,7 @@ impl Uplink {
         if !status.is_success() {
             return Err(failure(ROUTE_PUT_PACKAGE, resp).await);
         }
-        let ack: Ack = resp.json().await.map_err(|e| UplinkError::Protocol {
-            route: ROUTE_PUT_PACKAGE,
-            what: format!("acknowledgement is not valid JSON ({})", describe(e)),
-        })?;
+        let ack: Ack = json_answer(ROUTE_PUT_PACKAGE, resp, "acknowledgement").await?;
         // An ack for anything else would let us delete data the hub does not hold.
         if &ack.package_id != pkg.id() || ack.facility_id != pkg.manifest().facility_id {
             return Err(UplinkError::Protocol {
