@@ -26,7 +26,7 @@ BIN=$ROOT/target/release
 rm -rf "$WORK"; mkdir -p "$WORK/export" "$WORK/gw/pki" "$WORK/hub"
 "$BIN/examples/synth_department" "$WORK/export" --exams "$EXAMS" --images-per-exam "$IMAGES" \
   --width "$WIDTH" --height "$HEIGHT" --seed 11 --batch 20261201T0800 > /dev/null
-echo "export: $(du -sh "$WORK/export" | cut -f1), $(find "$WORK/export" -name '*.jpg' | wc -l) images"
+echo "export: $(du -sh "$WORK/export" | cut -f1), $(find "$WORK/export" \( -name '*.jpg' -o -name '*.png' \) | wc -l) images"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'listen = "127.0.0.1:%s"\ndata_dir = "data"\n' "$PORT" > "$WORK/hub/hub.toml"

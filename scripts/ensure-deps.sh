@@ -18,10 +18,11 @@ done
 # libclang for its bindings), Japanese fonts for the burned-in text test images, libjpeg-turbo's
 # cjpeg/djpeg as the reference JPEG encoder/decoder in the DCT-masking tests; MeCab and its IPA
 # dictionary for names without cues in free text (fgw-deid links libmecab; the gateway refuses
-# to start without the dictionary).
+# to start without the dictionary). The TPM 2.0 software stack for the box's keys (fgw-identity
+# links libtss2 through tss-esapi), and swtpm with tpm2-tools for its tests.
 for pkg in libtesseract-dev libleptonica-dev libclang-dev clang tesseract-ocr tesseract-ocr-jpn \
            tesseract-ocr-eng fonts-noto-cjk fonts-ipafont-gothic libjpeg-turbo-progs \
-           mecab libmecab-dev mecab-ipadic-utf8; do
+           mecab libmecab-dev mecab-ipadic-utf8 libtss2-dev swtpm tpm2-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

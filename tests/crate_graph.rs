@@ -132,6 +132,9 @@ fn every_workspace_crate_has_a_side() {
         // crate -> the workspace crates it may depend on directly
         ("fgw-format", &[][..]),
         ("fgw-tls", &["fgw-format"][..]),
+        // The box's keys (TPM or, for development, a file): below TLS users, above nothing
+        // that reads exam data.
+        ("fgw-identity", &["fgw-tls"][..]),
         ("fgw-records", &["fgw-format"][..]),
         ("fgw-deid", &["fgw-format", "fgw-records"][..]),
         ("fgw-ingest", &["fgw-format", "fgw-records"][..]),

@@ -105,7 +105,12 @@ impl Fx {
 
 /// Send one `GET /v1/health` on an open connection and return the status line's code.
 pub(crate) async fn health_on(s: &mut TlsStream<TcpStream>) -> u16 {
-    s.write_all(b"GET /v1/health HTTP/1.1\r\nhost: hub\r\n\r\n").await.unwrap();
+    get_on(s, "/v1/health").await
+}
+
+/// Send one `GET <path>` on an open connection and return the status line's code.
+pub(crate) async fn get_on(s: &mut TlsStream<TcpStream>, path: &str) -> u16 {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: hub\r\n\r\n").as_bytes()).await.unwrap();
     let head = read_head(s).await.expect("a response");
     // The body is small JSON; read it so the connection is ready for the next request.
     let len = content_length(&head).unwrap_or(0);

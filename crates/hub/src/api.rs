@@ -1,7 +1,10 @@
 //! The hub's HTTP API (`docs/package-format.md#upload-protocol`).
 //!
 //! Authentication happened in the TLS layer ([`super::server`]): every request carries a
-//! [`Peer`] extension for its connection. Handlers only authorize (role, facility).
+//! [`ConnPeer`] extension for its connection (the client certificate's fingerprint and the
+//! CA it chains to). The registry is consulted on **every request** ([`Identity`]), not once
+//! per connection, so a revocation cuts an open keep-alive connection at its next request.
+//! Handlers only authorize (role, facility, which certificate).
 //! Error bodies are [`ApiError`] JSON whose text names ids and reasons, never data values;
 //! logs carry device id, method, route, status and package id only.
 //!
@@ -10,8 +13,10 @@
 //! uploads in progress; a facility sees and references only the objects it uploaded.
 //! Chunked upload sessions ([`super::uploads`]) stream their chunks under the same rules.
 
+use super::enroll::{CsrProblem, EnrollError, EnrollSettings, Serial};
+use super::est;
 use super::intake::{self, IntakeError, ObjectIntake};
-use super::store::{MetaStore, ObjectStore, StoreError};
+use super::store::{CredentialKind, MetaStore, ObjectStore, SerialStatus, StoreError};
 use super::uploads::{self, UploadError};
 use super::{Caller, Role};
 use axum::body::{Body, Bytes};
@@ -67,6 +72,8 @@ pub(crate) struct HubState {
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) limits: Limits,
     pub(crate) uploads: UploadSlots,
+    /// Enrollment: the society CA's files, certificate lifetime, what boxes are handed.
+    pub(crate) enroll: Arc<EnrollSettings>,
 }
 
 /// Uploads in progress per device.
@@ -106,14 +113,89 @@ impl Drop for UploadSlot {
     }
 }
 
-/// Who is on the other end of a connection, decided once per TLS connection.
+/// What the TLS handshake established about a connection; attached to each of its requests.
 #[derive(Debug, Clone)]
-pub(crate) enum Peer {
+pub(crate) struct ConnPeer {
+    /// SHA-256 of the client's leaf certificate (DER): what the registry is keyed on.
+    pub(crate) fingerprint: Sha256Hex,
+    /// The CA its chain ends at.
+    pub(crate) anchor: Anchor,
+    /// The connection's number, in the logs (requests of one keep-alive connection share it).
+    pub(crate) conn: u64,
+}
+
+/// The root a client certificate chains to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Anchor {
+    /// The society CA: operational and `issue-device` certificates.
+    Society,
+    /// The manufacturing CA: IDevIDs, which may only enroll.
+    Manufacturing,
+}
+
+/// What the registry says about a request's certificate at the time of the request.
+#[derive(Debug, Clone)]
+pub(crate) enum Identity {
+    /// A certificate of `hub issue-device`.
     Registered(Caller),
-    /// Chained to the CA but not in the registry (or revoked by deletion): every request 403.
-    Unregistered {
-        fingerprint: Sha256Hex,
-    },
+    /// An operational certificate of an enrolled box.
+    Operational { caller: Caller, serial: Serial },
+    /// A box's IDevID: it may only enroll.
+    Idevid { serial: Serial, facility: FacilityId },
+}
+
+impl Identity {
+    /// The API caller, for every certificate but an IDevID.
+    fn caller(&self) -> Option<&Caller> {
+        match self {
+            Identity::Registered(c) | Identity::Operational { caller: c, .. } => Some(c),
+            Identity::Idevid { .. } => None,
+        }
+    }
+
+    /// Device id or serial, for the log.
+    fn name(&self) -> &str {
+        match self {
+            Identity::Registered(c) | Identity::Operational { caller: c, .. } => c.device.as_str(),
+            Identity::Idevid { serial, .. } => serial.as_str(),
+        }
+    }
+}
+
+/// Look the request's certificate up: `issue-device` registrations (society CA), then the
+/// certificates issued to registered boxes, whose serial must not be revoked. A fingerprint
+/// found under the other CA than the one it was issued by is refused too.
+async fn identify(state: &HubState, peer: &ConnPeer) -> Result<Identity, ApiFailure> {
+    let (meta, fp, anchor) = (state.meta.clone(), peer.fingerprint.clone(), peer.anchor);
+    blocking(move || {
+        if anchor == Anchor::Society {
+            if let Some(rec) = meta.device_by_fingerprint(&fp)? {
+                let caller = Caller { device: rec.device, facility: rec.facility, role: rec.role };
+                return Ok(Ok(Identity::Registered(caller)));
+            }
+        }
+        let Some(cred) = meta.credential_by_fingerprint(&fp)? else {
+            return Ok(Err(ApiFailure::Unregistered));
+        };
+        if cred.status == SerialStatus::Revoked {
+            return Ok(Err(ApiFailure::Revoked { serial: cred.serial }));
+        }
+        Ok(match (cred.kind, anchor) {
+            (CredentialKind::Operational, Anchor::Society) => Ok(Identity::Operational {
+                caller: Caller {
+                    device: cred.serial.device_id(),
+                    facility: cred.facility,
+                    role: Role::Device,
+                },
+                serial: cred.serial,
+            }),
+            (CredentialKind::Idevid, Anchor::Manufacturing) => {
+                Ok(Identity::Idevid { serial: cred.serial, facility: cred.facility })
+            }
+            _ => Err(ApiFailure::Unregistered),
+        })
+    })
+    .await?
 }
 
 /// Why a request failed; each maps to one status. Messages carry ids and reasons only.
@@ -121,6 +203,16 @@ pub(crate) enum Peer {
 pub(crate) enum ApiFailure {
     #[error("client certificate is not registered with this hub")]
     Unregistered,
+    #[error("serial {serial} is revoked")]
+    Revoked { serial: Serial },
+    #[error("an IDevID may only enroll (POST {})", est::SIMPLEENROLL)]
+    IdevidOnlyEnrolls,
+    #[error("{action} needs {needs}")]
+    WrongCertificate { action: &'static str, needs: &'static str },
+    #[error("certificate request refused: {problem}")]
+    BadCsr { problem: CsrProblem },
+    #[error("enrollment is not available on this hub")]
+    EnrollUnavailable,
     #[error("role {} may not {action}", role.as_str())]
     RoleNotAllowed { role: Role, action: &'static str },
     #[error("facility {requested} is not the certificate's facility {caller}")]
@@ -153,8 +245,14 @@ impl ApiFailure {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiFailure::Unregistered
+            | ApiFailure::Revoked { .. }
+            | ApiFailure::IdevidOnlyEnrolls
+            | ApiFailure::WrongCertificate { .. }
             | ApiFailure::RoleNotAllowed { .. }
             | ApiFailure::ForeignFacility { .. } => StatusCode::FORBIDDEN,
+            ApiFailure::BadCsr { problem: CsrProblem::TooLarge } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiFailure::BadCsr { .. } => StatusCode::BAD_REQUEST,
+            ApiFailure::EnrollUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiFailure::Intake(e) => match e {
                 IntakeError::BadParam { .. } | IntakeError::BadLength => StatusCode::BAD_REQUEST,
                 IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -183,6 +281,7 @@ impl ApiFailure {
             ApiFailure::BodyTimeout { .. }
                 | ApiFailure::BodyRead
                 | ApiFailure::Intake(IntakeError::TooLarge { .. })
+                | ApiFailure::BadCsr { problem: CsrProblem::TooLarge }
         ) || matches!(self, ApiFailure::Upload(e) if e.leaves_body_unread())
     }
 }
@@ -208,6 +307,25 @@ impl From<StoreError> for ApiFailure {
                 ApiFailure::Upload(UploadError::MissingChunks { upload, missing: vec![index] })
             }
             other => ApiFailure::Store(other),
+        }
+    }
+}
+
+impl From<EnrollError> for ApiFailure {
+    fn from(e: EnrollError) -> Self {
+        match e {
+            EnrollError::Csr { problem, .. } => ApiFailure::BadCsr { problem },
+            EnrollError::Store(StoreError::SerialRevoked { serial }) => {
+                ApiFailure::Revoked { serial }
+            }
+            EnrollError::Store(StoreError::UnknownSerial { .. })
+            | EnrollError::UnknownSerial { .. } => ApiFailure::Unregistered,
+            EnrollError::Store(s) => s.into(),
+            other => {
+                // The society CA's files (paths) are the operator's business, not the box's.
+                tracing::error!(error = %other, "enrollment failed");
+                ApiFailure::EnrollUnavailable
+            }
         }
     }
 }
@@ -262,6 +380,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|_| ApiFailure::Internal)?.map_err(Into::into)
 }
 
+/// [`blocking`] for enrollment work (signing, registry).
+pub(crate) async fn blocking_enroll<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EnrollError> + Send + 'static,
+) -> Result<T, ApiFailure> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| ApiFailure::Internal)?.map_err(Into::into)
+}
+
 pub(crate) fn require_device(caller: &Caller, action: &'static str) -> Result<(), ApiFailure> {
     match caller.role {
         Role::Device => Ok(()),
@@ -269,11 +394,14 @@ pub(crate) fn require_device(caller: &Caller, action: &'static str) -> Result<()
     }
 }
 
-/// The API router. Requests must carry a [`Peer`] extension (inserted per connection by the
-/// server; tests may insert it directly).
+/// The API router. Requests must carry a [`ConnPeer`] extension (inserted per connection by
+/// the server; tests may insert it directly).
 pub(crate) fn router(state: Arc<HubState>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route(est::SIMPLEENROLL, post(est::simpleenroll))
+        .route(est::SIMPLEREENROLL, post(est::simplereenroll))
+        .route(est::DEVICE_CONFIG, get(est::device_config))
         .route(&format!("{OBJECTS}/:sha256"), get(get_object_head).put(put_object))
         .route(&format!("{PACKAGES}/:package_id"), put(put_package))
         .route("/v1/facilities/:facility/exams", get(list_exams))
@@ -283,44 +411,61 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route(&format!("{UPLOADS}/:upload_id/chunks/:index"), put(uploads::put_chunk))
         .route(&format!("{UPLOADS}/:upload_id/commit"), post(uploads::commit))
         .fallback(|| async { ApiFailure::NotFound })
-        .with_state(state)
-        // Outermost: authorize the connection's peer, then log the outcome.
-        .layer(middleware::from_fn(authorize_and_log))
+        .with_state(state.clone())
+        // Outermost: look the certificate up, authorize, then log the outcome.
+        .layer(middleware::from_fn_with_state(state, authorize_and_log))
 }
 
-async fn authorize_and_log(mut req: Request, next: Next) -> Response {
+async fn authorize_and_log(
+    State(state): State<Arc<HubState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let (route, package_id) = intake::log_route(req.uri().path());
     let method = req.method().clone();
-
-    match req.extensions().get::<Peer>().cloned() {
-        Some(Peer::Registered(caller)) => {
-            let device = caller.device.clone();
-            req.extensions_mut().insert(caller);
-            let resp = next.run(req).await;
-            tracing::info!(
-                device = %device,
-                method = %method,
-                route,
-                status = resp.status().as_u16(),
-                package_id = package_id.as_ref().map(|p| p.as_str()),
-                "request"
-            );
-            resp
+    // Only absent if the router is served without the TLS layer: fail closed.
+    let Some(peer) = req.extensions().get::<ConnPeer>().cloned() else {
+        return ApiFailure::Unregistered.into_response();
+    };
+    let identity = match identify(&state, &peer).await {
+        Ok(Identity::Idevid { .. }) if route != est::SIMPLEENROLL => {
+            Err(ApiFailure::IdevidOnlyEnrolls)
         }
-        Some(Peer::Unregistered { fingerprint }) => {
-            let resp = ApiFailure::Unregistered.into_response();
+        other => other,
+    };
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            let reason = refusal.to_string();
+            let resp = refusal.into_response();
             tracing::warn!(
-                fingerprint = %fingerprint,
+                fingerprint = %peer.fingerprint,
+                conn = peer.conn,
                 method = %method,
                 route,
                 status = resp.status().as_u16(),
-                "request from an unregistered certificate"
+                reason,
+                "request refused"
             );
-            resp
+            return resp;
         }
-        // Only reachable if the router is served without the TLS layer: fail closed.
-        None => ApiFailure::Unregistered.into_response(),
+    };
+    let name = identity.name().to_string();
+    if let Some(caller) = identity.caller() {
+        req.extensions_mut().insert(caller.clone());
     }
+    req.extensions_mut().insert(identity);
+    let resp = next.run(req).await;
+    tracing::info!(
+        device = %name,
+        conn = peer.conn,
+        method = %method,
+        route,
+        status = resp.status().as_u16(),
+        package_id = package_id.as_ref().map(|p| p.as_str()),
+        "request"
+    );
+    resp
 }
 
 #[derive(Serialize)]

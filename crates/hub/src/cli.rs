@@ -9,6 +9,7 @@
 use clap::{Args, Parser, Subcommand};
 use fgw_format::ids::{DeviceId, FacilityId};
 use fgw_hub::ca;
+use fgw_hub::enroll::{self, Serial};
 use fgw_hub::gc;
 use fgw_hub::store::{FsObjectStore, MetaStore, SqliteMetaStore};
 use fgw_hub::Role;
@@ -40,8 +41,14 @@ struct ConfigArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create the society CA and the hub's server certificate (refuses to overwrite).
+    /// Create the society CA and the hub's server certificate (refuses to overwrite), and the
+    /// manufacturing CA unless it exists.
     Init(ConfigArgs),
+    /// Create the manufacturing CA (signs IDevIDs) of a hub initialised without one.
+    InitManufacturing(ConfigArgs),
+    /// Boxes with a device identity (IDevID): add, revoke, show.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Issue a client certificate for a gateway (or operator) and register it.
     IssueDevice {
         #[command(flatten)]
@@ -88,6 +95,41 @@ enum Listing {
 }
 
 #[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Sign a box's IDevID from its CSR with the manufacturing CA, register the serial to the
+    /// facility, and write DIR/idevid.crt and DIR/ca.crt (refuses to overwrite). The same
+    /// serial, facility and key again writes the same IDevID.
+    Add {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The box's serial (`gateway identity init` prints it).
+        #[arg(long)]
+        serial: Serial,
+        #[arg(long)]
+        facility: FacilityId,
+        /// The PKCS#10 request of the box's identity key (PEM, or DER).
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        /// Output directory for idevid.crt and ca.crt (must not contain them).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Revoke a box: every certificate of the serial (IDevID, operational) gets 403 from its
+    /// next request on, on open connections too. For good.
+    Revoke {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        serial: Serial,
+    },
+    /// Print a box's registration as JSON (status, facility, enrollment times).
+    Show {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        serial: Serial,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Parse and validate a config file; print the effective settings.
     Check { file: PathBuf },
@@ -101,6 +143,10 @@ enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Enroll(#[from] enroll::EnrollError),
+    #[error("serial {0} is not registered")]
+    UnknownSerial(Serial),
     #[error(transparent)]
     Store(#[from] fgw_hub::store::StoreError),
     #[error(transparent)]
@@ -169,11 +215,16 @@ fn effective(cfg: &HubConfig) -> serde_json::Value {
         "max_upload_bytes": cfg.max_upload_bytes,
         "max_open_uploads_per_facility": cfg.max_open_uploads_per_facility,
         "upload_session_ttl_secs": cfg.upload_session_ttl_secs,
+        "operational_cert_days": cfg.operational_cert_days,
+        "facility_config": cfg.facility_config,
+        "vpn": cfg.vpn,
         "tls": {
             "ca_cert": cfg.ca_cert(),
             "ca_key": cfg.ca_key(),
             "server_cert": cfg.server_cert(),
             "server_key": cfg.server_key(),
+            "manufacturing_ca_cert": cfg.manufacturing_ca_cert(),
+            "manufacturing_ca_key": cfg.manufacturing_ca_key(),
         },
         "db": cfg.db_path(),
         "objects": cfg.objects_dir(),
@@ -207,7 +258,49 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 "ca_cert": out.ca_cert,
                 "server_cert": out.server_cert,
                 "ca_fingerprint": out.ca_fingerprint,
+                "manufacturing_ca_cert": out.manufacturing.as_ref().map(|m| &m.cert),
+                "manufacturing_ca_fingerprint": out.manufacturing.as_ref().map(|m| &m.fingerprint),
             }));
+        }
+        Command::InitManufacturing(args) => {
+            let cfg = load(&args)?;
+            let out = ca::init_manufacturing(&cfg)?;
+            print_json(&json!({
+                "manufacturing_ca_cert": out.cert,
+                "manufacturing_ca_fingerprint": out.fingerprint,
+            }));
+        }
+        Command::Device(DeviceCommand::Add { cfg: args, serial, facility, csr, out }) => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let added = enroll::device_add(&cfg, &meta, &serial, &facility, &csr, &out)?;
+            let status = meta.serial(&serial)?.map(|r| r.status);
+            print_json(&json!({
+                "serial": added.serial,
+                "facility": added.facility,
+                "status": status,
+                "idevid": added.idevid,
+                "ca_cert": added.ca_cert,
+                "fingerprint": added.fingerprint,
+                "existing": added.existing,
+            }));
+        }
+        Command::Device(DeviceCommand::Revoke { cfg: args, serial }) => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let r = enroll::device_revoke(&meta, &serial)?;
+            print_json(&json!({
+                "serial": serial,
+                "status": "revoked",
+                "previous": r.previous,
+                "device_certificates_removed": r.device_certificates_removed,
+            }));
+        }
+        Command::Device(DeviceCommand::Show { cfg: args, serial }) => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let rec = meta.serial(&serial)?.ok_or(CliError::UnknownSerial(serial))?;
+            print_json(&serde_json::to_value(rec).expect("record serializes"));
         }
         Command::IssueDevice { cfg: args, device, facility, role, out } => {
             let cfg = load(&args)?;
@@ -291,6 +384,10 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(cli.command, Command::IssueDevice { role: Role::Operator, .. }));
+        let cli = Cli::try_parse_from(["hub", "device", "revoke", "--config", "h", "fgw-01"]);
+        assert!(matches!(cli.unwrap().command, Command::Device(DeviceCommand::Revoke { .. })));
+        let bad_serial = ["hub", "device", "revoke", "--config", "h", "a_b"];
+        assert!(Cli::try_parse_from(bad_serial).is_err());
         assert!(
             Cli::try_parse_from(["hub", "list", "--config", "h", "--facility", "../x"]).is_err()
         );

@@ -19,17 +19,32 @@
 //! max_upload_bytes = 68719476736     # 64 GiB: largest object sent through a session
 //! max_open_uploads_per_facility = 64 # open upload sessions of one facility; more get 429
 //! upload_session_ttl_secs = 604800   # 7 days: an untouched session is collected
+//! operational_cert_days = 30         # lifetime of an enrolled box's certificate (1 ..= 365)
 //!
 //! [tls]                              # each defaults to <data_dir>/pki/<file>
 //! ca_cert = "pki/ca.crt"
 //! ca_key = "pki/ca.key"
 //! server_cert = "pki/server.crt"
 //! server_key = "pki/server.key"
+//! manufacturing_ca_cert = "pki/manufacturing-ca.crt"
+//! manufacturing_ca_key = "pki/manufacturing-ca.key"
+//!
+//! [facility_config.F0001]            # handed to F0001's boxes as they enroll (free-form)
+//! note = "anything the gateway reads"
+//!
+//! [vpn]                              # placeholder peer data handed out at enrollment
+//! hub_public_key = "<WireGuard public key, base64>"
+//! endpoint = "hub.example.org:51820"
+//! allowed_ips = ["10.99.0.1/32"]
 //! ```
+//!
+//! `docs/enrollment.md` describes the enrollment keys and the manufacturing CA.
 //!
 //! Relative paths (including `data_dir`) are relative to the directory of the config file.
 
+use fgw_format::ids::FacilityId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +62,9 @@ const MAX_SECS: u64 = 365 * 24 * 3600;
 const MAX_CHUNK_BYTES_LIMIT: u64 = 1 << 30;
 /// Upper bound for `max_upload_bytes` (sizes are summed in SQLite's signed 64 bits).
 const MAX_UPLOAD_BYTES_LIMIT: u64 = 1 << 46;
+/// Upper bound for `operational_cert_days`: an operational certificate is meant to be short
+/// lived; revocation is by registry, so a long one only widens what a stolen key buys.
+const MAX_OPERATIONAL_CERT_DAYS: u32 = 365;
 /// Most chunks one session may have (`max_upload_bytes / min_chunk_bytes`): the session's
 /// answer lists every chunk received.
 const MAX_CHUNKS_PER_UPLOAD: u64 = 1 << 20;
@@ -157,6 +175,20 @@ pub struct HubConfig {
     /// before garbage collection deletes it with its chunks. Default 604800 (7 days).
     #[serde(default = "default_upload_session_ttl_secs")]
     pub upload_session_ttl_secs: u64,
+    /// Days an operational certificate issued at enrollment (`/.well-known/est/simpleenroll`,
+    /// `simplereenroll`) is valid. Default 30 (1 ..= 365); the box is told to renew after two
+    /// thirds of it.
+    #[serde(default = "default_operational_cert_days")]
+    pub operational_cert_days: u32,
+    /// Per facility, the settings handed to its boxes at enrollment and by
+    /// `GET /v1/device/config`, as a JSON object. Free-form: the gateway gives them their
+    /// meaning. Default: none (an empty object).
+    #[serde(default)]
+    pub facility_config: BTreeMap<FacilityId, serde_json::Map<String, serde_json::Value>>,
+    /// The VPN peer data handed out at enrollment. A placeholder until the VPN exists
+    /// (issue 12): handed out as written, marked `"status": "placeholder"`.
+    #[serde(default)]
+    pub vpn: VpnPlaceholder,
     /// Certificate and key files. Default: all under `<data_dir>/pki/`.
     #[serde(default)]
     pub tls: HubTlsPaths,
@@ -174,6 +206,72 @@ pub struct HubTlsPaths {
     pub server_cert: Option<PathBuf>,
     /// Hub server private key (0600). Default `<data_dir>/pki/server.key`.
     pub server_key: Option<PathBuf>,
+    /// Manufacturing CA certificate: signs IDevIDs (`hub device add`); the hub accepts
+    /// client certificates chained to it for enrollment only. Default
+    /// `<data_dir>/pki/manufacturing-ca.crt`.
+    pub manufacturing_ca_cert: Option<PathBuf>,
+    /// Manufacturing CA private key (0600); only `hub device add` reads it. Default
+    /// `<data_dir>/pki/manufacturing-ca.key`.
+    pub manufacturing_ca_key: Option<PathBuf>,
+}
+
+/// The hub's WireGuard peer data for the boxes: a placeholder until the VPN is built (it is
+/// handed out, never used by the hub). Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpnPlaceholder {
+    /// The hub's WireGuard public key: base64 of 32 bytes (44 characters).
+    pub hub_public_key: Option<String>,
+    /// Where boxes reach the hub's WireGuard: `host:port`.
+    pub endpoint: Option<String>,
+    /// Networks the box routes into the tunnel: `ip/prefix` each.
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+}
+
+impl VpnPlaceholder {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, expected: &str| ConfigError::Invalid { key, expected: expected.into() };
+        if let Some(k) = &self.hub_public_key {
+            if !is_wireguard_key(k) {
+                return Err(invalid("vpn.hub_public_key", "base64 of 32 bytes (44 characters)"));
+            }
+        }
+        if let Some(e) = &self.endpoint {
+            let ok = e.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && !host.chars().any(char::is_whitespace)
+                    && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+            if !ok {
+                return Err(invalid("vpn.endpoint", "host:port"));
+            }
+        }
+        for net in &self.allowed_ips {
+            let ok = net.split_once('/').is_some_and(|(ip, prefix)| {
+                match (ip.parse::<std::net::IpAddr>(), prefix.parse::<u8>()) {
+                    (Ok(std::net::IpAddr::V4(_)), Ok(p)) => p <= 32,
+                    (Ok(std::net::IpAddr::V6(_)), Ok(p)) => p <= 128,
+                    _ => false,
+                }
+            });
+            if !ok {
+                return Err(invalid("vpn.allowed_ips", "networks as ip/prefix, e.g. 10.99.0.0/24"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A WireGuard key's shape: 43 base64 characters and `=` (32 bytes; the last character
+/// carries 4 bits, so it is one of `AEIMQUYcgkosw048`).
+fn is_wireguard_key(k: &str) -> bool {
+    let b = k.as_bytes();
+    let b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    b.len() == 44
+        && b[43] == b'='
+        && b[..43].iter().all(b64)
+        && b"AEIMQUYcgkosw048".contains(&b[42])
 }
 
 fn default_listen() -> String {
@@ -230,6 +328,9 @@ fn default_max_open_uploads_per_facility() -> u32 {
 fn default_upload_session_ttl_secs() -> u64 {
     7 * 24 * 3600
 }
+fn default_operational_cert_days() -> u32 {
+    30
+}
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -252,6 +353,9 @@ impl Default for HubConfig {
             max_upload_bytes: default_max_upload_bytes(),
             max_open_uploads_per_facility: default_max_open_uploads_per_facility(),
             upload_session_ttl_secs: default_upload_session_ttl_secs(),
+            operational_cert_days: default_operational_cert_days(),
+            facility_config: BTreeMap::new(),
+            vpn: VpnPlaceholder::default(),
             tls: HubTlsPaths::default(),
         }
     }
@@ -293,6 +397,8 @@ impl HubConfig {
             &mut self.tls.ca_key,
             &mut self.tls.server_cert,
             &mut self.tls.server_key,
+            &mut self.tls.manufacturing_ca_cert,
+            &mut self.tls.manufacturing_ca_key,
         ]
         .into_iter()
         .flatten()
@@ -371,7 +477,18 @@ impl HubConfig {
         if !(1..=MAX_SECS).contains(&self.upload_session_ttl_secs) {
             return Err(invalid("upload_session_ttl_secs", "1 ..= 31536000 (a year)"));
         }
-        Ok(())
+        if !(1..=MAX_OPERATIONAL_CERT_DAYS).contains(&self.operational_cert_days) {
+            return Err(invalid("operational_cert_days", "1 ..= 365"));
+        }
+        self.vpn.validate()
+    }
+
+    /// The settings handed to the boxes of `facility` (an empty object if none are set).
+    pub fn facility_settings(
+        &self,
+        facility: &FacilityId,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        self.facility_config.get(facility).cloned().unwrap_or_default()
     }
 
     /// What garbage collection keeps, from `gc_grace_secs` and `upload_session_ttl_secs`.
@@ -410,6 +527,20 @@ impl HubConfig {
     pub fn server_key(&self) -> PathBuf {
         self.tls.server_key.clone().unwrap_or_else(|| self.pki_dir().join("server.key"))
     }
+    /// The manufacturing CA certificate (signs IDevIDs).
+    pub fn manufacturing_ca_cert(&self) -> PathBuf {
+        self.tls
+            .manufacturing_ca_cert
+            .clone()
+            .unwrap_or_else(|| self.pki_dir().join("manufacturing-ca.crt"))
+    }
+    /// The manufacturing CA private key.
+    pub fn manufacturing_ca_key(&self) -> PathBuf {
+        self.tls
+            .manufacturing_ca_key
+            .clone()
+            .unwrap_or_else(|| self.pki_dir().join("manufacturing-ca.key"))
+    }
     /// SQLite metadata store.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hub.sqlite")
@@ -446,6 +577,7 @@ mod tests {
         assert_eq!((cfg.min_chunk_bytes, cfg.max_chunk_bytes), (1 << 20, 64 << 20));
         assert_eq!((cfg.max_upload_bytes, cfg.max_open_uploads_per_facility), (64 << 30, 64));
         assert_eq!(cfg.upload_session_ttl_secs, 604_800);
+        assert_eq!(cfg.operational_cert_days, 30);
         let parsed = HubConfig::parse_str("max_connections = 2\ngc_grace_secs = 1\n").unwrap();
         assert_eq!((parsed.max_connections, parsed.gc_grace_secs), (2, 1));
         parsed.validate().unwrap();
@@ -468,7 +600,43 @@ mod tests {
                 HubConfig { max_open_uploads_per_facility: 0, ..cfg.clone() },
             ),
             ("upload_session_ttl_secs", HubConfig { upload_session_ttl_secs: 0, ..cfg.clone() }),
+            ("operational_cert_days", HubConfig { operational_cert_days: 0, ..cfg.clone() }),
+            ("operational_cert_days", HubConfig { operational_cert_days: 366, ..cfg.clone() }),
         ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn facility_settings_and_the_vpn_placeholder() {
+        let cfg = HubConfig::parse_str(
+            "[facility_config.F0001]\nlane = \"x\"\nn = 2\n\
+             [vpn]\nhub_public_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n\
+             endpoint = \"hub.example.org:51820\"\nallowed_ips = [\"10.99.0.0/24\", \"fd00::/64\"]\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let f1 = FacilityId::new("F0001").unwrap();
+        assert_eq!(cfg.facility_settings(&f1)["n"], 2);
+        assert!(cfg.facility_settings(&FacilityId::new("F0002").unwrap()).is_empty());
+        // A facility key is a facility id.
+        assert!(HubConfig::parse_str("[facility_config.\"../x\"]\na = 1\n").is_err());
+        for (key, vpn) in [
+            (
+                "hub_public_key",
+                VpnPlaceholder { hub_public_key: Some("abc=".into()), ..Default::default() },
+            ),
+            (
+                "endpoint",
+                VpnPlaceholder { endpoint: Some("hub.example.org".into()), ..Default::default() },
+            ),
+            (
+                "allowed_ips",
+                VpnPlaceholder { allowed_ips: vec!["10.0.0.0/33".into()], ..Default::default() },
+            ),
+        ] {
+            let bad = HubConfig { vpn, ..HubConfig::default() };
             let e = bad.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
         }

@@ -182,6 +182,9 @@ pub fn log_route(path: &str) -> (&'static str, Option<PackageId>) {
         ["v1", "uploads", _] => ("/v1/uploads/{upload_id}", None),
         ["v1", "uploads", _, "chunks", _] => ("/v1/uploads/{upload_id}/chunks/{index}", None),
         ["v1", "uploads", _, "commit"] => ("/v1/uploads/{upload_id}/commit", None),
+        [".well-known", "est", "simpleenroll"] => ("/.well-known/est/simpleenroll", None),
+        [".well-known", "est", "simplereenroll"] => ("/.well-known/est/simplereenroll", None),
+        ["v1", "device", "config"] => ("/v1/device/config", None),
         _ => ("(unknown)", None),
     }
 }

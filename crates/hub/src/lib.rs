@@ -1,7 +1,10 @@
 //! The society hub: receives de-identified packages from facility gateways over mutual TLS.
 //!
 //! - [`config`] — `hub.toml`;
-//! - [`ca`] — the society CA, the hub's server certificate and device certificates;
+//! - [`ca`] — the society CA, the hub's server certificate and device certificates; the
+//!   manufacturing CA and the IDevIDs it signs;
+//! - [`enroll`] — device identity (issue 12): `hub device add` / `revoke`, CSRs, EST
+//!   enrollment (`docs/enrollment.md`);
 //! - [`store`] — narrow object/metadata traits with embedded defaults (filesystem + SQLite);
 //! - [`intake`] — what uploads are checked against before storing (fuzzed without a network);
 //! - [`gc`] — collection of objects no manifest references, and of expired upload sessions;
@@ -16,13 +19,15 @@
 mod api;
 pub mod ca;
 mod config;
+pub mod enroll;
+mod est;
 pub mod gc;
 pub mod intake;
 mod server;
 pub mod store;
 mod uploads;
 
-pub use config::{ConfigError, HubConfig, HubTlsPaths};
+pub use config::{ConfigError, HubConfig, HubTlsPaths, VpnPlaceholder};
 pub use server::{bind, serve, Hub, RunningHub, ServeError};
 
 use fgw_format::ids::{DeviceId, FacilityId};

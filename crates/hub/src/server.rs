@@ -1,6 +1,8 @@
 //! TLS acceptor + HTTP/1.1 server. Authentication is the TLS layer: the handshake requires a
-//! client certificate chained to the society CA, then the leaf's fingerprint is looked up in
-//! the device registry once per connection and attached to every request as [`Peer`].
+//! client certificate chained to the society CA, or to the manufacturing CA (IDevIDs, for
+//! enrollment only) when the hub has one. The leaf's fingerprint and the CA it chains to are
+//! attached to every request of the connection ([`ConnPeer`]); the API looks the fingerprint
+//! up in the registry on every request, so a revocation reaches open connections.
 //!
 //! At most `max_connections` connections are served at once: the accept loop takes a permit
 //! before it accepts, so further clients wait in the kernel's listen backlog (their connect
@@ -8,16 +10,20 @@
 //! `header_timeout_secs`. Garbage collection ([`crate::gc`]: unreferenced objects, expired
 //! upload sessions) runs every `gc_interval_secs`.
 
-use super::api::{self, HubState, Limits, Peer, UploadSlots};
+use super::api::{self, Anchor, ConnPeer, HubState, Limits, UploadSlots};
 use super::config::{ConfigError, HubConfig};
+use super::enroll::EnrollSettings;
 use super::store::{FsObjectStore, MetaStore, ObjectStore, SqliteMetaStore, StoreError};
-use super::Caller;
 use fgw_tls::TlsError;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -56,10 +62,62 @@ pub enum ServeError {
     Join,
 }
 
+/// ALPN: HTTP/1.1 only, as `fgw_tls` configures both ends.
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// The server's TLS config, and a verifier for the society CA alone (which root a client
+/// chains to is decided with it after the handshake).
+fn tls_config(
+    cfg: &HubConfig,
+) -> Result<(rustls::ServerConfig, Arc<dyn ClientCertVerifier>), ServeError> {
+    use rustls::pki_types::pem::{self, PemObject};
+    use rustls::pki_types::PrivateKeyDer;
+    let provider = fgw_tls::provider();
+    let verifier = |roots: rustls::RootCertStore, path: PathBuf| {
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|source| TlsError::Verifier { path, source })
+    };
+    let society = verifier(fgw_tls::ca_roots(&cfg.ca_cert())?, cfg.ca_cert())?;
+    let mut roots = fgw_tls::ca_roots(&cfg.ca_cert())?;
+    let manufacturing = cfg.manufacturing_ca_cert();
+    if manufacturing.exists() {
+        for cert in fgw_tls::load_certs(&manufacturing)? {
+            roots
+                .add(cert)
+                .map_err(|source| TlsError::BadCa { path: manufacturing.clone(), source })?;
+        }
+    } else {
+        tracing::warn!(
+            path = %manufacturing.display(),
+            "no manufacturing CA certificate: IDevIDs are not accepted (hub init-manufacturing)"
+        );
+    }
+    // Client auth is mandatory: a client without a certificate never reaches HTTP.
+    let both = verifier(roots, manufacturing)?;
+    let (cert_p, key_p) = (cfg.server_cert(), cfg.server_key());
+    let chain = fgw_tls::load_certs(&cert_p)?;
+    let key = PrivateKeyDer::from_pem_file(&key_p).map_err(|e| match e {
+        pem::Error::NoItemsFound => TlsError::NoKey { path: key_p.clone() },
+        pem::Error::Io(source) => TlsError::Io { path: key_p.clone(), source },
+        source => TlsError::Pem { path: key_p.clone(), source },
+    })?;
+    let config_err = |source| TlsError::Config { cert: cert_p.clone(), key: key_p.clone(), source };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(config_err)?
+        .with_client_cert_verifier(both)
+        .with_single_cert(chain, key)
+        .map_err(config_err)?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok((config, society))
+}
+
 /// A configured hub: stores opened, TLS loaded, not yet listening.
 pub struct Hub {
     state: Arc<HubState>,
     tls: Arc<rustls::ServerConfig>,
+    society: Arc<dyn ClientCertVerifier>,
     listen: SocketAddr,
     max_connections: usize,
     header_timeout: Duration,
@@ -83,7 +141,7 @@ impl Hub {
     ) -> Result<Hub, ServeError> {
         cfg.validate()?;
         fgw_tls::install_ring_provider();
-        let tls = fgw_tls::server_config(&cfg.ca_cert(), &cfg.server_cert(), &cfg.server_key())?;
+        let (tls, society) = tls_config(cfg)?;
         let state = Arc::new(HubState {
             objects,
             meta,
@@ -100,10 +158,12 @@ impl Hub {
                 max_open_uploads_per_facility: cfg.max_open_uploads_per_facility,
             },
             uploads: UploadSlots::default(),
+            enroll: Arc::new(EnrollSettings::from_config(cfg)),
         });
         Ok(Hub {
             state,
             tls: Arc::new(tls),
+            society,
             listen: cfg.listen_addr()?,
             max_connections: cfg.max_connections as usize,
             header_timeout: Duration::from_secs(cfg.header_timeout_secs),
@@ -150,6 +210,7 @@ impl Hub {
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
         let permits = Arc::new(Semaphore::new(self.max_connections));
+        let conn_ids = AtomicU64::new(0);
         let gc = tokio::spawn(collect_periodically(self.state.clone(), self.gc, self.gc_interval));
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
@@ -174,7 +235,8 @@ impl Hub {
                         let conn = connection(
                             acceptor.clone(),
                             tcp,
-                            self.state.meta.clone(),
+                            self.society.clone(),
+                            conn_ids.fetch_add(1, Ordering::Relaxed) + 1,
                             router.clone(),
                             drain_rx.clone(),
                             self.header_timeout,
@@ -231,7 +293,8 @@ async fn collect_periodically(
 async fn connection(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
-    meta: Arc<dyn MetaStore>,
+    society: Arc<dyn ClientCertVerifier>,
+    conn: u64,
     router: axum::Router,
     mut drain: watch::Receiver<bool>,
     header_timeout: Duration,
@@ -248,22 +311,20 @@ async fn connection(
         }
     };
     // Client auth is mandatory in the server config, so a finished handshake has a leaf.
-    let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+    let Some((leaf, intermediates)) =
+        tls.get_ref().1.peer_certificates().and_then(|c| c.split_first())
+    else {
         return;
     };
-    let fingerprint = fgw_tls::cert_fingerprint(leaf);
-    let fp = fingerprint.clone();
-    let peer = match tokio::task::spawn_blocking(move || meta.device_by_fingerprint(&fp)).await {
-        Ok(Ok(Some(rec))) => {
-            Peer::Registered(Caller { device: rec.device, facility: rec.facility, role: rec.role })
-        }
-        Ok(Ok(None)) => Peer::Unregistered { fingerprint },
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "device lookup failed; closing connection");
-            return;
-        }
-        Err(_) => return,
+    // The handshake accepted a chain to one of the roots; to the society CA, or else to the
+    // manufacturing CA. The registry decides per request what the certificate may do.
+    let now = rustls::pki_types::UnixTime::now();
+    let anchor = match society.verify_client_cert(leaf, intermediates, now) {
+        Ok(_) => Anchor::Society,
+        Err(_) => Anchor::Manufacturing,
     };
+    let peer = ConnPeer { fingerprint: fgw_tls::cert_fingerprint(leaf), anchor, conn };
+    tracing::debug!(conn, fingerprint = %peer.fingerprint, ?anchor, "tls connection");
     let svc = tower::ServiceExt::map_request(router, move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(peer.clone());
         req

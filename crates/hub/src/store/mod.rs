@@ -12,10 +12,16 @@
 //! the chunk bytes ("parts") are the [`ObjectStore`]'s, kept beside the objects until the
 //! session is committed or expires. Neither trait says how (tables, paths, multipart
 //! uploads): that stays inside each implementation.
+//!
+//! Enrolled boxes (issue 12) are registered by serial ([`SerialRecord`]: facility, status,
+//! enrollment times), and every certificate the hub issued to one, its IDevID and each
+//! operational certificate, by fingerprint ([`CredentialRecord`]). A request is authorized by
+//! looking its certificate up, so revoking a serial cuts every certificate of it at once.
 
 mod fs;
 mod sqlite;
 
+use crate::enroll::Serial;
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{DicomListing, ExamListing, Stored};
@@ -79,6 +85,24 @@ pub enum StoreError {
         registered: FacilityId,
         /// The facility asked for.
         requested: FacilityId,
+    },
+    /// The serial is registered with another facility or another IDevID key.
+    #[error("serial {serial} is already registered (another facility or another key)")]
+    SerialTaken {
+        /// The serial.
+        serial: Serial,
+    },
+    /// The serial has been revoked; it is never used again.
+    #[error("serial {serial} is revoked")]
+    SerialRevoked {
+        /// The serial.
+        serial: Serial,
+    },
+    /// No box with this serial is registered.
+    #[error("serial {serial} is not registered")]
+    UnknownSerial {
+        /// The serial.
+        serial: Serial,
     },
     /// The certificate is registered to another device.
     #[error("certificate {fingerprint} is already registered to device {device}")]
@@ -306,6 +330,151 @@ pub struct DeviceRecord {
     pub registered_at: String,
 }
 
+/// Where a registered box is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SerialStatus {
+    /// `hub device add` signed its IDevID and bound it to a facility; not enrolled yet.
+    Assigned,
+    /// It has enrolled at least once (it holds an operational certificate).
+    Enrolled,
+    /// `hub device revoke`: every certificate of it is refused, for good.
+    Revoked,
+}
+
+impl SerialStatus {
+    /// The name stored in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SerialStatus::Assigned => "assigned",
+            SerialStatus::Enrolled => "enrolled",
+            SerialStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<SerialStatus> {
+        match s {
+            "assigned" => Some(SerialStatus::Assigned),
+            "enrolled" => Some(SerialStatus::Enrolled),
+            "revoked" => Some(SerialStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// Which certificate of a box a fingerprint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// Its IDevID (manufacturing CA): may only enroll.
+    Idevid,
+    /// An operational certificate (society CA): the box's API identity.
+    Operational,
+}
+
+impl CredentialKind {
+    /// The name stored in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Idevid => "idevid",
+            CredentialKind::Operational => "operational",
+        }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<CredentialKind> {
+        match s {
+            "idevid" => Some(CredentialKind::Idevid),
+            "operational" => Some(CredentialKind::Operational),
+            _ => None,
+        }
+    }
+}
+
+/// A registered box.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SerialRecord {
+    /// Its serial.
+    pub serial: Serial,
+    /// The facility it serves.
+    #[serde(rename = "facility_id")]
+    pub facility: FacilityId,
+    /// Where it is in its life.
+    pub status: SerialStatus,
+    /// When `hub device add` registered it (RFC 3339, UTC).
+    pub added_at: String,
+    /// When it last enrolled with its IDevID (RFC 3339, UTC).
+    pub enrolled_at: Option<String>,
+    /// Expiry of the newest operational certificate issued to it (RFC 3339, UTC).
+    pub operational_not_after: Option<String>,
+    /// When it was revoked (RFC 3339, UTC).
+    pub revoked_at: Option<String>,
+}
+
+/// A box to register ([`MetaStore::add_serial`]) with the IDevID just signed for it.
+#[derive(Debug, Clone)]
+pub struct NewSerial {
+    /// Its serial.
+    pub serial: Serial,
+    /// The facility it is assigned to.
+    pub facility: FacilityId,
+    /// SHA-256 of the IDevID key's SubjectPublicKeyInfo (DER): a repeated `device add` with
+    /// the same key is answered with the same certificate.
+    pub idevid_key: Sha256Hex,
+    /// SHA-256 of the IDevID certificate (DER).
+    pub idevid_fingerprint: Sha256Hex,
+    /// The IDevID certificate (PEM; public).
+    pub idevid_pem: String,
+    /// Its expiry (RFC 3339, UTC).
+    pub idevid_not_after: String,
+}
+
+/// How [`MetaStore::add_serial`] found the serial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialAdded {
+    /// Registered by this call, with the IDevID offered.
+    New,
+    /// Already registered to the same facility with the same key: the IDevID issued then
+    /// (PEM), which the caller hands out again instead of the one it offered.
+    Existing {
+        /// The IDevID certificate registered first.
+        idevid_pem: String,
+    },
+}
+
+/// A certificate the hub issued to a registered box, with the box's current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    /// SHA-256 of the certificate (DER).
+    pub fingerprint: Sha256Hex,
+    /// Which certificate it is.
+    pub kind: CredentialKind,
+    /// The box.
+    pub serial: Serial,
+    /// Its facility (from the registry, never from the certificate).
+    pub facility: FacilityId,
+    /// Its status now.
+    pub status: SerialStatus,
+}
+
+/// Which enrollment [`MetaStore::record_operational`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrollment {
+    /// `simpleenroll`, with the IDevID: sets `enrolled_at`.
+    Initial,
+    /// `simplereenroll`, with an operational certificate.
+    Renewal,
+}
+
+/// What [`MetaStore::revoke_serial`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// The serial's status before (`None`: no box with that serial is registered).
+    pub previous: Option<SerialStatus>,
+    /// Certificates of `hub issue-device` registered under that id, removed.
+    pub device_certificates_removed: u64,
+}
+
 /// A chunked upload session (issue 11): `facility` sends object `sha256` of `size` bytes in
 /// chunks of `chunk_bytes` (the last one the rest).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -412,6 +581,40 @@ pub trait MetaStore: Send + Sync {
 
     /// The registration of a certificate, `None` if unknown.
     fn device_by_fingerprint(&self, fingerprint: &Sha256Hex) -> Result<Option<DeviceRecord>>;
+
+    /// Register a box with its IDevID, status [`SerialStatus::Assigned`]. A serial already
+    /// registered to the same facility with the same IDevID key (and not revoked) is
+    /// [`SerialAdded::Existing`]; with another facility or key, [`StoreError::SerialTaken`];
+    /// revoked, [`StoreError::SerialRevoked`]. A serial is also a device id: one bound to
+    /// another facility by `issue-device` is [`StoreError::DeviceFacilityConflict`].
+    fn add_serial(&self, new: &NewSerial) -> Result<SerialAdded>;
+
+    /// A registered box, `None` if unknown.
+    fn serial(&self, serial: &Serial) -> Result<Option<SerialRecord>>;
+
+    /// The box certificate (IDevID or operational) with this fingerprint, with the box's
+    /// status now, `None` if the hub issued no such certificate to a registered box.
+    fn credential_by_fingerprint(
+        &self,
+        fingerprint: &Sha256Hex,
+    ) -> Result<Option<CredentialRecord>>;
+
+    /// Register an operational certificate just issued to `serial`, valid until `not_after`
+    /// (RFC 3339, UTC), mark the box [`SerialStatus::Enrolled`] and keep `not_after` as its
+    /// `operational_not_after`. Refused for a revoked serial ([`StoreError::SerialRevoked`]:
+    /// a revocation racing the enrollment wins) or an unknown one. Operational certificates
+    /// of the box already expired are forgotten.
+    fn record_operational(
+        &self,
+        serial: &Serial,
+        fingerprint: &Sha256Hex,
+        not_after: &str,
+        enrollment: Enrollment,
+    ) -> Result<()>;
+
+    /// Mark a box revoked (idempotent), and remove `issue-device` registrations of the same
+    /// id: from the next request on, every certificate of it gets 403.
+    fn revoke_serial(&self, serial: &Serial) -> Result<Revocation>;
 
     /// Record an accepted package: `raw` are the exact bytes received (they hash to
     /// `package_id`), `manifest` their parse. Idempotent by package id

@@ -5,9 +5,11 @@
 //! Holds only manifest content (already de-identified) plus device / facility ids.
 
 use super::{
-    ChunkRecord, DeviceRecord, ExpiredUploads, MetaStore, Opened, Result, StoreError,
-    UploadAdmission, UploadRecord, UploadState,
+    ChunkRecord, CredentialKind, CredentialRecord, DeviceRecord, Enrollment, ExpiredUploads,
+    MetaStore, NewSerial, Opened, Result, Revocation, SerialAdded, SerialRecord, SerialStatus,
+    StoreError, UploadAdmission, UploadRecord, UploadState,
 };
+use crate::enroll::Serial;
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{DicomListing, ExamListing, Stored};
@@ -152,6 +154,33 @@ CREATE TABLE upload_commits (
     committed_at_ms INTEGER NOT NULL
 );
 CREATE INDEX upload_commits_by_time ON upload_commits (committed_at_ms);
+"#,
+    r#"
+-- Issue 12. Boxes registered by `hub device add`: serial -> facility and status. Times are
+-- RFC 3339 UTC with seconds ('...Z'), so they compare as text.
+CREATE TABLE device_serials (
+    serial                TEXT PRIMARY KEY,
+    facility_id           TEXT NOT NULL,
+    status                TEXT NOT NULL CHECK (status IN ('assigned', 'enrolled', 'revoked')),
+    idevid_key_sha256     TEXT NOT NULL,
+    idevid_cert           TEXT NOT NULL,
+    added_at              TEXT NOT NULL,
+    enrolled_at           TEXT,
+    operational_not_after TEXT,
+    revoked_at            TEXT
+);
+CREATE INDEX device_serials_by_facility ON device_serials (facility_id);
+
+-- Every certificate issued to a registered box (its IDevID, its operational certificates),
+-- by fingerprint: what a request's client certificate is looked up by.
+CREATE TABLE device_credentials (
+    fingerprint TEXT PRIMARY KEY,
+    serial      TEXT NOT NULL REFERENCES device_serials (serial),
+    kind        TEXT NOT NULL CHECK (kind IN ('idevid', 'operational')),
+    not_after   TEXT NOT NULL,
+    issued_at   TEXT NOT NULL
+);
+CREATE INDEX device_credentials_by_serial ON device_credentials (serial);
 "#,
 ];
 
@@ -312,6 +341,18 @@ impl MetaStore for SqliteMetaStore {
             )
             .optional()
             .map_err(&sql)?;
+        // A serial of `hub device add` is a device id too, bound to its facility.
+        let bound = match bound {
+            Some(f) => Some(f),
+            None => tx
+                .query_row(
+                    "SELECT facility_id FROM device_serials WHERE serial = ?1",
+                    [device.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&sql)?,
+        };
         if let Some(registered) = bound {
             if registered != facility.as_str() {
                 let registered =
@@ -385,6 +426,213 @@ impl MetaStore for SqliteMetaStore {
             role: role.parse().map_err(|_| self.corrupt("devices.role"))?,
             registered_at,
         }))
+    }
+
+    fn add_serial(&self, new: &NewSerial) -> Result<SerialAdded> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let row: Option<(String, String, String, String)> = tx
+            .query_row(
+                "SELECT facility_id, status, idevid_key_sha256, idevid_cert FROM device_serials
+                 WHERE serial = ?1",
+                [new.serial.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(&sql)?;
+        if let Some((facility, status, key, pem)) = row {
+            let status = SerialStatus::parse(&status)
+                .ok_or_else(|| self.corrupt("device_serials.status"))?;
+            if status == SerialStatus::Revoked {
+                return Err(StoreError::SerialRevoked { serial: new.serial.clone() });
+            }
+            if facility != new.facility.as_str() || key != new.idevid_key.as_str() {
+                return Err(StoreError::SerialTaken { serial: new.serial.clone() });
+            }
+            return Ok(SerialAdded::Existing { idevid_pem: pem });
+        }
+        let bound: Option<String> = tx
+            .query_row(
+                "SELECT facility_id FROM devices WHERE device_id = ?1 LIMIT 1",
+                [new.serial.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        if let Some(registered) = bound.filter(|f| f != new.facility.as_str()) {
+            return Err(StoreError::DeviceFacilityConflict {
+                device: new.serial.device_id(),
+                registered: FacilityId::new(registered)
+                    .map_err(|_| self.corrupt("devices.facility_id"))?,
+                requested: new.facility.clone(),
+            });
+        }
+        let at = now();
+        tx.execute(
+            "INSERT INTO device_serials (serial, facility_id, status, idevid_key_sha256,
+                                         idevid_cert, added_at)
+             VALUES (?1, ?2, 'assigned', ?3, ?4, ?5)",
+            params![
+                new.serial.as_str(),
+                new.facility.as_str(),
+                new.idevid_key.as_str(),
+                new.idevid_pem,
+                at
+            ],
+        )
+        .map_err(&sql)?;
+        tx.execute(
+            "INSERT INTO device_credentials (fingerprint, serial, kind, not_after, issued_at)
+             VALUES (?1, ?2, 'idevid', ?3, ?4)",
+            params![new.idevid_fingerprint.as_str(), new.serial.as_str(), new.idevid_not_after, at],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(SerialAdded::New)
+    }
+
+    fn serial(&self, serial: &Serial) -> Result<Option<SerialRecord>> {
+        let conn = self.lock()?;
+        type Row = (String, String, String, Option<String>, Option<String>, Option<String>);
+        let row: Option<Row> = conn
+            .query_row(
+                "SELECT facility_id, status, added_at, enrolled_at, operational_not_after,
+                        revoked_at
+                 FROM device_serials WHERE serial = ?1",
+                [serial.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let Some((facility, status, added_at, enrolled_at, operational_not_after, revoked_at)) =
+            row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(SerialRecord {
+            serial: serial.clone(),
+            facility: FacilityId::new(facility)
+                .map_err(|_| self.corrupt("device_serials.facility_id"))?,
+            status: SerialStatus::parse(&status)
+                .ok_or_else(|| self.corrupt("device_serials.status"))?,
+            added_at,
+            enrolled_at,
+            operational_not_after,
+            revoked_at,
+        }))
+    }
+
+    fn credential_by_fingerprint(
+        &self,
+        fingerprint: &Sha256Hex,
+    ) -> Result<Option<CredentialRecord>> {
+        let conn = self.lock()?;
+        let row: Option<(String, String, String, String)> = conn
+            .query_row(
+                "SELECT c.kind, c.serial, s.facility_id, s.status
+                 FROM device_credentials c JOIN device_serials s ON s.serial = c.serial
+                 WHERE c.fingerprint = ?1",
+                [fingerprint.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let Some((kind, serial, facility, status)) = row else { return Ok(None) };
+        Ok(Some(CredentialRecord {
+            fingerprint: fingerprint.clone(),
+            kind: CredentialKind::parse(&kind)
+                .ok_or_else(|| self.corrupt("device_credentials.kind"))?,
+            serial: Serial::new(serial).map_err(|_| self.corrupt("device_credentials.serial"))?,
+            facility: FacilityId::new(facility)
+                .map_err(|_| self.corrupt("device_serials.facility_id"))?,
+            status: SerialStatus::parse(&status)
+                .ok_or_else(|| self.corrupt("device_serials.status"))?,
+        }))
+    }
+
+    fn record_operational(
+        &self,
+        serial: &Serial,
+        fingerprint: &Sha256Hex,
+        not_after: &str,
+        enrollment: Enrollment,
+    ) -> Result<()> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let status: Option<String> = tx
+            .query_row(
+                "SELECT status FROM device_serials WHERE serial = ?1",
+                [serial.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        let Some(status) = status else {
+            return Err(StoreError::UnknownSerial { serial: serial.clone() });
+        };
+        if SerialStatus::parse(&status) == Some(SerialStatus::Revoked) {
+            return Err(StoreError::SerialRevoked { serial: serial.clone() });
+        }
+        let at = now();
+        // Expired operational certificates are refused by TLS already; their rows go.
+        tx.execute(
+            "DELETE FROM device_credentials
+             WHERE serial = ?1 AND kind = 'operational' AND not_after < ?2",
+            params![serial.as_str(), at],
+        )
+        .map_err(&sql)?;
+        tx.execute(
+            "INSERT INTO device_credentials (fingerprint, serial, kind, not_after, issued_at)
+             VALUES (?1, ?2, 'operational', ?3, ?4)",
+            params![fingerprint.as_str(), serial.as_str(), not_after, at],
+        )
+        .map_err(&sql)?;
+        let enrolled_at = match enrollment {
+            Enrollment::Initial => Some(at.as_str()),
+            Enrollment::Renewal => None,
+        };
+        tx.execute(
+            "UPDATE device_serials SET status = 'enrolled', operational_not_after = ?2,
+                    enrolled_at = COALESCE(?3, enrolled_at)
+             WHERE serial = ?1",
+            params![serial.as_str(), not_after, enrolled_at],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)
+    }
+
+    fn revoke_serial(&self, serial: &Serial) -> Result<Revocation> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let status: Option<String> = tx
+            .query_row(
+                "SELECT status FROM device_serials WHERE serial = ?1",
+                [serial.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        let previous = match status {
+            Some(s) => {
+                Some(SerialStatus::parse(&s).ok_or_else(|| self.corrupt("device_serials.status"))?)
+            }
+            None => None,
+        };
+        if matches!(previous, Some(SerialStatus::Assigned | SerialStatus::Enrolled)) {
+            tx.execute(
+                "UPDATE device_serials SET status = 'revoked', revoked_at = ?2 WHERE serial = ?1",
+                params![serial.as_str(), now()],
+            )
+            .map_err(&sql)?;
+        }
+        let removed = tx
+            .execute("DELETE FROM devices WHERE device_id = ?1", [serial.as_str()])
+            .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(Revocation { previous, device_certificates_removed: removed as u64 })
     }
 
     fn record_package(
@@ -1328,6 +1576,100 @@ mod tests {
         assert_eq!(store.expire_uploads(later).unwrap(), ExpiredUploads::default());
     }
 
+    fn new_serial(serial: &str, facility: &FacilityId, key: &[u8], cert: &[u8]) -> NewSerial {
+        NewSerial {
+            serial: Serial::new(serial).unwrap(),
+            facility: facility.clone(),
+            idevid_key: Sha256Hex::of(key),
+            idevid_fingerprint: Sha256Hex::of(cert),
+            idevid_pem: String::from_utf8_lossy(cert).into_owned(),
+            idevid_not_after: "9999-12-31T23:59:59Z".into(),
+        }
+    }
+
+    #[test]
+    fn serials_enroll_renew_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("hub.sqlite")).unwrap();
+        let (f1, f2) = (FacilityId::new("F0001").unwrap(), FacilityId::new("F0002").unwrap());
+        let s = Serial::new("fgw-0123456789abcdef").unwrap();
+        let add = new_serial(s.as_str(), &f1, b"key", b"idevid-1");
+        assert_eq!(store.add_serial(&add).unwrap(), SerialAdded::New);
+        // The same key again: the first certificate; another key or facility: refused.
+        let again = new_serial(s.as_str(), &f1, b"key", b"idevid-2");
+        assert_eq!(
+            store.add_serial(&again).unwrap(),
+            SerialAdded::Existing { idevid_pem: "idevid-1".into() }
+        );
+        assert!(store.credential_by_fingerprint(&Sha256Hex::of(b"idevid-2")).unwrap().is_none());
+        for other in [
+            new_serial(s.as_str(), &f1, b"key-2", b"idevid-3"),
+            new_serial(s.as_str(), &f2, b"key", b"idevid-3"),
+        ] {
+            assert!(matches!(store.add_serial(&other), Err(StoreError::SerialTaken { .. })));
+        }
+        let rec = store.serial(&s).unwrap().unwrap();
+        assert_eq!((rec.status, rec.enrolled_at.as_deref()), (SerialStatus::Assigned, None));
+        let idevid = store.credential_by_fingerprint(&Sha256Hex::of(b"idevid-1")).unwrap();
+        let idevid = idevid.unwrap();
+        assert_eq!(
+            (idevid.kind, &idevid.serial, &idevid.facility),
+            (CredentialKind::Idevid, &s, &f1)
+        );
+
+        let op1 = Sha256Hex::of(b"op-1");
+        store.record_operational(&s, &op1, "2000-01-01T00:00:00Z", Enrollment::Initial).unwrap();
+        let rec = store.serial(&s).unwrap().unwrap();
+        assert_eq!(rec.status, SerialStatus::Enrolled);
+        assert!(rec.enrolled_at.is_some());
+        let op2 = Sha256Hex::of(b"op-2");
+        store.record_operational(&s, &op2, "9000-01-01T00:00:00Z", Enrollment::Renewal).unwrap();
+        // The expired one is forgotten; the new one is the box's.
+        assert!(store.credential_by_fingerprint(&op1).unwrap().is_none());
+        let cred = store.credential_by_fingerprint(&op2).unwrap().unwrap();
+        assert_eq!((cred.kind, cred.status), (CredentialKind::Operational, SerialStatus::Enrolled));
+        assert_eq!(
+            store.serial(&s).unwrap().unwrap().operational_not_after.as_deref(),
+            Some("9000-01-01T00:00:00Z")
+        );
+        // A serial is a device id bound to its facility.
+        let dev = s.device_id();
+        assert!(matches!(
+            store.register_device(&Sha256Hex::of(b"c"), &dev, &f2, Role::Device),
+            Err(StoreError::DeviceFacilityConflict { .. })
+        ));
+        store.register_device(&Sha256Hex::of(b"c"), &dev, &f1, Role::Device).unwrap();
+
+        let r = store.revoke_serial(&s).unwrap();
+        assert_eq!(
+            r,
+            Revocation { previous: Some(SerialStatus::Enrolled), device_certificates_removed: 1 }
+        );
+        assert_eq!(
+            store.credential_by_fingerprint(&op2).unwrap().unwrap().status,
+            SerialStatus::Revoked
+        );
+        assert!(store.device_by_fingerprint(&Sha256Hex::of(b"c")).unwrap().is_none());
+        let r = store.revoke_serial(&s).unwrap();
+        assert_eq!(r.previous, Some(SerialStatus::Revoked));
+        assert!(matches!(
+            store.record_operational(
+                &s,
+                &Sha256Hex::of(b"op-3"),
+                "9000-01-01T00:00:00Z",
+                Enrollment::Renewal
+            ),
+            Err(StoreError::SerialRevoked { .. })
+        ));
+        assert!(matches!(store.add_serial(&add), Err(StoreError::SerialRevoked { .. })));
+        let unknown = Serial::new("fgw-ffffffffffffffff").unwrap();
+        assert_eq!(store.revoke_serial(&unknown).unwrap().previous, None);
+        assert!(matches!(
+            store.record_operational(&unknown, &Sha256Hex::of(b"op-4"), "x", Enrollment::Initial),
+            Err(StoreError::UnknownSerial { .. })
+        ));
+    }
+
     #[test]
     fn migration_4_adds_upload_sessions_to_a_version_3_database() {
         let dir = tempfile::tempdir().unwrap();
@@ -1337,7 +1679,8 @@ mod tests {
             migrate(&path, &mut conn).unwrap();
             conn.pragma_update(None, "user_version", 3).unwrap();
             conn.execute_batch(
-                "DROP TABLE upload_commits; DROP TABLE upload_chunks; DROP TABLE upload_sessions;",
+                "DROP TABLE upload_commits; DROP TABLE upload_chunks; DROP TABLE upload_sessions;
+                 DROP TABLE device_credentials; DROP TABLE device_serials;",
             )
             .unwrap();
         }
