@@ -30,7 +30,7 @@ pub const IDEVID_CERT_FILE: &str = "idevid.crt";
 /// The society CA certificate: the one root the box trusts for the hub's server certificate.
 pub const CA_CERT_FILE: &str = ca::CA_CERT_FILE;
 
-/// A box serial: 1–64 of `[A-Za-z0-9-]` (X.520 serialNumber is a PrintableString, and the
+/// A box serial: 1–64 of `[A-Za-z0-9-]`, not starting with `-` (X.520 serialNumber is a PrintableString, and the
 /// serial is also the box's device id on the hub). `gateway identity init` makes them as
 /// `fgw-` + 16 hex digits.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -39,7 +39,7 @@ pub struct Serial(String);
 
 /// A string that is not a serial (only its length is kept).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("serial must be 1-64 of [A-Za-z0-9-] (got {len} characters)")]
+#[error("serial must be 1-64 of [A-Za-z0-9-], not starting with '-' (got {len} characters)")]
 pub struct BadSerial {
     /// Length of the refused value, in characters.
     pub len: usize,
@@ -49,8 +49,10 @@ impl Serial {
     /// Checks the shape.
     pub fn new(s: impl Into<String>) -> Result<Serial, BadSerial> {
         let s = s.into();
+        // Not starting with '-': a serial is also a device id (and never read as an option).
         let ok = (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !s.starts_with('-');
         if ok {
             Ok(Serial(s))
         } else {
@@ -517,8 +519,12 @@ mod tests {
     #[test]
     fn serials_have_a_printable_shape() {
         assert!(Serial::new("fgw-0123456789abcdef").is_ok());
-        for bad in ["", "a_b", "a b", "é", &"x".repeat(65)] {
+        for bad in ["", "a_b", "a b", "é", "-fgw", &"x".repeat(65)] {
             assert!(Serial::new(bad).is_err(), "{bad}");
+        }
+        // Every serial is a device id (`device_id` relies on it).
+        for good in ["fgw-0123456789abcdef", "A", "a-", &"x".repeat(64)] {
+            assert_eq!(Serial::new(good).unwrap().device_id().as_str(), good);
         }
         assert!(!Serial::new("x y").unwrap_err().to_string().contains("x y"));
     }
