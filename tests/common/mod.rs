@@ -324,3 +324,23 @@ pub fn byte_forms(marker: &str) -> Vec<Vec<u8>> {
     v.push(marker.encode_utf16().flat_map(|u| u.to_le_bytes()).collect());
     v
 }
+
+/// A log file's text without terminal colour codes (`ESC [ ... m`); empty if it cannot be
+/// read (yet).
+pub fn plain_log(log: &Path) -> String {
+    let raw = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -191,25 +191,6 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool, log: &P
     }
 }
 
-/// The log without ANSI colour codes (the subscriber writes them to files too).
-fn plain_log(log: &Path) -> String {
-    let raw = std::fs::read_to_string(log).unwrap_or_default();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn log_lines(log: &Path, needle: &str) -> Vec<String> {
     plain_log(log).lines().filter(|l| l.contains(needle)).map(String::from).collect()
 }

@@ -6,7 +6,7 @@
 //! IDevID of another manufacturing CA, an expired operational certificate, a second `device
 //! add` with another key. Keys are rcgen software keys made here (the TPM is the box's side).
 
-use super::common::{hub_bin, Hub};
+use super::common::{hub_bin, plain_log, Hub};
 use super::hub_support::{get_on, manifest, F1};
 use fgw_format::ids::Sha256Hex;
 use fgw_format::package::protocol::{Ack, ApiError, ObjectAck};
@@ -214,31 +214,13 @@ impl Imaged {
 
 /// The `conn=` number of the first hub log line containing every one of `needles`.
 fn logged_conn(log: &Path, needles: &[&str]) -> u64 {
-    let text = strip_ansi(&std::fs::read_to_string(log).unwrap());
+    let text = plain_log(log);
     let line = text
         .lines()
         .find(|l| needles.iter().all(|n| l.contains(n)))
         .unwrap_or_else(|| panic!("no hub log line with {needles:?}"));
     let at = line.find("conn=").unwrap() + 5;
     line[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
-}
-
-/// The log without terminal colour codes (`ESC [ ... m`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -460,33 +460,13 @@ pub(crate) async fn accept_loop<S: Service>(
                         S::PROTOCOL.not_allowed(peer);
                         drop(stream);
                     } else if let Some(Some(slot)) = slot {
-                        let (registration, conn) = Registration::new(&table, peer);
-                        let served = service.connection(stream, peer, conn);
-                        let limit = service.max_connection_time();
                         let slot = std::future::ready(Some(slot));
-                        conns.spawn(supervised::<S, _>(
-                            served,
-                            registration,
-                            slot,
-                            peer,
-                            limit,
-                            &shutdown,
-                        ));
+                        admit(&mut conns, &service, &table, stream, peer, slot, &shutdown);
                     } else if let Some((victim, handoff)) = victim {
                         // Every slot is taken but one is idle: it goes, this one gets its slot.
                         S::PROTOCOL.evicted(victim);
-                        let (registration, conn) = Registration::new(&table, peer);
-                        let served = service.connection(stream, peer, conn);
-                        let limit = service.max_connection_time();
                         let slot = handed_over(handoff, Arc::clone(&slots));
-                        conns.spawn(supervised::<S, _>(
-                            served,
-                            registration,
-                            slot,
-                            peer,
-                            limit,
-                            &shutdown,
-                        ));
+                        admit(&mut conns, &service, &table, stream, peer, slot, &shutdown);
                     } else if let Ok(permit) = Arc::clone(&busy).try_acquire_owned() {
                         S::PROTOCOL.busy(peer);
                         let answered = service.busy(stream);
@@ -508,6 +488,23 @@ pub(crate) async fn accept_loop<S: Service>(
     }
     S::PROTOCOL.stopping(conns.len());
     while conns.join_next().await.is_some() {}
+}
+
+/// Registers an admitted connection and spawns it into `conns`, under [`supervised`], to run
+/// once `slot` yields its slot.
+fn admit<S: Service>(
+    conns: &mut JoinSet<()>,
+    service: &S,
+    table: &Arc<Mutex<Table>>,
+    stream: TcpStream,
+    peer: IpAddr,
+    slot: impl Future<Output = Option<OwnedSemaphorePermit>> + Send + 'static,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let (registration, conn) = Registration::new(table, peer);
+    let served = service.connection(stream, peer, conn);
+    let limit = service.max_connection_time();
+    conns.spawn(supervised::<S, _>(served, registration, slot, peer, limit, shutdown));
 }
 
 /// The slot of the connection closed for this one, once that has closed; if the handoff
