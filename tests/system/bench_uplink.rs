@@ -24,15 +24,24 @@ fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The box's uplink with its default chunking, for `gw-1` at `port`.
+/// The box's uplink with its default chunking (or `FGW_BENCH_CHUNK_MIB`, and
+/// `FGW_BENCH_SINGLE_PUT_MIB` for the largest object sent in one request), for `gw-1` at
+/// `port`.
 fn default_uplink(fx: &Fx, port: u16) -> Uplink {
     let d = fx.root.join("gw-1");
+    let defaults = UplinkConfig::default();
+    let chunk_bytes = env_u64("FGW_BENCH_CHUNK_MIB", defaults.chunk_bytes / MIB) * MIB;
     Uplink::new(&UplinkConfig {
         hub_url: format!("https://127.0.0.1:{port}"),
         ca_cert: d.join("ca.crt"),
         client_cert: d.join("device.crt"),
         client_key: d.join("device.key"),
-        ..UplinkConfig::default()
+        chunk_bytes,
+        single_put_max_bytes: env_u64(
+            "FGW_BENCH_SINGLE_PUT_MIB",
+            defaults.single_put_max_bytes.min(chunk_bytes) / MIB,
+        ) * MIB,
+        ..defaults
     })
     .unwrap()
 }

@@ -166,8 +166,8 @@ async fn a_session_resumes_after_a_hub_restart() {
     assert_eq!(std::fs::read(fx.blob(&sha)).unwrap(), object);
 }
 
-/// Missing chunks (409 with their indexes), a chunk not matching its hash (422), a chunk of
-/// the wrong length (400), an index past the end (404), chunks that do not make the object
+/// Missing chunks (409 with their indexes), a chunk not matching its hash (422), a held chunk
+/// sent with other bytes (409, kept), a chunk of the wrong length (400), an index past the end (404), chunks that do not make the object
 /// (422, session deleted), a session too large (413), too many open sessions (429).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_and_missing_chunks_are_refused_with_their_index() {
@@ -190,6 +190,19 @@ async fn wrong_and_missing_chunks_are_refused_with_their_index() {
     let r = put_chunk_as(&fx, &c, &id, 1, &tampered, chunk1).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.json::<ApiError>().await.unwrap().error.contains("chunk 1"));
+    // A held chunk is never written again: the same bytes are acknowledged, other bytes
+    // (with their own hash) refused with 409, and the held bytes stay.
+    let chunk0 = &object[..CHUNK];
+    let r = put_chunk_as(&fx, &c, &id, 0, chunk0, chunk0).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Answered without reading the body: the connection ends, and the client is told so.
+    assert_eq!(r.headers()["connection"], "close");
+    let other0 = &noise(CHUNK, 47)[..];
+    let r = put_chunk_as(&fx, &c, &id, 0, other0, other0).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.json::<ApiError>().await.unwrap().error.contains("chunk 0"));
+    let held = std::fs::read(parts_dir(&fx, &id).join("data")).unwrap();
+    assert_eq!(&held[..CHUNK], chunk0);
     // Not the chunk's length (its own hash in the header): 400.
     let short = &chunk1[..CHUNK - 1];
     let r = put_chunk_as(&fx, &c, &id, 1, short, short).await;

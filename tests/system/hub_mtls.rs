@@ -537,19 +537,22 @@ impl fgw_hub::store::ObjectStore for Instrumented {
         &self,
         upload: &UploadId,
         index: u32,
+        offset: u64,
         sha: &Sha256Hex,
     ) -> fgw_hub::store::Result<Box<dyn fgw_hub::store::PartWriter>> {
-        self.inner.part_writer(upload, index, sha)
+        self.inner.part_writer(upload, index, offset, sha)
     }
     fn part_size(&self, upload: &UploadId, index: u32) -> fgw_hub::store::Result<Option<u64>> {
         self.inner.part_size(upload, index)
     }
-    fn read_part(
+    fn assemble(
         &self,
         upload: &UploadId,
-        index: u32,
-    ) -> fgw_hub::store::Result<Option<Box<dyn std::io::Read + Send>>> {
-        self.inner.read_part(upload, index)
+        sha: &Sha256Hex,
+        lengths: &[u64],
+        whole: fgw_hub::store::WholeHash,
+    ) -> fgw_hub::store::Result<fgw_format::package::protocol::Stored> {
+        self.inner.assemble(upload, sha, lengths, whole)
     }
     fn remove_parts(&self, upload: &UploadId) -> fgw_hub::store::Result<bool> {
         self.inner.remove_parts(upload)

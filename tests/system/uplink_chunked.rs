@@ -9,7 +9,11 @@
 //!   package are at the hub;
 //! - the session vanishes mid-upload (expired and collected while a chunk's answer is held):
 //!   the chunk after it gets 404, the uplink opens the session again within the same attempt
-//!   and the upload completes, instead of pausing the uplink.
+//!   and the upload completes, instead of pausing the uplink;
+//! - the staged file changes between a cut attempt and its resume: the hub's commit refuses
+//!   the chunks, the session is opened again, every chunk is sent from the file, the commit
+//!   refuses them again and the uplink refuses the package as changed on the box; nothing is
+//!   stored under its name.
 //!
 //! The package is planted in an outbox the way `Outbox::put` writes one (objects, manifest,
 //! and the manifest's seal with the outbox key), since the gate does not make 20 MiB objects
@@ -235,4 +239,37 @@ async fn a_session_that_vanishes_mid_upload_is_opened_again() {
     let sent = ctl.up.load(Ordering::SeqCst);
     assert!(sent > OBJECT_BYTES + OBJECT_BYTES / 8, "only {sent} bytes: was the session lost?");
     assert_at_hub(&fx, &staged, &object).await;
+}
+
+/// The staged file changes between a cut attempt and its resume (a damaged disk): the resumed
+/// chunks do not make the object, the hub's commit refuses them and deletes the session, the
+/// uplink opens it again within the attempt and sends every chunk; refused again, the file
+/// itself no longer matches its name and the package is refused; nothing is stored under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_between_attempts_is_never_stored_under_its_name() {
+    let fx = Fx::start("");
+    let object = noise(OBJECT_BYTES as usize, 13);
+    let staged = stage(&fx.root.join("outbox"), &object);
+    let ctl = Arc::new(ProxyCtl::default());
+    let port = proxy(fx.hub.port, ctl.clone()).await;
+    let up = uplink_via(&fx, port);
+
+    ctl.cut_at.store(OBJECT_BYTES / 2, Ordering::SeqCst);
+    let e = up.upload(&staged).await.expect_err("the cut upload cannot succeed");
+    assert_eq!(e.disposition(), Disposition::RetryLater, "{e}");
+    ctl.cut_at.store(0, Ordering::SeqCst);
+
+    // The last byte of the staged object flips (the chunks the hub holds are unchanged).
+    let (entry, path) = staged.files().iter().find(|(e, _)| e.size == OBJECT_BYTES).unwrap();
+    let (sha, path) = (entry.sha256.clone(), path.to_path_buf());
+    let mut changed = object.clone();
+    *changed.last_mut().unwrap() ^= 1;
+    std::fs::write(&path, &changed).unwrap();
+
+    let e = up.upload(&staged).await.expect_err("a changed file cannot be uploaded");
+    assert!(matches!(e, fgw_outbound::uplink::UplinkError::LocalCorrupt { .. }), "{e}");
+    assert_eq!(e.disposition(), Disposition::RefusePackage, "{e}");
+    let c = fx.client("gw-1");
+    assert_eq!(fx.head_object(&c, &sha).await, StatusCode::NOT_FOUND);
+    assert!(!fx.blob(&sha).exists());
 }

@@ -167,6 +167,79 @@ impl QueueId {
 /// A package is named by the SHA-256 of its manifest bytes.
 pub type PackageId = Sha256Hex;
 
+/// A box serial: 1–64 of `[A-Za-z0-9-]`, not starting with `-` (X.520 serialNumber is a PrintableString, and the
+/// serial is also the box's device id on the hub). `gateway identity init` makes them as
+/// `fgw-` + 16 hex digits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Serial(String);
+
+/// A string that is not a serial (only its length is kept).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("serial must be 1-64 of [A-Za-z0-9-], not starting with '-' (got {len} characters)")]
+pub struct BadSerial {
+    /// Length of the refused value, in characters.
+    pub len: usize,
+}
+
+impl Serial {
+    /// Checks the shape.
+    pub fn new(s: impl Into<String>) -> Result<Serial, BadSerial> {
+        let s = s.into();
+        // Not starting with '-': a serial is also a device id (and never read as an option).
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !s.starts_with('-');
+        if ok {
+            Ok(Serial(s))
+        } else {
+            Err(BadSerial { len: s.chars().count() })
+        }
+    }
+
+    /// The serial as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The box's device id on the hub (uploads, logs, upload slots): its serial.
+    pub fn device_id(&self) -> DeviceId {
+        DeviceId::new(self.0.as_str()).expect("a serial's shape is a subset of a device id's")
+    }
+}
+
+impl TryFrom<String> for Serial {
+    type Error = BadSerial;
+    fn try_from(s: String) -> Result<Serial, BadSerial> {
+        Serial::new(s)
+    }
+}
+
+impl From<Serial> for String {
+    fn from(s: Serial) -> String {
+        s.0
+    }
+}
+
+impl std::str::FromStr for Serial {
+    type Err = BadSerial;
+    fn from_str(s: &str) -> Result<Serial, BadSerial> {
+        Serial::new(s)
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({})", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

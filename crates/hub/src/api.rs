@@ -72,6 +72,10 @@ pub(crate) struct HubState {
     pub(crate) meta: Arc<dyn MetaStore>,
     pub(crate) limits: Limits,
     pub(crate) uploads: UploadSlots,
+    /// Chunks being written now (one writer per chunk: chunks are written in place).
+    pub(crate) chunks: uploads::ChunkClaims,
+    /// Whole-object hashes of sessions whose chunks arrive in order.
+    pub(crate) running: uploads::RunningHashes,
     /// Enrollment: the society CA's files, certificate lifetime, what boxes are handed.
     pub(crate) enroll: Arc<EnrollSettings>,
 }

@@ -17,7 +17,6 @@ use crate::config::{HubConfig, VpnPlaceholder};
 use crate::store::{Enrollment, MetaStore, NewSerial, Revocation, SerialAdded, StoreError};
 use fgw_format::ids::{FacilityId, Sha256Hex};
 use rcgen::PublicKeyData;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,79 +29,7 @@ pub const IDEVID_CERT_FILE: &str = "idevid.crt";
 /// The society CA certificate: the one root the box trusts for the hub's server certificate.
 pub const CA_CERT_FILE: &str = ca::CA_CERT_FILE;
 
-/// A box serial: 1–64 of `[A-Za-z0-9-]`, not starting with `-` (X.520 serialNumber is a PrintableString, and the
-/// serial is also the box's device id on the hub). `gateway identity init` makes them as
-/// `fgw-` + 16 hex digits.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Serial(String);
-
-/// A string that is not a serial (only its length is kept).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("serial must be 1-64 of [A-Za-z0-9-], not starting with '-' (got {len} characters)")]
-pub struct BadSerial {
-    /// Length of the refused value, in characters.
-    pub len: usize,
-}
-
-impl Serial {
-    /// Checks the shape.
-    pub fn new(s: impl Into<String>) -> Result<Serial, BadSerial> {
-        let s = s.into();
-        // Not starting with '-': a serial is also a device id (and never read as an option).
-        let ok = (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !s.starts_with('-');
-        if ok {
-            Ok(Serial(s))
-        } else {
-            Err(BadSerial { len: s.chars().count() })
-        }
-    }
-
-    /// The serial as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The box's device id on the hub (uploads, logs, upload slots): its serial.
-    pub fn device_id(&self) -> fgw_format::ids::DeviceId {
-        fgw_format::ids::DeviceId::new(self.0.as_str())
-            .expect("a serial's shape is a subset of a device id's")
-    }
-}
-
-impl TryFrom<String> for Serial {
-    type Error = BadSerial;
-    fn try_from(s: String) -> Result<Serial, BadSerial> {
-        Serial::new(s)
-    }
-}
-
-impl From<Serial> for String {
-    fn from(s: Serial) -> String {
-        s.0
-    }
-}
-
-impl std::str::FromStr for Serial {
-    type Err = BadSerial;
-    fn from_str(s: &str) -> Result<Serial, BadSerial> {
-        Serial::new(s)
-    }
-}
-
-impl fmt::Display for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Serial({})", self.0)
-    }
-}
+pub use fgw_format::ids::{BadSerial, Serial};
 
 /// Why a CSR was refused. Reasons only: a CSR's content is never quoted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -378,57 +305,7 @@ pub fn device_revoke(meta: &dyn MetaStore, serial: &Serial) -> Result<Revocation
     Ok(r)
 }
 
-/// What the hub hands a box at enrollment, besides its certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceConfig {
-    /// The facility the registry assigns the box to.
-    pub facility_id: FacilityId,
-    /// `[facility_config.<facility>]` of `hub.toml`, as a JSON object (empty if none).
-    pub settings: serde_json::Map<String, serde_json::Value>,
-    /// The VPN peer: a placeholder until the VPN is built.
-    pub vpn: VpnPeer,
-}
-
-/// Whether the VPN data can be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VpnStatus {
-    /// Not to be used: the hub has no VPN yet; the fields are handed out as configured.
-    Placeholder,
-}
-
-/// The hub's WireGuard peer as the box will need it (`[vpn]` of `hub.toml`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VpnPeer {
-    /// Always [`VpnStatus::Placeholder`] for now.
-    pub status: VpnStatus,
-    /// The hub's WireGuard public key (base64), if configured.
-    pub hub_public_key: Option<String>,
-    /// `host:port` of the hub's WireGuard, if configured.
-    pub endpoint: Option<String>,
-    /// Networks routed into the tunnel (`ip/prefix`).
-    pub allowed_ips: Vec<String>,
-}
-
-/// The answer to `simpleenroll` and `simplereenroll` (`application/json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnrollResponse {
-    /// The box's serial (from the registry).
-    pub serial: Serial,
-    /// Its facility (from the registry).
-    pub facility_id: FacilityId,
-    /// The operational certificate, PEM, leaf only (it chains to the society CA the box
-    /// already trusts: its `ca.crt`).
-    pub certificate: String,
-    /// Its validity (RFC 3339, UTC).
-    pub not_before: String,
-    /// Its expiry (RFC 3339, UTC).
-    pub not_after: String,
-    /// When the box should renew: two thirds into the validity (RFC 3339, UTC).
-    pub renew_after: String,
-    /// The facility's configuration and the VPN peer.
-    pub config: DeviceConfig,
-}
+pub use fgw_format::package::protocol::{DeviceConfig, EnrollResponse, VpnPeer, VpnStatus};
 
 /// What enrollment needs from `hub.toml`, kept by the serving hub.
 #[derive(Debug, Clone)]

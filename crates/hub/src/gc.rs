@@ -189,7 +189,7 @@ mod tests {
             };
             meta.open_upload(&rec, admit).unwrap();
             let part = &bytes[..4];
-            let mut w = objects.part_writer(&rec.upload_id, 0, &Sha256Hex::of(part)).unwrap();
+            let mut w = objects.part_writer(&rec.upload_id, 0, 0, &Sha256Hex::of(part)).unwrap();
             w.write(part).unwrap();
             w.finish().unwrap();
             rec.upload_id

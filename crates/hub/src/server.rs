@@ -158,6 +158,8 @@ impl Hub {
                 max_open_uploads_per_facility: cfg.max_open_uploads_per_facility,
             },
             uploads: UploadSlots::default(),
+            chunks: crate::uploads::ChunkClaims::default(),
+            running: crate::uploads::RunningHashes::default(),
             enroll: Arc::new(EnrollSettings::from_config(cfg)),
         });
         Ok(Hub {

@@ -123,6 +123,29 @@ pub(crate) fn range_body(
     Ok((reqwest::Body::wrap(RangeBody { rx, left: len }), outcome))
 }
 
+/// A body sending `bytes` (already read and hashed) through `throttle`, in pieces so the cap
+/// and the byte counter follow it. Must be called inside a tokio runtime.
+pub(crate) fn memory_body(bytes: Bytes, throttle: Throttle) -> reqwest::Body {
+    if bytes.is_empty() {
+        return reqwest::Body::from(bytes);
+    }
+    let (tx, rx) = mpsc::channel(1);
+    let len = bytes.len() as u64;
+    tokio::spawn(async move {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = throttle.piece_len().min(rest.len() as u64);
+            throttle.pace(n).await;
+            let piece = rest.split_to(n as usize);
+            if tx.send(Ok(piece)).await.is_err() {
+                return;
+            }
+            throttle.sent().fetch_add(n, Ordering::Relaxed);
+        }
+    });
+    reqwest::Body::wrap(RangeBody { rx, left: len })
+}
+
 /// Reads, hashes, paces and hands over the pieces of `range`; stops quietly when the request
 /// is gone (the receiver dropped).
 async fn produce(

@@ -3,10 +3,15 @@
 //! the chunk size to use; `PUT` each missing chunk; commit. A cut costs at most the chunk in
 //! flight: the next attempt's `POST` shows what arrived.
 //!
-//! The staged file is read in ranges, never whole. Before anything is sent, one pass over the
-//! file hashes every chunk and the whole object; a file that no longer matches its name is
-//! refused there ([`UplinkError::LocalCorrupt`]), and each chunk is hashed again as it is sent
-//! (the hub's commit checks the whole object too).
+//! Each chunk is read into memory and hashed there, then sent from memory, while the next
+//! one is read (so the disk, the hash and the network overlap with one chunk in flight on
+//! the wire, and a cut still costs at most that chunk). Memory: two chunks (16 MiB at the
+//! default 8 MiB). A chunk's header hash is the hash of the very bytes sent. The whole
+//! object's hash is checked once, by the hub's commit (hashing it here too cost a quarter of
+//! the CPU both ends spend on a loopback upload): a 422 there deletes the session. When this
+//! attempt sent every chunk, the bytes read from the staged file are not the object named,
+//! and the package is refused ([`UplinkError::LocalCorrupt`]); when some chunks were held
+//! from an earlier attempt, the session is opened again and every chunk sent.
 //!
 //! A 404 from a session route means the session is gone (expired, collected, or committed by
 //! another attempt): it is opened again, once per upload; a second 404 is
@@ -14,18 +19,18 @@
 //! request fails outright is followed by a `GET` of the session, since the hub's early 404 is
 //! usually lost to the connection it closes.
 
-use crate::body::{range_body, FileRange};
+use crate::body::memory_body;
 use crate::uplink::{failure, json_answer, send_failed, Uplink, UplinkError};
-use fgw_format::ids::Sha256Hex;
+use bytes::Bytes;
 use fgw_format::package::protocol::{
     ChunkAck, MissingChunks, ObjectAck, UploadRequest, UploadSession, CHUNK_SHA256_HEADER, UPLOADS,
 };
 use fgw_format::package::FileEntry;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
-use std::collections::HashMap;
-use std::io::Read;
-use std::path::Path;
+use std::collections::HashSet;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) const ROUTE_OPEN: &str = "POST /v1/uploads";
@@ -36,20 +41,62 @@ pub(crate) const ROUTE_COMMIT: &str = "POST /v1/uploads/commit";
 /// to run at worst, for its timeout: a slow disk.
 const ASSEMBLY_BYTES_PER_SEC: u64 = 8 << 20;
 
-/// Read buffer of the hashing pass.
-const HASH_BUF: usize = 256 * 1024;
+/// Largest chunk size this box follows (two chunks are held in memory); a hub asking for
+/// more is refused as a protocol error. The box's own `chunk_bytes` may be larger.
+const MAX_FOLLOWED_CHUNK: u64 = 64 << 20;
 
-/// The chunk hashes of a staged file at one chunk size (the whole file's hash checked).
-#[derive(Debug)]
-struct ChunkPlan {
+/// One chunk read from the staged file, with the SHA-256 (lowercase hex) of its bytes.
+struct ChunkBytes {
+    bytes: Bytes,
+    sha256: String,
+}
+
+/// Reads the chunks of one staged object.
+struct ChunkReader {
+    path: PathBuf,
+    entry: FileEntry,
     chunk_bytes: u64,
-    /// SHA-256 (lowercase hex) of each chunk, by index.
-    hashes: Vec<String>,
+}
+
+impl ChunkReader {
+    /// Reads and hashes chunk `index` (blocking: run off the async threads).
+    fn read(&self, index: u32) -> Result<ChunkBytes, UplinkError> {
+        let offset = u64::from(index) * self.chunk_bytes;
+        let len = self.chunk_bytes.min(self.entry.size.saturating_sub(offset));
+        let io = |source| UplinkError::Io { path: self.path.clone(), source };
+        let file = std::fs::File::open(&self.path).map_err(io)?;
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+        match file.read_exact_at(&mut buf, offset) {
+            Ok(()) => {}
+            // Shorter than its manifest says: not the object named.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(self.corrupt()),
+            Err(e) => return Err(io(e)),
+        }
+        let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &buf));
+        Ok(ChunkBytes { bytes: Bytes::from(buf), sha256 })
+    }
+
+    fn corrupt(&self) -> UplinkError {
+        UplinkError::LocalCorrupt { path: self.path.clone(), sha256: self.entry.sha256.clone() }
+    }
+}
+
+/// Reads chunk `index` on a blocking thread; the reader comes back with it.
+fn read_ahead(
+    reader: ChunkReader,
+    index: u32,
+) -> tokio::task::JoinHandle<(ChunkReader, Result<ChunkBytes, UplinkError>)> {
+    tokio::task::spawn_blocking(move || {
+        let chunk = reader.read(index);
+        (reader, chunk)
+    })
 }
 
 enum Commit {
     Done,
     Missing(Vec<u32>),
+    /// 422: the chunks do not make the object; the hub deleted the session.
+    NotTheObject,
 }
 
 /// `ceil(size / chunk_bytes)`, at least 1 (an empty object is one empty chunk).
@@ -59,12 +106,19 @@ fn chunk_count(size: u64, chunk_bytes: u64) -> u64 {
 
 /// Checks the hub's session against the object asked for: the same object, a usable chunk
 /// size, a chunk count that follows from it, and held chunks among them.
-fn check_session(s: &UploadSession, entry: &FileEntry) -> Result<(), UplinkError> {
+fn check_session(
+    s: &UploadSession,
+    entry: &FileEntry,
+    own_chunk_bytes: u64,
+) -> Result<(), UplinkError> {
     let bad = |what: String| Err(UplinkError::Protocol { route: ROUTE_OPEN, what });
     if s.sha256 != entry.sha256 || s.size != entry.size {
         return bad(format!("session {} is for another object than {}", s.upload_id, entry.sha256));
     }
-    if s.chunk_bytes == 0 || u64::from(s.chunks) != chunk_count(s.size, s.chunk_bytes) {
+    if s.chunk_bytes == 0
+        || s.chunk_bytes > MAX_FOLLOWED_CHUNK.max(own_chunk_bytes)
+        || u64::from(s.chunks) != chunk_count(s.size, s.chunk_bytes)
+    {
         return bad(format!(
             "session {}: {} chunks of {} bytes do not make {} bytes",
             s.upload_id, s.chunks, s.chunk_bytes, s.size
@@ -76,44 +130,6 @@ fn check_session(s: &UploadSession, entry: &FileEntry) -> Result<(), UplinkError
     Ok(())
 }
 
-/// One pass over the staged file: each chunk's hash, and the whole file's, which must be the
-/// name it is sent under. Blocking (run off the async threads).
-fn plan_chunks(path: &Path, entry: &FileEntry, chunk_bytes: u64) -> Result<ChunkPlan, UplinkError> {
-    let io = |source| UplinkError::Io { path: path.to_path_buf(), source };
-    let corrupt =
-        || UplinkError::LocalCorrupt { path: path.to_path_buf(), sha256: entry.sha256.clone() };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut whole = ring::digest::Context::new(&ring::digest::SHA256);
-    let chunks = chunk_count(entry.size, chunk_bytes);
-    let mut hashes = Vec::with_capacity(usize::try_from(chunks).unwrap_or(0));
-    let mut buf = vec![0u8; HASH_BUF];
-    let mut left = entry.size;
-    for _ in 0..chunks {
-        let mut chunk = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut in_chunk = chunk_bytes.min(left);
-        left -= in_chunk;
-        while in_chunk > 0 {
-            let n = in_chunk.min(HASH_BUF as u64) as usize;
-            match file.read_exact(&mut buf[..n]) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(corrupt()),
-                Err(e) => return Err(io(e)),
-            }
-            chunk.update(&buf[..n]);
-            whole.update(&buf[..n]);
-            in_chunk -= n as u64;
-        }
-        hashes.push(hex::encode(chunk.finish()));
-    }
-    // More bytes than the manifest says: not the object named either.
-    if file.read(&mut buf[..1]).map_err(io)? != 0
-        || hex::encode(whole.finish()) != entry.sha256.as_str()
-    {
-        return Err(corrupt());
-    }
-    Ok(ChunkPlan { chunk_bytes, hashes })
-}
-
 impl Uplink {
     /// Sends one object through an upload session, reopening it once if it vanishes.
     pub(crate) async fn put_chunked(
@@ -121,10 +137,9 @@ impl Uplink {
         entry: &FileEntry,
         path: &Path,
     ) -> Result<(), UplinkError> {
-        let mut plan = None;
         let mut reopened = false;
         loop {
-            match self.chunked_attempt(entry, path, &mut plan).await {
+            match self.chunked_attempt(entry, path).await {
                 Err(UplinkError::SessionGone { route, upload_id }) if !reopened => {
                     tracing::info!(object = %entry.sha256, upload = %upload_id, route, "upload session gone at the hub; opening it again");
                     reopened = true;
@@ -134,57 +149,49 @@ impl Uplink {
         }
     }
 
-    async fn chunked_attempt(
-        &self,
-        entry: &FileEntry,
-        path: &Path,
-        plan: &mut Option<ChunkPlan>,
-    ) -> Result<(), UplinkError> {
+    async fn chunked_attempt(&self, entry: &FileEntry, path: &Path) -> Result<(), UplinkError> {
         let session = self.open_session(entry).await?;
-        check_session(&session, entry)?;
-        let plan = match plan {
-            Some(p) if p.chunk_bytes == session.chunk_bytes => p,
-            _ => {
-                let (p, e, cb) = (path.to_path_buf(), entry.clone(), session.chunk_bytes);
-                let made = tokio::task::spawn_blocking(move || plan_chunks(&p, &e, cb))
-                    .await
-                    .map_err(|e| UplinkError::Io {
-                        path: path.to_path_buf(),
-                        source: std::io::Error::other(e.to_string()),
-                    })??;
-                plan.insert(made)
+        check_session(&session, entry, self.chunk_bytes)?;
+        let held: HashSet<u32> = session.received.iter().map(|c| c.index).collect();
+        let reader = ChunkReader {
+            path: path.to_path_buf(),
+            entry: entry.clone(),
+            chunk_bytes: session.chunk_bytes,
+        };
+        // Every chunk from this attempt's reads: a whole that does not hash right is ours.
+        let sent_all = held.is_empty();
+        let not_the_object = || {
+            if sent_all {
+                UplinkError::LocalCorrupt { path: path.to_path_buf(), sha256: entry.sha256.clone() }
+            } else {
+                UplinkError::SessionGone {
+                    route: ROUTE_COMMIT,
+                    upload_id: session.upload_id.clone(),
+                }
             }
         };
-        let held: HashMap<u32, &Sha256Hex> =
-            session.received.iter().map(|c| (c.index, &c.sha256)).collect();
-        let sent_before = held.len();
-        for index in 0..session.chunks {
-            // A held chunk with other bytes (another attempt's file) is replaced.
-            if held.get(&index).map(|s| s.as_str()) == Some(plan.hashes[index as usize].as_str()) {
-                continue;
-            }
-            self.put_chunk(&session, entry, path, plan, index).await?;
-        }
-        tracing::debug!(object = %entry.sha256, upload = %session.upload_id, chunks = session.chunks, held = sent_before, "chunks sent; committing");
+        let missing: Vec<u32> = (0..session.chunks).filter(|i| !held.contains(i)).collect();
+        let reader = self.send_chunks(&session, path, reader, &missing).await?;
+        tracing::debug!(object = %entry.sha256, upload = %session.upload_id, chunks = session.chunks, held = held.len(), "chunks sent; committing");
         let missing = match self.commit(&session, entry).await? {
             Commit::Done => return Ok(()),
+            Commit::NotTheObject => return Err(not_the_object()),
             Commit::Missing(missing) => missing,
         };
         // Chunks lost at the hub between their ack and the commit: send what it lists, once.
-        for &index in &missing {
-            if index >= session.chunks {
-                return Err(UplinkError::Protocol {
-                    route: ROUTE_COMMIT,
-                    what: format!(
-                        "session {} asks for chunk {index} of {}",
-                        session.upload_id, session.chunks
-                    ),
-                });
-            }
-            self.put_chunk(&session, entry, path, plan, index).await?;
+        if let Some(&index) = missing.iter().find(|&&i| i >= session.chunks) {
+            return Err(UplinkError::Protocol {
+                route: ROUTE_COMMIT,
+                what: format!(
+                    "session {} asks for chunk {index} of {}",
+                    session.upload_id, session.chunks
+                ),
+            });
         }
+        self.send_chunks(&session, path, reader, &missing).await?;
         match self.commit(&session, entry).await? {
             Commit::Done => Ok(()),
+            Commit::NotTheObject => Err(not_the_object()),
             Commit::Missing(missing) => Err(UplinkError::Retryable {
                 route: ROUTE_COMMIT,
                 reason: format!(
@@ -194,6 +201,35 @@ impl Uplink {
                 ),
             }),
         }
+    }
+
+    /// Sends `indexes` in order, reading each next chunk while the one before is sent.
+    async fn send_chunks(
+        &self,
+        session: &UploadSession,
+        path: &Path,
+        reader: ChunkReader,
+        indexes: &[u32],
+    ) -> Result<ChunkReader, UplinkError> {
+        let join = |e: tokio::task::JoinError| UplinkError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let mut next = match indexes.first() {
+            Some(&first) => read_ahead(reader, first),
+            None => return Ok(reader),
+        };
+        for (k, &index) in indexes.iter().enumerate() {
+            let (reader, chunk) = next.await.map_err(join)?;
+            let chunk = chunk?;
+            let Some(&after) = indexes.get(k + 1) else {
+                self.put_chunk(session, index, chunk).await?;
+                return Ok(reader);
+            };
+            next = read_ahead(reader, after);
+            self.put_chunk(session, index, chunk).await?;
+        }
+        unreachable!("the last index returns inside the loop")
     }
 
     async fn open_session(&self, entry: &FileEntry) -> Result<UploadSession, UplinkError> {
@@ -219,17 +255,13 @@ impl Uplink {
     async fn put_chunk(
         &self,
         session: &UploadSession,
-        entry: &FileEntry,
-        path: &Path,
-        plan: &ChunkPlan,
         index: u32,
+        chunk: ChunkBytes,
     ) -> Result<(), UplinkError> {
-        let offset = u64::from(index) * session.chunk_bytes;
-        let len = session.chunk_bytes.min(session.size - offset);
-        let sha256 = plan.hashes[index as usize].clone();
-        let range = FileRange { path: path.to_path_buf(), offset, len, sha256: sha256.clone() };
-        let (body, outcome) = range_body(range, self.throttle.clone())
-            .map_err(|f| self.local_fault(f, entry, path))?;
+        let len = chunk.bytes.len() as u64;
+        let sha256 = chunk.sha256;
+
+        let body = memory_body(chunk.bytes, self.throttle.clone());
         let resp = self
             .client
             .put(format!("{}{UPLOADS}/{}/chunks/{index}", self.base, session.upload_id))
@@ -243,9 +275,6 @@ impl Uplink {
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                if let Some(f) = outcome.take() {
-                    return Err(self.local_fault(f, entry, path));
-                }
                 let failed = send_failed(ROUTE_PUT_CHUNK, e);
                 // The hub answers 404 for a vanished session before reading the body and
                 // then closes the connection, so the answer is often lost to a broken pipe:
@@ -265,6 +294,13 @@ impl Uplink {
                     route: ROUTE_PUT_CHUNK,
                     upload_id: session.upload_id.clone(),
                 })
+            }
+            // Another request of ours is writing the chunk, or the hub holds it with other
+            // bytes (listed after our session was read): the next attempt sees the session
+            // as it is.
+            StatusCode::CONFLICT => {
+                let reason = failure(ROUTE_PUT_CHUNK, resp).await.to_string();
+                return Err(UplinkError::Retryable { route: ROUTE_PUT_CHUNK, reason });
             }
             s if !s.is_success() => return Err(failure(ROUTE_PUT_CHUNK, resp).await),
             _ => {}
@@ -308,6 +344,7 @@ impl Uplink {
             .await
             .map_err(|e| send_failed(ROUTE_COMMIT, e))?;
         match resp.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => return Ok(Commit::NotTheObject),
             StatusCode::NOT_FOUND => {
                 return Err(UplinkError::SessionGone {
                     route: ROUTE_COMMIT,
@@ -342,7 +379,7 @@ impl Uplink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fgw_format::ids::{FacilityId, UploadId};
+    use fgw_format::ids::{FacilityId, Sha256Hex, UploadId};
     use fgw_format::package::protocol::ChunkAck;
 
     fn entry_of(bytes: &[u8]) -> FileEntry {
@@ -377,12 +414,18 @@ mod tests {
     #[test]
     fn sessions_that_do_not_fit_the_object_are_refused() {
         let e = entry_of(&[7u8; 2500]);
-        check_session(&session(&e, 1000, 3), &e).unwrap();
+        check_session(&session(&e, 1000, 3), &e, 1000).unwrap();
         let bad = |s: UploadSession| {
-            matches!(check_session(&s, &e), Err(UplinkError::Protocol { route: ROUTE_OPEN, .. }))
+            matches!(
+                check_session(&s, &e, 1000),
+                Err(UplinkError::Protocol { route: ROUTE_OPEN, .. })
+            )
         };
         assert!(bad(session(&e, 1000, 2)), "too few chunks");
         assert!(bad(session(&e, 0, 3)), "zero chunk size");
+        // More than this box holds in memory (two chunks): refused.
+        let huge = MAX_FOLLOWED_CHUNK + 1;
+        assert!(bad(UploadSession { size: huge, ..session(&e, huge, 1) }));
         assert!(bad(UploadSession { size: 2499, ..session(&e, 1000, 3) }));
         assert!(bad(UploadSession { sha256: Sha256Hex::of(b"other"), ..session(&e, 1000, 3) }));
         let held = ChunkAck { index: 3, sha256: Sha256Hex::of(b"x") };
@@ -390,34 +433,23 @@ mod tests {
     }
 
     #[test]
-    fn the_plan_hashes_each_chunk_and_checks_the_whole() {
+    fn chunks_are_hashed_as_read() {
         let bytes: Vec<u8> = (0..2500u32).map(|i| (i % 253) as u8).collect();
         let e = entry_of(&bytes);
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("obj");
         std::fs::write(&p, &bytes).unwrap();
-        let plan = plan_chunks(&p, &e, 1000).unwrap();
-        let want: Vec<String> = bytes.chunks(1000).map(|c| Sha256Hex::of(c).to_string()).collect();
-        assert_eq!(plan.hashes, want);
-
-        // One byte changed, a byte more, a byte less: refused before anything is sent.
-        for changed in [
-            {
-                let mut b = bytes.clone();
-                b[1234] ^= 1;
-                b
-            },
-            [bytes.as_slice(), b"x"].concat(),
-            bytes[..2499].to_vec(),
-        ] {
-            std::fs::write(&p, &changed).unwrap();
-            assert!(
-                matches!(plan_chunks(&p, &e, 1000), Err(UplinkError::LocalCorrupt { .. })),
-                "{}",
-                changed.len()
-            );
+        let r = ChunkReader { path: p.clone(), entry: e.clone(), chunk_bytes: 1000 };
+        for (i, want) in bytes.chunks(1000).enumerate() {
+            let c = r.read(i as u32).unwrap();
+            assert_eq!(&c.bytes[..], want);
+            assert_eq!(c.sha256, Sha256Hex::of(want).to_string());
         }
+        // A byte less than the manifest says: not the object named.
+        std::fs::write(&p, &bytes[..2499]).unwrap();
+        assert!(matches!(r.read(2), Err(UplinkError::LocalCorrupt { .. })));
+        r.read(1).unwrap();
         std::fs::remove_file(&p).unwrap();
-        assert!(matches!(plan_chunks(&p, &e, 1000), Err(UplinkError::Io { .. })));
+        assert!(matches!(r.read(0), Err(UplinkError::Io { .. })));
     }
 }

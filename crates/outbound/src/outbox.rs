@@ -261,7 +261,7 @@ impl Outbox {
     }
 
     /// Delete objects no remaining manifest refers to, after moving manifests without a valid
-    /// seal aside (they keep nothing alive). Run at start and when idle; cost is one read of
+    /// seal aside (they keep nothing alive), and seals of no manifest. Run at start and when idle; cost is one read of
     /// each pending manifest.
     pub fn gc(&self) -> Result<usize, OutboxError> {
         let _guard = self.sweep.lock().unwrap_or_else(|p| p.into_inner());
@@ -295,6 +295,21 @@ impl Outbox {
                 if let Ok(m) = Manifest::parse(&bytes) {
                     live.extend(m.files.into_iter().map(|f| f.sha256));
                 }
+            }
+        }
+        // Seals whose manifest is gone: `remove` was interrupted between the two (a seal
+        // written by `put` before its manifest cannot be seen here, `put` holds the lock).
+        let sdir = self.root.join("seals");
+        let seals = std::fs::read_dir(&sdir)
+            .map_err(|source| OutboxError::Io { path: sdir.clone(), source })?;
+        for e in seals.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let manifest = name
+                .strip_suffix(".mac")
+                .and_then(|s| PackageId::new(s).ok())
+                .map(|id| self.manifest_path(&id));
+            if !manifest.is_some_and(|m| m.exists()) {
+                let _ = std::fs::remove_file(e.path());
             }
         }
         let odir = self.root.join("objects");
@@ -428,5 +443,23 @@ mod tests {
         let id = drop_manifest(d.path(), manifest.as_bytes());
         assert_eq!(outbox.gc().unwrap(), 1, "the unreferenced object is collected");
         assert!(d.path().join("rejected").join(format!("{id}.json")).exists());
+    }
+
+    /// A kill between `remove`'s two deletions leaves the seal of an acknowledged package
+    /// (found by the 1,000-kill crash harness): the next collection deletes it, and keeps
+    /// the seals of packages still pending.
+    #[test]
+    fn gc_deletes_seals_whose_manifest_is_gone() {
+        let d = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(d.path(), key(1)).unwrap();
+        let kept = plant(d.path(), &outbox, b"pending image");
+        let acked = plant(d.path(), &outbox, b"acknowledged image");
+        std::fs::remove_file(outbox.manifest_path(&acked)).unwrap();
+        std::fs::write(d.path().join("seals").join("junk.mac.tmp"), b"x").unwrap();
+        outbox.gc().unwrap();
+        assert!(!outbox.seal_path(&acked).exists(), "orphaned seal left");
+        assert!(outbox.seal_path(&kept).exists());
+        assert_eq!(std::fs::read_dir(d.path().join("seals")).unwrap().count(), 1);
+        assert!(outbox.load(&kept).is_ok());
     }
 }

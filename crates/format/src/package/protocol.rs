@@ -1,6 +1,6 @@
 //! Protocol types for the upload API (`docs/package-format.md#upload-protocol`).
 
-use crate::ids::{FacilityId, PackageId, Sha256Hex, UploadId};
+use crate::ids::{FacilityId, PackageId, Serial, Sha256Hex, UploadId};
 use serde::{Deserialize, Serialize};
 
 /// Path prefix of object uploads: `PUT {OBJECTS}/{sha256}`.
@@ -150,4 +150,59 @@ pub struct ExamListing {
     /// DICOM objects received whose Accession Number maps to this exam.
     #[serde(default)]
     pub dicom_objects: u32,
+}
+
+// Enrollment (issue 12, docs/enrollment.md): the hub's answer to EST simpleenroll and
+// simplereenroll.
+
+/// What the hub hands a box at enrollment, besides its certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    /// The facility the registry assigns the box to.
+    pub facility_id: FacilityId,
+    /// `[facility_config.<facility>]` of `hub.toml`, as a JSON object (empty if none).
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The VPN peer: a placeholder until the VPN is built.
+    pub vpn: VpnPeer,
+}
+
+/// Whether the VPN data can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VpnStatus {
+    /// Not to be used: the hub has no VPN yet; the fields are handed out as configured.
+    Placeholder,
+}
+
+/// The hub's WireGuard peer as the box will need it (`[vpn]` of `hub.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnPeer {
+    /// Always [`VpnStatus::Placeholder`] for now.
+    pub status: VpnStatus,
+    /// The hub's WireGuard public key (base64), if configured.
+    pub hub_public_key: Option<String>,
+    /// `host:port` of the hub's WireGuard, if configured.
+    pub endpoint: Option<String>,
+    /// Networks routed into the tunnel (`ip/prefix`).
+    pub allowed_ips: Vec<String>,
+}
+
+/// The answer to `simpleenroll` and `simplereenroll` (`application/json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// The box's serial (from the registry).
+    pub serial: Serial,
+    /// Its facility (from the registry).
+    pub facility_id: FacilityId,
+    /// The operational certificate, PEM, leaf only (it chains to the society CA the box
+    /// already trusts: its `ca.crt`).
+    pub certificate: String,
+    /// Its validity (RFC 3339, UTC).
+    pub not_before: String,
+    /// Its expiry (RFC 3339, UTC).
+    pub not_after: String,
+    /// When the box should renew: two thirds into the validity (RFC 3339, UTC).
+    pub renew_after: String,
+    /// The facility's configuration and the VPN peer.
+    pub config: DeviceConfig,
 }

@@ -26,7 +26,6 @@ use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{DicomListing, ExamListing, Stored};
 use fgw_format::package::Manifest;
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -203,9 +202,6 @@ pub trait PartWriter: Send {
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
-/// Bytes copied at a time when parts are assembled.
-const ASSEMBLY_BUFFER: usize = 256 * 1024;
-
 /// An object being written: bytes go to temporary storage as they arrive, hashed on the way.
 /// Dropped without [`ObjectWriter::finish`], it leaves nothing behind.
 pub trait ObjectWriter: Send {
@@ -257,20 +253,20 @@ pub trait ObjectStore: Send + Sync {
     /// killed process); returns how many.
     fn remove_stale_temp(&self, cutoff: SystemTime) -> Result<u64>;
 
-    /// Start writing chunk `index` of session `upload`, whose bytes must hash to `sha`
-    /// (streaming: nothing is held in memory).
+    /// Start writing chunk `index` of session `upload`, which begins `offset` bytes into the
+    /// object and whose bytes must hash to `sha` (streaming: nothing is held in memory). A
+    /// store may write the chunk in place, so the caller must not start a writer for a chunk
+    /// it has recorded as received, nor two writers for one chunk at once.
     fn part_writer(
         &self,
         upload: &UploadId,
         index: u32,
+        offset: u64,
         sha: &Sha256Hex,
     ) -> Result<Box<dyn PartWriter>>;
 
     /// Size of a stored chunk, `None` if absent.
     fn part_size(&self, upload: &UploadId, index: u32) -> Result<Option<u64>>;
-
-    /// A stored chunk's bytes as a stream, `None` if absent.
-    fn read_part(&self, upload: &UploadId, index: u32) -> Result<Option<Box<dyn Read + Send>>>;
 
     /// Delete every chunk of a session; `false` if it had none.
     fn remove_parts(&self, upload: &UploadId) -> Result<bool>;
@@ -280,39 +276,31 @@ pub trait ObjectStore: Send + Sync {
     fn for_each_parts(&self, f: &mut dyn FnMut(PartsEntry) -> Result<()>) -> Result<()>;
 
     /// Store object `sha` from the chunks of `upload`, in order, chunk `i` being
-    /// `lengths[i]` bytes: streamed through [`ObjectStore::writer`], so the whole object's
-    /// hash is checked ([`StoreError::HashMismatch`]). A chunk absent or not of its length is
-    /// [`StoreError::PartMissing`]. The parts stay (the caller removes them once the object
-    /// is recorded). A store with server-side assembly may override this, as long as the
-    /// hash is checked.
-    fn assemble(&self, upload: &UploadId, sha: &Sha256Hex, lengths: &[u64]) -> Result<Stored> {
-        let mut writer = self.writer(sha)?;
-        let mut buf = vec![0u8; ASSEMBLY_BUFFER];
-        for (index, &len) in lengths.iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            let missing = || StoreError::PartMissing { upload: upload.clone(), index };
-            let mut part = self.read_part(upload, index)?.ok_or_else(missing)?;
-            let mut left = len;
-            loop {
-                let n = part.read(&mut buf).map_err(|source| StoreError::Io {
-                    path: PathBuf::from(format!("parts/{upload}/{index}")),
-                    source,
-                })?;
-                if n == 0 {
-                    break;
-                }
-                if n as u64 > left {
-                    return Err(missing());
-                }
-                writer.write(&buf[..n])?;
-                left -= n as u64;
-            }
-            if left != 0 {
-                return Err(missing());
-            }
-        }
-        writer.finish()
-    }
+    /// `lengths[i]` bytes, checking the whole object's hash ([`StoreError::HashMismatch`])
+    /// unless `whole` says the caller did.
+    /// A chunk absent or not of its length is [`StoreError::PartMissing`]. The parts stay
+    /// (the caller removes them once the object is recorded). Stores assemble without
+    /// copying where they can: the embedded store renames its session file, an S3 store
+    /// completes a multipart upload.
+    fn assemble(
+        &self,
+        upload: &UploadId,
+        sha: &Sha256Hex,
+        lengths: &[u64],
+        whole: WholeHash,
+    ) -> Result<Stored>;
+}
+
+/// Who checks that an upload session's chunks make the object named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WholeHash {
+    /// The store hashes the assembled bytes (the default when in doubt).
+    Check,
+    /// The caller hashed, in order, exactly the bytes it handed the store for each chunk,
+    /// and they hash to the name: the store does not read them back.
+    Checked,
+    /// The caller's hash of the chunks is not the name: nothing is stored.
+    Mismatch,
 }
 
 /// A registered client certificate.
