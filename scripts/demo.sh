@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end demo on loopback, on embedded defaults: a hub with a fresh society CA, a gateway
-# with a development device certificate, and a synthetic department system. Prints what
+# whose keys are in a software TPM (swtpm) and which enrolls itself (imaging: `gateway
+# identity init` and `hub device add`; first start: EST enrollment), and a synthetic
+# department system. Prints what
 # arrived at the hub and what stayed on the box (quarantine), without personal data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +18,12 @@ cargo build -q --workspace --bins && cargo build -q -p fgw-synth --example synth
 BIN=$PWD/target/debug
 HUB="$BIN/hub"; GW="$BIN/gateway"
 
-echo "== hub: society CA, server certificate, device and operator certificates"
+echo "== hub: society CA, manufacturing CA, server certificate, operator certificate"
 cat > "$WORK/hub/hub.toml" <<TOML
 listen = "127.0.0.1:$PORT"
 data_dir = "data"
 TOML
 "$HUB" init --config "$WORK/hub/hub.toml"
-HUB_BIN="$HUB" bash provisioning/dev-issue-device.sh "$WORK/hub/hub.toml" gw-demo-0001 F0001 "$WORK/gateway/pki"
 "$HUB" issue-device --config "$WORK/hub/hub.toml" --device operator --facility F0001 --role operator --out "$WORK/operator"
 "$HUB" serve --config "$WORK/hub/hub.toml" 2> "$WORK/hub/hub.log" &
 HUB_PID=$!
@@ -32,12 +33,27 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break;
 echo "== synthetic department system: $EXAMS exams (CP932 export, images with EXIF/COM and burned-in ID, name, birth date)"
 "$BIN/examples/synth_department" "$WORK/export" --exams "$EXAMS" --overlay
 
+echo "== imaging the box: identity key created in its TPM (swtpm), IDevID signed by the manufacturing CA"
+TPM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/tpm"
+swtpm socket --tpm2 --server "type=tcp,bindaddr=127.0.0.1,port=$TPM_PORT" \
+  --ctrl "type=tcp,bindaddr=127.0.0.1,port=$((TPM_PORT + 1))" --tpmstate "dir=$WORK/tpm" \
+  --flags not-need-init,startup-clear 2> "$WORK/tpm/swtpm.log" &
+TPM_PID=$!
+trap 'kill $HUB_PID $TPM_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$TPM_PORT) 2>/dev/null && break; sleep 0.1; done
+
 HL7_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DICOM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$WORK/gateway/gateway.toml" <<TOML
 facility_id = "F0001"
-device_id = "gw-demo-0001"
 state_dir = "state"
+
+[identity]
+key_store = "tpm"
+tpm_tcti = "swtpm:host=127.0.0.1,port=$TPM_PORT"
+idevid_cert = "factory/idevid.crt"
+ca_cert = "factory/ca.crt"
 
 [hl7]
 mode = "enabled"
@@ -56,16 +72,18 @@ poll_interval_secs = 2
 
 [uplink]
 hub_url = "https://127.0.0.1:$PORT"
-ca_cert = "pki/ca.crt"
-client_cert = "pki/device.crt"
-client_key = "pki/device.key"
 TOML
 "$GW" config check "$WORK/gateway/gateway.toml"
+INIT=$("$GW" --config "$WORK/gateway/gateway.toml" identity init --json)
+SERIAL=$(printf '%s' "$INIT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["serial"])')
+CSR=$(printf '%s' "$INIT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csr"])')
+"$HUB" device add --config "$WORK/hub/hub.toml" --serial "$SERIAL" --facility F0001 --csr "$CSR" --out "$WORK/gateway/factory" >/dev/null
+echo "box serial $SERIAL registered to F0001 (no certificate or key copied onto the box)"
 
 echo "== gateway: ingest, de-identify, upload; meanwhile an HL7 ORU^R01 report arrives over MLLP and two DICOM frames over C-STORE"
 "$GW" --config "$WORK/gateway/gateway.toml" run 2> "$WORK/gateway/gateway.log" &
 GW_PID=$!
-trap 'kill $HUB_PID $GW_PID 2>/dev/null || true' EXIT
+trap 'kill $HUB_PID $GW_PID $TPM_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$HL7_PORT) 2>/dev/null && break; sleep 0.1; done
 # A report for the first synthetic exam, written as the department's reporting system would.
 python3 - "$WORK/export" "$WORK/oru.hl7" <<'PY'
@@ -111,6 +129,8 @@ print(int(c["acked"] >= int(sys.argv[1]) and c["received"] + c["normalized"] + c
 done
 kill -TERM $GW_PID; wait $GW_PID || true
 "$GW" --config "$WORK/gateway/gateway.toml" status
+echo "== the box's identity (keys in the TPM; the operational certificate it enrolled for)"
+"$GW" --config "$WORK/gateway/gateway.toml" identity show
 
 echo "== what arrived at the hub (listing API, operator certificate over mTLS)"
 curl -sS --fail --cacert "$WORK/operator/ca.crt" --cert "$WORK/operator/device.crt" --key "$WORK/operator/device.key" \

@@ -141,7 +141,15 @@ fn every_workspace_crate_has_a_side() {
         ("fgw-outbound", &["fgw-format", "fgw-tls", "fgw-deid"][..]),
         (
             "fgw-gateway",
-            &["fgw-format", "fgw-tls", "fgw-records", "fgw-deid", "fgw-ingest", "fgw-outbound"][..],
+            &[
+                "fgw-format",
+                "fgw-tls",
+                "fgw-identity",
+                "fgw-records",
+                "fgw-deid",
+                "fgw-ingest",
+                "fgw-outbound",
+            ][..],
         ),
         ("fgw-hub", &["fgw-format", "fgw-tls"][..]),
         ("fgw-synth", &["fgw-records"][..]),

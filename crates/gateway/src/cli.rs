@@ -59,6 +59,76 @@ enum Cmd {
         #[command(subcommand)]
         cmd: QuarantineCmd,
     },
+    /// The box's identity: its key store, serial and certificates (`[identity]`).
+    Identity {
+        #[command(subcommand)]
+        cmd: IdentityCmd,
+    },
+    /// The facility's keys: the recovery kit that lets a replacement box keep the same
+    /// pseudonyms.
+    Secrets {
+        #[command(subcommand)]
+        cmd: SecretsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCmd {
+    /// At imaging: create the device identity key in the key store (kept if it exists) and
+    /// write its CSR, for `hub device add --csr`. Prints the serial and the CSR's path.
+    Init {
+        #[arg(long)]
+        json: bool,
+        /// Where to write the CSR [default: <state_dir>/identity/idevid.csr].
+        #[arg(long, value_name = "FILE")]
+        csr: Option<PathBuf>,
+    },
+    /// Which key store the box uses, its serial, and the operational certificate's dates.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enroll with the hub now if needed (the daemon does this at start and renews by
+    /// itself); `--renew` asks for a new certificate even if the current one is not due.
+    Enroll {
+        #[arg(long)]
+        renew: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCmd {
+    /// Split the box's root secret into a recovery kit: N share sheets in DIR, any K of
+    /// which rebuild the facility's keys on a replacement box. The hospital keeps them apart;
+    /// the society must never receive K of them.
+    ExportRecovery {
+        /// Folder for the sheets (made 0700 if missing; refused if it holds a kit already).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// N, the number of share sheets (at most 9).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = fgw_gateway::recovery::KitParams::DEFAULT.shares()
+        )]
+        shares: u8,
+        /// K, how many sheets rebuild the keys (at least 2).
+        #[arg(
+            long,
+            value_name = "K",
+            default_value_t = fgw_gateway::recovery::KitParams::DEFAULT.threshold()
+        )]
+        threshold: u8,
+    },
+    /// On a replacement box: combine K share sheets of the facility's kit into the box's root
+    /// secret (refused if the box already has another one).
+    ImportRecovery {
+        /// The share sheets (`recovery-share-<i>-of-<n>.txt`).
+        #[arg(required = true, value_name = "SHARE_FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +238,68 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
                 pipeline::run(cfg, mode, rx).await
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Identity { cmd } => {
+            let cfg = load(&config_path(&cli.config))?;
+            let Some(id_cfg) = cfg.identity.clone() else {
+                anyhow::bail!("the configuration has no [identity] section (key_store, tpm_tcti, idevid_cert, ca_cert)");
+            };
+            let identity = fgw_gateway::identity::BoxIdentity::open(&cfg, &id_cfg)?;
+            match cmd {
+                IdentityCmd::Init { json, csr } => {
+                    let csr = csr.unwrap_or_else(|| identity.default_csr_path());
+                    let report = identity.init(&csr)?;
+                    if json {
+                        println!("{}", serde_json::to_string(&report)?);
+                    } else {
+                        println!("serial {}\ncsr {}", report.serial, report.csr.display());
+                    }
+                }
+                IdentityCmd::Show { json } => {
+                    let report = identity.show();
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report)?);
+                    } else {
+                        println!("key store: {}", report.key_store.as_str());
+                        if let Some(t) = &report.tpm_tcti {
+                            println!("tpm: {t}");
+                        }
+                        println!(
+                            "serial: {}",
+                            report
+                                .serial
+                                .as_deref()
+                                .unwrap_or("(no identity key yet: run `gateway identity init`)")
+                        );
+                        println!(
+                            "idevid certificate: {}",
+                            if report.idevid_cert { "present" } else { "missing" }
+                        );
+                        match &report.operational {
+                            Some(o) => println!(
+                                "operational certificate: facility {}, valid {} to {}, renewed after {}",
+                                o.facility_id, o.not_before, o.not_after, o.renew_after
+                            ),
+                            None => println!("operational certificate: none (not enrolled yet)"),
+                        }
+                    }
+                }
+                IdentityCmd::Enroll { renew, json } => {
+                    let rt = tokio::runtime::Runtime::new()?;
+                    let connect = std::time::Duration::from_secs(cfg.uplink.connect_timeout_secs);
+                    let rec =
+                        rt.block_on(identity.ensure_enrolled(&cfg.uplink.hub_url, connect, renew))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&rec)?);
+                    } else {
+                        println!(
+                            "enrolled: serial {}, facility {}, valid to {}",
+                            rec.serial, rec.facility_id, rec.not_after
+                        );
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => {
@@ -300,6 +432,54 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 c.superseded,
                 output.join("report.json").display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Secrets { cmd } => {
+            use fgw_gateway::recovery::{self, KitParams};
+            use fgw_gateway::secrets::RootInstall;
+            let cfg = load(&config_path(&cli.config))?;
+            match cmd {
+                SecretsCmd::ExportRecovery { out, shares, threshold } => {
+                    let params = KitParams::new(shares, threshold)?;
+                    let report = recovery::export(&cfg, &out, params)?;
+                    let (n, k) = (params.shares(), params.threshold());
+                    println!(
+                        "recovery kit {} of facility {}: {n} share sheets, any {k} rebuild the \
+                         box's keys",
+                        report.kit_id, report.facility
+                    );
+                    for f in &report.files {
+                        println!("  {}", f.display());
+                    }
+                    println!(
+                        "Give each sheet to a different keeper at the hospital (printed, or on its \
+                         own medium), then delete the files here. The society and its hub must \
+                         never receive {k} or more shares: with {k} anyone can compute this \
+                         facility's pseudonyms."
+                    );
+                }
+                SecretsCmd::ImportRecovery { files } => {
+                    let report = recovery::import(&cfg, &files)?;
+                    let (n, k) = (report.params.shares(), report.params.threshold());
+                    match &report.outcome {
+                        RootInstall::Written(path) => println!(
+                            "recovery kit {}: {} of {n} shares combined (threshold {k}), check \
+                             value matches; root secret written to {} for facility {}",
+                            report.kit_id,
+                            report.shares_used,
+                            path.display(),
+                            cfg.facility_id
+                        ),
+                        RootInstall::AlreadyPresent(path) => println!(
+                            "recovery kit {}: {} of {n} shares combined, check value matches; \
+                             this box already has this root secret ({}), nothing written",
+                            report.kit_id,
+                            report.shares_used,
+                            path.display()
+                        ),
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Quarantine { cmd } => {

@@ -235,6 +235,12 @@ pub struct GatewayConfig {
     /// `[uplink]`: the hub and the box's client certificate.
     #[serde(default)]
     pub uplink: UplinkConfig,
+    /// `[identity]`: the box's key store and enrollment (issue 12). When set, the box
+    /// enrolls with the hub and the uplink presents its operational certificate; `[uplink]`
+    /// then needs no `client_cert`, `client_key` or `ca_cert`. Absent: the uplink uses those
+    /// files (provisioned by hand; development and the tests of earlier issues).
+    #[serde(default)]
+    pub identity: Option<crate::identity::IdentityConfig>,
     /// `[deid]`: the de-identification policy.
     #[serde(default)]
     pub deid: Policy,
@@ -283,6 +289,9 @@ impl GatewayConfig {
         fix(&mut self.state_dir);
         fix(&mut self.export.watch_dir);
         self.uplink.resolve_relative(base);
+        if let Some(id) = self.identity.as_mut() {
+            id.resolve_relative(base);
+        }
     }
 
     /// The checks beyond the file's types (ranges, combinations); `path` names the file in
@@ -333,6 +342,9 @@ impl GatewayConfig {
             return Err(bad("deid.version", "a non-empty deid.id and a version >= 1"));
         }
         self.uplink.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        if let Some(id) = &self.identity {
+            id.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        }
         self.hl7.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         self.dicom_scp.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         self.dicom_pull.validate().map_err(|(key, allowed)| bad(key, &allowed))?;

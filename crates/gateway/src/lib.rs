@@ -7,15 +7,17 @@
 //! - de-identified side: `fgw-outbound` (outbox, uplink), which cannot name a record type.
 //!
 //! This crate wires them: [`pipeline`] (the daemon's stages), [`offline`] (`gateway deid`),
-//! [`config`] and [`secrets`]. The command line itself lives in the binary (`main.rs`).
+//! [`config`], [`secrets`] and [`identity`] (the key store and enrollment). The command line itself lives in the binary (`main.rs`).
 
 pub mod backlog;
 pub mod config;
 mod gate_service;
+pub mod identity;
 pub mod logging;
 pub mod maintenance;
 pub mod offline;
 pub mod pipeline;
+pub mod recovery;
 pub mod secrets;
 pub mod spool;
 pub mod state;

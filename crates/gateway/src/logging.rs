@@ -44,7 +44,8 @@ pub enum LogSink {
     Stderr,
 }
 
-/// Initialise logging once. `RUST_LOG` overrides the default filter (`info`).
+/// Initialise logging once. `RUST_LOG` overrides the default filter (`info`, with the TPM
+/// library's per-call context messages at `warn`).
 pub fn init(program: &str) -> LogSink {
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     if under_systemd {
@@ -58,7 +59,8 @@ pub fn init(program: &str) -> LogSink {
             }
         }
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tss_esapi=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -52,6 +52,17 @@ pub enum SecretsError {
     /// The state database could not be checked for existing data.
     #[error("secret store: checking the state directory: {0}")]
     State(#[from] crate::state::StateError),
+    /// The box already has a root secret, and it is not the one being installed.
+    #[error(
+        "secret store {path}: this box already has a different root secret; it was left as \
+         it is. Importing a recovery kit is for a replacement box (or one whose root secret \
+         is lost): move the state directory aside first if this box is to take over the kit's \
+         facility keys"
+    )]
+    RootDiffers {
+        /// The existing root secret file.
+        path: PathBuf,
+    },
     /// The root secret file is readable by others.
     #[error("secret store {path}: permissions {mode:o} are too open (expected 0600)")]
     Permissions {
@@ -73,6 +84,9 @@ enum KeyPurpose {
     OutboxSeal,
     /// HMAC key of the labels naming export batch folders in state and logs.
     BatchLabel,
+    /// HMAC key of the recovery kit's check value (`crate::recovery`): a share sheet shows
+    /// a value of this key only, never one of the keys above.
+    RecoveryCheck,
 }
 
 impl KeyPurpose {
@@ -82,6 +96,7 @@ impl KeyPurpose {
             KeyPurpose::SpoolEncryption => b"fgw/v1/spool-aes256gcm",
             KeyPurpose::OutboxSeal => b"fgw/v1/outbox-seal-hmac",
             KeyPurpose::BatchLabel => b"fgw/v1/batch-label-hmac",
+            KeyPurpose::RecoveryCheck => b"fgw/v1/recovery-check-hmac",
         }
     }
 }
@@ -137,6 +152,36 @@ fn count_files(dir: &Path, suffix: &str) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Reads the root secret at `path`: `None` if there is none; refused if readable by others
+/// or of the wrong length.
+fn read_root(path: &Path) -> Result<Option<[u8; 32]>, SecretsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| SecretsError::Io { path: path.to_path_buf(), source };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretsError::Permissions { path: path.to_path_buf(), mode });
+    }
+    let root: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| SecretsError::Length { path: path.to_path_buf(), len: bytes.len() })?;
+    Ok(Some(root))
+}
+
+/// What [`Secrets::install_root`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootInstall {
+    /// The root secret file was written.
+    Written(PathBuf),
+    /// The box already had this very root secret; nothing was written.
+    AlreadyPresent(PathBuf),
+}
+
 /// The box's root secret; derives the purpose keys.
 pub struct Secrets {
     root: [u8; 32],
@@ -185,23 +230,13 @@ impl Secrets {
     /// `existing` is [`ExistingState::Fresh`]; otherwise a missing root is
     /// [`SecretsError::RootMissing`].
     pub fn open_or_create(dir: &Path, existing: &ExistingState) -> Result<Secrets, SecretsError> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join("root.key");
         let io = |source| SecretsError::Io { path: path.clone(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(SecretsError::Permissions { path, mode });
-                }
-                let root: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| SecretsError::Length { path: path.clone(), len: bytes.len() })?;
-                Ok(Secrets { root })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match read_root(&path)? {
+            Some(root) => Ok(Secrets { root }),
+            None => {
                 if let ExistingState::Found(evidence) = existing {
                     let state_dir = dir.parent().unwrap_or(dir).to_path_buf();
                     return Err(SecretsError::RootMissing {
@@ -226,11 +261,63 @@ impl Secrets {
                 fgw_format::durable::fsync_dir(dir).map_err(io)?;
                 Ok(Secrets { root })
             }
-            Err(e) => Err(io(e)),
         }
     }
 
-    /// For tests and benchmarks only: a fixed root secret.
+    /// Writes `root` (recovered from a recovery kit) as the root secret under `dir`, with the
+    /// same steps as [`Secrets::open_or_create`] (0600, written and fsynced beside it, then
+    /// put in place, then the folder fsynced), but never over an existing root: it is put in
+    /// place by `link`, which fails if a root appeared meanwhile (a daemon started during the
+    /// import). An existing root equal to `root` is [`RootInstall::AlreadyPresent`]; a
+    /// different one is [`SecretsError::RootDiffers`], and is left as it is.
+    pub(crate) fn install_root(dir: &Path, root: &[u8; 32]) -> Result<RootInstall, SecretsError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("root.key");
+        let io = |source| SecretsError::Io { path: path.clone(), source };
+        let same = |existing: &[u8; 32]| {
+            // Constant-time: compares secrets.
+            existing.iter().zip(root).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        if let Some(existing) = read_root(&path)? {
+            return if same(&existing) {
+                Ok(RootInstall::AlreadyPresent(path))
+            } else {
+                Err(SecretsError::RootDiffers { path })
+            };
+        }
+        // Its own temporary name: never the one a concurrent `open_or_create` writes. Made
+        // anew (a leftover could have other permissions, which truncating would keep).
+        let tmp = dir.join("root.key.recovered.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(root)?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::hard_link(&tmp, &path));
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A root appeared between the read and the link: judge that one.
+                return match read_root(&path)? {
+                    Some(existing) if same(&existing) => Ok(RootInstall::AlreadyPresent(path)),
+                    _ => Err(SecretsError::RootDiffers { path }),
+                };
+            }
+            Err(e) => return Err(io(e)),
+        }
+        fgw_format::durable::fsync_dir(dir).map_err(io)?;
+        Ok(RootInstall::Written(path))
+    }
+
+    /// A given root secret: for tests and benchmarks, and for checking a recovery kit's
+    /// combined shares against its check value (`crate::recovery`).
     pub fn from_bytes(root: [u8; 32]) -> Secrets {
         Secrets { root }
     }
@@ -261,6 +348,22 @@ impl Secrets {
         hmac::Key::new(hmac::HMAC_SHA256, &self.derive(KeyPurpose::BatchLabel))
     }
 
+    /// The recovery kit's key check value: the first 8 bytes of HMAC-SHA-256 over
+    /// `fgw recovery check`, under a key of its own purpose. It tells whether shares combine
+    /// to this root, and says nothing about the other purpose keys.
+    pub fn recovery_check(&self) -> [u8; 8] {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.derive(KeyPurpose::RecoveryCheck));
+        let tag = hmac::sign(&key, b"fgw recovery check");
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&tag.as_ref()[..8]);
+        out
+    }
+
+    /// The root itself, for the recovery kit's export only (`crate::recovery`).
+    pub(crate) fn root_bytes(&self) -> &[u8; 32] {
+        &self.root
+    }
+
     /// The AES-256-GCM key of the spool and quarantine files.
     pub fn spool_key(&self) -> aead::LessSafeKey {
         let k =
@@ -282,6 +385,7 @@ mod tests {
         assert_ne!(a.derive(KeyPurpose::Pseudonym), a.derive(KeyPurpose::SpoolEncryption));
         assert_ne!(a.derive(KeyPurpose::OutboxSeal), a.derive(KeyPurpose::Pseudonym));
         assert_ne!(a.derive(KeyPurpose::BatchLabel), a.derive(KeyPurpose::Pseudonym));
+        assert_ne!(a.derive(KeyPurpose::RecoveryCheck), a.derive(KeyPurpose::Pseudonym));
         assert_ne!(Secrets::ephemeral().root, Secrets::ephemeral().root);
     }
 

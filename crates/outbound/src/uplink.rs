@@ -308,10 +308,38 @@ const ROUTE_PUT_PACKAGE: &str = "PUT /v1/packages";
 const ROUTE_LIST: &str = "GET /v1/facilities/exams";
 const ROUTE_HEALTH: &str = "GET /v1/health";
 
+/// How the uplink authenticates to the hub.
+#[derive(Clone)]
+pub enum ClientCredential {
+    /// `[uplink] ca_cert`, `client_cert` and `client_key` files (provisioned by hand; the
+    /// boxes of earlier issues, development).
+    Files,
+    /// An enrolled box (issue 12): the certificate a resolver hands out (the operational
+    /// certificate, signed for by the key store, replaced when renewed), trusting `ca_cert`.
+    Resolver {
+        /// The society CA.
+        ca_cert: PathBuf,
+        /// The current certificate and its signing key.
+        resolver: Arc<dyn rustls::client::ResolvesClientCert>,
+    },
+}
+
+impl std::fmt::Debug for ClientCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCredential::Files => f.write_str("Files"),
+            ClientCredential::Resolver { ca_cert, .. } => {
+                write!(f, "Resolver(ca {})", ca_cert.display())
+            }
+        }
+    }
+}
+
 /// A connection pool to the hub, authenticated with this gateway's certificate. Clones share
 /// the throttle and the byte counter.
 #[derive(Debug, Clone)]
 pub struct Uplink {
+    credential: ClientCredential,
     pub(crate) client: reqwest::Client,
     pub(crate) base: String,
     pub(crate) timeout: Duration,
@@ -360,7 +388,7 @@ enum ManifestOutcome {
 }
 
 /// Error text with its causes (reqwest's top-level message alone is "error sending request").
-pub(crate) fn describe(e: reqwest::Error) -> String {
+pub fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut out = e.to_string();
     let mut src = std::error::Error::source(&e);
@@ -406,11 +434,26 @@ pub(crate) async fn failure(route: &'static str, resp: Response) -> UplinkError 
 }
 
 impl Uplink {
-    /// A client for the hub in `cfg`, with this gateway's certificate.
+    /// A client for the hub in `cfg`, with the certificate and key files of `cfg`.
     pub fn new(cfg: &UplinkConfig) -> Result<Uplink, UplinkError> {
+        Uplink::with_credential(cfg, ClientCredential::Files)
+    }
+
+    /// A client for the hub in `cfg`, authenticated with `credential`.
+    pub fn with_credential(
+        cfg: &UplinkConfig,
+        credential: ClientCredential,
+    ) -> Result<Uplink, UplinkError> {
         let base = parse_hub_url(&cfg.hub_url)?;
         fgw_tls::install_ring_provider();
-        let tls = fgw_tls::client_config(&cfg.ca_cert, &cfg.client_cert, &cfg.client_key)?;
+        let tls = match &credential {
+            ClientCredential::Files => {
+                fgw_tls::client_config(&cfg.ca_cert, &cfg.client_cert, &cfg.client_key)?
+            }
+            ClientCredential::Resolver { ca_cert, resolver } => {
+                fgw_tls::client_config_with_resolver(ca_cert, resolver.clone())?
+            }
+        };
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .https_only(true)
@@ -425,6 +468,7 @@ impl Uplink {
             .rate_schedule()
             .map_err(|e| UplinkError::Config { key: e.key, expected: e.expected })?;
         Ok(Uplink {
+            credential,
             client,
             base,
             timeout: Duration::from_secs(cfg.timeout_secs),
@@ -438,7 +482,10 @@ impl Uplink {
     /// A new client for `cfg` (new connections, certificate files read again) that keeps
     /// this one's throttle and byte counter, so status and the cap carry over.
     pub fn renew(&self, cfg: &UplinkConfig) -> Result<Uplink, UplinkError> {
-        Ok(Uplink { throttle: self.throttle.clone(), ..Uplink::new(cfg)? })
+        Ok(Uplink {
+            throttle: self.throttle.clone(),
+            ..Uplink::with_credential(cfg, self.credential.clone())?
+        })
     }
 
     /// Bytes sent and the cap in force, for status.

@@ -142,6 +142,26 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig,
     Ok(config)
 }
 
+/// Client side with certificates from `resolver` (an enrolled box's operational certificate,
+/// signed for by its key store): trusts only the society CA in `ca`.
+pub fn client_config_with_resolver(
+    ca: &Path,
+    resolver: Arc<dyn rustls::client::ResolvesClientCert>,
+) -> Result<ClientConfig, TlsError> {
+    let roots = ca_roots(ca)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsError::Config {
+            cert: ca.to_path_buf(),
+            key: PathBuf::from("(key store)"),
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(resolver);
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
 /// Server side (hub): presents the server certificate and requires a client certificate
 /// chained to the society CA. Chaining is necessary but not sufficient: the hub also looks
 /// the fingerprint up in its device registry (unregistered → 403).

@@ -31,7 +31,7 @@ use fgw_ingest::dicom_pull::PullMode;
 use fgw_ingest::dicom_scp::{DicomScp, ScpMode};
 use fgw_ingest::hl7::{Hl7Listener, Hl7Mode};
 use fgw_outbound::outbox::{Outbox, OutboxError};
-use fgw_outbound::uplink::{Uplink, UplinkError};
+use fgw_outbound::uplink::{ClientCredential, Uplink, UplinkError};
 use fgw_records::RawExam;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +56,9 @@ pub enum PipelineError {
     /// The uplink could not be set up (certificates, hub address).
     #[error("uplink setup: {0}")]
     Uplink(#[from] UplinkError),
+    /// The box could not enroll (the hub refused it: unknown or revoked serial).
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// A stage or listener ended with an error or panicked.
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
@@ -290,13 +293,76 @@ impl Gateway {
 
 type Job = (QueueId, Option<Box<RawExam>>);
 
+/// Enrolls (retrying while the hub cannot be reached; in [`RunMode::UntilIdle`] a refusal
+/// ends the run), starts the renewal task, and returns the uplink presenting the
+/// operational certificate. `None` if shut down meanwhile.
+async fn enrolled_uplink(
+    cfg: &GatewayConfig,
+    id_cfg: &crate::identity::IdentityConfig,
+    mode: RunMode,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Uplink>, PipelineError> {
+    use crate::identity::BoxIdentity;
+    let identity = Arc::new(BoxIdentity::open(cfg, id_cfg)?);
+    let hub = cfg.uplink.hub_url.clone();
+    let connect = Duration::from_secs(cfg.uplink.connect_timeout_secs);
+    let mut wait = Duration::from_secs(5);
+    loop {
+        match identity.ensure_enrolled(&hub, connect, false).await {
+            Ok(_) => break,
+            Err(e) if mode == RunMode::UntilIdle && !e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                error!(error = %e, retry_in_s = wait.as_secs(), "enrollment failed; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return Ok(None),
+                }
+                wait = (wait * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
+    let cert = identity.client_certificate()?;
+    let credential = ClientCredential::Resolver {
+        ca_cert: identity.ca_cert().to_path_buf(),
+        resolver: cert.clone(),
+    };
+    // Renewal: checked every `renew_check_secs`; a renewed certificate is used by new
+    // connections at once (the resolver is shared with the uplink's client).
+    let every = Duration::from_secs(id_cfg.renew_check_secs);
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            match identity.ensure_enrolled(&hub, connect, false).await {
+                Ok(_) => {
+                    if let Err(e) = identity.refresh(&cert) {
+                        error!(error = %e, "renewed certificate not loaded");
+                    }
+                }
+                Err(e) => error!(error = %e, "certificate renewal failed; trying again later"),
+            }
+        }
+    });
+    Ok(Some(Uplink::with_credential(&cfg.uplink, credential)?))
+}
+
 /// Run the daemon until `shutdown` turns true (or until idle in [`RunMode::UntilIdle`]).
 pub async fn run(
     cfg: GatewayConfig,
     mode: RunMode,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
-    let uplink = Uplink::new(&cfg.uplink)?;
+    let uplink = match cfg.identity.clone() {
+        None => Uplink::new(&cfg.uplink)?,
+        Some(id) => match enrolled_uplink(&cfg, &id, mode, &mut shutdown).await? {
+            Some(uplink) => uplink,
+            // Shut down while enrolling.
+            None => return Ok(()),
+        },
+    };
     let gw = Arc::new(Gateway::open(cfg)?);
     gw.start_storage();
     gw.repair_spool()?;
