@@ -126,6 +126,12 @@ pub enum IdentityError {
         /// rustls' reason.
         detail: String,
     },
+    /// A setting the configured store needs is missing.
+    #[error("identity: {key} is not set")]
+    Missing {
+        /// The configuration key.
+        key: &'static str,
+    },
     /// The TLS client could not be set up.
     #[error("identity: TLS client: {0}")]
     Tls(String),
@@ -308,7 +314,7 @@ fn now_rfc3339() -> String {
 }
 
 impl BoxIdentity {
-    /// Opens the configured store (connects to the TPM). `cfg.identity` must be set.
+    /// Opens the store `cfg` names (connects to the TPM) for the box configured by `gw`.
     pub fn open(gw: &GatewayConfig, cfg: &IdentityConfig) -> Result<BoxIdentity, IdentityError> {
         let dir = gw.state_dir.join("identity");
         std::fs::create_dir_all(&dir)
@@ -316,7 +322,7 @@ impl BoxIdentity {
         let store = match (cfg.key_store, &cfg.tpm_tcti) {
             (KeyStoreKind::Tpm, Some(tcti)) => KeyStore::Tpm(Arc::new(TpmKeyStore::connect(tcti)?)),
             (KeyStoreKind::Tpm, None) => {
-                return Err(IdentityError::Tls("identity.tpm_tcti is not set".into()))
+                return Err(IdentityError::Missing { key: "identity.tpm_tcti" })
             }
             (KeyStoreKind::InsecureFile, _) => {
                 tracing::warn!(dir = %dir.display(), "identity keys are in files (key_store = \"insecure-file\"): development only, never on a shipped box");

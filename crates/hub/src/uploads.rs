@@ -213,16 +213,20 @@ pub(crate) async fn open(
         quota: limits.facility_quota_bytes,
     };
     let (meta, objects) = (state.meta.clone(), state.objects.clone());
-    let session = blocking(move || {
+    let (session, opened) = blocking(move || {
         let (session, opened) = meta.open_upload(&record, admit)?;
         // Bytes left by an earlier session of this id (a crash before its chunks were
         // removed, or one replaced for another size) are not this session's.
         if opened != Opened::Existing {
             objects.remove_parts(&record.upload_id)?;
         }
-        Ok(session)
+        Ok((session, opened))
     })
     .await?;
+    if opened != Opened::Existing {
+        // Nor is a running hash of its chunks.
+        state.running.forget(&session.record.upload_id);
+    }
     Ok(Json(session_of(&session)))
 }
 
