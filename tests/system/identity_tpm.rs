@@ -34,8 +34,8 @@ fn synth_batch(export: &Path, exams: usize, batch: &str) {
 /// A box: its folder, its TPM, its configuration (`[identity]` with the TPM, `[uplink]` with
 /// the hub's URL only).
 struct TpmBox {
+    gw: Gateway,
     dir: PathBuf,
-    config: PathBuf,
     _tpm: Swtpm,
 }
 
@@ -58,17 +58,12 @@ impl TpmBox {
             ),
         )
         .unwrap();
-        TpmBox { dir: dir.to_path_buf(), config, _tpm: tpm }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(gateway_bin());
-        c.arg("--config").arg(&self.config).env("RUST_LOG", "debug");
-        c
+        let gw = Gateway { dir: dir.to_path_buf(), config, watch: export.to_path_buf() };
+        TpmBox { gw, dir: dir.to_path_buf(), _tpm: tpm }
     }
 
     fn gateway(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
+        self.gw.cmd().args(args).output().unwrap()
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -78,25 +73,7 @@ impl TpmBox {
     }
 
     fn run_until_idle(&self) -> Output {
-        let mut child = self
-            .cmd()
-            .args(["run", "--exit-when-idle"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return child.wait_with_output().unwrap();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!("gateway did not become idle: {}", plain(&out.stderr));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.gw.run_until_idle(Duration::from_secs(180))
     }
 
     fn factory(&self) -> PathBuf {
@@ -230,13 +207,7 @@ fn a_box_enrolls_with_its_tpm_uploads_renews_and_is_cut_by_revocation() {
     assert!(plain(&out.stderr).contains("refused"), "{}", plain(&out.stderr));
     synth_batch(&export, 1, "20261204T1100");
     let log = a.dir.join("revoked.log");
-    let mut daemon = a
-        .cmd()
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = a.gw.spawn_run(&log);
     let deadline = Instant::now() + Duration::from_secs(90);
     let paused = loop {
         let status = a.gateway(&["status", "--json"]);
