@@ -11,11 +11,17 @@ step() {  # name command...
   "$@"
   echo "== $name: $((SECONDS - t0)) s" >&2
 }
+# A failed link prints the whole linker command line (hundreds of KiB) before the linker's own
+# message; CI keeps only part of the output, so long lines are cut to keep that message in view.
+short_lines() { "$@" 2>&1 | cut -c1-600; }
+# Free disk at the start and on failure: a full disk shows up as a failed link.
+trap 'echo "== failed; disk:" >&2; df -h . >&2' ERR
+df -h . >&2
 step "dependencies" source scripts/ensure-deps.sh
 step "rustfmt" cargo fmt --all -- --check
 step "cargo deny" bash scripts/deny.sh
-step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "clippy" short_lines cargo clippy --workspace --all-targets --locked -- -D warnings
 # The system tests run the real binaries; build them once, with the suite's profile.
-step "build binaries" cargo build --workspace --bins --locked
-step "tests" cargo test --workspace --all-targets --locked
+step "build binaries" short_lines cargo build --workspace --bins --locked
+step "tests" short_lines cargo test --workspace --all-targets --locked
 echo "== suite: $SECONDS s" >&2

@@ -11,6 +11,9 @@
 //! - the box's state folder and identity files copied to a second box with another TPM are
 //!   useless there: it cannot enroll, with the copied IDevID or with its own key;
 //! - `hub device revoke` cuts the box: renewal is refused and uploads pause.
+//! - the root secret (the facility keys) is sealed in the TPM, never in a file: a copied state
+//!   folder on another TPM is refused; a recovery kit imported on a box with another TPM is
+//!   sealed there and gives the same packages; a root file from before is sealed, then deleted.
 
 use crate::common::*;
 use fgw_identity::swtpm::Swtpm;
@@ -177,8 +180,10 @@ fn a_box_enrolls_with_its_tpm_uploads_renews_and_is_cut_by_revocation() {
     assert!(out.status.success(), "{}", plain(&out.stderr));
     assert_eq!(hub.list(&root.join("op-pki"), FACILITY).len(), 5);
 
-    // No private key material in the box's files (configuration, factory files, state).
+    // No private key material in the box's files (configuration, factory files, state), and
+    // no root secret file: the root is sealed in the TPM.
     assert_eq!(private_key_files(&a.dir), Vec::<PathBuf>::new());
+    assert!(!a.dir.join("state/secrets/root.key").exists());
 
     // The state folder and factory files copied to a box with another TPM: useless there.
     let b = TpmBox::new(&root.join("box-b"), &hub.url(), &root.join("export-b"));
@@ -198,6 +203,12 @@ fn a_box_enrolls_with_its_tpm_uploads_renews_and_is_cut_by_revocation() {
     let out = b.run_until_idle();
     assert!(!out.status.success(), "box B ran with A's identity");
     assert!(plain(&out.stderr).contains("IDevID certificate"), "{}", plain(&out.stderr));
+    // A's root secret is in A's TPM: B's TPM has none, and B does not make one over A's data.
+    let out = b.gateway(&["deid", export.to_str().unwrap(), root.join("out-b").to_str().unwrap()]);
+    assert!(!out.status.success(), "box B made packages with A's state");
+    let err = plain(&out.stderr);
+    assert!(err.contains("no root secret is sealed in the TPM"), "{err}");
+    assert!(!b.dir.join("state/secrets/root.key").exists());
 
     // Revocation: renewal is refused, and uploads pause.
     let out = hub_device(&hub, &["revoke", &serial]);
@@ -225,4 +236,89 @@ fn a_box_enrolls_with_its_tpm_uploads_renews_and_is_cut_by_revocation() {
     assert!(paused, "uplink not paused after revocation: {}", plain_log(&log));
     assert_eq!(hub.list(&root.join("op-pki"), FACILITY).len(), 5, "nothing after revocation");
     hub.stop();
+}
+
+/// `gateway deid` with the box's configuration (its sealed root): the package ids made.
+fn deid_ids(b: &TpmBox, export: &Path, out: &Path) -> Vec<String> {
+    let run = b.gateway(&["deid", export.to_str().unwrap(), out.to_str().unwrap()]);
+    assert!(run.status.success(), "gateway deid: {}", plain(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let mut ids: Vec<String> = report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn the_root_secret_is_sealed_in_the_tpm_and_a_recovery_kit_reseals_it_in_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let export = root.join("export");
+    synth_batch(&export, 3, "20261205T0900");
+    // `deid` and the recovery kit need no hub; the URL is never dialled.
+    let hub_url = "https://127.0.0.1:9";
+    let a = TpmBox::new(&root.join("box-a"), hub_url, &export);
+    let ids_a = deid_ids(&a, &export, &root.join("out-a"));
+    assert_eq!(ids_a.len(), 3);
+    assert!(!a.dir.join("state/secrets/root.key").exists(), "the root is in a file");
+    // The same root next time (unsealed, not made again).
+    assert_eq!(deid_ids(&a, &export, &root.join("out-a2")), ids_a);
+
+    // A recovery kit from A, imported on B (another TPM): sealed in B's TPM, same packages.
+    let kit = root.join("kit");
+    let out = a.gateway(&["secrets", "export-recovery", "--out", kit.to_str().unwrap()]);
+    assert!(out.status.success(), "export-recovery: {}", plain(&out.stderr));
+    let share = |i: u32| kit.join(format!("recovery-share-{i}-of-3.txt"));
+    let b = TpmBox::new(&root.join("box-b"), hub_url, &export);
+    let out = b.gw.cmd().args(["secrets", "import-recovery"]).args([share(1), share(3)]).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "import-recovery: {}", plain(&out.stderr));
+    let said = plain(&out.stdout);
+    assert!(said.contains("root secret written to TPM handle 0x81020004"), "{said}");
+    assert!(!b.dir.join("state/secrets/root.key").exists());
+    assert_eq!(deid_ids(&b, &export, &root.join("out-b")), ids_a, "B made other packages");
+
+    // C: a box whose root was a file (development store before) moves it into its TPM at the
+    // next start and deletes the file; its packages stay its own.
+    let c = TpmBox::new(&root.join("box-c"), hub_url, &export);
+    let plain_config = c.dir.join("file-root.toml");
+    let text = std::fs::read_to_string(&c.gw.config).unwrap();
+    let without_identity: String = {
+        let start = text.find("[identity]").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        format!("{}{}", &text[..start], &text[end + 2..])
+    };
+    std::fs::write(&plain_config, without_identity).unwrap();
+    let file_gw =
+        Gateway { dir: c.gw.dir.clone(), config: plain_config, watch: c.gw.watch.clone() };
+    let out = file_gw.cmd().args(["deid"]).arg(&export).arg(root.join("out-c1")).output().unwrap();
+    assert!(out.status.success(), "deid with a file root: {}", plain(&out.stderr));
+    assert!(c.dir.join("state/secrets/root.key").is_file());
+    let ids_c_file = {
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("out-c1").join("report.json")).unwrap(),
+        )
+        .unwrap();
+        let mut v: Vec<String> = report["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_ne!(ids_c_file, ids_a, "C has its own root");
+    assert_eq!(deid_ids(&c, &export, &root.join("out-c2")), ids_c_file, "root changed");
+    assert!(!c.dir.join("state/secrets/root.key").exists(), "the root file was kept");
+    // And C's TPM now refuses A's kit: it holds another root.
+    let out = c.gw.cmd().args(["secrets", "import-recovery"]).args([share(1), share(2)]).output();
+    let out = out.unwrap();
+    assert!(!out.status.success());
+    assert!(plain(&out.stderr).contains("different root secret"), "{}", plain(&out.stderr));
 }

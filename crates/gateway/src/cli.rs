@@ -462,20 +462,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     let report = recovery::import(&cfg, &files)?;
                     let (n, k) = (report.params.shares(), report.params.threshold());
                     match &report.outcome {
-                        RootInstall::Written(path) => println!(
+                        RootInstall::Written(at) => println!(
                             "recovery kit {}: {} of {n} shares combined (threshold {k}), check \
                              value matches; root secret written to {} for facility {}",
                             report.kit_id,
                             report.shares_used,
-                            path.display(),
+                            at,
                             cfg.facility_id
                         ),
-                        RootInstall::AlreadyPresent(path) => println!(
+                        RootInstall::AlreadyPresent(at) => println!(
                             "recovery kit {}: {} of {n} shares combined, check value matches; \
                              this box already has this root secret ({}), nothing written",
                             report.kit_id,
                             report.shares_used,
-                            path.display()
+                            at
                         ),
                     }
                 }

@@ -641,13 +641,14 @@ pub fn import(cfg: &GatewayConfig, files: &[PathBuf]) -> Result<ImportReport, Re
         idx.dedup();
         idx.len()
     };
-    let outcome = Secrets::install_root(&cfg.secrets_dir(), &root)?;
+    let outcome = Secrets::install_root_for(cfg, &root)?;
     Ok(ImportReport { shares_used, params: first.params, kit_id: first.kit_id(), outcome })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::RootLocation;
 
     fn facility(s: &str) -> FacilityId {
         FacilityId::new(s).unwrap()
@@ -850,7 +851,7 @@ mod tests {
         let r = import(&box_b, &[report.files[2].clone(), report.files[0].clone()]).unwrap();
         assert_eq!(r.shares_used, 2);
         let root_file = box_b.secrets_dir().join("root.key");
-        assert_eq!(r.outcome, RootInstall::Written(root_file.clone()));
+        assert_eq!(r.outcome, RootInstall::Written(RootLocation::File(root_file.clone())));
         assert_eq!(mode(&root_file), 0o600);
         assert_eq!(std::fs::read(&root_file).unwrap(), original.root_bytes());
         assert!(!box_b.secrets_dir().join("root.key.recovered.tmp").exists());
@@ -859,7 +860,7 @@ mod tests {
         assert_eq!(b.recovery_check(), original.recovery_check());
         // Again: the same root is already there; nothing changes.
         let again = import(&box_b, &report.files[1..]).unwrap();
-        assert_eq!(again.outcome, RootInstall::AlreadyPresent(root_file));
+        assert_eq!(again.outcome, RootInstall::AlreadyPresent(RootLocation::File(root_file)));
 
         // A box with another root keeps it.
         let box_c = config(&d.path().join("c"), "F0001");

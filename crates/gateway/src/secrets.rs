@@ -1,6 +1,10 @@
 //! The box's secret store: one 256-bit root secret from which purpose keys are derived
-//! (HKDF-SHA-256, ring). Today the root lives in a 0600 file in the state directory; the
-//! identity issue seals it with the TPM. Keys are never logged, serialized or uploaded.
+//! (HKDF-SHA-256, ring). Keys are never logged, serialized or uploaded. Where the root lives
+//! follows `[identity] key_store` ([`RootLocation`]):
+//! - `"tpm"`: sealed in the box's TPM at [`PersistentHandle::ROOT_SECRET`], readable only
+//!   through that TPM; a copy of the disk holds nothing of it. A root file left from a box
+//!   that kept it in a file is sealed into the TPM at the next start, then deleted.
+//! - `"insecure-file"` or no `[identity]` (development): a 0600 file, `secrets/root.key`.
 //!
 //! The root is created only on a fresh box. Pseudonyms, date shifts, the spool's encryption
 //! and the outbox seals all derive from it: if it is missing while the state directory holds
@@ -9,6 +13,7 @@
 
 use crate::config::GatewayConfig;
 use crate::state::Db;
+use fgw_identity::{KeyStoreKind, PersistentHandle, Tcti, TpmError, TpmKeyStore};
 use ring::{aead, hkdf, hmac, rand::SecureRandom};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,15 +59,47 @@ pub enum SecretsError {
     State(#[from] crate::state::StateError),
     /// The box already has a root secret, and it is not the one being installed.
     #[error(
-        "secret store {path}: this box already has a different root secret; it was left as \
+        "secret store {at}: this box already has a different root secret; it was left as \
          it is. Importing a recovery kit is for a replacement box (or one whose root secret \
          is lost): move the state directory aside first if this box is to take over the kit's \
          facility keys"
     )]
     RootDiffers {
-        /// The existing root secret file.
-        path: PathBuf,
+        /// Where the existing root secret is.
+        at: RootLocation,
     },
+    /// The root secret is not sealed in this TPM, but the state directory holds data made
+    /// with it.
+    #[error(
+        "secret store: no root secret is sealed in the TPM at {handle}, but the state \
+         directory still holds data made with one ({evidence}). This is another TPM than the \
+         one the data was made with (a disk moved into another box, or a replaced board). A \
+         new secret would change every pseudonym and date shift and leave the spool \
+         undecryptable, so the gateway does not create one. Import the facility's recovery kit \
+         (gateway secrets import-recovery), or move {state_dir} aside to start over on purpose."
+    )]
+    TpmRootMissing {
+        /// The handle the root is sealed at.
+        handle: PersistentHandle,
+        /// What was found (a path and what it holds; no values).
+        evidence: String,
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// The TPM holds a sealed object at the root's handle that is not 32 bytes.
+    #[error("secret store: the sealed root at {handle} has {len} bytes, expected 32")]
+    SealedLength {
+        /// The handle.
+        handle: PersistentHandle,
+        /// Its length.
+        len: usize,
+    },
+    /// `key_store = "tpm"` without `tpm_tcti`.
+    #[error("secret store: [identity] key_store = \"tpm\" needs identity.tpm_tcti")]
+    NoTcti,
+    /// The TPM failed.
+    #[error("secret store: {0}")]
+    Tpm(#[from] TpmError),
     /// The root secret file is readable by others.
     #[error("secret store {path}: permissions {mode:o} are too open (expected 0600)")]
     Permissions {
@@ -173,13 +210,79 @@ fn read_root(path: &Path) -> Result<Option<[u8; 32]>, SecretsError> {
     Ok(Some(root))
 }
 
+/// Where the box's root secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootLocation {
+    /// A 0600 file (development: `key_store = "insecure-file"` or no `[identity]`).
+    File(PathBuf),
+    /// Sealed in the TPM at a persistent handle (`key_store = "tpm"`).
+    Tpm(PersistentHandle),
+}
+
+impl std::fmt::Display for RootLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RootLocation::File(path) => write!(f, "{}", path.display()),
+            RootLocation::Tpm(handle) => write!(f, "TPM handle {handle}"),
+        }
+    }
+}
+
 /// What [`Secrets::install_root`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootInstall {
-    /// The root secret file was written.
-    Written(PathBuf),
+    /// The root secret was written (to a file or sealed in the TPM).
+    Written(RootLocation),
     /// The box already had this very root secret; nothing was written.
-    AlreadyPresent(PathBuf),
+    AlreadyPresent(RootLocation),
+}
+
+/// Constant-time equality of two roots: compares secrets.
+fn same_root(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The TPM `cfg` keeps its root secret in, if its key store is the TPM.
+fn tpm_of(cfg: &GatewayConfig) -> Result<Option<&Tcti>, SecretsError> {
+    match &cfg.identity {
+        Some(id) if id.key_store == KeyStoreKind::Tpm => {
+            id.tpm_tcti.as_ref().map(Some).ok_or(SecretsError::NoTcti)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The root sealed at [`PersistentHandle::ROOT_SECRET`], if any.
+fn unseal_root(tpm: &TpmKeyStore) -> Result<Option<[u8; 32]>, SecretsError> {
+    let handle = PersistentHandle::ROOT_SECRET;
+    match tpm.unseal_secret(handle)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let root: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| SecretsError::SealedLength { handle, len: bytes.len() })?;
+            Ok(Some(root))
+        }
+    }
+}
+
+/// Removes a root file once the TPM holds the same root (a box moved from a file root to
+/// the TPM, or a kill between sealing and deleting). A file with another root is refused:
+/// which of the two made the box's data cannot be told here.
+fn retire_root_file(dir: &Path, sealed: &[u8; 32]) -> Result<(), SecretsError> {
+    let path = dir.join("root.key");
+    match read_root(&path)? {
+        None => Ok(()),
+        Some(file) if same_root(&file, sealed) => {
+            let io = |source| SecretsError::Io { path: path.clone(), source };
+            std::fs::remove_file(&path).map_err(io)?;
+            fgw_format::durable::fsync_dir(dir).map_err(io)?;
+            tracing::info!(file = %path.display(), "root secret file deleted: the TPM holds the root");
+            Ok(())
+        }
+        Some(_) => Err(SecretsError::RootDiffers { at: RootLocation::File(path) }),
+    }
 }
 
 /// The box's root secret; derives the purpose keys.
@@ -204,6 +307,9 @@ impl Secrets {
     /// The box's secret store for `cfg`: [`Secrets::open_or_create`] in its secrets
     /// directory, with what its state directory holds.
     pub fn open_for(cfg: &GatewayConfig) -> Result<Secrets, SecretsError> {
+        if let Some(tcti) = tpm_of(cfg)? {
+            return Secrets::open_sealed(cfg, tcti);
+        }
         // The state only matters when the root is missing.
         let existing = if cfg.secrets_dir().join("root.key").exists() {
             ExistingState::Fresh
@@ -216,6 +322,88 @@ impl Secrets {
             }
             other => other,
         })
+    }
+
+    /// The root sealed in the TPM behind `tcti`: unsealed; or sealed from a root file left
+    /// from before (then the file is deleted); or, on a fresh box only, created and sealed.
+    /// The TPM connection is closed on return (swtpm and a TPM without a resource manager
+    /// serve one client at a time; the identity opens its own).
+    fn open_sealed(cfg: &GatewayConfig, tcti: &Tcti) -> Result<Secrets, SecretsError> {
+        let dir = cfg.secrets_dir();
+        let tpm = TpmKeyStore::connect(tcti)?;
+        if let Some(root) = unseal_root(&tpm)? {
+            retire_root_file(&dir, &root)?;
+            return Ok(Secrets { root });
+        }
+        let handle = PersistentHandle::ROOT_SECRET;
+        let root = match read_root(&dir.join("root.key"))? {
+            Some(root) => root,
+            None => {
+                if let ExistingState::Found(evidence) = ExistingState::probe(cfg)? {
+                    return Err(SecretsError::TpmRootMissing {
+                        handle,
+                        evidence,
+                        state_dir: cfg.state_dir.clone(),
+                    });
+                }
+                let mut root = [0u8; 32];
+                ring::rand::SystemRandom::new().fill(&mut root).expect("system RNG");
+                root
+            }
+        };
+        tpm.seal_secret(handle, &root)?;
+        // Read back before anything relies on it (and before a root file is deleted).
+        match unseal_root(&tpm)? {
+            Some(sealed) if same_root(&sealed, &root) => {}
+            _ => return Err(SecretsError::RootDiffers { at: RootLocation::Tpm(handle) }),
+        }
+        retire_root_file(&dir, &root)?;
+        tracing::info!(handle = %handle, "root secret sealed in the TPM");
+        Ok(Secrets { root })
+    }
+
+    /// Installs `root` (recovered from a recovery kit) where `cfg` keeps its root secret:
+    /// sealed in the TPM, or as a file ([`Secrets::install_root`]). Never over a different
+    /// root ([`SecretsError::RootDiffers`]).
+    pub(crate) fn install_root_for(
+        cfg: &GatewayConfig,
+        root: &[u8; 32],
+    ) -> Result<RootInstall, SecretsError> {
+        let Some(tcti) = tpm_of(cfg)? else {
+            return Secrets::install_root(&cfg.secrets_dir(), root);
+        };
+        let handle = PersistentHandle::ROOT_SECRET;
+        let at = RootLocation::Tpm(handle);
+        let tpm = TpmKeyStore::connect(tcti)?;
+        if let Some(existing) = unseal_root(&tpm)? {
+            return if same_root(&existing, root) {
+                Ok(RootInstall::AlreadyPresent(at))
+            } else {
+                Err(SecretsError::RootDiffers { at })
+            };
+        }
+        // A root file of another root would be sealed over at the next start otherwise.
+        if let Some(file) = read_root(&cfg.secrets_dir().join("root.key"))? {
+            if !same_root(&file, root) {
+                let path = cfg.secrets_dir().join("root.key");
+                return Err(SecretsError::RootDiffers { at: RootLocation::File(path) });
+            }
+        }
+        match tpm.seal_secret(handle, root) {
+            Ok(()) => {}
+            // Sealed meanwhile (a daemon starting): judge that one.
+            Err(TpmError::Occupied { .. }) => {
+                return match unseal_root(&tpm)? {
+                    Some(existing) if same_root(&existing, root) => {
+                        Ok(RootInstall::AlreadyPresent(at))
+                    }
+                    _ => Err(SecretsError::RootDiffers { at }),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+        retire_root_file(&cfg.secrets_dir(), root)?;
+        Ok(RootInstall::Written(at))
     }
 
     /// A root secret for one process only, never written: `gateway deid` without a box
@@ -274,16 +462,14 @@ impl Secrets {
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join("root.key");
         let io = |source| SecretsError::Io { path: path.clone(), source };
-        let same = |existing: &[u8; 32]| {
-            // Constant-time: compares secrets.
-            existing.iter().zip(root).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-        };
+        let same = |existing: &[u8; 32]| same_root(existing, root);
+        let at = RootLocation::File(path.clone());
         std::fs::create_dir_all(dir).map_err(io)?;
         if let Some(existing) = read_root(&path)? {
             return if same(&existing) {
-                Ok(RootInstall::AlreadyPresent(path))
+                Ok(RootInstall::AlreadyPresent(at))
             } else {
-                Err(SecretsError::RootDiffers { path })
+                Err(SecretsError::RootDiffers { at })
             };
         }
         // Its own temporary name: never the one a concurrent `open_or_create` writes. Made
@@ -306,14 +492,14 @@ impl Secrets {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A root appeared between the read and the link: judge that one.
                 return match read_root(&path)? {
-                    Some(existing) if same(&existing) => Ok(RootInstall::AlreadyPresent(path)),
-                    _ => Err(SecretsError::RootDiffers { path }),
+                    Some(existing) if same(&existing) => Ok(RootInstall::AlreadyPresent(at)),
+                    _ => Err(SecretsError::RootDiffers { at }),
                 };
             }
             Err(e) => return Err(io(e)),
         }
         fgw_format::durable::fsync_dir(dir).map_err(io)?;
-        Ok(RootInstall::Written(path))
+        Ok(RootInstall::Written(at))
     }
 
     /// A given root secret: for tests and benchmarks, and for checking a recovery kit's

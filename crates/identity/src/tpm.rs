@@ -20,6 +20,8 @@
 //!   802.1AR), created once at imaging; its certificate comes from the manufacturing CA.
 //! - [`PersistentHandle::OPERATIONAL_TLS`] `0x8102_0003`: the operational TLS key, which the
 //!   short-lived operational certificates certify.
+//! - [`PersistentHandle::ROOT_SECRET`] `0x8102_0004`: a sealed data object holding the box's
+//!   root secret (the facility keys derive from it), readable only through this TPM.
 //!
 //! The storage primary they are created under is not persisted: a primary is a function of
 //! the owner seed and its template, so it is re-created when a key is created, and a
@@ -55,7 +57,9 @@ use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{CapabilityData, Digest, HashScheme, HashcheckTicket, SignatureScheme};
+use tss_esapi::structures::{
+    CapabilityData, Digest, HashScheme, HashcheckTicket, SensitiveData, SignatureScheme,
+};
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::{Context, TctiNameConf};
 
@@ -72,6 +76,8 @@ impl PersistentHandle {
     pub const IDEVID: PersistentHandle = PersistentHandle(0x8102_0002);
     /// The operational TLS key, certified by the short-lived operational certificates.
     pub const OPERATIONAL_TLS: PersistentHandle = PersistentHandle(0x8102_0003);
+    /// The box's root secret, sealed (see [`TpmKeyStore::seal_secret`]).
+    pub const ROOT_SECRET: PersistentHandle = PersistentHandle(0x8102_0004);
 
     /// A handle in the owner persistent range `0x8100_0000..=0x817F_FFFF`.
     pub fn new(raw: u32) -> Result<PersistentHandle, TpmError> {
@@ -148,6 +154,18 @@ pub enum TpmError {
     KeyChanged {
         /// The handle.
         handle: PersistentHandle,
+    },
+    /// A secret was to be sealed at a handle that already holds an object.
+    #[error("tpm: {handle} already holds an object; it was left as it is")]
+    Occupied {
+        /// The handle.
+        handle: PersistentHandle,
+    },
+    /// A secret to seal is empty or longer than a sealed object holds (128 bytes).
+    #[error("tpm: a sealed secret must have 1 to 128 bytes, not {len}")]
+    SecretLength {
+        /// The length given.
+        len: usize,
     },
     /// A handle outside the owner persistent range.
     #[error("tpm: {raw:#010x} is not an owner persistent handle (0x81000000-0x817fffff)")]
@@ -290,6 +308,50 @@ impl TpmKeyStore {
         })
     }
 
+    /// Seal `secret` into a new sealed data object persisted at `handle`: from then on it is
+    /// readable only through this TPM ([`TpmKeyStore::unseal_secret`]); copying the box's disk
+    /// does not copy it. An occupied handle is [`TpmError::Occupied`] and left as it is.
+    ///
+    /// Sealed to the TPM, not to PCR values: a policy on the measured boot state would have to
+    /// follow every signed A/B update (PolicyAuthorize with the update key), which belongs to
+    /// the image work; docs/security.md says what this leaves open.
+    pub fn seal_secret(&self, handle: PersistentHandle, secret: &[u8]) -> Result<(), TpmError> {
+        if secret.is_empty() || secret.len() > 128 {
+            return Err(TpmError::SecretLength { len: secret.len() });
+        }
+        let secret = secret.to_vec();
+        self.run(move |ctx| {
+            if persisted(ctx, handle)? {
+                return Err(TpmError::Occupied { handle });
+            }
+            let sensitive = SensitiveData::try_from(secret).map_err(|source| {
+                TpmError::Command { op: "sealed data", handle: Some(handle), source }
+            })?;
+            create_persistent(ctx, handle, objects::sealed_secret_template()?, Some(sensitive))
+        })
+    }
+
+    /// The secret sealed at `handle`, or `None` if the handle is empty. An object there that
+    /// is not a sealed data object is [`TpmError::WrongObject`].
+    pub fn unseal_secret(&self, handle: PersistentHandle) -> Result<Option<Vec<u8>>, TpmError> {
+        self.run(move |ctx| {
+            if !persisted(ctx, handle)? {
+                return Ok(None);
+            }
+            with_persistent(ctx, handle, |ctx, object| {
+                let cmd = |op| move |source| TpmError::Command { op, handle: Some(handle), source };
+                let (public, _, _) = ctx
+                    .execute_without_session(|ctx| ctx.read_public(KeyHandle::from(object)))
+                    .map_err(cmd("read sealed object"))?;
+                objects::check_sealed_public(handle, &public)?;
+                let data = ctx
+                    .execute_with_session(Some(AuthSession::Password), |ctx| ctx.unseal(object))
+                    .map_err(cmd("unseal"))?;
+                Ok(Some(data.value().to_vec()))
+            })
+        })
+    }
+
     /// Run `f` on the TPM thread and wait for its answer.
     fn run<T, F>(&self, f: F) -> Result<T, TpmError>
     where
@@ -371,12 +433,22 @@ fn read_key(ctx: &mut Context, handle: PersistentHandle) -> Result<P256PublicKey
     })
 }
 
-/// Create a signing key under the owner storage primary and persist it at `handle`. The
-/// transient primary and key are flushed whatever happens: a TPM has only a few object slots.
+/// Create a signing key under the owner storage primary and persist it at `handle`.
 fn create_persistent_key(ctx: &mut Context, handle: PersistentHandle) -> Result<(), TpmError> {
+    create_persistent(ctx, handle, objects::signing_key_template()?, None)
+}
+
+/// Create an object from `template` (with `sensitive` data for a sealed object) under the
+/// owner storage primary and persist it at `handle`. The transient primary and object are
+/// flushed whatever happens: a TPM has only a few object slots.
+fn create_persistent(
+    ctx: &mut Context,
+    handle: PersistentHandle,
+    template: tss_esapi::structures::Public,
+    sensitive: Option<SensitiveData>,
+) -> Result<(), TpmError> {
     let cmd = |op| move |source| TpmError::Command { op, handle: Some(handle), source };
     let primary_template = objects::storage_primary_template()?;
-    let key_template = objects::signing_key_template()?;
     let primary = ctx
         .execute_with_session(Some(AuthSession::Password), |ctx| {
             ctx.create_primary(Hierarchy::Owner, primary_template, None, None, None, None)
@@ -385,27 +457,27 @@ fn create_persistent_key(ctx: &mut Context, handle: PersistentHandle) -> Result<
         .key_handle;
     let created = ctx
         .execute_with_session(Some(AuthSession::Password), |ctx| {
-            let key = ctx.create(primary, key_template, None, None, None, None)?;
-            ctx.load(primary, key.out_private, key.out_public)
+            let object = ctx.create(primary, template, None, sensitive, None, None)?;
+            ctx.load(primary, object.out_private, object.out_public)
         })
-        .map_err(cmd("create signing key"));
+        .map_err(cmd("create object"));
     let flushed =
         ctx.flush_context(ObjectHandle::from(primary)).map_err(cmd("flush storage primary"));
-    let key = created?;
+    let object = created?;
     flushed?;
     let persisted = ctx
         .execute_with_session(Some(AuthSession::Password), |ctx| {
             ctx.evict_control(
                 Provision::Owner,
-                ObjectHandle::from(key),
+                ObjectHandle::from(object),
                 Persistent::Persistent(PersistentTpmHandle::new(handle.raw())?),
             )
         })
-        .map_err(cmd("persist signing key"));
-    let flushed = ctx.flush_context(ObjectHandle::from(key)).map_err(cmd("flush signing key"));
+        .map_err(cmd("persist object"));
+    let flushed = ctx.flush_context(ObjectHandle::from(object)).map_err(cmd("flush object"));
     let mut persistent_object = persisted?;
     flushed?;
-    ctx.tr_close(&mut persistent_object).map_err(cmd("close persistent key"))
+    ctx.tr_close(&mut persistent_object).map_err(cmd("close persistent object"))
 }
 
 /// A key in the TPM, used through the store's thread. Cheap to clone.

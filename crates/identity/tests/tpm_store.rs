@@ -300,3 +300,31 @@ fn concurrent_signers_share_one_tpm_context() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn a_sealed_secret_unseals_after_a_restart_and_not_in_another_tpm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (swtpm, store) = tpm(dir.path(), "tpm-a");
+    let handle = PersistentHandle::ROOT_SECRET;
+    assert_eq!(store.unseal_secret(handle).unwrap(), None, "a fresh TPM holds no secret");
+    let secret = [0x5au8; 32];
+    store.seal_secret(handle, &secret).unwrap();
+    assert_eq!(store.unseal_secret(handle).unwrap().as_deref(), Some(&secret[..]));
+    // Sealing again never replaces what is there.
+    assert!(matches!(store.seal_secret(handle, &[1u8; 32]), Err(TpmError::Occupied { .. })));
+    assert!(matches!(store.seal_secret(handle, &[]), Err(TpmError::SecretLength { len: 0 })));
+
+    // Across a kill and restart of the TPM, from a new connection.
+    drop(store);
+    let state = swtpm.state_dir().to_path_buf();
+    drop(swtpm);
+    let swtpm = Swtpm::start(&state).unwrap();
+    let store = Arc::new(TpmKeyStore::connect(&swtpm.tcti()).unwrap());
+    assert_eq!(store.unseal_secret(handle).unwrap().as_deref(), Some(&secret[..]));
+    // Another TPM (another box) has nothing at the handle.
+    let (_other, other_store) = tpm(dir.path(), "tpm-b");
+    assert_eq!(other_store.unseal_secret(handle).unwrap(), None);
+    // A signing key at the handle is not unsealed as a secret.
+    other_store.ensure_key(handle).unwrap();
+    assert!(matches!(other_store.unseal_secret(handle), Err(TpmError::WrongObject { .. })));
+}

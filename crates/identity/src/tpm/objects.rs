@@ -7,8 +7,8 @@ use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::structures::{
-    EccPoint, EccScheme, HashScheme, Public, PublicBuilder, PublicEccParametersBuilder, Signature,
-    SymmetricDefinitionObject,
+    Digest, EccPoint, EccScheme, HashScheme, KeyedHashScheme, Public, PublicBuilder,
+    PublicEccParametersBuilder, PublicKeyedHashParameters, Signature, SymmetricDefinitionObject,
 };
 
 /// The owner-hierarchy storage primary the signing keys are created under: the TCG
@@ -79,6 +79,51 @@ pub(super) fn signing_key_template() -> Result<Public, TpmError> {
         handle: None,
         source,
     })
+}
+
+/// A sealed data object (TPM 2.0 Part 1, "Sealed Data"): a keyed-hash object with no scheme
+/// and no sign or decrypt use, whose only operation is `TPM2_Unseal`. `fixedTPM` and
+/// `fixedParent`: it cannot be duplicated to another TPM, so the secret it holds is readable
+/// only through this TPM. Not `sensitiveDataOrigin`: the secret comes from outside (created on
+/// the box, or imported from a recovery kit). Empty authorization, no PCR policy: see
+/// `TpmKeyStore::seal_secret`.
+pub(super) fn sealed_secret_template() -> Result<Public, TpmError> {
+    let template = || {
+        let attributes = ObjectAttributesBuilder::new()
+            .with_fixed_tpm(true)
+            .with_fixed_parent(true)
+            .with_user_with_auth(true)
+            .with_no_da(true)
+            .build()?;
+        PublicBuilder::new()
+            .with_public_algorithm(PublicAlgorithm::KeyedHash)
+            .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+            .with_object_attributes(attributes)
+            .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+            .with_keyed_hash_unique_identifier(Digest::default())
+            .build()
+    };
+    template().map_err(|source| TpmError::Command {
+        op: "sealed object template",
+        handle: None,
+        source,
+    })
+}
+
+/// Whether the object at `handle` is a sealed data object of ours (see
+/// [`sealed_secret_template`]): anything else there is refused rather than unsealed.
+pub(super) fn check_sealed_public(handle: PersistentHandle, public: &Public) -> Result<(), TpmError> {
+    let wrong = |reason| TpmError::WrongObject { handle, reason };
+    let Public::KeyedHash { object_attributes: a, .. } = public else {
+        return Err(wrong("not a sealed data object"));
+    };
+    if !(a.fixed_tpm() && a.fixed_parent()) {
+        return Err(wrong("sealed object is not bound to this TPM"));
+    }
+    if a.sign_encrypt() || a.decrypt() || a.restricted() {
+        return Err(wrong("keyed-hash object is a key, not sealed data"));
+    }
+    Ok(())
 }
 
 /// The public key of the object at `handle`, once it is shown to be one of ours: a P-256
