@@ -465,17 +465,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         RootInstall::Written(at) => println!(
                             "recovery kit {}: {} of {n} shares combined (threshold {k}), check \
                              value matches; root secret written to {} for facility {}",
-                            report.kit_id,
-                            report.shares_used,
-                            at,
-                            cfg.facility_id
+                            report.kit_id, report.shares_used, at, cfg.facility_id
                         ),
                         RootInstall::AlreadyPresent(at) => println!(
                             "recovery kit {}: {} of {n} shares combined, check value matches; \
                              this box already has this root secret ({}), nothing written",
-                            report.kit_id,
-                            report.shares_used,
-                            at
+                            report.kit_id, report.shares_used, at
                         ),
                     }
                 }

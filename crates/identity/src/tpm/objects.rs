@@ -112,7 +112,10 @@ pub(super) fn sealed_secret_template() -> Result<Public, TpmError> {
 
 /// Whether the object at `handle` is a sealed data object of ours (see
 /// [`sealed_secret_template`]): anything else there is refused rather than unsealed.
-pub(super) fn check_sealed_public(handle: PersistentHandle, public: &Public) -> Result<(), TpmError> {
+pub(super) fn check_sealed_public(
+    handle: PersistentHandle,
+    public: &Public,
+) -> Result<(), TpmError> {
     let wrong = |reason| TpmError::WrongObject { handle, reason };
     let Public::KeyedHash { object_attributes: a, .. } = public else {
         return Err(wrong("not a sealed data object"));
