@@ -15,6 +15,7 @@ mod e2e_upload;
 mod export_share;
 mod fault_proxy;
 mod hl7_e2e;
+mod hospital_proxy;
 mod hub_chunked;
 mod hub_enroll;
 mod hub_limits;

@@ -73,7 +73,7 @@ fn require(program: &str, version_arg: &str, package: &str) {
     }
 }
 
-fn run_ok(cmd: &mut Command) -> String {
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -106,14 +106,14 @@ fn remove_stale_namespaces() {
 
 /// Two namespaces joined by a veth pair, the processes started in them, and the faults on
 /// the box's side. Everything is removed on drop, panics included.
-struct Link {
+pub(crate) struct Link {
     hub_ns: String,
     box_ns: String,
     procs: Vec<Child>,
 }
 
 impl Link {
-    fn new() -> Link {
+    pub(crate) fn new() -> Link {
         require("ip", "-V", "iproute2");
         require("tc", "-V", "iproute2");
         require("nft", "--version", "nftables");
@@ -172,16 +172,16 @@ impl Link {
         c
     }
 
-    fn in_box(&self, program: &str) -> Command {
+    pub(crate) fn in_box(&self, program: &str) -> Command {
         Link::cmd(&self.box_ns, program)
     }
 
-    fn in_hub(&self, program: &str) -> Command {
+    pub(crate) fn in_hub(&self, program: &str) -> Command {
         Link::cmd(&self.hub_ns, program)
     }
 
     /// Starts `cmd`, stderr to `log` (a file, so a chatty debug log never stalls it).
-    fn spawn(&mut self, mut cmd: Command, log: &Path) -> u32 {
+    pub(crate) fn spawn(&mut self, mut cmd: Command, log: &Path) -> u32 {
         let child =
             cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
         let pid = child.id();
@@ -190,7 +190,7 @@ impl Link {
     }
 
     /// The exit status of `pid` if it has ended.
-    fn exited(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
         let c = self.procs.iter_mut().find(|c| c.id() == pid).expect("a process of this link");
         c.try_wait().unwrap()
     }
@@ -421,7 +421,7 @@ fn gateway_cmd(link: &Link, gw: &Gateway, args: &[&str]) -> Command {
 }
 
 /// The last part of a log, for a failure message.
-fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let start = text.len().saturating_sub(6000);
     let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());

@@ -92,6 +92,9 @@ impl IdentityConfig {
 /// Why an identity operation failed. Paths, routes and statuses; never key material.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The proxy settings of `[uplink]` cannot be used.
+    #[error("identity: {0}")]
+    Proxy(#[from] fgw_outbound::proxy::ProxyError),
     /// The key store could not be opened or used.
     #[error("identity: key store: {0}")]
     Key(#[from] fgw_identity::KeyError),
@@ -286,6 +289,8 @@ pub struct BoxIdentity {
     facility: FacilityId,
     store: KeyStore,
     dir: PathBuf,
+    /// Direct, or through the hospital's proxy (`[uplink] proxy_url`), as the uploads.
+    route: fgw_outbound::proxy::HubRoute,
 }
 
 impl std::fmt::Debug for BoxIdentity {
@@ -329,7 +334,8 @@ impl BoxIdentity {
                 KeyStore::insecure_file(&dir)
             }
         };
-        Ok(BoxIdentity { cfg: cfg.clone(), facility: gw.facility_id.clone(), store, dir })
+        let route = gw.uplink.hub_route()?;
+        Ok(BoxIdentity { cfg: cfg.clone(), facility: gw.facility_id.clone(), store, dir, route })
     }
 
     fn operational_cert_path(&self) -> PathBuf {
@@ -415,7 +421,8 @@ impl BoxIdentity {
     ) -> Result<reqwest::Client, IdentityError> {
         let tls = client_config_with_key(&self.cfg.ca_cert, chain, key)
             .map_err(|e| IdentityError::Tls(e.to_string()))?;
-        reqwest::Client::builder()
+        self.route
+            .apply(reqwest::Client::builder())?
             .use_preconfigured_tls(tls)
             .https_only(true)
             .http1_only()
@@ -481,9 +488,15 @@ impl BoxIdentity {
         let op_key = self.store.ensure(KeyRole::OperationalTls)?;
         let serial = self.serial()?;
         let csr = csr_pem(op_key.clone(), &serial)?;
+        // Through a proxy, a refused tunnel (407, or the proxy cannot reach the hub) reads
+        // only "tunnel error": say which proxy.
+        let via = match &self.route {
+            fgw_outbound::proxy::HubRoute::Direct => String::new(),
+            proxied => format!(" (through {})", proxied.describe()),
+        };
         let unreachable = |e: reqwest::Error| IdentityError::Unreachable {
             route,
-            reason: fgw_outbound::uplink::describe(e),
+            reason: format!("{}{via}", fgw_outbound::uplink::describe(e)),
         };
         let resp = client
             .post(format!("{}{path}", hub_url.trim_end_matches('/')))

@@ -6,5 +6,6 @@
 mod body;
 mod chunked;
 pub mod outbox;
+pub mod proxy;
 pub mod throttle;
 pub mod uplink;

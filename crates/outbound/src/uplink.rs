@@ -15,6 +15,7 @@
 use crate::body::{range_body, FileRange, RangeFault};
 use crate::chunked::ROUTE_OPEN;
 use crate::outbox::StagedPackage;
+use crate::proxy::{HubRoute, ProxyError, ProxySettings};
 use crate::throttle::{RateSchedule, ScheduleEntry, Throttle, TimeOfDay};
 use fgw_format::ids::{FacilityId, Sha256Hex, UploadId};
 use fgw_format::package::protocol::{Ack, ApiError, ExamListing, OBJECTS, PACKAGES};
@@ -75,6 +76,18 @@ pub struct UplinkConfig {
     /// `from` wraps midnight; the first window containing the time wins. Default none.
     #[serde(default)]
     pub schedule: Vec<ScheduleEntry>,
+    /// The hospital's HTTP proxy, `http://host:port`, when the box may reach the hub only
+    /// through it (CONNECT; TLS stays end to end): enrollment and uploads both use it. Default
+    /// none: straight to the hub, whatever the environment's proxy variables say.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// User name for the proxy's basic authentication, with `proxy_password_file`.
+    #[serde(default)]
+    pub proxy_username: Option<String>,
+    /// File (0600) holding the proxy password on one line. Never in this file, which is
+    /// shown and logged.
+    #[serde(default)]
+    pub proxy_password_file: Option<PathBuf>,
 }
 
 fn default_hub_url() -> String {
@@ -119,6 +132,9 @@ impl Default for UplinkConfig {
             chunk_bytes: default_chunk_bytes(),
             max_bytes_per_sec: 0,
             schedule: Vec::new(),
+            proxy_url: None,
+            proxy_username: None,
+            proxy_password_file: None,
         }
     }
 }
@@ -131,6 +147,25 @@ impl UplinkConfig {
                 *p = base.join(&*p);
             }
         }
+        if let Some(p) = self.proxy_password_file.as_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// The proxy settings as written (see [`HubRoute`]).
+    pub fn proxy_settings(&self) -> ProxySettings<'_> {
+        ProxySettings {
+            url: self.proxy_url.as_deref(),
+            username: self.proxy_username.as_deref(),
+            password_file: self.proxy_password_file.as_deref(),
+        }
+    }
+
+    /// The way to the hub: direct or through the proxy (reads the password file).
+    pub fn hub_route(&self) -> Result<HubRoute, ProxyError> {
+        HubRoute::from_settings(self.proxy_settings())
     }
 
     /// Check shapes only (files are read by [`Uplink::new`]). Error: (key, what is allowed).
@@ -161,6 +196,10 @@ impl UplinkConfig {
             ));
         }
         self.rate_schedule().map_err(|e| (e.key, e.expected))?;
+        HubRoute::check(self.proxy_settings()).map_err(|e| match e {
+            ProxyError::Config { key, expected } => (key, expected.to_string()),
+            other => ("uplink.proxy_url", other.to_string()),
+        })?;
         Ok(())
     }
 
@@ -206,6 +245,9 @@ pub enum UplinkError {
     /// The HTTP client could not be built.
     #[error("uplink: cannot build the HTTP client: {0}")]
     Client(String),
+    /// The proxy settings cannot be used.
+    #[error("uplink: {0}")]
+    Proxy(#[from] ProxyError),
     /// Connect / TLS / timeout failures, 5xx, 408 and 429: worth retrying later.
     #[error("uplink {route}: {reason}")]
     Retryable {
@@ -289,9 +331,10 @@ impl UplinkError {
             UplinkError::Retryable { .. } | UplinkError::SessionGone { .. } => {
                 Disposition::RetryLater
             }
-            UplinkError::Config { .. } | UplinkError::Tls(_) | UplinkError::Client(_) => {
-                Disposition::PauseUplink
-            }
+            UplinkError::Config { .. }
+            | UplinkError::Tls(_)
+            | UplinkError::Client(_)
+            | UplinkError::Proxy(_) => Disposition::PauseUplink,
             UplinkError::Rejected { status, .. } => match *status {
                 401 | 403 | 404 | 405 | 407 | 421 => Disposition::PauseUplink,
                 _ => Disposition::RefusePackage,
@@ -454,7 +497,9 @@ impl Uplink {
                 fgw_tls::client_config_with_resolver(ca_cert, resolver.clone())?
             }
         };
-        let client = reqwest::Client::builder()
+        let route = cfg.hub_route()?;
+        let client = route
+            .apply(reqwest::Client::builder())?
             .use_preconfigured_tls(tls)
             .https_only(true)
             .http1_only()
