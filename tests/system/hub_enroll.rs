@@ -19,15 +19,13 @@ use std::sync::Arc;
 const SIMPLEENROLL: &str = "/.well-known/est/simpleenroll";
 const SIMPLEREENROLL: &str = "/.well-known/est/simplereenroll";
 const SERIAL: &str = "fgw-00c0ffee00c0ffee";
-const WG_KEY: &str = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=";
 
-/// `hub.toml` lines: a facility's settings and the VPN placeholder, handed out at enrollment.
+/// `hub.toml` lines: a facility's settings, handed out at enrollment. No `[vpn]`: the
+/// tunnel is `hospital_vpn.rs`.
 fn enroll_config() -> String {
     format!(
         "operational_cert_days = 30\n\
-         [facility_config.{F1}]\nupload_lane = \"test\"\nretries = 3\n\
-         [vpn]\nhub_public_key = \"{WG_KEY}\"\nendpoint = \"hub.example.org:51820\"\n\
-         allowed_ips = [\"10.99.0.1/32\"]\n"
+         [facility_config.{F1}]\nupload_lane = \"test\"\nretries = 3\n"
     )
 }
 
@@ -252,9 +250,7 @@ async fn enroll_upload_renew_and_revoke_on_an_open_connection() {
     assert_eq!((first.serial.as_str(), first.facility_id.as_str()), (SERIAL, F1));
     assert_eq!(first.config.settings["upload_lane"], "test");
     assert_eq!(first.config.settings["retries"], 3);
-    assert_eq!(first.config.vpn.status, VpnStatus::Placeholder);
-    assert_eq!(first.config.vpn.hub_public_key.as_deref(), Some(WG_KEY));
-    assert_eq!(first.config.vpn.allowed_ips, vec!["10.99.0.1/32".to_string()]);
+    assert_eq!(first.config.vpn.status, VpnStatus::Off, "a hub without [vpn] offers no tunnel");
     let not_after = chrono::DateTime::parse_from_rfc3339(&first.not_after).unwrap();
     let days =
         (not_after.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours() as f64 / 24.0;

@@ -16,6 +16,7 @@ mod export_share;
 mod fault_proxy;
 mod hl7_e2e;
 mod hospital_proxy;
+mod hospital_vpn;
 mod hub_chunked;
 mod hub_enroll;
 mod hub_limits;

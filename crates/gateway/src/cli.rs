@@ -286,6 +286,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 IdentityCmd::Enroll { renew, json } => {
+                    // With the tunnel on, enrolling also registers the box's WireGuard key.
+                    let (identity, _) = fgw_gateway::tunnel::attach_key(&cfg, identity)?;
                     let rt = tokio::runtime::Runtime::new()?;
                     let connect = std::time::Duration::from_secs(cfg.uplink.connect_timeout_secs);
                     let rec =

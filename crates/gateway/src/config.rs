@@ -241,6 +241,9 @@ pub struct GatewayConfig {
     /// files (provisioned by hand; development and the tests of earlier issues).
     #[serde(default)]
     pub identity: Option<crate::identity::IdentityConfig>,
+    /// `[vpn]`: the WireGuard tunnel to the hub (issue 12). Default off.
+    #[serde(default)]
+    pub vpn: crate::tunnel::VpnSettings,
     /// `[deid]`: the de-identification policy.
     #[serde(default)]
     pub deid: Policy,
@@ -344,6 +347,19 @@ impl GatewayConfig {
         self.uplink.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         if let Some(id) = &self.identity {
             id.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
+        }
+        self.vpn.validate().map_err(|(key, allowed)| bad(key, allowed))?;
+        if self.vpn.mode == crate::tunnel::VpnMode::Wireguard {
+            // The tunnel's peer data comes from enrollment; its UDP cannot cross an HTTP proxy.
+            if self.identity.is_none() {
+                return Err(bad("vpn.mode", "\"wireguard\" only with [identity] (enrollment)"));
+            }
+            if self.uplink.proxy_url.is_some() {
+                return Err(bad(
+                    "vpn.mode",
+                    "\"off\" when uplink.proxy_url is set (WireGuard's UDP cannot pass an HTTP proxy)",
+                ));
+            }
         }
         self.hl7.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         self.dicom_scp.validate().map_err(|(key, allowed)| bad(key, &allowed))?;

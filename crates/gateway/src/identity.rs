@@ -291,6 +291,8 @@ pub struct BoxIdentity {
     dir: PathBuf,
     /// Direct, or through the hospital's proxy (`[uplink] proxy_url`), as the uploads.
     route: fgw_outbound::proxy::HubRoute,
+    /// The box's WireGuard public key, sent when enrolling (`[vpn] mode = "wireguard"`).
+    wireguard: Option<fgw_vpn::WgPublicKey>,
 }
 
 impl std::fmt::Debug for BoxIdentity {
@@ -335,7 +337,21 @@ impl BoxIdentity {
             }
         };
         let route = gw.uplink.hub_route()?;
-        Ok(BoxIdentity { cfg: cfg.clone(), facility: gw.facility_id.clone(), store, dir, route })
+        Ok(BoxIdentity {
+            cfg: cfg.clone(),
+            facility: gw.facility_id.clone(),
+            store,
+            dir,
+            route,
+            wireguard: None,
+        })
+    }
+
+    /// Sends `key` as the box's WireGuard key when enrolling: the hub answers with the
+    /// tunnel's peer data.
+    pub fn with_wireguard_key(mut self, key: fgw_vpn::WgPublicKey) -> BoxIdentity {
+        self.wireguard = Some(key);
+        self
     }
 
     fn operational_cert_path(&self) -> PathBuf {
@@ -498,13 +514,13 @@ impl BoxIdentity {
             route,
             reason: format!("{}{via}", fgw_outbound::uplink::describe(e)),
         };
-        let resp = client
+        let mut req = client
             .post(format!("{}{path}", hub_url.trim_end_matches('/')))
-            .header(reqwest::header::CONTENT_TYPE, "application/pkcs10")
-            .body(csr)
-            .send()
-            .await
-            .map_err(unreachable)?;
+            .header(reqwest::header::CONTENT_TYPE, "application/pkcs10");
+        if let Some(key) = self.wireguard {
+            req = req.header(fgw_format::package::protocol::WIREGUARD_KEY_HEADER, key.to_string());
+        }
+        let resp = req.body(csr).send().await.map_err(unreachable)?;
         let status = resp.status();
         if status.is_server_error()
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS

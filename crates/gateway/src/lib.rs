@@ -22,3 +22,4 @@ pub mod secrets;
 pub mod spool;
 pub mod state;
 pub mod storage;
+pub mod tunnel;

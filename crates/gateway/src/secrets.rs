@@ -121,6 +121,9 @@ enum KeyPurpose {
     OutboxSeal,
     /// HMAC key of the labels naming export batch folders in state and logs.
     BatchLabel,
+    /// The box's WireGuard private key (with its serial: two boxes restored from one
+    /// recovery kit still have two keys).
+    Wireguard,
     /// HMAC key of the recovery kit's check value (`crate::recovery`): a share sheet shows
     /// a value of this key only, never one of the keys above.
     RecoveryCheck,
@@ -134,6 +137,7 @@ impl KeyPurpose {
             KeyPurpose::OutboxSeal => b"fgw/v1/outbox-seal-hmac",
             KeyPurpose::BatchLabel => b"fgw/v1/batch-label-hmac",
             KeyPurpose::RecoveryCheck => b"fgw/v1/recovery-check-hmac",
+            KeyPurpose::Wireguard => b"fgw/v1/wireguard-x25519",
         }
     }
 }
@@ -509,9 +513,14 @@ impl Secrets {
     }
 
     fn derive(&self, purpose: KeyPurpose) -> [u8; 32] {
+        self.derive_for(purpose, b"")
+    }
+
+    /// A key of `purpose` bound to `context` as well (HKDF info = purpose, context).
+    fn derive_for(&self, purpose: KeyPurpose, context: &[u8]) -> [u8; 32] {
         let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"facility-gateway");
         let prk = salt.extract(&self.root);
-        let info = [purpose.info()];
+        let info = [purpose.info(), context];
         let okm = prk.expand(&info, Len32).expect("hkdf length");
         let mut out = [0u8; 32];
         okm.fill(&mut out).expect("hkdf fill");
@@ -532,6 +541,12 @@ impl Secrets {
     /// an export batch folder by it, never by the folder's own name.
     pub fn batch_label_key(&self) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &self.derive(KeyPurpose::BatchLabel))
+    }
+
+    /// The box's WireGuard private key: derived from the sealed root and the box's serial,
+    /// so it is never stored, and a replacement box (same root, other serial) has its own.
+    pub fn wireguard_key(&self, serial: &str) -> fgw_vpn::WgPrivateKey {
+        fgw_vpn::WgPrivateKey::from_bytes(self.derive_for(KeyPurpose::Wireguard, serial.as_bytes()))
     }
 
     /// The recovery kit's key check value: the first 8 bytes of HMAC-SHA-256 over
@@ -572,6 +587,11 @@ mod tests {
         assert_ne!(a.derive(KeyPurpose::OutboxSeal), a.derive(KeyPurpose::Pseudonym));
         assert_ne!(a.derive(KeyPurpose::BatchLabel), a.derive(KeyPurpose::Pseudonym));
         assert_ne!(a.derive(KeyPurpose::RecoveryCheck), a.derive(KeyPurpose::Pseudonym));
+        assert_ne!(a.derive(KeyPurpose::Wireguard), a.derive(KeyPurpose::Pseudonym));
+        // Per serial, and stable.
+        let k1 = a.wireguard_key("fgw-1").public_key();
+        assert_ne!(k1, a.wireguard_key("fgw-2").public_key());
+        assert_eq!(k1, b.wireguard_key("fgw-1").public_key());
         assert_ne!(Secrets::ephemeral().root, Secrets::ephemeral().root);
     }
 

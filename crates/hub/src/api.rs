@@ -217,6 +217,10 @@ pub(crate) enum ApiFailure {
     BadCsr { problem: CsrProblem },
     #[error("enrollment is not available on this hub")]
     EnrollUnavailable,
+    #[error("header {header}: expected {expected}")]
+    BadHeader { header: &'static str, expected: &'static str },
+    #[error("the WireGuard key is another box's; make a new one")]
+    TunnelKeyTaken,
     #[error("role {} may not {action}", role.as_str())]
     RoleNotAllowed { role: Role, action: &'static str },
     #[error("facility {requested} is not the certificate's facility {caller}")]
@@ -255,7 +259,8 @@ impl ApiFailure {
             | ApiFailure::RoleNotAllowed { .. }
             | ApiFailure::ForeignFacility { .. } => StatusCode::FORBIDDEN,
             ApiFailure::BadCsr { problem: CsrProblem::TooLarge } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiFailure::BadCsr { .. } => StatusCode::BAD_REQUEST,
+            ApiFailure::BadCsr { .. } | ApiFailure::BadHeader { .. } => StatusCode::BAD_REQUEST,
+            ApiFailure::TunnelKeyTaken => StatusCode::CONFLICT,
             ApiFailure::EnrollUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiFailure::Intake(e) => match e {
                 IntakeError::BadParam { .. } | IntakeError::BadLength => StatusCode::BAD_REQUEST,
@@ -324,6 +329,7 @@ impl From<EnrollError> for ApiFailure {
             }
             EnrollError::Store(StoreError::UnknownSerial { .. })
             | EnrollError::UnknownSerial { .. } => ApiFailure::Unregistered,
+            EnrollError::Store(StoreError::TunnelKeyTaken { .. }) => ApiFailure::TunnelKeyTaken,
             EnrollError::Store(s) => s.into(),
             other => {
                 // The society CA's files (paths) are the operator's business, not the box's.
@@ -398,13 +404,41 @@ pub(crate) fn require_device(caller: &Caller, action: &'static str) -> Result<()
     }
 }
 
-/// The API router. Requests must carry a [`ConnPeer`] extension (inserted per connection by
-/// the server; tests may insert it directly).
-pub(crate) fn router(state: Arc<HubState>) -> Router {
-    Router::new()
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Surface {
+    /// Every route: the hub without a VPN, or the API inside the tunnel.
+    Everything,
+    /// Health and EST enrollment only: the public listener of a hub whose API is reachable
+    /// only through the tunnel (a box enrolls before it has the tunnel's peer data).
+    EnrollmentOnly,
+}
+
+/// The router for `surface`. Requests must carry a [`ConnPeer`] extension (inserted per
+/// connection by the server; tests may insert it directly).
+pub(crate) fn router_for(state: Arc<HubState>, surface: Surface) -> Router {
+    let enrollment = Router::new()
         .route("/v1/health", get(health))
         .route(est::SIMPLEENROLL, post(est::simpleenroll))
-        .route(est::SIMPLEREENROLL, post(est::simplereenroll))
+        .route(est::SIMPLEREENROLL, post(est::simplereenroll));
+    let routes = match surface {
+        Surface::EnrollmentOnly => enrollment,
+        Surface::Everything => api_routes(enrollment),
+    };
+    routes
+        .fallback(|| async { ApiFailure::NotFound })
+        .with_state(state.clone())
+        // Outermost: look the certificate up, authorize, then log the outcome.
+        .layer(middleware::from_fn_with_state(state, authorize_and_log))
+}
+
+/// The API router, every route ([`Surface::Everything`]).
+pub(crate) fn router(state: Arc<HubState>) -> Router {
+    router_for(state, Surface::Everything)
+}
+
+fn api_routes(routes: Router<Arc<HubState>>) -> Router<Arc<HubState>> {
+    routes
         .route(est::DEVICE_CONFIG, get(est::device_config))
         .route(&format!("{OBJECTS}/:sha256"), get(get_object_head).put(put_object))
         .route(&format!("{PACKAGES}/:package_id"), put(put_package))
@@ -414,10 +448,6 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route(&format!("{UPLOADS}/:upload_id"), get(uploads::show))
         .route(&format!("{UPLOADS}/:upload_id/chunks/:index"), put(uploads::put_chunk))
         .route(&format!("{UPLOADS}/:upload_id/commit"), post(uploads::commit))
-        .fallback(|| async { ApiFailure::NotFound })
-        .with_state(state.clone())
-        // Outermost: look the certificate up, authorize, then log the outcome.
-        .layer(middleware::from_fn_with_state(state, authorize_and_log))
 }
 
 async fn authorize_and_log(

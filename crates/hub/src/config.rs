@@ -32,10 +32,13 @@
 //! [facility_config.F0001]            # handed to F0001's boxes as they enroll (free-form)
 //! note = "anything the gateway reads"
 //!
-//! [vpn]                              # placeholder peer data handed out at enrollment
-//! hub_public_key = "<WireGuard public key, base64>"
-//! endpoint = "hub.example.org:51820"
-//! allowed_ips = ["10.99.0.1/32"]
+//! [vpn]                              # WireGuard: the API only inside the tunnel
+//! address = "10.88.0.1/16"           # the hub's tunnel address; boxes get the rest of it
+//! endpoint = "hub.example.org:51820" # where boxes reach the hub's WireGuard
+//! listen_port = 51820                # default
+//! api_listen = "10.88.0.1:8443"      # default: the tunnel address, port 8443
+//! interface = "fgwhub0"              # default
+//! implementation = "auto"            # "auto" | "kernel" | "userspace" (boringtun)
 //! ```
 //!
 //! `docs/enrollment.md` describes the enrollment keys and the manufacturing CA.
@@ -185,10 +188,10 @@ pub struct HubConfig {
     /// meaning. Default: none (an empty object).
     #[serde(default)]
     pub facility_config: BTreeMap<FacilityId, serde_json::Map<String, serde_json::Value>>,
-    /// The VPN peer data handed out at enrollment. A placeholder until the VPN exists
-    /// (issue 12): handed out as written, marked `"status": "placeholder"`.
+    /// The WireGuard tunnel to the boxes. When set, `listen` serves enrollment only and
+    /// the API is served inside the tunnel (`vpn.api_listen`). Default: none.
     #[serde(default)]
-    pub vpn: VpnPlaceholder,
+    pub vpn: Option<HubVpn>,
     /// Certificate and key files. Default: all under `<data_dir>/pki/`.
     #[serde(default)]
     pub tls: HubTlsPaths,
@@ -215,63 +218,121 @@ pub struct HubTlsPaths {
     pub manufacturing_ca_key: Option<PathBuf>,
 }
 
-/// The hub's WireGuard peer data for the boxes: a placeholder until the VPN is built (it is
-/// handed out, never used by the hub). Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[vpn]`: the hub's WireGuard interface and what boxes are told about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VpnPlaceholder {
-    /// The hub's WireGuard public key: base64 of 32 bytes (44 characters).
-    pub hub_public_key: Option<String>,
-    /// Where boxes reach the hub's WireGuard: `host:port`.
-    pub endpoint: Option<String>,
-    /// Networks the box routes into the tunnel: `ip/prefix` each.
+pub struct HubVpn {
+    /// The hub's tunnel address with the prefix boxes get addresses from, e.g.
+    /// `10.88.0.1/16` (boxes: 10.88.0.2 upward, one per registered box). Required.
+    pub address: String,
+    /// `host:port` boxes dial to reach the hub's WireGuard. Required.
+    pub endpoint: String,
+    /// UDP port of the hub's WireGuard. Default 51820.
+    #[serde(default = "default_vpn_port")]
+    pub listen_port: u16,
+    /// Where the API listens, inside the tunnel, `ip:port`. Default the tunnel address, port
+    /// 8443. Its server certificate must name that address (`server_names`).
     #[serde(default)]
-    pub allowed_ips: Vec<String>,
+    pub api_listen: Option<String>,
+    /// The interface's name. Default `fgwhub0`.
+    #[serde(default = "default_vpn_interface")]
+    pub interface: String,
+    /// `auto` (kernel WireGuard where the kernel has it, else boringtun), `kernel` or
+    /// `userspace`. Default `auto`.
+    #[serde(default = "default_vpn_implementation")]
+    pub implementation: String,
+    /// The hub's WireGuard private key (base64, 0600); made at the first `hub serve` if
+    /// missing. Default `<data_dir>/pki/wg.key`.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// Keepalive boxes send (seconds), so hospital NATs keep the mapping. Default 25.
+    #[serde(default = "default_vpn_keepalive")]
+    pub keepalive_secs: u16,
+    /// How often the interface's peers are brought in line with the registry (enrolled,
+    /// not revoked), seconds. Default 5: a revocation closes the tunnel within this.
+    #[serde(default = "default_vpn_reconcile")]
+    pub reconcile_secs: u64,
 }
 
-impl VpnPlaceholder {
+fn default_vpn_port() -> u16 {
+    51820
+}
+fn default_vpn_interface() -> String {
+    "fgwhub0".into()
+}
+fn default_vpn_implementation() -> String {
+    "auto".into()
+}
+fn default_vpn_keepalive() -> u16 {
+    25
+}
+fn default_vpn_reconcile() -> u64 {
+    5
+}
+
+impl HubVpn {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, expected: &str| ConfigError::Invalid { key, expected: expected.into() };
-        if let Some(k) = &self.hub_public_key {
-            if !is_wireguard_key(k) {
-                return Err(invalid("vpn.hub_public_key", "base64 of 32 bytes (44 characters)"));
-            }
+        let address = self.address_cidr()?;
+        if !address.addr.is_ipv4() || !(8..=30).contains(&address.prefix) {
+            return Err(invalid("vpn.address", "an IPv4 ip/prefix with prefix 8 ..= 30"));
         }
-        if let Some(e) = &self.endpoint {
-            let ok = e.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty()
-                    && !host.chars().any(char::is_whitespace)
-                    && port.parse::<u16>().is_ok_and(|p| p != 0)
-            });
-            if !ok {
-                return Err(invalid("vpn.endpoint", "host:port"));
-            }
+        let ok = self.endpoint.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.chars().any(char::is_whitespace)
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+        });
+        if !ok {
+            return Err(invalid("vpn.endpoint", "host:port"));
         }
-        for net in &self.allowed_ips {
-            let ok = net.split_once('/').is_some_and(|(ip, prefix)| {
-                match (ip.parse::<std::net::IpAddr>(), prefix.parse::<u8>()) {
-                    (Ok(std::net::IpAddr::V4(_)), Ok(p)) => p <= 32,
-                    (Ok(std::net::IpAddr::V6(_)), Ok(p)) => p <= 128,
-                    _ => false,
-                }
-            });
-            if !ok {
-                return Err(invalid("vpn.allowed_ips", "networks as ip/prefix, e.g. 10.99.0.0/24"));
-            }
+        if self.listen_port == 0 {
+            return Err(invalid("vpn.listen_port", "1 ..= 65535"));
+        }
+        self.api_listen_addr()?;
+        fgw_vpn::InterfaceName::new(&self.interface)
+            .map_err(|_| invalid("vpn.interface", "1 to 15 characters of A-Z a-z 0-9 _ -"))?;
+        fgw_vpn::Implementation::parse(&self.implementation)
+            .map_err(|_| invalid("vpn.implementation", "\"auto\", \"kernel\" or \"userspace\""))?;
+        if !(1..=3600).contains(&self.keepalive_secs) {
+            return Err(invalid("vpn.keepalive_secs", "1 ..= 3600"));
+        }
+        if !(1..=3600).contains(&self.reconcile_secs) {
+            return Err(invalid("vpn.reconcile_secs", "1 ..= 3600"));
         }
         Ok(())
     }
-}
 
-/// A WireGuard key's shape: 43 base64 characters and `=` (32 bytes; the last character
-/// carries 4 bits, so it is one of `AEIMQUYcgkosw048`).
-fn is_wireguard_key(k: &str) -> bool {
-    let b = k.as_bytes();
-    let b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
-    b.len() == 44
-        && b[43] == b'='
-        && b[..43].iter().all(b64)
-        && b"AEIMQUYcgkosw048".contains(&b[42])
+    /// `address` parsed.
+    pub fn address_cidr(&self) -> Result<fgw_vpn::Cidr, ConfigError> {
+        fgw_vpn::Cidr::parse(&self.address).map_err(|_| ConfigError::Invalid {
+            key: "vpn.address",
+            expected: "ip/prefix, e.g. 10.88.0.1/16".into(),
+        })
+    }
+
+    /// Where the API listens inside the tunnel.
+    pub fn api_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let bad = || ConfigError::Invalid {
+            key: "vpn.api_listen",
+            expected: "ip:port inside the tunnel, e.g. 10.88.0.1:8443".into(),
+        };
+        match &self.api_listen {
+            Some(a) => a.parse().map_err(|_| bad()),
+            None => Ok(SocketAddr::new(self.address_cidr()?.addr, 8443)),
+        }
+    }
+
+    /// The tunnel address of the box with registry index `index` (1, 2, …): the hub's
+    /// address plus `index`, if still inside the prefix (and not its broadcast address).
+    pub fn box_address(&self, index: u32) -> Option<fgw_vpn::Cidr> {
+        let cidr = self.address_cidr().ok()?;
+        let std::net::IpAddr::V4(hub) = cidr.addr else { return None };
+        let hub = u32::from(hub);
+        let mask = u32::MAX.checked_shl(32 - u32::from(cidr.prefix)).unwrap_or(0);
+        let ip = hub.checked_add(index)?;
+        let inside = ip & mask == hub & mask && ip | mask != u32::MAX;
+        inside.then(|| fgw_vpn::Cidr::host(std::net::IpAddr::V4(ip.into())))
+    }
 }
 
 fn default_listen() -> String {
@@ -355,7 +416,7 @@ impl Default for HubConfig {
             upload_session_ttl_secs: default_upload_session_ttl_secs(),
             operational_cert_days: default_operational_cert_days(),
             facility_config: BTreeMap::new(),
-            vpn: VpnPlaceholder::default(),
+            vpn: None,
             tls: HubTlsPaths::default(),
         }
     }
@@ -392,6 +453,9 @@ impl HubConfig {
             }
         };
         fix(&mut self.data_dir);
+        if let Some(p) = self.vpn.as_mut().and_then(|v| v.private_key_file.as_mut()) {
+            fix(p);
+        }
         for p in [
             &mut self.tls.ca_cert,
             &mut self.tls.ca_key,
@@ -480,7 +544,10 @@ impl HubConfig {
         if !(1..=MAX_OPERATIONAL_CERT_DAYS).contains(&self.operational_cert_days) {
             return Err(invalid("operational_cert_days", "1 ..= 365"));
         }
-        self.vpn.validate()
+        match &self.vpn {
+            Some(vpn) => vpn.validate(),
+            None => Ok(()),
+        }
     }
 
     /// The settings handed to the boxes of `facility` (an empty object if none are set).
@@ -505,6 +572,15 @@ impl HubConfig {
             key: "listen",
             expected: "host:port with a numeric IP address, e.g. 127.0.0.1:8443".into(),
         })
+    }
+
+    /// The hub's WireGuard private key file (`vpn.private_key_file`, default
+    /// `<data_dir>/pki/wg.key`).
+    pub fn vpn_key_file(&self) -> PathBuf {
+        self.vpn
+            .as_ref()
+            .and_then(|v| v.private_key_file.clone())
+            .unwrap_or_else(|| self.pki_dir().join("wg.key"))
     }
 
     /// `<data_dir>/pki`, where the PKI files live unless `[tls]` names them.
@@ -609,11 +685,10 @@ mod tests {
     }
 
     #[test]
-    fn facility_settings_and_the_vpn_placeholder() {
+    fn facility_settings_and_the_vpn() {
         let cfg = HubConfig::parse_str(
             "[facility_config.F0001]\nlane = \"x\"\nn = 2\n\
-             [vpn]\nhub_public_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n\
-             endpoint = \"hub.example.org:51820\"\nallowed_ips = [\"10.99.0.0/24\", \"fd00::/64\"]\n",
+             [vpn]\naddress = \"10.88.0.1/16\"\nendpoint = \"hub.example.org:51820\"\n",
         )
         .unwrap();
         cfg.validate().unwrap();
@@ -622,22 +697,21 @@ mod tests {
         assert!(cfg.facility_settings(&FacilityId::new("F0002").unwrap()).is_empty());
         // A facility key is a facility id.
         assert!(HubConfig::parse_str("[facility_config.\"../x\"]\na = 1\n").is_err());
-        for (key, vpn) in [
-            (
-                "hub_public_key",
-                VpnPlaceholder { hub_public_key: Some("abc=".into()), ..Default::default() },
-            ),
-            (
-                "endpoint",
-                VpnPlaceholder { endpoint: Some("hub.example.org".into()), ..Default::default() },
-            ),
-            (
-                "allowed_ips",
-                VpnPlaceholder { allowed_ips: vec!["10.0.0.0/33".into()], ..Default::default() },
-            ),
+        let vpn = cfg.vpn.clone().unwrap();
+        assert_eq!(vpn.api_listen_addr().unwrap().to_string(), "10.88.0.1:8443");
+        assert_eq!(vpn.box_address(1).unwrap().to_string(), "10.88.0.2/32");
+        assert_eq!(vpn.box_address(65_533).unwrap().to_string(), "10.88.255.254/32");
+        assert!(vpn.box_address(65_534).is_none(), "the broadcast address is no box's");
+        for (key, bad) in [
+            ("vpn.address", HubVpn { address: "10.88.0.1".into(), ..vpn.clone() }),
+            ("vpn.address", HubVpn { address: "10.88.0.1/31".into(), ..vpn.clone() }),
+            ("vpn.endpoint", HubVpn { endpoint: "hub.example.org".into(), ..vpn.clone() }),
+            ("vpn.api_listen", HubVpn { api_listen: Some("x".into()), ..vpn.clone() }),
+            ("vpn.interface", HubVpn { interface: "much-too-long-name".into(), ..vpn.clone() }),
+            ("vpn.implementation", HubVpn { implementation: "tun".into(), ..vpn.clone() }),
         ] {
-            let bad = HubConfig { vpn, ..HubConfig::default() };
-            let e = bad.validate().unwrap_err().to_string();
+            let cfg = HubConfig { vpn: Some(bad), ..HubConfig::default() };
+            let e = cfg.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
         }
     }

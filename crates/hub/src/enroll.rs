@@ -13,8 +13,9 @@
 //! The wire format of the enrollment answers is [`EnrollResponse`] and [`DeviceConfig`].
 
 use crate::ca::{self, Authority, CaError};
-use crate::config::{HubConfig, VpnPlaceholder};
+use crate::config::HubConfig;
 use crate::store::{Enrollment, MetaStore, NewSerial, Revocation, SerialAdded, StoreError};
+use crate::vpn::VpnOffer;
 use fgw_format::ids::{FacilityId, Sha256Hex};
 use rcgen::PublicKeyData;
 use std::collections::BTreeMap;
@@ -314,32 +315,47 @@ pub(crate) struct EnrollSettings {
     ca_key: PathBuf,
     operational_cert_days: u32,
     facility_config: BTreeMap<FacilityId, serde_json::Map<String, serde_json::Value>>,
-    vpn: VpnPlaceholder,
+    /// What boxes are told about the tunnel; `None` without `[vpn]`.
+    vpn: Option<VpnOffer>,
 }
 
 impl EnrollSettings {
-    pub(crate) fn from_config(cfg: &HubConfig) -> EnrollSettings {
-        EnrollSettings {
+    /// The settings of `cfg`; with `[vpn]`, `vpn_key` is the hub's WireGuard key.
+    pub(crate) fn from_config(
+        cfg: &HubConfig,
+        vpn_key: Option<&fgw_vpn::WgPrivateKey>,
+    ) -> Result<EnrollSettings, crate::config::ConfigError> {
+        let vpn = match (&cfg.vpn, vpn_key) {
+            (Some(vpn), Some(key)) => Some(VpnOffer::new(vpn, key)?),
+            _ => None,
+        };
+        Ok(EnrollSettings {
             ca_cert: cfg.ca_cert(),
             ca_key: cfg.ca_key(),
             operational_cert_days: cfg.operational_cert_days,
             facility_config: cfg.facility_config.clone(),
-            vpn: cfg.vpn.clone(),
-        }
+            vpn,
+        })
     }
 
-    /// The configuration handed to a box of `facility`.
-    pub(crate) fn device_config(&self, facility: &FacilityId) -> DeviceConfig {
+    /// The configuration handed to a box of `facility`, with `vpn` as its tunnel.
+    pub(crate) fn device_config(&self, facility: &FacilityId, vpn: VpnPeer) -> DeviceConfig {
         DeviceConfig {
             facility_id: facility.clone(),
             settings: self.facility_config.get(facility).cloned().unwrap_or_default(),
-            vpn: VpnPeer {
-                status: VpnStatus::Placeholder,
-                hub_public_key: self.vpn.hub_public_key.clone(),
-                endpoint: self.vpn.endpoint.clone(),
-                allowed_ips: self.vpn.allowed_ips.clone(),
-            },
+            vpn,
         }
+    }
+
+    /// The tunnel of `serial` as the registry has it (off without `[vpn]` or without a key).
+    pub(crate) fn vpn_of(
+        &self,
+        meta: &dyn MetaStore,
+        serial: &Serial,
+    ) -> Result<VpnPeer, StoreError> {
+        let Some(offer) = &self.vpn else { return Ok(VpnPeer::off()) };
+        let record = meta.active_tunnels()?.into_iter().find(|t| &t.serial == serial);
+        Ok(record.map(|t| offer.peer_for(t.host_index)).unwrap_or_else(VpnPeer::off))
     }
 }
 
@@ -354,6 +370,7 @@ pub(crate) fn issue_operational(
     facility: &FacilityId,
     csr: &Csr,
     enrollment: Enrollment,
+    wg_key: Option<&fgw_vpn::WgPublicKey>,
 ) -> Result<EnrollResponse, EnrollError> {
     let society = Authority::load_society(&settings.ca_cert, &settings.ca_key)?;
     let issued_at = whole_seconds(SystemTime::now());
@@ -362,6 +379,12 @@ pub(crate) fn issue_operational(
     let cert = ca::sign_operational(&society, serial, facility, csr.key(), issued_at, not_after)?;
     let not_after_s = rfc3339(not_after);
     meta.record_operational(serial, &cert.fingerprint, &not_after_s, enrollment)?;
+    // The box's WireGuard key, when the hub has a tunnel and the box sent one: registered
+    // (the interface picks it up at its next reconcile) and answered with its address.
+    let vpn = match (&settings.vpn, wg_key) {
+        (Some(offer), Some(key)) => offer.peer_for(meta.set_tunnel_key(serial, &key.to_string())?),
+        _ => settings.vpn_of(meta, serial)?,
+    };
     Ok(EnrollResponse {
         serial: serial.clone(),
         facility_id: facility.clone(),
@@ -369,7 +392,7 @@ pub(crate) fn issue_operational(
         not_before: rfc3339(issued_at - ca::OPERATIONAL_BACKDATE),
         not_after: not_after_s,
         renew_after: rfc3339(issued_at + lifetime * 2 / 3),
-        config: settings.device_config(facility),
+        config: settings.device_config(facility, vpn),
     })
 }
 
@@ -533,11 +556,11 @@ mod tests {
             params.serialize_request(&op_key).unwrap().pem().unwrap().as_bytes(),
         )
         .unwrap();
-        let settings = EnrollSettings::from_config(&cfg);
-        let r =
-            issue_operational(&settings, &meta, &serial, &f1, &csr, Enrollment::Initial).unwrap();
+        let settings = EnrollSettings::from_config(&cfg, None).unwrap();
+        let r = issue_operational(&settings, &meta, &serial, &f1, &csr, Enrollment::Initial, None)
+            .unwrap();
         assert_eq!((&r.serial, &r.facility_id), (&serial, &f1));
-        assert_eq!(r.config.vpn.status, VpnStatus::Placeholder);
+        assert_eq!(r.config.vpn.status, VpnStatus::Off, "no [vpn]: no tunnel");
         assert!(r.not_before < r.renew_after && r.renew_after < r.not_after);
         let der = pem_certificate(&r.certificate).unwrap();
         ca::verify_chains(&cfg.ca_cert(), &der).unwrap();
@@ -548,5 +571,69 @@ mod tests {
         assert_eq!(rec.operational_not_after.as_deref(), Some(r.not_after.as_str()));
         let cred = meta.credential_by_fingerprint(&fgw_tls::cert_fingerprint(&der)).unwrap();
         assert_eq!(cred.unwrap().serial, serial);
+    }
+
+    #[test]
+    fn with_a_vpn_each_box_gets_its_own_address_and_a_revoked_one_leaves_the_tunnel() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = HubConfig::with_data_dir(dir.path().join("hub"));
+        cfg.vpn = Some(
+            toml::from_str("address = \"10.88.0.1/16\"\nendpoint = \"hub.example.org:51820\"\n")
+                .unwrap(),
+        );
+        ca::init(&cfg).unwrap();
+        let meta = SqliteMetaStore::open(&cfg.db_path()).unwrap();
+        let hub_key = fgw_vpn::WgPrivateKey::from_bytes([9; 32]);
+        let settings = EnrollSettings::from_config(&cfg, Some(&hub_key)).unwrap();
+        let f1 = FacilityId::new("F0001").unwrap();
+        let mut enrolled = Vec::new();
+        for (i, name) in ["fgw-00000000000000d1", "fgw-00000000000000d2"].iter().enumerate() {
+            let serial = Serial::new(*name).unwrap();
+            let csr_file = dir.path().join(format!("box{i}.csr"));
+            std::fs::write(&csr_file, csr_pem(&p256(), None)).unwrap();
+            device_add(&cfg, &meta, &serial, &f1, &csr_file, &dir.path().join(format!("img{i}")))
+                .unwrap();
+            let csr = Csr::from_est_body(csr_pem(&p256(), None).as_bytes()).unwrap();
+            let wg = fgw_vpn::WgPrivateKey::from_bytes([i as u8 + 1; 32]).public_key();
+            let r = issue_operational(
+                &settings,
+                &meta,
+                &serial,
+                &f1,
+                &csr,
+                Enrollment::Initial,
+                Some(&wg),
+            )
+            .unwrap();
+            let vpn = r.config.vpn;
+            assert_eq!(vpn.status, VpnStatus::Active);
+            assert_eq!(vpn.hub_public_key, Some(hub_key.public_key().to_string()));
+            assert_eq!(vpn.address, Some(format!("10.88.0.{}/32", i + 2)));
+            assert_eq!(vpn.api_url.as_deref(), Some("https://10.88.0.1:8443"));
+            enrolled.push((serial, wg, csr));
+        }
+        // A renewal keeps the box's address; another box's key is refused.
+        let (serial, wg, csr) = &enrolled[0];
+        let again =
+            issue_operational(&settings, &meta, serial, &f1, csr, Enrollment::Renewal, Some(wg))
+                .unwrap();
+        assert_eq!(again.config.vpn.address.as_deref(), Some("10.88.0.2/32"));
+        let taken = issue_operational(
+            &settings,
+            &meta,
+            serial,
+            &f1,
+            csr,
+            Enrollment::Renewal,
+            Some(&enrolled[1].1),
+        );
+        assert!(matches!(taken, Err(EnrollError::Store(StoreError::TunnelKeyTaken { .. }))));
+        // Revoked: no longer among the tunnel's peers.
+        assert_eq!(meta.active_tunnels().unwrap().len(), 2);
+        device_revoke(&meta, serial).unwrap();
+        let left = meta.active_tunnels().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].serial, enrolled[1].0);
+        assert_eq!(settings.vpn_of(&meta, serial).unwrap().status, VpnStatus::Off);
     }
 }

@@ -17,8 +17,10 @@ use super::enroll::{self, Csr, CsrProblem, DeviceConfig, EnrollResponse, Serial,
 use super::store::Enrollment;
 use axum::body::Body;
 use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use fgw_format::ids::FacilityId;
+use fgw_format::package::protocol::WIREGUARD_KEY_HEADER;
 use std::sync::Arc;
 
 /// First enrollment, with the IDevID.
@@ -34,6 +36,7 @@ const MAX_BODY_BYTES: usize = MAX_CSR_BYTES * 2;
 pub(crate) async fn simpleenroll(
     State(state): State<Arc<HubState>>,
     Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<EnrollResponse>, ApiFailure> {
     let Identity::Idevid { serial, facility } = identity else {
@@ -42,12 +45,14 @@ pub(crate) async fn simpleenroll(
             needs: "the box's IDevID (renew with simplereenroll)",
         });
     };
-    enroll(&state, serial, facility, body, Enrollment::Initial).await
+    let wg_key = wireguard_key(&headers)?;
+    enroll(&state, serial, facility, body, Enrollment::Initial, wg_key).await
 }
 
 pub(crate) async fn simplereenroll(
     State(state): State<Arc<HubState>>,
     Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<EnrollResponse>, ApiFailure> {
     let Identity::Operational { serial, caller } = identity else {
@@ -56,20 +61,33 @@ pub(crate) async fn simplereenroll(
             needs: "an operational certificate of an enrolled box",
         });
     };
-    enroll(&state, serial, caller.facility, body, Enrollment::Renewal).await
+    let wg_key = wireguard_key(&headers)?;
+    enroll(&state, serial, caller.facility, body, Enrollment::Renewal, wg_key).await
+}
+
+/// The box's WireGuard public key from [`WIREGUARD_KEY_HEADER`], if it sent one.
+fn wireguard_key(headers: &HeaderMap) -> Result<Option<fgw_vpn::WgPublicKey>, ApiFailure> {
+    let Some(value) = headers.get(WIREGUARD_KEY_HEADER) else { return Ok(None) };
+    let key = value.to_str().ok().and_then(|v| fgw_vpn::WgPublicKey::parse(v.trim()).ok());
+    key.map(Some).ok_or(ApiFailure::BadHeader {
+        header: WIREGUARD_KEY_HEADER,
+        expected: "a WireGuard public key, base64 of 32 bytes",
+    })
 }
 
 pub(crate) async fn device_config(
     State(state): State<Arc<HubState>>,
     Extension(identity): Extension<Identity>,
 ) -> Result<Json<DeviceConfig>, ApiFailure> {
-    let Identity::Operational { caller, .. } = identity else {
+    let Identity::Operational { caller, serial } = identity else {
         return Err(ApiFailure::WrongCertificate {
             action: "device config",
             needs: "an operational certificate of an enrolled box",
         });
     };
-    Ok(Json(state.enroll.device_config(&caller.facility)))
+    let (settings, meta, serial) = (state.enroll.clone(), state.meta.clone(), serial);
+    let vpn = blocking_enroll(move || Ok(settings.vpn_of(&*meta, &serial)?)).await?;
+    Ok(Json(state.enroll.device_config(&caller.facility, vpn)))
 }
 
 /// Read the CSR (bounded), sign, register, answer.
@@ -79,6 +97,7 @@ async fn enroll(
     facility: FacilityId,
     body: Body,
     enrollment: Enrollment,
+    wg_key: Option<fgw_vpn::WgPublicKey>,
 ) -> Result<Json<EnrollResponse>, ApiFailure> {
     let mut bytes = Vec::new();
     let mut reader = BodyReader::new(body, &state.limits);
@@ -92,7 +111,7 @@ async fn enroll(
     let (settings, meta) = (state.enroll.clone(), state.meta.clone());
     let (s, f) = (serial.clone(), facility.clone());
     let answer = blocking_enroll(move || {
-        enroll::issue_operational(&settings, &*meta, &s, &f, &csr, enrollment)
+        enroll::issue_operational(&settings, &*meta, &s, &f, &csr, enrollment, wg_key.as_ref())
     })
     .await?;
     tracing::info!(

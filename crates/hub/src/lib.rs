@@ -9,7 +9,9 @@
 //! - [`intake`] — what uploads are checked against before storing (fuzzed without a network);
 //! - [`gc`] — collection of objects no manifest references, and of expired upload sessions;
 //! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers;
-//!   [`uploads`] — its chunked upload sessions (issue 11).
+//!   [`uploads`] — its chunked upload sessions (issue 11);
+//! - [`vpn`] — the hub's end of the WireGuard tunnel: its key, the peer data enrollment hands
+//!   out, the interface kept in line with the registry (issue 12).
 //!
 //! The `hub` command line lives in the binary (`src/main.rs`, `src/cli.rs`).
 //!
@@ -26,8 +28,9 @@ pub mod intake;
 mod server;
 pub mod store;
 mod uploads;
+pub mod vpn;
 
-pub use config::{ConfigError, HubConfig, HubTlsPaths, VpnPlaceholder};
+pub use config::{ConfigError, HubConfig, HubTlsPaths, HubVpn};
 pub use server::{bind, serve, Hub, RunningHub, ServeError};
 
 use fgw_format::ids::{DeviceId, FacilityId};

@@ -57,9 +57,18 @@ pub enum ServeError {
         /// The socket error.
         source: std::io::Error,
     },
+    /// The WireGuard tunnel could not be set up (boxed: it is the largest error here).
+    #[error(transparent)]
+    Vpn(Box<crate::vpn::VpnError>),
     /// The background server task panicked or was cancelled.
     #[error("hub: server task failed")]
     Join,
+}
+
+impl From<crate::vpn::VpnError> for ServeError {
+    fn from(e: crate::vpn::VpnError) -> Self {
+        ServeError::Vpn(Box::new(e))
+    }
 }
 
 /// ALPN: HTTP/1.1 only, as `fgw_tls` configures both ends.
@@ -142,6 +151,10 @@ impl Hub {
         cfg.validate()?;
         fgw_tls::install_ring_provider();
         let (tls, society) = tls_config(cfg)?;
+        let vpn_key = match &cfg.vpn {
+            Some(_) => Some(crate::vpn::load_or_create_key(&cfg.vpn_key_file())?),
+            None => None,
+        };
         let state = Arc::new(HubState {
             objects,
             meta,
@@ -160,7 +173,7 @@ impl Hub {
             uploads: UploadSlots::default(),
             chunks: crate::uploads::ChunkClaims::default(),
             running: crate::uploads::RunningHashes::default(),
-            enroll: Arc::new(EnrollSettings::from_config(cfg)),
+            enroll: Arc::new(EnrollSettings::from_config(cfg, vpn_key.as_ref())?),
         });
         Ok(Hub {
             state,
@@ -207,8 +220,24 @@ impl Hub {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
+        self.run_listeners(listener, None, shutdown).await
+    }
+
+    /// Serve every route on `listener` and, if given, enrollment alone on `enrollment` (the
+    /// public listener of a hub whose API is inside the tunnel), until `shutdown` completes;
+    /// then drain. Both share the connection cap.
+    async fn run_listeners(
+        self,
+        listener: TcpListener,
+        enrollment: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let router = api::router(self.state.clone());
+        let enroll_router = api::router_for(self.state.clone(), api::Surface::EnrollmentOnly);
+        if let Some(addr) = enrollment.as_ref().and_then(|l| l.local_addr().ok()) {
+            tracing::info!(%addr, "hub listening for enrollment only");
+        }
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
         let permits = Arc::new(Semaphore::new(self.max_connections));
@@ -229,31 +258,33 @@ impl Hub {
                     }
                 }
             };
-            tokio::select! {
+            let (accepted, surface_router) = tokio::select! {
                 _ = &mut shutdown => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, _peer)) => {
-                        let conn = connection(
-                            acceptor.clone(),
-                            tcp,
-                            self.society.clone(),
-                            conn_ids.fetch_add(1, Ordering::Relaxed) + 1,
-                            router.clone(),
-                            drain_rx.clone(),
-                            self.header_timeout,
-                        );
-                        conns.spawn(async move {
-                            conn.await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        // Typically EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                accepted = listener.accept() => (accepted, &router),
+                accepted = accept_maybe(enrollment.as_ref()) => (accepted, &enroll_router),
+            };
+            match accepted {
+                Ok((tcp, _peer)) => {
+                    let conn = connection(
+                        acceptor.clone(),
+                        tcp,
+                        self.society.clone(),
+                        conn_ids.fetch_add(1, Ordering::Relaxed) + 1,
+                        surface_router.clone(),
+                        drain_rx.clone(),
+                        self.header_timeout,
+                    );
+                    conns.spawn(async move {
+                        conn.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
         gc.abort();
@@ -267,6 +298,16 @@ impl Hub {
             conns.abort_all();
         }
         Ok(())
+    }
+}
+
+/// The next connection on `listener`; never, if there is none.
+async fn accept_maybe(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -396,8 +437,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let hub = Hub::open(&cfg)?;
-    let listener = TcpListener::bind(hub.listen)
-        .await
-        .map_err(|source| ServeError::Bind { addr: hub.listen, source })?;
-    hub.run(listener, shutdown).await
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+    };
+    let Some(vpn) = &cfg.vpn else {
+        let listener = bind(hub.listen).await?;
+        return hub.run(listener, shutdown).await;
+    };
+    // The tunnel first: the API listens on its address. `listen` then serves enrollment
+    // only, which a box needs before it has the tunnel's peer data.
+    let tunnel = crate::vpn::HubTunnel::start(&cfg, hub.meta().clone()).await?;
+    let api = bind(vpn.api_listen_addr()?).await?;
+    let public = bind(hub.listen).await?;
+    let served = hub.run_listeners(api, Some(public), shutdown).await;
+    drop(tunnel);
+    served
 }

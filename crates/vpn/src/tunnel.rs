@@ -260,12 +260,13 @@ impl Tunnel {
             args.extend(["listen-port", port.as_str()]);
         }
         wg(&self.iface, &args, Some(&spec.private_key.to_base64()))?;
-        for peer in &spec.peers {
-            self.set_peer(peer)?;
-        }
         ip(&self.iface, &["address", "add", &spec.address.to_string(), "dev", name])?;
         // 1420: WireGuard's default, the Ethernet MTU minus its IPv6 + UDP overhead.
         ip(&self.iface, &["link", "set", "dev", name, "mtu", "1420", "up"])?;
+        // Peers last: their routes need the interface up.
+        for peer in &spec.peers {
+            self.set_peer(peer)?;
+        }
         Ok(())
     }
 

@@ -162,29 +162,61 @@ pub struct DeviceConfig {
     pub facility_id: FacilityId,
     /// `[facility_config.<facility>]` of `hub.toml`, as a JSON object (empty if none).
     pub settings: serde_json::Map<String, serde_json::Value>,
-    /// The VPN peer: a placeholder until the VPN is built.
+    /// The VPN peer, or [`VpnStatus::Off`].
     pub vpn: VpnPeer,
 }
 
-/// Whether the VPN data can be used.
+/// The header a box sends its WireGuard public key in, on `simpleenroll` and
+/// `simplereenroll` (base64 of 32 bytes). Optional: without it the box gets no tunnel.
+pub const WIREGUARD_KEY_HEADER: &str = "x-fgw-wireguard-key";
+
+/// Whether the box is to bring up the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VpnStatus {
-    /// Not to be used: the hub has no VPN yet; the fields are handed out as configured.
-    Placeholder,
+    /// No tunnel: the hub has no `[vpn]`, or the box sent no WireGuard key. The box talks to
+    /// the hub at its configured URL.
+    Off,
+    /// The hub registered the box's key as a peer: bring the tunnel up with these fields and
+    /// send every API request to `api_url`, through it.
+    Active,
 }
 
-/// The hub's WireGuard peer as the box will need it (`[vpn]` of `hub.toml`).
+/// The hub's WireGuard peer and the box's place in the tunnel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpnPeer {
-    /// Always [`VpnStatus::Placeholder`] for now.
+    /// [`VpnStatus::Active`] when the fields below are complete.
     pub status: VpnStatus,
-    /// The hub's WireGuard public key (base64), if configured.
+    /// The hub's WireGuard public key (base64).
     pub hub_public_key: Option<String>,
-    /// `host:port` of the hub's WireGuard, if configured.
+    /// `host:port` of the hub's WireGuard.
     pub endpoint: Option<String>,
-    /// Networks routed into the tunnel (`ip/prefix`).
+    /// Networks routed into the tunnel (`ip/prefix`): the hub's tunnel address.
     pub allowed_ips: Vec<String>,
+    /// The box's tunnel address, `ip/prefix` (a host address).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The hub's API inside the tunnel, `https://ip:port`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Keepalive the box sends so that the hospital's NAT keeps the mapping open, seconds.
+    #[serde(default)]
+    pub keepalive_secs: Option<u16>,
+}
+
+impl VpnPeer {
+    /// No tunnel.
+    pub fn off() -> VpnPeer {
+        VpnPeer {
+            status: VpnStatus::Off,
+            hub_public_key: None,
+            endpoint: None,
+            allowed_ips: Vec::new(),
+            address: None,
+            api_url: None,
+            keepalive_secs: None,
+        }
+    }
 }
 
 /// The answer to `simpleenroll` and `simplereenroll` (`application/json`).

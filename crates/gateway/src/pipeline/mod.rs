@@ -25,6 +25,7 @@ use crate::state::{
     BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, Lane, NewItem, Origin,
     StateError, Update,
 };
+use crate::tunnel::BoxTunnel;
 use fgw_deid::QuarantineReason;
 use fgw_format::ids::QueueId;
 use fgw_ingest::dicom_pull::PullMode;
@@ -41,6 +42,9 @@ use tracing::{debug, error, info, warn};
 /// Why the daemon stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The WireGuard tunnel could not be brought up.
+    #[error(transparent)]
+    Tunnel(#[from] crate::tunnel::BoxTunnelError),
     /// The state database failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -301,15 +305,16 @@ async fn enrolled_uplink(
     id_cfg: &crate::identity::IdentityConfig,
     mode: RunMode,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<Uplink>, PipelineError> {
+) -> Result<Option<(Uplink, Option<BoxTunnel>)>, PipelineError> {
     use crate::identity::BoxIdentity;
-    let identity = Arc::new(BoxIdentity::open(cfg, id_cfg)?);
+    let (identity, wg_key) = crate::tunnel::attach_key(cfg, BoxIdentity::open(cfg, id_cfg)?)?;
+    let identity = Arc::new(identity);
     let hub = cfg.uplink.hub_url.clone();
     let connect = Duration::from_secs(cfg.uplink.connect_timeout_secs);
     let mut wait = Duration::from_secs(5);
-    loop {
+    let enrollment = loop {
         match identity.ensure_enrolled(&hub, connect, false).await {
-            Ok(_) => break,
+            Ok(enrollment) => break enrollment,
             Err(e) if mode == RunMode::UntilIdle && !e.is_transient() => return Err(e.into()),
             Err(e) => {
                 error!(error = %e, retry_in_s = wait.as_secs(), "enrollment failed; trying again");
@@ -320,7 +325,28 @@ async fn enrolled_uplink(
                 wait = (wait * 2).min(Duration::from_secs(300));
             }
         }
-    }
+    };
+    // The tunnel, when the box uses one and the hub offers it: uploads then go to the API's
+    // address inside it, the only place the hub serves its API.
+    let mut uplink_cfg = cfg.uplink.clone();
+    let tunnel = match wg_key {
+        None => None,
+        Some(key) => {
+            let peer = crate::tunnel::peer_of(&enrollment.config)?;
+            let tunnel = BoxTunnel::up(&cfg.vpn, key, &peer)?;
+            match &tunnel {
+                Some(t) => {
+                    info!(api = t.api_url(), "uploads go through the WireGuard tunnel");
+                    uplink_cfg.hub_url = t.api_url().to_string();
+                }
+                None => warn!(
+                    "vpn.mode is \"wireguard\" but the hub offers no tunnel; uploads go to \
+                     uplink.hub_url"
+                ),
+            }
+            tunnel
+        }
+    };
     let cert = identity.client_certificate()?;
     let credential = ClientCredential::Resolver {
         ca_cert: identity.ca_cert().to_path_buf(),
@@ -346,7 +372,7 @@ async fn enrolled_uplink(
             }
         }
     });
-    Ok(Some(Uplink::with_credential(&cfg.uplink, credential)?))
+    Ok(Some((Uplink::with_credential(&uplink_cfg, credential)?, tunnel)))
 }
 
 /// Run the daemon until `shutdown` turns true (or until idle in [`RunMode::UntilIdle`]).
@@ -355,8 +381,9 @@ pub async fn run(
     mode: RunMode,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
-    let uplink = match cfg.identity.clone() {
-        None => Uplink::new(&cfg.uplink)?,
+    // The tunnel (if any) stays up until the daemon returns.
+    let (uplink, _tunnel) = match cfg.identity.clone() {
+        None => (Uplink::new(&cfg.uplink)?, None),
         Some(id) => match enrolled_uplink(&cfg, &id, mode, &mut shutdown).await? {
             Some(uplink) => uplink,
             // Shut down while enrolling.

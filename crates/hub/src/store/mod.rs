@@ -91,6 +91,12 @@ pub enum StoreError {
         /// The serial.
         serial: Serial,
     },
+    /// A WireGuard key another box already uses (two boxes cannot share a tunnel peer).
+    #[error("serial {serial}: its WireGuard key is another box's")]
+    TunnelKeyTaken {
+        /// The serial that sent it.
+        serial: Serial,
+    },
     /// The serial has been revoked; it is never used again.
     #[error("serial {serial} is revoked")]
     SerialRevoked {
@@ -351,6 +357,17 @@ impl SerialStatus {
     }
 }
 
+/// A box's place in the hub's WireGuard tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelRecord {
+    /// The box.
+    pub serial: Serial,
+    /// Its WireGuard public key (base64).
+    pub wg_public_key: String,
+    /// Its host index: its tunnel address is the hub's plus this.
+    pub host_index: u32,
+}
+
 /// Which certificate of a box a fingerprint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
@@ -603,6 +620,16 @@ pub trait MetaStore: Send + Sync {
     /// Mark a box revoked (idempotent), and remove `issue-device` registrations of the same
     /// id: from the next request on, every certificate of it gets 403.
     fn revoke_serial(&self, serial: &Serial) -> Result<Revocation>;
+
+    /// Record `key` (base64) as the WireGuard key of `serial`, replacing an earlier one, and
+    /// return the box's host index in the tunnel: the one it had, or the next unused one
+    /// (1, 2, …). Refused for a revoked or unknown serial, and for a key another box uses
+    /// ([`StoreError::TunnelKeyTaken`]).
+    fn set_tunnel_key(&self, serial: &Serial, key: &str) -> Result<u32>;
+
+    /// The tunnels of every box that is not revoked: what the hub's interface should have as
+    /// peers.
+    fn active_tunnels(&self) -> Result<Vec<TunnelRecord>>;
 
     /// Record an accepted package: `raw` are the exact bytes received (they hash to
     /// `package_id`), `manifest` their parse. Idempotent by package id

@@ -7,7 +7,7 @@
 use super::{
     ChunkRecord, CredentialKind, CredentialRecord, DeviceRecord, Enrollment, ExpiredUploads,
     MetaStore, NewSerial, Opened, Result, Revocation, SerialAdded, SerialRecord, SerialStatus,
-    StoreError, UploadAdmission, UploadRecord, UploadState,
+    StoreError, TunnelRecord, UploadAdmission, UploadRecord, UploadState,
 };
 use crate::enroll::Serial;
 use crate::Role;
@@ -181,6 +181,16 @@ CREATE TABLE device_credentials (
     issued_at   TEXT NOT NULL
 );
 CREATE INDEX device_credentials_by_serial ON device_credentials (serial);
+"#,
+    r#"
+-- Issue 12. Each box's WireGuard key and its host index n: its tunnel address is the hub's
+-- plus n. An index is never given to two boxes, nor reused after a revocation.
+CREATE TABLE device_tunnels (
+    serial        TEXT PRIMARY KEY REFERENCES device_serials (serial),
+    wg_public_key TEXT NOT NULL UNIQUE,
+    host_index    INTEGER NOT NULL UNIQUE CHECK (host_index > 0),
+    updated_at    TEXT NOT NULL
+);
 "#,
 ];
 
@@ -601,6 +611,101 @@ impl MetaStore for SqliteMetaStore {
         )
         .map_err(&sql)?;
         tx.commit().map_err(&sql)
+    }
+
+    fn set_tunnel_key(&self, serial: &Serial, key: &str) -> Result<u32> {
+        let sql = self.sql();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
+        let status: Option<String> = tx
+            .query_row(
+                "SELECT status FROM device_serials WHERE serial = ?1",
+                [serial.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        match status.as_deref().map(SerialStatus::parse) {
+            None => return Err(StoreError::UnknownSerial { serial: serial.clone() }),
+            Some(None) => return Err(self.corrupt("device_serials.status")),
+            Some(Some(SerialStatus::Revoked)) => {
+                return Err(StoreError::SerialRevoked { serial: serial.clone() })
+            }
+            Some(Some(_)) => {}
+        }
+        let owner: Option<String> = tx
+            .query_row("SELECT serial FROM device_tunnels WHERE wg_public_key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(&sql)?;
+        if owner.as_deref().is_some_and(|o| o != serial.as_str()) {
+            return Err(StoreError::TunnelKeyTaken { serial: serial.clone() });
+        }
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT host_index FROM device_tunnels WHERE serial = ?1",
+                [serial.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        let index = match existing {
+            Some(i) => {
+                tx.execute(
+                    "UPDATE device_tunnels SET wg_public_key = ?2, updated_at = ?3
+                     WHERE serial = ?1",
+                    params![serial.as_str(), key, now()],
+                )
+                .map_err(&sql)?;
+                i
+            }
+            None => {
+                let next: i64 = tx
+                    .query_row(
+                        "SELECT COALESCE(MAX(host_index), 0) + 1 FROM device_tunnels",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(&sql)?;
+                tx.execute(
+                    "INSERT INTO device_tunnels (serial, wg_public_key, host_index, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![serial.as_str(), key, next, now()],
+                )
+                .map_err(&sql)?;
+                next
+            }
+        };
+        tx.commit().map_err(&sql)?;
+        u32::try_from(index).map_err(|_| self.corrupt("device_tunnels.host_index"))
+    }
+
+    fn active_tunnels(&self) -> Result<Vec<TunnelRecord>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.serial, t.wg_public_key, t.host_index
+                 FROM device_tunnels t JOIN device_serials s ON s.serial = t.serial
+                 WHERE s.status != 'revoked' ORDER BY t.host_index",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (serial, key, index) = row.map_err(self.sql())?;
+            out.push(TunnelRecord {
+                serial: Serial::new(serial).map_err(|_| self.corrupt("device_tunnels.serial"))?,
+                wg_public_key: key,
+                host_index: u32::try_from(index)
+                    .map_err(|_| self.corrupt("device_tunnels.host_index"))?,
+            });
+        }
+        Ok(out)
     }
 
     fn revoke_serial(&self, serial: &Serial) -> Result<Revocation> {
@@ -1680,7 +1785,7 @@ mod tests {
             conn.pragma_update(None, "user_version", 3).unwrap();
             conn.execute_batch(
                 "DROP TABLE upload_commits; DROP TABLE upload_chunks; DROP TABLE upload_sessions;
-                 DROP TABLE device_credentials; DROP TABLE device_serials;",
+                 DROP TABLE device_tunnels; DROP TABLE device_credentials; DROP TABLE device_serials;",
             )
             .unwrap();
         }
