@@ -135,6 +135,8 @@ fn every_workspace_crate_has_a_side() {
         // The box's keys (TPM or, for development, a file): below TLS users, above nothing
         // that reads exam data.
         ("fgw-identity", &["fgw-tls"][..]),
+        // The WireGuard tunnel (box and hub): keys and an interface; reads no exam data.
+        ("fgw-vpn", &[][..]),
         ("fgw-records", &["fgw-format"][..]),
         ("fgw-deid", &["fgw-format", "fgw-records"][..]),
         ("fgw-ingest", &["fgw-format", "fgw-records"][..]),
@@ -145,13 +147,14 @@ fn every_workspace_crate_has_a_side() {
                 "fgw-format",
                 "fgw-tls",
                 "fgw-identity",
+                "fgw-vpn",
                 "fgw-records",
                 "fgw-deid",
                 "fgw-ingest",
                 "fgw-outbound",
             ][..],
         ),
-        ("fgw-hub", &["fgw-format", "fgw-tls"][..]),
+        ("fgw-hub", &["fgw-format", "fgw-tls", "fgw-vpn"][..]),
         ("fgw-synth", &["fgw-records"][..]),
         ("fgw-system-tests", &[][..]),
     ]);
