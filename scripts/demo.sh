@@ -163,6 +163,8 @@ ms = [json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/packages/*.js
 m = next((m for m in ms if "[" in (m["exam"]["findings_text"] or "")), ms[0])
 print(json.dumps(m["exam"], ensure_ascii=False, indent=1)[:2500])
 PY
+echo "== the fleet as the society sees it (the box's last heartbeat: versions, queue, states; no personal data)"
+"$HUB" fleet --config "$WORK/hub/hub.toml"
 echo "== what stayed on the box (quarantine; reasons only)"
 "$GW" --config "$WORK/gateway/gateway.toml" quarantine list | awk '$3 == "daemon" {print $2, $4}' | sort | uniq -c
 echo "== done: work folder $WORK"

@@ -70,6 +70,27 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SecretsCmd,
     },
+    /// The de-identification policy in force: show it, or export it as a policy bundle.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Write the active policy as files (policy.toml, profile.toml, terms.toml, bundle.json)
+    /// into DIR, a new or empty folder: the form a policy release is made from.
+    Export {
+        /// The folder to write.
+        dir: PathBuf,
+    },
+    /// The policy's id, version and vendor profile.
+    Show {
+        /// JSON (`id`, `version`, `profile`, `source`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -298,6 +319,39 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!(
                             "enrolled: serial {}, facility {}, valid to {}",
                             rec.serial, rec.facility_id, rec.not_after
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Policy { cmd } => {
+            let path = config_path(&cli.config);
+            let cfg = load(&path)?;
+            match cmd {
+                PolicyCmd::Export { dir } => {
+                    let base = path.parent().unwrap_or(std::path::Path::new("."));
+                    let done = fgw_gateway::policy_bundle::export(&cfg, base, &dir)?;
+                    println!(
+                        "policy {} version {} written to {} ({} files and {})",
+                        done.manifest.policy_id,
+                        done.manifest.version,
+                        done.dir.display(),
+                        done.manifest.files.len(),
+                        fgw_gateway::policy_bundle::BUNDLE_FILE
+                    );
+                }
+                PolicyCmd::Show { json } => {
+                    let v = fgw_gateway::policy_bundle::show(&cfg);
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        println!(
+                            "policy {} version {} (profile {}, from {})",
+                            v["id"].as_str().unwrap_or(""),
+                            v["version"],
+                            v["profile"].as_str().unwrap_or(""),
+                            v["source"].as_str().unwrap_or("")
                         );
                     }
                 }

@@ -244,6 +244,9 @@ pub struct GatewayConfig {
     /// `[vpn]`: the WireGuard tunnel to the hub (issue 12). Default off.
     #[serde(default)]
     pub vpn: crate::tunnel::VpnSettings,
+    /// `[fleet]`: the heartbeat to the hub (issue 13).
+    #[serde(default)]
+    pub fleet: crate::heartbeat::FleetSettings,
     /// `[deid]`: the de-identification policy.
     #[serde(default)]
     pub deid: Policy,
@@ -349,6 +352,7 @@ impl GatewayConfig {
             id.validate().map_err(|(key, allowed)| bad(key, &allowed))?;
         }
         self.vpn.validate().map_err(|(key, allowed)| bad(key, allowed))?;
+        self.fleet.validate().map_err(|(key, allowed)| bad(key, allowed))?;
         if self.vpn.mode == crate::tunnel::VpnMode::Wireguard {
             // The tunnel's peer data comes from enrollment; its UDP cannot cross an HTTP proxy.
             if self.identity.is_none() {

@@ -12,11 +12,13 @@
 pub mod backlog;
 pub mod config;
 mod gate_service;
+pub mod heartbeat;
 pub mod identity;
 pub mod logging;
 pub mod maintenance;
 pub mod offline;
 pub mod pipeline;
+pub mod policy_bundle;
 pub mod recovery;
 pub mod secrets;
 pub mod spool;

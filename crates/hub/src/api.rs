@@ -29,7 +29,7 @@ use axum::{Json, Router};
 use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
 use fgw_format::package::protocol::{
     Ack, ApiError, DicomListing, ExamListing, MissingChunks, MissingObjects, ObjectAck, Stored,
-    OBJECTS, PACKAGES, UPLOADS,
+    HEARTBEAT, MAX_HEARTBEAT_BYTES, OBJECTS, PACKAGES, UPLOADS,
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -217,6 +217,8 @@ pub(crate) enum ApiFailure {
     BadCsr { problem: CsrProblem },
     #[error("enrollment is not available on this hub")]
     EnrollUnavailable,
+    #[error(transparent)]
+    BadHeartbeat(crate::fleet::HeartbeatError),
     #[error("header {header}: expected {expected}")]
     BadHeader { header: &'static str, expected: &'static str },
     #[error("the WireGuard key is another box's; make a new one")]
@@ -259,7 +261,9 @@ impl ApiFailure {
             | ApiFailure::RoleNotAllowed { .. }
             | ApiFailure::ForeignFacility { .. } => StatusCode::FORBIDDEN,
             ApiFailure::BadCsr { problem: CsrProblem::TooLarge } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiFailure::BadCsr { .. } | ApiFailure::BadHeader { .. } => StatusCode::BAD_REQUEST,
+            ApiFailure::BadCsr { .. }
+            | ApiFailure::BadHeader { .. }
+            | ApiFailure::BadHeartbeat(_) => StatusCode::BAD_REQUEST,
             ApiFailure::TunnelKeyTaken => StatusCode::CONFLICT,
             ApiFailure::EnrollUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiFailure::Intake(e) => match e {
@@ -448,6 +452,29 @@ fn api_routes(routes: Router<Arc<HubState>>) -> Router<Arc<HubState>> {
         .route(&format!("{UPLOADS}/:upload_id"), get(uploads::show))
         .route(&format!("{UPLOADS}/:upload_id/chunks/:index"), put(uploads::put_chunk))
         .route(&format!("{UPLOADS}/:upload_id/commit"), post(uploads::commit))
+        .route(HEARTBEAT, put(put_heartbeat))
+}
+
+/// `PUT /v1/heartbeat`: the box's report, checked and kept as its newest (204).
+async fn put_heartbeat(
+    State(state): State<Arc<HubState>>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<StatusCode, ApiFailure> {
+    require_device(&caller, "send heartbeats")?;
+    let limit = MAX_HEARTBEAT_BYTES as u64;
+    let mut bytes = Vec::new();
+    let mut reader = BodyReader::new(body, &state.limits);
+    while let Some(chunk) = reader.next().await? {
+        if bytes.len() as u64 + chunk.len() as u64 > limit {
+            return Err(IntakeError::TooLarge { limit }.into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let heartbeat = crate::fleet::parse(&bytes).map_err(ApiFailure::BadHeartbeat)?;
+    let meta = state.meta.clone();
+    blocking(move || meta.record_heartbeat(&caller.device, &caller.facility, &heartbeat)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn authorize_and_log(

@@ -66,6 +66,16 @@ enum Command {
     },
     /// Serve the API until SIGINT / SIGTERM.
     Serve(ConfigArgs),
+    /// The fleet: each device's newest heartbeat (versions, queue, states), from the metadata
+    /// store.
+    Fleet {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// One JSON array: per device `device`, `facility`, `last_heartbeat`, `os_version`,
+        /// `policy_version`, `queue`, and the whole `heartbeat`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Config file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -295,6 +305,32 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 "previous": r.previous,
                 "device_certificates_removed": r.device_certificates_removed,
             }));
+        }
+        Command::Fleet { cfg: args, json } => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let rows = meta.fleet()?;
+            if json {
+                print_json(&serde_json::to_value(&rows).expect("rows serialize"));
+            } else {
+                println!(
+                    "{:<24} {:<10} {:<21} {:<12} {:<16} queue",
+                    "device", "facility", "last heartbeat", "os", "policy"
+                );
+                for r in &rows {
+                    let queue: Vec<String> =
+                        r.queue.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "{:<24} {:<10} {:<21} {:<12} {:<16} {}",
+                        r.device,
+                        r.facility,
+                        r.last_heartbeat,
+                        r.os_version,
+                        r.policy_version,
+                        queue.join(" ")
+                    );
+                }
+            }
         }
         Command::Device(DeviceCommand::Show { cfg: args, serial }) => {
             let cfg = load(&args)?;

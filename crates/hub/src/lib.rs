@@ -7,6 +7,7 @@
 //!   enrollment (`docs/enrollment.md`);
 //! - [`store`] — narrow object/metadata traits with embedded defaults (filesystem + SQLite);
 //! - [`intake`] — what uploads are checked against before storing (fuzzed without a network);
+//! - [`fleet`] — the boxes' heartbeats (issue 13), for `hub fleet` and the operators;
 //! - [`gc`] — collection of objects no manifest references, and of expired upload sessions;
 //! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers;
 //!   [`uploads`] — its chunked upload sessions (issue 11);
@@ -23,6 +24,7 @@ pub mod ca;
 mod config;
 pub mod enroll;
 mod est;
+pub mod fleet;
 pub mod gc;
 pub mod intake;
 mod server;

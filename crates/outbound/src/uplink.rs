@@ -349,6 +349,7 @@ const ROUTE_HEAD: &str = "HEAD /v1/objects";
 const ROUTE_PUT_OBJECT: &str = "PUT /v1/objects";
 const ROUTE_PUT_PACKAGE: &str = "PUT /v1/packages";
 const ROUTE_LIST: &str = "GET /v1/facilities/exams";
+const ROUTE_HEARTBEAT: &str = "PUT /v1/heartbeat";
 const ROUTE_HEALTH: &str = "GET /v1/health";
 
 /// How the uplink authenticates to the hub.
@@ -607,6 +608,26 @@ impl Uplink {
             return Err(failure(ROUTE_LIST, resp).await);
         }
         json_answer(ROUTE_LIST, resp, "listing").await
+    }
+
+    /// Sends the box's heartbeat (`PUT /v1/heartbeat`; 204).
+    pub async fn heartbeat(
+        &self,
+        heartbeat: &fgw_format::package::protocol::Heartbeat,
+    ) -> Result<(), UplinkError> {
+        let resp = self
+            .client
+            .put(format!("{}{}", self.base, fgw_format::package::protocol::HEARTBEAT))
+            .timeout(self.timeout)
+            .json(heartbeat)
+            .send()
+            .await
+            .map_err(|e| send_failed(ROUTE_HEARTBEAT, e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(failure(ROUTE_HEARTBEAT, resp).await)
+        }
     }
 
     /// Reachability and authentication check (`gateway doctor`-style).

@@ -139,6 +139,11 @@ struct RawProfile {
 }
 
 impl Profile {
+    /// The text of the built-in profile `name`, as embedded (a policy bundle carries it).
+    pub fn builtin_source(name: &str) -> Option<&'static str> {
+        BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    }
+
     /// Names of the built-in profiles, for `export.profile`.
     pub fn builtin_names() -> Vec<&'static str> {
         BUILTIN.iter().map(|(n, _)| *n).collect()

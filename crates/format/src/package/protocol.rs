@@ -238,3 +238,67 @@ pub struct EnrollResponse {
     /// The facility's configuration and the VPN peer.
     pub config: DeviceConfig,
 }
+
+// Fleet (issue 13): the box's heartbeat, `PUT /v1/heartbeat` with its device certificate.
+
+/// Route of the heartbeat.
+pub const HEARTBEAT: &str = "/v1/heartbeat";
+/// Largest heartbeat body the hub reads.
+pub const MAX_HEARTBEAT_BYTES: usize = 64 * 1024;
+
+/// What a box reports every few minutes: versions, counts, states and dates. Never a value
+/// from an exam: every field is a count, a version, a code or a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// When the box sent it (RFC 3339, UTC).
+    pub sent_at: String,
+    /// The box's software: the OS image's version when it runs from one, else the gateway's.
+    pub os_version: String,
+    /// The de-identification policy in force, `<id>@<version>`.
+    pub policy_version: String,
+    /// Items per state (`received`, `normalized`, `deidentified`, `acked`, `quarantined`,
+    /// `superseded`).
+    pub queue: std::collections::BTreeMap<String, u64>,
+    /// Bytes of packages the hub has acknowledged since the box's state was made.
+    pub bytes_uploaded: u64,
+    /// Quarantined items per reason code.
+    pub quarantine: std::collections::BTreeMap<String, u64>,
+    /// The class of the last upload error (`network`, `hub-refused`, `local`, …), if any.
+    pub last_error_class: Option<String>,
+    /// Expiry of the operational certificate (RFC 3339), if the box enrolls.
+    pub cert_not_after: Option<String>,
+    /// The state folder's file system.
+    pub disk: DiskUse,
+    /// `tpm`, `insecure-file`, or `none` (certificate files).
+    pub key_store: String,
+    /// `off`, `up` (the tunnel carries the uploads) or `down` (configured, not up).
+    pub vpn: String,
+}
+
+/// Disk use of the box's state folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUse {
+    /// Size of the file system.
+    pub total_bytes: u64,
+    /// Free for the daemon.
+    pub available_bytes: u64,
+}
+
+/// One row of `hub fleet --json`: the last heartbeat of a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetRow {
+    /// The device (its id in the registry).
+    pub device: String,
+    /// Its facility.
+    pub facility: FacilityId,
+    /// When the hub received its last heartbeat (RFC 3339, UTC).
+    pub last_heartbeat: String,
+    /// From that heartbeat.
+    pub os_version: String,
+    /// From that heartbeat.
+    pub policy_version: String,
+    /// From that heartbeat: items per state.
+    pub queue: std::collections::BTreeMap<String, u64>,
+    /// The whole heartbeat.
+    pub heartbeat: Heartbeat,
+}

@@ -382,7 +382,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     // The tunnel (if any) stays up until the daemon returns.
-    let (uplink, _tunnel) = match cfg.identity.clone() {
+    let (uplink, tunnel) = match cfg.identity.clone() {
         None => (Uplink::new(&cfg.uplink)?, None),
         Some(id) => match enrolled_uplink(&cfg, &id, mode, &mut shutdown).await? {
             Some(uplink) => uplink,
@@ -414,6 +414,13 @@ pub async fn run(
 
     let norm = tokio::spawn(stages::normalize_stage(gw.clone(), norm_rx, to_deid.clone()));
     let gate = tokio::spawn(stages::deid_stage(gw.clone(), deid_rx, to_up.clone()));
+    let vpn = match (gw.cfg.vpn.mode, &tunnel) {
+        (crate::tunnel::VpnMode::Off, _) => crate::heartbeat::VpnState::Off,
+        (_, Some(_)) => crate::heartbeat::VpnState::Up,
+        (_, None) => crate::heartbeat::VpnState::Down,
+    };
+    let (beat_stop, beat_rx) = watch::channel(false);
+    let beat = tokio::spawn(heartbeats(gw.clone(), uplink.clone(), vpn, beat_rx));
     let up = tokio::spawn(stages::uplink_stage(gw.clone(), uplink, up_rx, shutdown.clone()));
     let reports = tokio::spawn(spooled::spooled_stage(
         gw.clone(),
@@ -534,10 +541,46 @@ pub async fn run(
     for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
         room::stopped_is_ok(h.await.map_err(|e| joined(name, e))?)?;
     }
+    // A last heartbeat with the final counts, then the tunnel may go.
+    let _ = beat_stop.send(true);
+    let _ = beat.await;
+    drop(tunnel);
     if stage_ended {
         return Err(PipelineError::Stage("a stage stopped before shutdown".into()));
     }
     Ok(())
+}
+
+/// Sends a heartbeat at start, every `fleet.heartbeat_secs`, and once more when `stop`
+/// turns true. A heartbeat that cannot be built or sent is logged and skipped: it never
+/// stops the daemon.
+async fn heartbeats(
+    gw: Arc<Gateway>,
+    uplink: Uplink,
+    vpn: crate::heartbeat::VpnState,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = Duration::from_secs(gw.cfg.fleet.heartbeat_secs);
+    loop {
+        let g = gw.clone();
+        let built =
+            tokio::task::spawn_blocking(move || crate::heartbeat::build(&g.cfg, &g.db, vpn)).await;
+        match built {
+            Ok(Ok(hb)) => match uplink.heartbeat(&hb).await {
+                Ok(()) => debug!("heartbeat sent"),
+                Err(e) => warn!(error = %e, "heartbeat not sent; next in {}s", every.as_secs()),
+            },
+            Ok(Err(e)) => warn!(error = %e, "heartbeat not built"),
+            Err(_) => warn!("heartbeat task failed"),
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// A stage's task ended abnormally. A panic's message is not kept: it may quote the data

@@ -179,11 +179,23 @@ pub(super) async fn uplink_stage(
             let e = match uplink.upload(&staged).await {
                 Ok(ack) => {
                     record_rate(&gw, staged.bytes(), started.elapsed());
+                    gw.soft(|| {
+                        let total = gw.db.meta(MetaKey::BytesUploaded)?;
+                        let total = total.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                        let total = total.saturating_add(staged.bytes());
+                        gw.db.set_meta(MetaKey::BytesUploaded, &total.to_string())
+                    })?;
                     break Some(ack);
                 }
                 Err(e) => e,
             };
             gw.soft(|| gw.db.set_meta(MetaKey::LastError, &format!("upload {id}: {e}")))?;
+            let class = match e.disposition() {
+                Disposition::RetryLater => "retry-later",
+                Disposition::PauseUplink => "box-refused",
+                Disposition::RefusePackage => "package-refused",
+            };
+            gw.soft(|| gw.db.set_meta(MetaKey::LastErrorClass, class))?;
             let wait = match e.disposition() {
                 Disposition::RetryLater => {
                     let wait = backoff.wait();

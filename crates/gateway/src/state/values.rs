@@ -166,6 +166,11 @@ stored_text! {
         /// Written when it can be (the disk may be too full even for this), cleared on resume
         /// and at start.
         StoragePaused => "storage_paused",
+        /// Bytes of packages the hub acknowledged, all time (the heartbeat reports it).
+        BytesUploaded => "bytes_uploaded",
+        /// The class of the last upload error (`retry-later`, `box-refused`,
+        /// `package-refused`): the heartbeat reports it, never the message.
+        LastErrorClass => "last_error_class",
     }
 }
 

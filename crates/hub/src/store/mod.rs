@@ -631,6 +631,18 @@ pub trait MetaStore: Send + Sync {
     /// peers.
     fn active_tunnels(&self) -> Result<Vec<TunnelRecord>>;
 
+    /// Keep `heartbeat` (already checked, `crate::fleet::parse`) as the newest of `device`;
+    /// returns when it was received (RFC 3339, UTC).
+    fn record_heartbeat(
+        &self,
+        device: &DeviceId,
+        facility: &FacilityId,
+        heartbeat: &fgw_format::package::protocol::Heartbeat,
+    ) -> Result<String>;
+
+    /// The newest heartbeat of every device, by facility and device.
+    fn fleet(&self) -> Result<Vec<fgw_format::package::protocol::FleetRow>>;
+
     /// Record an accepted package: `raw` are the exact bytes received (they hash to
     /// `package_id`), `manifest` their parse. Idempotent by package id
     /// ([`Stored::Duplicate`]). Every file must be an object `facility` holds, with the size

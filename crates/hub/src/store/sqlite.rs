@@ -12,7 +12,7 @@ use super::{
 use crate::enroll::Serial;
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
-use fgw_format::package::protocol::{DicomListing, ExamListing, Stored};
+use fgw_format::package::protocol::{DicomListing, ExamListing, FleetRow, Heartbeat, Stored};
 use fgw_format::package::{Body, Manifest};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -190,6 +190,15 @@ CREATE TABLE device_tunnels (
     wg_public_key TEXT NOT NULL UNIQUE,
     host_index    INTEGER NOT NULL UNIQUE CHECK (host_index > 0),
     updated_at    TEXT NOT NULL
+);
+"#,
+    r#"
+-- Issue 13. The newest heartbeat of each device (checked codes and counts, as JSON).
+CREATE TABLE device_heartbeats (
+    device_id   TEXT PRIMARY KEY,
+    facility_id TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    heartbeat   TEXT NOT NULL
 );
 "#,
 ];
@@ -679,6 +688,63 @@ impl MetaStore for SqliteMetaStore {
         };
         tx.commit().map_err(&sql)?;
         u32::try_from(index).map_err(|_| self.corrupt("device_tunnels.host_index"))
+    }
+
+    fn record_heartbeat(
+        &self,
+        device: &DeviceId,
+        facility: &FacilityId,
+        heartbeat: &Heartbeat,
+    ) -> Result<String> {
+        let received_at = now();
+        let json = serde_json::to_string(heartbeat).map_err(|_| self.corrupt("heartbeat"))?;
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO device_heartbeats (device_id, facility_id, received_at, heartbeat)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (device_id) DO UPDATE SET facility_id = ?2, received_at = ?3,
+                                                   heartbeat = ?4",
+            params![device.as_str(), facility.as_str(), received_at, json],
+        )
+        .map_err(self.sql())?;
+        Ok(received_at)
+    }
+
+    fn fleet(&self) -> Result<Vec<FleetRow>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT device_id, facility_id, received_at, heartbeat FROM device_heartbeats
+                 ORDER BY facility_id, device_id",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, facility, received_at, json) = row.map_err(self.sql())?;
+            let heartbeat: Heartbeat = serde_json::from_str(&json)
+                .map_err(|_| self.corrupt("device_heartbeats.heartbeat"))?;
+            out.push(FleetRow {
+                device,
+                facility: FacilityId::new(facility)
+                    .map_err(|_| self.corrupt("device_heartbeats.facility_id"))?,
+                last_heartbeat: received_at,
+                os_version: heartbeat.os_version.clone(),
+                policy_version: heartbeat.policy_version.clone(),
+                queue: heartbeat.queue.clone(),
+                heartbeat,
+            });
+        }
+        Ok(out)
     }
 
     fn active_tunnels(&self) -> Result<Vec<TunnelRecord>> {
@@ -1785,7 +1851,7 @@ mod tests {
             conn.pragma_update(None, "user_version", 3).unwrap();
             conn.execute_batch(
                 "DROP TABLE upload_commits; DROP TABLE upload_chunks; DROP TABLE upload_sessions;
-                 DROP TABLE device_tunnels; DROP TABLE device_credentials; DROP TABLE device_serials;",
+                 DROP TABLE device_heartbeats; DROP TABLE device_tunnels; DROP TABLE device_credentials; DROP TABLE device_serials;",
             )
             .unwrap();
         }

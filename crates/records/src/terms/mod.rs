@@ -34,6 +34,11 @@ use std::sync::OnceLock;
 
 const EMBEDDED: &str = include_str!("../../../../data/terms/jed-terms.toml");
 
+/// The embedded term lists' TOML, as shipped (a policy bundle carries it).
+pub fn embedded_source() -> &'static str {
+    EMBEDDED
+}
+
 /// Why a term list was refused.
 #[derive(Debug, thiserror::Error)]
 #[allow(missing_docs)] // variants and fields: the error message says what each is
