@@ -323,7 +323,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     println!(
                         "{:<24} {:<10} {:<21} {:<12} {:<16} {}",
                         r.device,
-                        r.facility,
+                        r.facility.as_str(),
                         r.last_heartbeat,
                         r.os_version,
                         r.policy_version,
