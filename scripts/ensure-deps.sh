@@ -9,12 +9,15 @@
 # tests/system/hospital_proxy.rs puts Debian's tinyproxy between box and hub (CONNECT with
 # basic auth), as a hospital's mandatory proxy. The WireGuard tunnel (fgw-vpn) is configured
 # with wg(8) from wireguard-tools, on the box, the hub and in tests/system/hospital_vpn.rs.
+# OS update bundles are RAUC's (rauc, which builds them with mksquashfs; openssl makes the
+# throwaway signing keys of tests/system/update_bundle.rs).
 set -euo pipefail
 
 need_apt=()
 for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:python3" "sqlite3:sqlite3" \
             "dcmdump:dcmtk" "Orthanc:orthanc" "ip:iproute2" "tc:iproute2" "nsenter:util-linux" "nft:nftables" \
-            "tinyproxy:tinyproxy" "wg:wireguard-tools"; do
+            "tinyproxy:tinyproxy" "wg:wireguard-tools" "rauc:rauc" "mksquashfs:squashfs-tools" \
+            "openssl:openssl"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -34,5 +34,6 @@ mod outbox_trust;
 mod policy_bundle;
 mod quarantine_retention;
 mod recovery_kit;
+mod update_bundle;
 mod uplink_chunked;
 mod uplink_refusals;

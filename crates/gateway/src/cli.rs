@@ -75,6 +75,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// OS updates: check a RAUC bundle against the box's keyring and hardware.
+    Update {
+        #[command(subcommand)]
+        cmd: UpdateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpdateCmd {
+    /// Verify BUNDLE with rauc: signed by the update key of `[update] keyring`, for this
+    /// box's `[update] compatible`. Prints its version.
+    Verify {
+        /// The `.raucb` file.
+        bundle: PathBuf,
+        /// JSON (`compatible`, `version`, `images`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -355,6 +373,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Update { cmd: UpdateCmd::Verify { bundle, json } } => {
+            let cfg = load(&config_path(&cli.config))?;
+            let info = fgw_gateway::update_bundle::verify(&cfg.update, &bundle)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!(
+                    "bundle {}: version {} for {}, signed by the update key; images: {}",
+                    bundle.display(),
+                    info.version,
+                    info.compatible,
+                    info.images.join(", ")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

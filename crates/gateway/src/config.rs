@@ -247,6 +247,9 @@ pub struct GatewayConfig {
     /// `[fleet]`: the heartbeat to the hub (issue 13).
     #[serde(default)]
     pub fleet: crate::heartbeat::FleetSettings,
+    /// `[update]`: which OS update bundles the box accepts (issue 13).
+    #[serde(default)]
+    pub update: crate::update_bundle::UpdateSettings,
     /// `[deid]`: the de-identification policy.
     #[serde(default)]
     pub deid: Policy,
@@ -298,6 +301,7 @@ impl GatewayConfig {
         if let Some(id) = self.identity.as_mut() {
             id.resolve_relative(base);
         }
+        self.update.resolve_relative(base);
     }
 
     /// The checks beyond the file's types (ranges, combinations); `path` names the file in
@@ -353,6 +357,7 @@ impl GatewayConfig {
         }
         self.vpn.validate().map_err(|(key, allowed)| bad(key, allowed))?;
         self.fleet.validate().map_err(|(key, allowed)| bad(key, allowed))?;
+        self.update.validate().map_err(|(key, allowed)| bad(key, allowed))?;
         if self.vpn.mode == crate::tunnel::VpnMode::Wireguard {
             // The tunnel's peer data comes from enrollment; its UDP cannot cross an HTTP proxy.
             if self.identity.is_none() {

@@ -25,3 +25,4 @@ pub mod spool;
 pub mod state;
 pub mod storage;
 pub mod tunnel;
+pub mod update_bundle;
