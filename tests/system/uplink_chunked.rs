@@ -70,12 +70,25 @@ pub(crate) struct ProxyCtl {
     pub(crate) up: AtomicU64,
     /// Close every connection once `up` reaches this (0 = never).
     pub(crate) cut_at: AtomicU64,
-    /// Once `up` reaches this (0 = never), hold the next answer of the hub for `HOLD`.
+    /// Once `up` reaches this (0 = never), hold the next answer of the hub until the hub's
+    /// database at `sessions_db` has no upload session left (at most `HOLD_LIMIT`).
     hold_at: AtomicU64,
     held: AtomicBool,
+    sessions_db: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
 
-const HOLD: Duration = Duration::from_secs(4);
+/// How long a held answer may wait for the session's collection: the hub collects every
+/// second, but a loaded CI machine may be slow to; waiting on the fact, not a guess.
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Whether the hub database at `db` holds no upload session (read-only; a database that
+/// cannot be read counts as one with sessions left).
+fn no_sessions(db: &std::path::Path) -> bool {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(c) = rusqlite::Connection::open_with_flags(db, flags) else { return false };
+    c.query_row("SELECT COUNT(*) FROM upload_sessions", [], |r| r.get::<_, i64>(0))
+        .is_ok_and(|n| n == 0)
+}
 
 /// A TCP proxy to `hub_port` on loopback; returns its port.
 pub(crate) async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
@@ -124,7 +137,14 @@ pub(crate) async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
                             && ctl.up.load(Ordering::SeqCst) >= hold
                             && !ctl.held.swap(true, Ordering::SeqCst)
                         {
-                            tokio::time::sleep(HOLD).await;
+                            let db = ctl.sessions_db.lock().unwrap().clone();
+                            let deadline = tokio::time::Instant::now() + HOLD_LIMIT;
+                            while tokio::time::Instant::now() < deadline {
+                                if db.as_deref().is_some_and(no_sessions) {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                         }
                         if cw.write_all(&buf[..n]).await.is_err() {
                             return;
@@ -231,6 +251,7 @@ async fn a_session_that_vanishes_mid_upload_is_opened_again() {
 
     // Mid-upload, the hub's answer to a chunk is held until the session has been collected:
     // the next chunk gets 404.
+    *ctl.sessions_db.lock().unwrap() = Some(fx.hub.data_dir().join("hub.sqlite"));
     ctl.hold_at.store(OBJECT_BYTES / 4, Ordering::SeqCst);
     let ack = up.upload(&staged).await.expect("one attempt survives the vanished session");
     assert_eq!(ack.package_id, *staged.id());
