@@ -285,7 +285,10 @@ fn a_full_disk_pauses_ingest_and_loses_nothing_then_resumes_by_itself() {
         let st = gw.status_json();
         count(&st, "acked") == accepted + 3 && st["storage"]["state"] == "running"
     });
-    assert_eq!(batch_state(&gw), ["finished"]);
+    // The batch is marked finished at the daemon's next poll after its last exam is acked.
+    wait_until("the batch finished", Duration::from_secs(30), &mut daemon, || {
+        batch_state(&gw) == ["finished"]
+    });
     // Ingest took up again by itself: the object refused twice is accepted now.
     assert_eq!(store(port, spare).0, Sent::Stored);
     wait_until("the new object acknowledged", Duration::from_secs(60), &mut daemon, || {
