@@ -14,12 +14,12 @@
 //! namespace cannot reach).
 
 use crate::common::*;
-use crate::net_faults::{log_tail, run_ok, Link};
+use crate::net_faults::{run_ok, Link};
 use fgw_synth::{self as synth, SynthOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PROXY_ADDR: &str = "10.77.0.1:3128";
 const PASSWORD: &str = "pr0xy-Pass-4417";
@@ -39,19 +39,10 @@ fn start_proxy(link: &mut Link, dir: &Path) -> PathBuf {
     .unwrap();
     let mut cmd = link.in_hub("tinyproxy");
     cmd.arg("-d").arg("-c").arg(&conf);
-    let pid = link.spawn(cmd, &dir.join("tinyproxy.stderr"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let listening = run_ok(link.in_hub("ss").args(["-Hltn", "sport = :3128"]));
-        if !listening.trim().is_empty() {
-            return log;
-        }
-        if let Some(st) = link.exited(pid) {
-            panic!("tinyproxy exited ({st}): {}", log_tail(&dir.join("tinyproxy.stderr")));
-        }
-        assert!(Instant::now() < deadline, "tinyproxy did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stderr = dir.join("tinyproxy.stderr");
+    let pid = link.spawn(cmd, &stderr);
+    link.wait_listening(pid, "sport = :3128", &stderr, Duration::from_secs(20));
+    log
 }
 
 /// The hub: listening on the hub namespace's loopback only.
@@ -76,18 +67,35 @@ fn start_hub(link: &mut Link, dir: &Path) -> PathBuf {
     cmd.args(["serve", "--config"]).arg(&config).env("RUST_LOG", "debug");
     let log = dir.join("hub.log");
     let pid = link.spawn(cmd, &log);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let listening = run_ok(link.in_hub("ss").args(["-Hltn", "sport = :8443"]));
-        if !listening.trim().is_empty() {
-            return config;
-        }
-        if let Some(st) = link.exited(pid) {
-            panic!("hub exited ({st}): {}", log_tail(&log));
-        }
-        assert!(Instant::now() < deadline, "hub did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    link.wait_listening(pid, "sport = :8443", &log, Duration::from_secs(30));
+    config
+}
+
+/// Imaging a box whose configuration is `config`, inside the box namespace: the identity key
+/// and its CSR (`gateway identity init`), the IDevID signed by the hub at `hub_config` for
+/// `FACILITY` into `factory` (`hub device add`). Returns the serial.
+pub(crate) fn image_box(link: &Link, config: &Path, hub_config: &Path, factory: &Path) -> String {
+    let init = link
+        .in_box(gateway_bin())
+        .arg("--config")
+        .arg(config)
+        .args(["identity", "init", "--json"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "identity init: {}", text(&init.stderr));
+    let init: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
+    let serial = init["serial"].as_str().unwrap().to_string();
+    let out = Command::new(hub_bin())
+        .args(["device", "add", "--config"])
+        .arg(hub_config)
+        .args(["--serial", &serial, "--facility", FACILITY, "--csr"])
+        .arg(init["csr"].as_str().unwrap())
+        .arg("--out")
+        .arg(factory)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hub device add: {}", text(&out.stderr));
+    serial
 }
 
 /// The box's configuration: enrollment with the development key store, the hub's URL, and
@@ -124,7 +132,7 @@ fn gateway_in_box(link: &Link, config: &Path, args: &[&str]) -> std::process::Ou
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -157,20 +165,7 @@ fn enrollment_and_uploads_go_through_the_hospitals_connect_proxy_with_basic_auth
 
     // Imaging: the identity key and its IDevID, as in the factory.
     let config = write_box_config(&box_dir, &export, "");
-    let init = gateway_in_box(&link, &config, &["identity", "init", "--json"]);
-    assert!(init.status.success(), "identity init: {}", text(&init.stderr));
-    let init: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
-    let serial = init["serial"].as_str().unwrap();
-    let out = Command::new(hub_bin())
-        .args(["device", "add", "--config"])
-        .arg(&hub_config)
-        .args(["--serial", serial, "--facility", FACILITY, "--csr"])
-        .arg(init["csr"].as_str().unwrap())
-        .arg("--out")
-        .arg(box_dir.join("factory"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "hub device add: {}", text(&out.stderr));
+    image_box(&link, &config, &hub_config, &box_dir.join("factory"));
 
     // Without the proxy settings the hub is out of reach: the environment's proxy (which
     // would work) is not used.

@@ -14,35 +14,15 @@
 //! - `hub device revoke` removes the box's peer from the hub's interface within seconds.
 
 use crate::common::*;
+use crate::hospital_proxy::{image_box, text};
 use crate::net_faults::{log_tail, run_ok, Link};
 use fgw_synth::{self as synth, SynthOptions};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Interface names unique to this test process (15 characters at most).
 fn iface(prefix: &str) -> String {
     format!("{prefix}{}", std::process::id() % 100_000)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn wait_listening(link: &mut Link, pid: u32, addr: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let filter = format!("src = {addr}");
-    loop {
-        let listening = run_ok(link.in_hub("ss").args(["-Hltn", &filter]));
-        if !listening.trim().is_empty() {
-            return;
-        }
-        if let Some(st) = link.exited(pid) {
-            panic!("hub exited ({st}): {}", log_tail(log));
-        }
-        assert!(Instant::now() < deadline, "hub not listening on {addr}: {}", log_tail(log));
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The hub's WireGuard peers and bytes received from each (`wg show IF transfer`).
@@ -91,8 +71,9 @@ fn uploads_travel_through_the_tunnel_and_the_api_is_not_reachable_outside_it() {
     let mut serve = link.in_hub(hub_bin());
     serve.args(["serve", "--config"]).arg(&hub_config).env("RUST_LOG", "debug");
     let hub_pid = link.spawn(serve, &hub_log);
-    wait_listening(&mut link, hub_pid, "10.88.0.1:8443", &hub_log);
-    wait_listening(&mut link, hub_pid, "10.77.0.1:8444", &hub_log);
+    let limit = Duration::from_secs(40);
+    link.wait_listening(hub_pid, "src = 10.88.0.1:8443", &hub_log, limit);
+    link.wait_listening(hub_pid, "src = 10.77.0.1:8444", &hub_log, limit);
 
     // The box, imaged for the hub.
     let box_dir = root.join("box");
@@ -131,20 +112,7 @@ fn uploads_travel_through_the_tunnel_and_the_api_is_not_reachable_outside_it() {
             .output()
             .unwrap()
     };
-    let init = gateway(&["identity", "init", "--json"]);
-    assert!(init.status.success(), "identity init: {}", text(&init.stderr));
-    let init: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
-    let serial = init["serial"].as_str().unwrap().to_string();
-    let out = Command::new(hub_bin())
-        .args(["device", "add", "--config"])
-        .arg(&hub_config)
-        .args(["--serial", &serial, "--facility", FACILITY, "--csr"])
-        .arg(init["csr"].as_str().unwrap())
-        .arg("--out")
-        .arg(box_dir.join("factory"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "hub device add: {}", text(&out.stderr));
+    let serial = image_box(&link, &config, &hub_config, &box_dir.join("factory"));
 
     // First start: enrollment at the public address, the tunnel, uploads inside it.
     let run = gateway(&["run", "--exit-when-idle"]);

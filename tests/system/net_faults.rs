@@ -189,6 +189,30 @@ impl Link {
         pid
     }
 
+    /// Waits until a TCP listener matching the `ss` filter `filter` exists in the hub
+    /// namespace; panics, with the tail of `log`, if `pid` exits first or `limit` passes.
+    pub(crate) fn wait_listening(&mut self, pid: u32, filter: &str, log: &Path, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if !run_ok(self.in_hub("ss").args(["-Hltn", filter])).trim().is_empty() {
+                return;
+            }
+            if let Some(st) = self.exited(pid) {
+                panic!(
+                    "process {pid} exited ({st}) before listening on {filter}: {}",
+                    log_tail(log)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing listening on {filter} in {} after {limit:?}: {}",
+                self.hub_ns,
+                log_tail(log)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The exit status of `pid` if it has ended.
     pub(crate) fn exited(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
         let c = self.procs.iter_mut().find(|c| c.id() == pid).expect("a process of this link");
@@ -355,19 +379,8 @@ impl NsHub {
         let mut cmd = link.in_hub(hub_bin());
         cmd.args(["serve", "--config"]).arg(&self.config).env("RUST_LOG", "debug");
         let pid = link.spawn(cmd, log);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = format!("sport = :{HUB_PORT}");
-        loop {
-            let listening = run_ok(link.in_hub("ss").args(["-Hltn", &port]));
-            if !listening.trim().is_empty() {
-                return pid;
-            }
-            if let Some(st) = link.exited(pid) {
-                panic!("hub exited ({st}): {}", std::fs::read_to_string(log).unwrap());
-            }
-            assert!(Instant::now() < deadline, "hub did not start listening in {}", link.hub_ns);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        link.wait_listening(pid, &format!("sport = :{HUB_PORT}"), log, Duration::from_secs(30));
+        pid
     }
 
     /// The hub's exam listing over mTLS with the operator certificate, read from inside the
