@@ -227,6 +227,33 @@ fn now() -> String {
 }
 
 impl SqliteMetaStore {
+    /// The registry status of `serial`, `None` if it is not registered.
+    fn serial_status(&self, conn: &Connection, serial: &Serial) -> Result<Option<SerialStatus>> {
+        let status: Option<String> = conn
+            .query_row(
+                "SELECT status FROM device_serials WHERE serial = ?1",
+                [serial.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        status
+            .map(|s| SerialStatus::parse(&s).ok_or_else(|| self.corrupt("device_serials.status")))
+            .transpose()
+    }
+
+    /// `serial` is registered and not revoked ([`StoreError::UnknownSerial`],
+    /// [`StoreError::SerialRevoked`] otherwise).
+    fn require_live_serial(&self, conn: &Connection, serial: &Serial) -> Result<()> {
+        match self.serial_status(conn, serial)? {
+            None => Err(StoreError::UnknownSerial { serial: serial.clone() }),
+            Some(SerialStatus::Revoked) => {
+                Err(StoreError::SerialRevoked { serial: serial.clone() })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteMetaStore> {
         if let Some(dir) = path.parent() {
@@ -580,20 +607,7 @@ impl MetaStore for SqliteMetaStore {
         let sql = self.sql();
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
-        let status: Option<String> = tx
-            .query_row(
-                "SELECT status FROM device_serials WHERE serial = ?1",
-                [serial.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(&sql)?;
-        let Some(status) = status else {
-            return Err(StoreError::UnknownSerial { serial: serial.clone() });
-        };
-        if SerialStatus::parse(&status) == Some(SerialStatus::Revoked) {
-            return Err(StoreError::SerialRevoked { serial: serial.clone() });
-        }
+        self.require_live_serial(&tx, serial)?;
         let at = now();
         // Expired operational certificates are refused by TLS already; their rows go.
         tx.execute(
@@ -626,22 +640,7 @@ impl MetaStore for SqliteMetaStore {
         let sql = self.sql();
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
-        let status: Option<String> = tx
-            .query_row(
-                "SELECT status FROM device_serials WHERE serial = ?1",
-                [serial.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(&sql)?;
-        match status.as_deref().map(SerialStatus::parse) {
-            None => return Err(StoreError::UnknownSerial { serial: serial.clone() }),
-            Some(None) => return Err(self.corrupt("device_serials.status")),
-            Some(Some(SerialStatus::Revoked)) => {
-                return Err(StoreError::SerialRevoked { serial: serial.clone() })
-            }
-            Some(Some(_)) => {}
-        }
+        self.require_live_serial(&tx, serial)?;
         let owner: Option<String> = tx
             .query_row("SELECT serial FROM device_tunnels WHERE wg_public_key = ?1", [key], |r| {
                 r.get(0)
@@ -778,20 +777,7 @@ impl MetaStore for SqliteMetaStore {
         let sql = self.sql();
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&sql)?;
-        let status: Option<String> = tx
-            .query_row(
-                "SELECT status FROM device_serials WHERE serial = ?1",
-                [serial.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(&sql)?;
-        let previous = match status {
-            Some(s) => {
-                Some(SerialStatus::parse(&s).ok_or_else(|| self.corrupt("device_serials.status"))?)
-            }
-            None => None,
-        };
+        let previous = self.serial_status(&tx, serial)?;
         if matches!(previous, Some(SerialStatus::Assigned | SerialStatus::Enrolled)) {
             tx.execute(
                 "UPDATE device_serials SET status = 'revoked', revoked_at = ?2 WHERE serial = ?1",
