@@ -114,20 +114,9 @@ pub fn build(cfg: &GatewayConfig, db: &Db, vpn: VpnState) -> Result<Heartbeat, H
     let bytes_uploaded =
         db.meta(MetaKey::BytesUploaded)?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let last_error_class = db.meta(MetaKey::LastErrorClass)?.map(|c| code(&c));
-    let disk = {
-        let st = nix::sys::statvfs::statvfs(&cfg.state_dir)
-            .map_err(|e| HeartbeatError::Disk { path: cfg.state_dir.clone(), source: e.into() })?;
-        #[allow(clippy::useless_conversion)]
-        let (blocks, avail, frag) = (
-            u64::from(st.blocks()),
-            u64::from(st.blocks_available()),
-            u64::from(st.fragment_size()),
-        );
-        DiskUse {
-            total_bytes: blocks.saturating_mul(frag),
-            available_bytes: avail.saturating_mul(frag),
-        }
-    };
+    let free = crate::storage::free_space(&cfg.state_dir)
+        .map_err(|source| HeartbeatError::Disk { path: cfg.state_dir.clone(), source })?;
+    let disk = DiskUse { total_bytes: free.total_bytes, available_bytes: free.bytes };
     let key_store = match &cfg.identity {
         Some(id) => id.key_store.as_str().to_string(),
         None => "none".to_string(),

@@ -133,6 +133,8 @@ const MIN_FREE_INODES: u64 = 64;
 pub struct FreeSpace {
     /// Bytes available.
     pub bytes: u64,
+    /// Size of the filesystem in bytes (the heartbeat reports it beside `bytes`).
+    pub total_bytes: u64,
     /// Inodes available; `None` where the filesystem does not count them.
     pub inodes: Option<u64>,
 }
@@ -151,9 +153,10 @@ impl FreeSpace {
 pub fn free_space(dir: &Path) -> std::io::Result<FreeSpace> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
     let bytes = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
+    let total_bytes = u64::from(st.blocks()).saturating_mul(u64::from(st.fragment_size()));
     // Filesystems without an inode table report 0 total inodes.
     let inodes = (u64::from(st.files()) > 0).then(|| u64::from(st.files_available()));
-    Ok(FreeSpace { bytes, inodes })
+    Ok(FreeSpace { bytes, total_bytes, inodes })
 }
 
 /// What the stores hold and what is free: the input of every decision below.
@@ -583,7 +586,7 @@ mod tests {
     }
 
     fn levels(free: u64, used: [u64; 3]) -> Levels {
-        Levels { free: FreeSpace { bytes: free, inodes: Some(1000) }, used }
+        Levels { free: FreeSpace { bytes: free, total_bytes: free, inodes: Some(1000) }, used }
     }
 
     #[test]

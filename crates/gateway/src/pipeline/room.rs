@@ -61,7 +61,7 @@ impl Gateway {
     pub(super) fn levels(&self) -> Levels {
         let free = storage::free_space(&self.cfg.state_dir).unwrap_or_else(|e| {
             debug!(error = %e, "statvfs of the state directory failed");
-            FreeSpace { bytes: u64::MAX, inodes: None }
+            FreeSpace { bytes: u64::MAX, total_bytes: u64::MAX, inodes: None }
         });
         Levels {
             free,
