@@ -93,13 +93,13 @@ fn code(s: &str) -> String {
     }
 }
 
-/// The expiry of the operational certificate, from `<state_dir>/identity/enrollment.json`.
+/// The expiry of the operational certificate, from the enrollment record (without opening
+/// the key store).
 fn cert_not_after(cfg: &GatewayConfig) -> Option<String> {
     cfg.identity.as_ref()?;
-    let path = cfg.state_dir.join("identity").join("enrollment.json");
-    let text = std::fs::read(path).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    v["not_after"].as_str().map(code)
+    let dir = crate::identity::identity_dir(cfg);
+    let enrollment = crate::identity::stored_enrollment(&dir).ok()??;
+    Some(code(&enrollment.not_after))
 }
 
 /// The heartbeat of the box configured by `cfg`, now.

@@ -320,10 +320,29 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// `<state_dir>/identity`: the box's certificates and its enrollment record.
+pub fn identity_dir(gw: &GatewayConfig) -> PathBuf {
+    gw.state_dir.join("identity")
+}
+
+/// The enrollment record kept in `dir` ([`identity_dir`]), read without opening the key
+/// store (the heartbeat reads its expiry); `None` before the first enrollment.
+pub fn stored_enrollment(dir: &Path) -> Result<Option<Enrollment>, IdentityError> {
+    let p = dir.join(ENROLLMENT_FILE);
+    match std::fs::read(&p) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(IdentityError::Io { path: p, source }),
+    }
+}
+
+/// The enrollment record's file name in [`identity_dir`].
+const ENROLLMENT_FILE: &str = "enrollment.json";
+
 impl BoxIdentity {
     /// Opens the store `cfg` names (connects to the TPM) for the box configured by `gw`.
     pub fn open(gw: &GatewayConfig, cfg: &IdentityConfig) -> Result<BoxIdentity, IdentityError> {
-        let dir = gw.state_dir.join("identity");
+        let dir = identity_dir(gw);
         std::fs::create_dir_all(&dir)
             .map_err(|source| IdentityError::Io { path: dir.clone(), source })?;
         let store = match (cfg.key_store, &cfg.tpm_tcti) {
@@ -359,7 +378,7 @@ impl BoxIdentity {
     }
 
     fn enrollment_path(&self) -> PathBuf {
-        self.dir.join("enrollment.json")
+        self.dir.join(ENROLLMENT_FILE)
     }
 
     /// The CSR `identity init` writes unless told otherwise.
@@ -385,12 +404,7 @@ impl BoxIdentity {
 
     /// The last enrollment's record, if any.
     pub fn enrollment(&self) -> Result<Option<Enrollment>, IdentityError> {
-        let p = self.enrollment_path();
-        match std::fs::read(&p) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(IdentityError::Io { path: p, source }),
-        }
+        stored_enrollment(&self.dir)
     }
 
     /// `gateway identity show`.
