@@ -137,6 +137,8 @@ fn every_workspace_crate_has_a_side() {
         ("fgw-identity", &["fgw-tls"][..]),
         // The WireGuard tunnel (box and hub): keys and an interface; reads no exam data.
         ("fgw-vpn", &[][..]),
+        // Signed releases over TUF (box and hub): metadata and targets; reads no exam data.
+        ("fgw-release", &[][..]),
         ("fgw-records", &["fgw-format"][..]),
         ("fgw-deid", &["fgw-format", "fgw-records"][..]),
         ("fgw-ingest", &["fgw-format", "fgw-records"][..]),
@@ -148,13 +150,14 @@ fn every_workspace_crate_has_a_side() {
                 "fgw-tls",
                 "fgw-identity",
                 "fgw-vpn",
+                "fgw-release",
                 "fgw-records",
                 "fgw-deid",
                 "fgw-ingest",
                 "fgw-outbound",
             ][..],
         ),
-        ("fgw-hub", &["fgw-format", "fgw-tls", "fgw-vpn"][..]),
+        ("fgw-hub", &["fgw-format", "fgw-tls", "fgw-vpn", "fgw-release"][..]),
         ("fgw-synth", &["fgw-records"][..]),
         ("fgw-system-tests", &[][..]),
     ]);
