@@ -84,6 +84,32 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum UpdateCmd {
+    /// What the box would install, and why or why not: the hub's rollout offers, verified
+    /// against the signed TUF targets (root from `[update] tuf_root`). Installs nothing.
+    Check {
+        /// One JSON document (`os_version`, `policy_version`, `updates`: per kind `verdict`
+        /// and `reason`).
+        #[arg(long)]
+        json: bool,
+        /// Read the repository from a folder (a USB stick holding `metadata/` and
+        /// `targets/`) instead of the hub; with --kind and --version, as if offered.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        #[arg(long, requires = "version")]
+        kind: Option<String>,
+        #[arg(long, requires = "kind")]
+        version: Option<String>,
+    },
+    /// Check, then install what the check says to install (the daemon does this by itself
+    /// every `[update] check_secs`). Prints the outcomes as JSON.
+    Apply {
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        #[arg(long, requires = "version")]
+        kind: Option<String>,
+        #[arg(long, requires = "kind")]
+        version: Option<String>,
+    },
     /// Verify BUNDLE with rauc: signed by the update key of `[update] keyring`, for this
     /// box's `[update] compatible`. Prints its version.
     Verify {
@@ -93,6 +119,70 @@ enum UpdateCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The update check of `gateway update check|apply`: offers from the hub (through the
+/// uplink with the box's certificate), or, with `from`, a repository folder and the offer
+/// given by hand.
+async fn update_check(
+    cfg: &GatewayConfig,
+    from: Option<PathBuf>,
+    kind: Option<String>,
+    version: Option<String>,
+) -> anyhow::Result<(fgw_gateway::updater::CheckReport, Option<fgw_release::Trusted>)> {
+    use fgw_format::package::protocol::UpdateOffer;
+    use fgw_gateway::release_transport::{RepoSource, UplinkTransport};
+    use fgw_gateway::updater::{self, CheckError};
+    let db = Db::open(&cfg.db_path())?;
+    let waiting = updater::waiting(&db);
+    let by_hand = kind.zip(version).map(|(kind, version)| UpdateOffer {
+        kind,
+        state: "offered".into(),
+        version: Some(version),
+        rollout: 0,
+        wave: None,
+        wave_starts: None,
+        force: true,
+    });
+    if let Some(dir) = from {
+        let offers = Ok(by_hand.into_iter().collect());
+        return Ok(updater::check(cfg, offers, &RepoSource::Folder(dir), waiting).await);
+    }
+    let uplink = cli_uplink(cfg)?;
+    let offers = match by_hand {
+        Some(o) => Ok(vec![o]),
+        None => uplink
+            .update_offers()
+            .await
+            .map(|o| o.offers)
+            .map_err(|e| CheckError { class: "hub_unreachable".into(), message: e.to_string() }),
+    };
+    let transport = UplinkTransport::new(uplink.http_client().clone(), uplink.request_timeout());
+    let source = RepoSource::Hub(transport, uplink.base_url().to_string());
+    Ok(updater::check(cfg, offers, &source, waiting).await)
+}
+
+/// An uplink for a command: the certificate files of `[uplink]`, or the enrolled identity
+/// (its operational certificate; through the tunnel's API address when the box uses one).
+fn cli_uplink(cfg: &GatewayConfig) -> anyhow::Result<fgw_outbound::uplink::Uplink> {
+    use fgw_outbound::uplink::{ClientCredential, Uplink};
+    let Some(id_cfg) = &cfg.identity else {
+        return Ok(Uplink::new(&cfg.uplink)?);
+    };
+    let identity = fgw_gateway::identity::BoxIdentity::open(cfg, id_cfg)?;
+    let cert = identity.client_certificate()?;
+    let mut uplink_cfg = cfg.uplink.clone();
+    if cfg.vpn.mode != fgw_gateway::tunnel::VpnMode::Off {
+        let dir = fgw_gateway::identity::identity_dir(cfg);
+        if let Some(enrollment) = fgw_gateway::identity::stored_enrollment(&dir)? {
+            if let Some(api) = fgw_gateway::tunnel::peer_of(&enrollment.config)?.api_url {
+                uplink_cfg.hub_url = api;
+            }
+        }
+    }
+    let credential =
+        ClientCredential::Resolver { ca_cert: identity.ca_cert().to_path_buf(), resolver: cert };
+    Ok(Uplink::with_credential(&uplink_cfg, credential)?)
 }
 
 #[derive(Subcommand)]
@@ -375,6 +465,39 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Update { cmd: UpdateCmd::Check { json, from, kind, version } } => {
+            let cfg = load(&config_path(&cli.config))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let (report, _) = rt.block_on(update_check(&cfg, from, kind, version))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("os {} · policy {}", report.os_version, report.policy_version);
+                if let Some(e) = &report.error {
+                    println!("error: {} ({})", e.message, e.class);
+                }
+                for d in &report.updates {
+                    println!("{:<7} {:?}: {}", d.kind, d.verdict, d.reason);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Update { cmd: UpdateCmd::Apply { from, kind, version } } => {
+            let cfg = load(&config_path(&cli.config))?;
+            let db = Db::open(&cfg.db_path())?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let outcomes = rt.block_on(async {
+                let (report, trusted) = update_check(&cfg, from, kind, version).await?;
+                let Some(trusted) = trusted else {
+                    let e = report.error.map(|e| e.message).unwrap_or_default();
+                    anyhow::bail!("the release repository did not verify: {e}");
+                };
+                Ok(fgw_gateway::updater::apply(&cfg, &report, &trusted, Some(&db)).await)
+            })?;
+            println!("{}", serde_json::to_string_pretty(&outcomes)?);
+            let failed = outcomes.iter().any(|o| o.outcome == "failed" || o.outcome == "refused");
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Cmd::Update { cmd: UpdateCmd::Verify { bundle, json } } => {
             let cfg = load(&config_path(&cli.config))?;

@@ -268,7 +268,10 @@ impl GatewayConfig {
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::from_toml(path, &text)
+        let mut cfg = Self::from_toml(path, &text)?;
+        // A policy release the box applied (issue 13) is in force over the file's [deid].
+        crate::policy_store::overlay(&mut cfg);
+        Ok(cfg)
     }
 
     /// Parse and validate `text`; relative paths are taken relative to `path`'s folder.

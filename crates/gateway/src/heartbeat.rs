@@ -121,6 +121,12 @@ pub fn build(cfg: &GatewayConfig, db: &Db, vpn: VpnState) -> Result<Heartbeat, H
         Some(id) => id.key_store.as_str().to_string(),
         None => "none".to_string(),
     };
+    let mut updates = BTreeMap::new();
+    for (kind, key) in [("policy", MetaKey::UpdatePolicy), ("os", MetaKey::UpdateOs)] {
+        if let Some(report) = db.meta(key)?.and_then(|j| serde_json::from_str(&j).ok()) {
+            updates.insert(kind.to_string(), report);
+        }
+    }
     Ok(Heartbeat {
         sent_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         os_version: code(env!("CARGO_PKG_VERSION")),
@@ -133,6 +139,7 @@ pub fn build(cfg: &GatewayConfig, db: &Db, vpn: VpnState) -> Result<Heartbeat, H
         disk,
         key_store,
         vpn: vpn.code().to_string(),
+        updates,
     })
 }
 

@@ -124,11 +124,14 @@ pub fn export(
 
 /// What `gateway policy show --json` prints.
 pub fn show(cfg: &GatewayConfig) -> serde_json::Value {
+    let release = crate::policy_store::current_release(&cfg.state_dir).ok().flatten();
     serde_json::json!({
         "id": cfg.deid.id,
         "version": cfg.deid.version,
         "profile": cfg.export.mapping.id,
-        "source": "gateway.toml",
+        // The policy release applied from the hub (issue 13), or the configuration's own.
+        "release": release,
+        "source": if release.is_some() { "release" } else { "gateway.toml" },
     })
 }
 

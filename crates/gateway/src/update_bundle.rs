@@ -28,6 +28,80 @@ pub struct UpdateSettings {
     /// Default `fgw-gateway-x86_64`.
     #[serde(default = "default_compatible")]
     pub compatible: String,
+    /// The TUF root this box trusts: baked into the image (`hub release root`). Default
+    /// `/usr/share/facility-gateway/tuf-root.json`. Without it the box installs no release.
+    #[serde(default = "default_tuf_root")]
+    pub tuf_root: PathBuf,
+    /// `auto`: ask the hub every `check_secs` and apply what its rollout offers (default);
+    /// `off`: only `gateway update check` / `apply` by hand.
+    #[serde(default)]
+    pub mode: UpdateMode,
+    /// Seconds between checks. Default 900; 10 ..= 86400.
+    #[serde(default = "default_check_secs")]
+    pub check_secs: u64,
+    /// What the box does with a verified OS bundle: `stage` (keep it and report it; the
+    /// default where RAUC has no system configuration) or `rauc` (install it to the other
+    /// slot and reboot inside the maintenance window).
+    #[serde(default)]
+    pub os_install: OsInstall,
+    /// Local time window for OS installs and reboots, `HH:MM-HH:MM` (may wrap midnight).
+    /// Default `02:00-05:00`.
+    #[serde(default = "default_window")]
+    pub maintenance_window: String,
+}
+
+/// `[update] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateMode {
+    /// Follow the hub's rollouts.
+    #[default]
+    Auto,
+    /// Never by itself.
+    Off,
+}
+
+/// `[update] os_install`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OsInstall {
+    /// Verify and keep; report `staged`.
+    #[default]
+    Stage,
+    /// `rauc install`, then reboot, in the maintenance window.
+    Rauc,
+}
+
+fn default_tuf_root() -> PathBuf {
+    "/usr/share/facility-gateway/tuf-root.json".into()
+}
+fn default_check_secs() -> u64 {
+    900
+}
+fn default_window() -> String {
+    "02:00-05:00".into()
+}
+
+/// Parses `HH:MM-HH:MM` into minutes of the day (start, end).
+pub fn parse_window(s: &str) -> Option<(u32, u32)> {
+    let minutes = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let (a, b) = s.split_once('-')?;
+    Some((minutes(a)?, minutes(b)?))
+}
+
+/// Whether `minute` (of the day) is inside the window (start inclusive, end exclusive; a
+/// window whose end is before its start wraps midnight).
+pub fn in_window(window: (u32, u32), minute: u32) -> bool {
+    let (a, b) = window;
+    if a <= b {
+        (a..b).contains(&minute)
+    } else {
+        minute >= a || minute < b
+    }
 }
 
 fn default_keyring() -> PathBuf {
@@ -39,15 +113,25 @@ fn default_compatible() -> String {
 
 impl Default for UpdateSettings {
     fn default() -> Self {
-        UpdateSettings { keyring: default_keyring(), compatible: default_compatible() }
+        UpdateSettings {
+            keyring: default_keyring(),
+            compatible: default_compatible(),
+            tuf_root: default_tuf_root(),
+            mode: UpdateMode::default(),
+            check_secs: default_check_secs(),
+            os_install: OsInstall::default(),
+            maintenance_window: default_window(),
+        }
     }
 }
 
 impl UpdateSettings {
     /// Makes a relative keyring path relative to `base` (the config file's folder).
     pub fn resolve_relative(&mut self, base: &Path) {
-        if self.keyring.is_relative() {
-            self.keyring = base.join(&self.keyring);
+        for p in [&mut self.keyring, &mut self.tuf_root] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
     }
 
@@ -57,6 +141,12 @@ impl UpdateSettings {
             && self.compatible.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !ok {
             return Err(("update.compatible", "1 to 64 of A-Z a-z 0-9 - _ ."));
+        }
+        if !(10..=86_400).contains(&self.check_secs) {
+            return Err(("update.check_secs", "an integer from 10 to 86400"));
+        }
+        if parse_window(&self.maintenance_window).is_none() {
+            return Err(("update.maintenance_window", "HH:MM-HH:MM"));
         }
         Ok(())
     }

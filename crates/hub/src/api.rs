@@ -29,7 +29,8 @@ use axum::{Json, Router};
 use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
 use fgw_format::package::protocol::{
     Ack, ApiError, DicomListing, ExamListing, MissingChunks, MissingObjects, ObjectAck, Stored,
-    HEARTBEAT, MAX_HEARTBEAT_BYTES, OBJECTS, PACKAGES, UPLOADS,
+    HEARTBEAT, MAX_HEARTBEAT_BYTES, OBJECTS, PACKAGES, TUF_METADATA, TUF_TARGETS, UPDATE_OFFERS,
+    UPLOADS,
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -78,6 +79,8 @@ pub(crate) struct HubState {
     pub(crate) running: uploads::RunningHashes,
     /// Enrollment: the society CA's files, certificate lifetime, what boxes are handed.
     pub(crate) enroll: Arc<EnrollSettings>,
+    /// The release repository and its keys.
+    pub(crate) releases: crate::releases::ReleasePaths,
 }
 
 /// Uploads in progress per device.
@@ -453,6 +456,9 @@ fn api_routes(routes: Router<Arc<HubState>>) -> Router<Arc<HubState>> {
         .route(&format!("{UPLOADS}/:upload_id/chunks/:index"), put(uploads::put_chunk))
         .route(&format!("{UPLOADS}/:upload_id/commit"), post(uploads::commit))
         .route(HEARTBEAT, put(put_heartbeat))
+        .route(&format!("{TUF_METADATA}:name"), get(crate::release_api::metadata))
+        .route(&format!("{TUF_TARGETS}:name"), get(crate::release_api::target))
+        .route(UPDATE_OFFERS, get(crate::release_api::offers))
 }
 
 /// `PUT /v1/heartbeat`: the box's report, checked and kept as its newest (204).

@@ -76,6 +76,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Releases in the TUF repository: publish, list, the root to bake into box images.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// Rollouts of a release in waves: create, list, pause, resume, roll back.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Config file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -140,6 +146,95 @@ enum DeviceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ReleaseCommand {
+    /// Add a release to the TUF repository and sign it: a policy folder (`gateway policy
+    /// export`; VERSION is N or <policy id>@N and becomes the policy version), or an OS
+    /// update bundle file (RAUC). Prints the release as JSON.
+    Publish {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[arg(long, value_parser = parse_kind)]
+        kind: fgw_release::ReleaseKind,
+        #[arg(long, value_parser = parse_version)]
+        version: fgw_release::ReleaseVersion,
+        /// The policy folder or the bundle file.
+        path: PathBuf,
+    },
+    /// The published releases as JSON.
+    List(ConfigArgs),
+    /// Copy the repository's current root.json to FILE: what a box image trusts
+    /// (`[update] tuf_root`).
+    Root {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RolloutCommand {
+    /// Roll a published release out in waves (cumulative percentages of the fleet, by a
+    /// stable per-device seed); the kind's earlier rollout is superseded.
+    Create {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The release version.
+        #[arg(long)]
+        release: String,
+        /// Its kind, when a policy and an OS release share the version.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<fgw_release::ReleaseKind>,
+        /// Cumulative percentages, e.g. 10,50,100.
+        #[arg(long, default_value = "100")]
+        waves: String,
+        /// When the first wave starts (RFC 3339). Default: now.
+        #[arg(long)]
+        start: Option<String>,
+        /// Seconds between wave starts. Default 86400 (a day).
+        #[arg(long, default_value_t = 86_400)]
+        wave_interval_secs: u64,
+        /// Halt when failed boxes reach this percentage of those that reported. Default 10.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+        halt_percent: u8,
+        /// … and at least this many. Default 2.
+        #[arg(long, default_value_t = 2)]
+        halt_min: u32,
+        /// Install outside the maintenance window and with today's exams waiting.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every rollout with its counts (installed, failed, boxes offered) as JSON.
+    List(ConfigArgs),
+    /// Stop offering the release to boxes that do not have it.
+    Pause {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        id: i64,
+    },
+    /// Offer it again (after a pause or a halt).
+    Resume {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        id: i64,
+    },
+    /// Offer every box the previous release of the kind.
+    Rollback {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        id: i64,
+    },
+}
+
+fn parse_kind(s: &str) -> Result<fgw_release::ReleaseKind, fgw_release::VersionError> {
+    s.parse()
+}
+
+fn parse_version(s: &str) -> Result<fgw_release::ReleaseVersion, fgw_release::VersionError> {
+    fgw_release::ReleaseVersion::new(s)
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Parse and validate a config file; print the effective settings.
     Check { file: PathBuf },
@@ -163,12 +258,20 @@ enum CliError {
     Serve(#[from] fgw_hub::ServeError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Release(#[from] fgw_hub::releases::ReleaseError),
+    #[error(transparent)]
+    Rollout(#[from] fgw_hub::rollout::RolloutError),
+    #[error("--start: not an RFC 3339 time")]
+    BadStart,
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoConfig { .. } | CliError::Config(_) => 2,
+            CliError::NoConfig { .. } | CliError::Config(_) | CliError::BadStart => 2,
             _ => 1,
         }
     }
@@ -264,12 +367,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Init(args) => {
             let cfg = load(&args)?;
             let out = ca::init(&cfg)?;
+            let paths = fgw_hub::releases::ReleasePaths::of(&cfg);
+            let repo = runtime()?.block_on(fgw_hub::releases::ensure_repository(&paths))?;
             print_json(&json!({
                 "ca_cert": out.ca_cert,
                 "server_cert": out.server_cert,
                 "ca_fingerprint": out.ca_fingerprint,
                 "manufacturing_ca_cert": out.manufacturing.as_ref().map(|m| &m.cert),
                 "manufacturing_ca_fingerprint": out.manufacturing.as_ref().map(|m| &m.fingerprint),
+                "release_root": repo.root_path(),
             }));
         }
         Command::InitManufacturing(args) => {
@@ -365,6 +471,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 gc::collect(&objects, &meta, &cfg.gc_policy(), std::time::SystemTime::now())?;
             print_json(&serde_json::to_value(report).expect("report serializes"));
         }
+        Command::Release(cmd) => release(cmd)?,
+        Command::Rollout(cmd) => rollout(cmd)?,
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = HubConfig::load(&file)?;
             print_json(&effective(&cfg));
@@ -379,6 +487,89 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print_json(&listing.expect("listing serializes"));
         }
     }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CliError::Runtime)
+}
+
+fn release(cmd: ReleaseCommand) -> Result<(), CliError> {
+    use fgw_hub::releases::{self, ReleasePaths};
+    match cmd {
+        ReleaseCommand::Publish { cfg: args, kind, version, path } => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let paths = ReleasePaths::of(&cfg);
+            let rec =
+                runtime()?.block_on(releases::publish(&paths, &meta, kind, &version, &path))?;
+            print_json(&serde_json::to_value(rec).expect("record serializes"));
+        }
+        ReleaseCommand::List(args) => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            print_json(&serde_json::to_value(meta.releases()?).expect("records serialize"));
+        }
+        ReleaseCommand::Root { cfg: args, out } => {
+            let cfg = load(&args)?;
+            let paths = ReleasePaths::of(&cfg);
+            let repo = runtime()?.block_on(releases::ensure_repository(&paths))?;
+            let root = repo.root_path();
+            std::fs::copy(&root, &out)
+                .map_err(|source| CliError::Io { path: out.clone(), source })?;
+            print_json(&json!({ "root": out, "repository": paths.repo }));
+        }
+    }
+    Ok(())
+}
+
+fn rollout(cmd: RolloutCommand) -> Result<(), CliError> {
+    use fgw_hub::rollout::{self, Action, RolloutPlan};
+    let (args, action, id) = match cmd {
+        RolloutCommand::Create {
+            cfg: args,
+            release,
+            kind,
+            waves,
+            start,
+            wave_interval_secs,
+            halt_percent,
+            halt_min,
+            force,
+        } => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let start = match start {
+                None => chrono::Utc::now(),
+                Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+                    .map_err(|_| CliError::BadStart)?
+                    .with_timezone(&chrono::Utc),
+            };
+            let waves = rollout::parse_waves(
+                &waves,
+                start,
+                std::time::Duration::from_secs(wave_interval_secs),
+            )?;
+            let plan = RolloutPlan { version: release, kind, waves, halt_percent, halt_min, force };
+            let r = rollout::create(&meta, &plan)?;
+            print_json(&serde_json::to_value(r).expect("record serializes"));
+            return Ok(());
+        }
+        RolloutCommand::List(args) => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let s = rollout::status(&meta, chrono::Utc::now())?;
+            print_json(&serde_json::to_value(s).expect("status serializes"));
+            return Ok(());
+        }
+        RolloutCommand::Pause { cfg, id } => (cfg, Action::Pause, id),
+        RolloutCommand::Resume { cfg, id } => (cfg, Action::Resume, id),
+        RolloutCommand::Rollback { cfg, id } => (cfg, Action::Rollback, id),
+    };
+    let cfg = load(&args)?;
+    let meta = SqliteMetaStore::open(&cfg.db_path())?;
+    let r = rollout::act(&meta, id, action)?;
+    print_json(&serde_json::to_value(r).expect("record serializes"));
     Ok(())
 }
 

@@ -195,6 +195,23 @@ pub struct HubConfig {
     /// Certificate and key files. Default: all under `<data_dir>/pki/`.
     #[serde(default)]
     pub tls: HubTlsPaths,
+    /// `[releases]`: the TUF repository of OS and policy releases, and its keys.
+    #[serde(default)]
+    pub releases: ReleaseSettings,
+}
+
+/// `[releases]`: where the TUF repository and its keys live. Defaults under
+/// `<data_dir>/tuf/`. Root and targets keys belong offline in production
+/// (`provisioning/release-keys.md`): `hub release publish --keys-dir` points at them on the
+/// release machine; the hub itself needs only the snapshot and timestamp keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSettings {
+    /// The repository (`metadata/`, `targets/`). Default `<data_dir>/tuf/repo`.
+    pub repo_dir: Option<PathBuf>,
+    /// The role keys (`root.pk8`, `targets.pk8`, `snapshot.pk8`, `timestamp.pk8`). Default
+    /// `<data_dir>/tuf/keys`.
+    pub keys_dir: Option<PathBuf>,
 }
 
 /// Paths of the PKI files; `None` means the default under `<data_dir>/pki/`.
@@ -418,6 +435,7 @@ impl Default for HubConfig {
             facility_config: BTreeMap::new(),
             vpn: None,
             tls: HubTlsPaths::default(),
+            releases: ReleaseSettings::default(),
         }
     }
 }
@@ -457,6 +475,8 @@ impl HubConfig {
             fix(p);
         }
         for p in [
+            &mut self.releases.repo_dir,
+            &mut self.releases.keys_dir,
             &mut self.tls.ca_cert,
             &mut self.tls.ca_key,
             &mut self.tls.server_cert,
@@ -616,6 +636,14 @@ impl HubConfig {
             .manufacturing_ca_key
             .clone()
             .unwrap_or_else(|| self.pki_dir().join("manufacturing-ca.key"))
+    }
+    /// The TUF repository of releases.
+    pub fn release_repo_dir(&self) -> PathBuf {
+        self.releases.repo_dir.clone().unwrap_or_else(|| self.data_dir.join("tuf").join("repo"))
+    }
+    /// The release role keys.
+    pub fn release_keys_dir(&self) -> PathBuf {
+        self.releases.keys_dir.clone().unwrap_or_else(|| self.data_dir.join("tuf").join("keys"))
     }
     /// SQLite metadata store.
     pub fn db_path(&self) -> PathBuf {

@@ -51,6 +51,14 @@ pub fn parse(bytes: &[u8]) -> Result<Heartbeat, HeartbeatError> {
     if let Some(v) = &hb.cert_not_after {
         code("cert_not_after", v)?;
     }
+    if hb.updates.len() > 8 {
+        return Err(HeartbeatError::TooMany { field: "updates" });
+    }
+    for (kind, u) in &hb.updates {
+        for v in [kind, &u.version, &u.outcome, &u.at] {
+            code("updates", v)?;
+        }
+    }
     for (field, map) in [("queue", &hb.queue), ("quarantine", &hb.quarantine)] {
         if map.len() > 64 {
             return Err(HeartbeatError::TooMany { field });
@@ -102,6 +110,12 @@ mod tests {
             assert_eq!(e, HeartbeatError::Field { field }, "{field}");
             assert!(!e.to_string().contains(value.as_str().unwrap_or("")) || value == "");
         }
+        let mut v = sample();
+        v["updates"] = serde_json::json!({ "policy": { "version": "2", "outcome": "failed: 山田", "at": "x" } });
+        assert_eq!(
+            parse(v.to_string().as_bytes()).unwrap_err(),
+            HeartbeatError::Field { field: "updates" }
+        );
         let mut v = sample();
         v["quarantine"] = serde_json::json!({ "patient Yamada": 1 });
         assert_eq!(

@@ -174,6 +174,7 @@ impl Hub {
             chunks: crate::uploads::ChunkClaims::default(),
             running: crate::uploads::RunningHashes::default(),
             enroll: Arc::new(EnrollSettings::from_config(cfg, vpn_key.as_ref())?),
+            releases: crate::releases::ReleasePaths::of(cfg),
         });
         Ok(Hub {
             state,
@@ -243,6 +244,7 @@ impl Hub {
         let permits = Arc::new(Semaphore::new(self.max_connections));
         let conn_ids = AtomicU64::new(0);
         let gc = tokio::spawn(collect_periodically(self.state.clone(), self.gc, self.gc_interval));
+        let releases = tokio::spawn(release_upkeep(self.state.clone()));
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, max_connections = self.max_connections, "hub listening");
@@ -288,6 +290,7 @@ impl Hub {
             }
         }
         gc.abort();
+        releases.abort();
         tracing::info!(connections = conns.len(), "hub shutting down");
         let _ = drain_tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -329,6 +332,40 @@ async fn collect_periodically(
             Ok(Ok(report)) => crate::gc::log(&report),
             Ok(Err(e)) => tracing::error!(error = %e, "garbage collection failed"),
             Err(_) => tracing::error!("garbage collection task failed"),
+        }
+    }
+}
+
+/// Seconds between rollout evaluations (halting on failures).
+const ROLLOUT_EVAL_INTERVAL: Duration = Duration::from_secs(5);
+/// Seconds between checks of the release timestamp's expiry.
+const RELEASE_REFRESH_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The release repository (made if missing), then, periodically: halt rollouts whose
+/// failures reached their threshold, and re-sign snapshot and timestamp before expiry.
+async fn release_upkeep(state: Arc<HubState>) {
+    if let Err(e) = crate::releases::ensure_repository(&state.releases).await {
+        tracing::error!(error = %e, "release repository unavailable");
+    }
+    let mut tick = tokio::time::interval(ROLLOUT_EVAL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_refresh: Option<tokio::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        let meta = state.meta.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            crate::rollout::evaluate(&*meta, chrono::Utc::now())
+        });
+        match run.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "rollout evaluation failed"),
+            Err(_) => tracing::error!("rollout evaluation task failed"),
+        }
+        if last_refresh.is_none_or(|t| t.elapsed() >= RELEASE_REFRESH_INTERVAL) {
+            last_refresh = Some(tokio::time::Instant::now());
+            if let Err(e) = crate::releases::refresh_if_due(&state.releases).await {
+                tracing::error!(error = %e, "release metadata refresh failed");
+            }
         }
     }
 }

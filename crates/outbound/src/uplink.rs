@@ -351,6 +351,7 @@ const ROUTE_PUT_PACKAGE: &str = "PUT /v1/packages";
 const ROUTE_LIST: &str = "GET /v1/facilities/exams";
 const ROUTE_HEARTBEAT: &str = "PUT /v1/heartbeat";
 const ROUTE_HEALTH: &str = "GET /v1/health";
+const ROUTE_UPDATE: &str = "GET /v1/update";
 
 /// How the uplink authenticates to the hub.
 #[derive(Clone)]
@@ -628,6 +629,39 @@ impl Uplink {
         } else {
             Err(failure(ROUTE_HEARTBEAT, resp).await)
         }
+    }
+
+    /// What the hub's rollouts offer this box (`GET /v1/update`).
+    pub async fn update_offers(
+        &self,
+    ) -> Result<fgw_format::package::protocol::UpdateOffers, UplinkError> {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, fgw_format::package::protocol::UPDATE_OFFERS))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| send_failed(ROUTE_UPDATE, e))?;
+        if !resp.status().is_success() {
+            return Err(failure(ROUTE_UPDATE, resp).await);
+        }
+        json_answer(ROUTE_UPDATE, resp, "update offers").await
+    }
+
+    /// The connection pool to the hub (mutual TLS, the configured route): the release
+    /// transport fetches the TUF repository through it.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The hub's base URL (`https://host:port`, no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The per-request timeout of the uplink.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Reachability and authentication check (`gateway doctor`-style).

@@ -9,6 +9,7 @@
 //! Key files are Ed25519 PKCS#8 (DER), one per role ([`keys`]); which are kept offline and
 //! how they are rotated: `provisioning/release-keys.md`.
 
+pub mod bundle;
 pub mod keys;
 mod publish;
 mod target;

@@ -273,6 +273,60 @@ pub struct Heartbeat {
     pub key_store: String,
     /// `off`, `up` (the tunnel carries the uploads) or `down` (configured, not up).
     pub vpn: String,
+    /// The last update of each kind (`policy`, `os`) the box tried: its version and outcome.
+    /// The hub's rollouts count these to halt a wave.
+    #[serde(default)]
+    pub updates: std::collections::BTreeMap<String, UpdateReport>,
+}
+
+/// What became of one update on a box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateReport {
+    /// The release version.
+    pub version: String,
+    /// `installed` (in force, health check passed), `failed` (its self-test or health check
+    /// failed and the box went back), `refused` (its verification failed), `staged`
+    /// (verified, waiting for the maintenance window).
+    pub outcome: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+}
+
+// Releases (issue 13): the TUF repository and the rollouts' offers.
+
+/// Prefix of the TUF metadata files (`…/timestamp.json`).
+pub const TUF_METADATA: &str = "/v1/tuf/metadata/";
+/// Prefix of the TUF target files (`…/policy-1.json`).
+pub const TUF_TARGETS: &str = "/v1/tuf/targets/";
+/// What the hub's rollouts offer this box: `GET`.
+pub const UPDATE_OFFERS: &str = "/v1/update";
+
+/// The hub's answer to [`UPDATE_OFFERS`]: per kind, what a rollout offers this box. Only a
+/// pointer: the box installs a version only if the signed TUF targets list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateOffers {
+    /// One per kind with a rollout.
+    pub offers: Vec<UpdateOffer>,
+}
+
+/// One kind's offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateOffer {
+    /// `policy` or `os`.
+    pub kind: String,
+    /// `offered`, `not_in_wave` (the box's wave has not started or does not include it yet),
+    /// `paused`, `halted`, or `rolled_back` (offered: the previous version).
+    pub state: String,
+    /// The version to install when offered.
+    pub version: Option<String>,
+    /// The rollout.
+    pub rollout: i64,
+    /// The wave (0-based) that includes this box, if any does.
+    pub wave: Option<u32>,
+    /// When that wave starts (RFC 3339).
+    pub wave_starts: Option<String>,
+    /// Install even outside the maintenance window or with today's exams waiting.
+    pub force: bool,
 }
 
 /// Disk use of the box's state folder.

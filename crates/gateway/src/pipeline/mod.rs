@@ -22,8 +22,8 @@ use crate::gate_service::GateService;
 use crate::secrets::Secrets;
 use crate::spool::{Spool, SpoolError};
 use crate::state::{
-    BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, Lane, NewItem, Origin,
-    StateError, Update,
+    BatchLabel, Db, DicomInsert, DicomSeen, ItemKind, ItemReason, ItemState, Lane, MetaKey,
+    NewItem, Origin, StateError, Update,
 };
 use crate::tunnel::BoxTunnel;
 use fgw_deid::QuarantineReason;
@@ -375,19 +375,51 @@ async fn enrolled_uplink(
     Ok(Some((Uplink::with_credential(&uplink_cfg, credential)?, tunnel)))
 }
 
+/// Why one run of the pipeline ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// Shutdown, or idle in [`RunMode::UntilIdle`].
+    Stopped,
+    /// A policy release was applied: run again with it in force.
+    Reload,
+}
+
 /// Run the daemon until `shutdown` turns true (or until idle in [`RunMode::UntilIdle`]).
+/// A policy release applied while running puts itself in force by a restart of the
+/// pipeline inside the process: no reboot, and what was in flight resumes from the state
+/// database as after any restart.
 pub async fn run(
+    mut cfg: GatewayConfig,
+    mode: RunMode,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    loop {
+        match run_once(cfg.clone(), mode, shutdown.clone()).await? {
+            RunEnd::Stopped => return Ok(()),
+            RunEnd::Reload => {
+                let release = crate::policy_store::overlay(&mut cfg);
+                info!(
+                    release = release.as_deref().unwrap_or("none"),
+                    policy = %format!("{}@{}", cfg.deid.id, cfg.deid.version),
+                    "policy release in force; pipeline restarted"
+                );
+            }
+        }
+    }
+}
+
+async fn run_once(
     cfg: GatewayConfig,
     mode: RunMode,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), PipelineError> {
+) -> Result<RunEnd, PipelineError> {
     // The tunnel (if any) stays up until the daemon returns.
     let (uplink, tunnel) = match cfg.identity.clone() {
         None => (Uplink::new(&cfg.uplink)?, None),
         Some(id) => match enrolled_uplink(&cfg, &id, mode, &mut shutdown).await? {
             Some(uplink) => uplink,
             // Shut down while enrolling.
-            None => return Ok(()),
+            None => return Ok(RunEnd::Stopped),
         },
     };
     let gw = Arc::new(Gateway::open(cfg)?);
@@ -420,7 +452,11 @@ pub async fn run(
         (_, None) => crate::heartbeat::VpnState::Down,
     };
     let (beat_stop, beat_rx) = watch::channel(false);
-    let beat = tokio::spawn(heartbeats(gw.clone(), uplink.clone(), vpn, beat_rx));
+    let beat_now = Arc::new(tokio::sync::Notify::new());
+    let beat = tokio::spawn(heartbeats(gw.clone(), uplink.clone(), vpn, beat_rx, beat_now.clone()));
+    let (reload_tx, mut reload_rx) = watch::channel(false);
+    let updates =
+        tokio::spawn(updates(gw.clone(), uplink.clone(), stop_rx.clone(), reload_tx, beat_now));
     let up = tokio::spawn(stages::uplink_stage(gw.clone(), uplink, up_rx, shutdown.clone()));
     let reports = tokio::spawn(spooled::spooled_stage(
         gw.clone(),
@@ -486,6 +522,8 @@ pub async fn run(
 
     let poll = Duration::from_secs(gw.cfg.export.poll_interval_secs);
     let mut stage_ended = false;
+    let mut reloading = false;
+    let mut reload_open = true;
     loop {
         // A stage that ends before it is told to (an error it cannot retry) would leave its
         // items waiting while ingest goes on: stop instead, loudly, so the service manager
@@ -516,6 +554,14 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => break,
+            // The updater may end without asking (updates off): then stop listening.
+            changed = reload_rx.changed(), if reload_open => match changed {
+                Ok(()) => {
+                    reloading = true;
+                    break;
+                }
+                Err(_) => reload_open = false,
+            },
         }
         if *shutdown.borrow() {
             break;
@@ -541,6 +587,7 @@ pub async fn run(
     for (name, h) in [("normalize", norm), ("deid", gate), ("reports", reports), ("uplink", up)] {
         room::stopped_is_ok(h.await.map_err(|e| joined(name, e))?)?;
     }
+    let _ = updates.await;
     // A last heartbeat with the final counts, then the tunnel may go.
     let _ = beat_stop.send(true);
     let _ = beat.await;
@@ -548,7 +595,74 @@ pub async fn run(
     if stage_ended {
         return Err(PipelineError::Stage("a stage stopped before shutdown".into()));
     }
-    Ok(())
+    Ok(if reloading { RunEnd::Reload } else { RunEnd::Stopped })
+}
+
+/// Asks the hub what its rollouts offer, every `update.check_secs` (the first time soon
+/// after start), verifies with TUF and applies. A policy applied asks the daemon to
+/// restart its pipeline (`reload`); every outcome goes out in a heartbeat at once. A release
+/// that failed here is not tried again (the rollout counts the failure; a new release is
+/// the fix).
+async fn updates(
+    gw: Arc<Gateway>,
+    uplink: Uplink,
+    mut stop: watch::Receiver<bool>,
+    reload: watch::Sender<bool>,
+    beat_now: Arc<tokio::sync::Notify>,
+) {
+    use crate::release_transport::{RepoSource, UplinkTransport};
+    use crate::updater::{self, CheckError, Verdict};
+    let settings = gw.cfg.update.clone();
+    if settings.mode == crate::update_bundle::UpdateMode::Off {
+        return;
+    }
+    if !settings.tuf_root.exists() {
+        info!(path = %settings.tuf_root.display(), "no trusted release root: the box takes no release");
+        return;
+    }
+    let transport = UplinkTransport::new(uplink.http_client().clone(), uplink.request_timeout());
+    let source = RepoSource::Hub(transport, uplink.base_url().to_string());
+    let mut wait = Duration::from_secs(2);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = Duration::from_secs(settings.check_secs);
+        let offers = uplink
+            .update_offers()
+            .await
+            .map(|o| o.offers)
+            .map_err(|e| CheckError { class: "hub_unreachable".into(), message: e.to_string() });
+        let g = gw.clone();
+        let waiting =
+            tokio::task::spawn_blocking(move || updater::waiting(&g.db)).await.unwrap_or(0);
+        let (mut report, trusted) = updater::check(&gw.cfg, offers, &source, waiting).await;
+        if let Some(e) = &report.error {
+            warn!(class = %e.class, error = %e.message, "update check failed");
+        }
+        let Some(trusted) = trusted else { continue };
+        // Not again what failed here before.
+        for d in report.updates.iter_mut().filter(|d| d.verdict == Verdict::Install) {
+            let key = if d.kind == "os" { MetaKey::UpdateOs } else { MetaKey::UpdatePolicy };
+            let last: Option<fgw_format::package::protocol::UpdateReport> =
+                gw.db.meta(key).ok().flatten().and_then(|j| serde_json::from_str(&j).ok());
+            if last.is_some_and(|l| {
+                Some(&l.version) == d.offered_version.as_ref() && l.outcome != "installed"
+            }) {
+                d.verdict = Verdict::Wait;
+                d.reason = "this release failed on this box before".into();
+            }
+        }
+        let outcomes = updater::apply(&gw.cfg, &report, &trusted, Some(&gw.db)).await;
+        if !outcomes.is_empty() {
+            beat_now.notify_one();
+        }
+        if outcomes.iter().any(|o| o.kind == "policy" && o.outcome == "installed") {
+            let _ = reload.send(true);
+            return;
+        }
+    }
 }
 
 /// Sends a heartbeat at start, every `fleet.heartbeat_secs`, and once more when `stop`
@@ -559,6 +673,7 @@ async fn heartbeats(
     uplink: Uplink,
     vpn: crate::heartbeat::VpnState,
     mut stop: watch::Receiver<bool>,
+    now: Arc<tokio::sync::Notify>,
 ) {
     let every = Duration::from_secs(gw.cfg.fleet.heartbeat_secs);
     loop {
@@ -579,6 +694,7 @@ async fn heartbeats(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => {}
+            _ = now.notified() => {}
         }
     }
 }

@@ -171,6 +171,11 @@ stored_text! {
         /// The class of the last upload error (`retry-later`, `box-refused`,
         /// `package-refused`): the heartbeat reports it, never the message.
         LastErrorClass => "last_error_class",
+        /// The last policy release the box tried: JSON of the heartbeat's `UpdateReport`
+        /// (version, outcome code, time).
+        UpdatePolicy => "update_policy",
+        /// The last OS release the box tried, likewise.
+        UpdateOs => "update_os",
     }
 }
 

@@ -571,6 +571,122 @@ pub struct ExpiredUploads {
     pub commits: u64,
 }
 
+/// A published release (issue 13): what the TUF targets list, as the hub recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseRecord {
+    /// `policy` or `os`.
+    pub kind: String,
+    /// Its version.
+    pub version: String,
+    /// Its target file name.
+    pub target: String,
+    /// SHA-256 of the target (hex).
+    pub sha256: String,
+    /// Its length.
+    pub length: u64,
+    /// When it was published (RFC 3339).
+    pub published_at: String,
+}
+
+/// One wave of a rollout: the share of the fleet it reaches, from when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Wave {
+    /// Boxes whose seed bucket (0..100) is below this are in it (cumulative: 10, 50, 100).
+    pub percent: u8,
+    /// When it starts (RFC 3339).
+    pub starts_at: String,
+}
+
+/// A rollout's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    /// Waves start on time.
+    Active,
+    /// An operator paused it: no box is newly offered the release.
+    Paused,
+    /// Failed health checks passed the threshold: no box is newly offered it.
+    Halted,
+    /// An operator rolled it back: boxes are offered the previous release.
+    RolledBack,
+    /// A newer rollout of the same kind replaced it.
+    Superseded,
+}
+
+impl RolloutState {
+    /// Its name in the store and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Active => "active",
+            RolloutState::Paused => "paused",
+            RolloutState::Halted => "halted",
+            RolloutState::RolledBack => "rolled_back",
+            RolloutState::Superseded => "superseded",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<RolloutState> {
+        [
+            RolloutState::Active,
+            RolloutState::Paused,
+            RolloutState::Halted,
+            RolloutState::RolledBack,
+            RolloutState::Superseded,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// A rollout to create ([`MetaStore::create_rollout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRollout {
+    /// `policy` or `os`.
+    pub kind: String,
+    /// The release it rolls out.
+    pub version: String,
+    /// The release of the kind's previous rollout (what a roll-back offers), if any.
+    pub previous: Option<String>,
+    /// Its waves, in order.
+    pub waves: Vec<Wave>,
+    /// Halt when failed boxes are at least this percentage of those that reported.
+    pub halt_percent: u8,
+    /// … and at least this many.
+    pub halt_min: u32,
+    /// Install outside the maintenance window and with today's exams waiting.
+    pub force: bool,
+}
+
+/// A rollout as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RolloutRecord {
+    /// Its id.
+    pub id: i64,
+    /// `policy` or `os`.
+    pub kind: String,
+    /// The release.
+    pub version: String,
+    /// The previous release of the kind.
+    pub previous: Option<String>,
+    /// Its waves.
+    pub waves: Vec<Wave>,
+    /// Its state.
+    pub state: RolloutState,
+    /// Halt threshold (percent of reporting boxes).
+    pub halt_percent: u8,
+    /// Halt threshold (count).
+    pub halt_min: u32,
+    /// Forced installs.
+    pub force: bool,
+    /// Why it halted, or who paused it (a code).
+    pub reason: Option<String>,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When its state last changed (RFC 3339).
+    pub updated_at: String,
+}
+
 /// Device registry and package index.
 pub trait MetaStore: Send + Sync {
     /// Register a certificate fingerprint. Re-registering the same fingerprint with the same
@@ -642,6 +758,22 @@ pub trait MetaStore: Send + Sync {
 
     /// The newest heartbeat of every device, by facility and device.
     fn fleet(&self) -> Result<Vec<fgw_format::package::protocol::FleetRow>>;
+
+    /// Record a published release. The same release again is a no-op.
+    fn record_release(&self, release: &ReleaseRecord) -> Result<()>;
+
+    /// Every published release, oldest first.
+    fn releases(&self) -> Result<Vec<ReleaseRecord>>;
+
+    /// Create a rollout; the kind's rollouts that are not rolled back become superseded.
+    fn create_rollout(&self, rollout: &NewRollout) -> Result<i64>;
+
+    /// Every rollout, newest first.
+    fn rollouts(&self) -> Result<Vec<RolloutRecord>>;
+
+    /// Set a rollout's state (and reason code); false if no such rollout.
+    fn set_rollout_state(&self, id: i64, state: RolloutState, reason: Option<&str>)
+        -> Result<bool>;
 
     /// Record an accepted package: `raw` are the exact bytes received (they hash to
     /// `package_id`), `manifest` their parse. Idempotent by package id

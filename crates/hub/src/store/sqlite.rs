@@ -6,8 +6,9 @@
 
 use super::{
     ChunkRecord, CredentialKind, CredentialRecord, DeviceRecord, Enrollment, ExpiredUploads,
-    MetaStore, NewSerial, Opened, Result, Revocation, SerialAdded, SerialRecord, SerialStatus,
-    StoreError, TunnelRecord, UploadAdmission, UploadRecord, UploadState,
+    MetaStore, NewRollout, NewSerial, Opened, ReleaseRecord, Result, Revocation, RolloutRecord,
+    RolloutState, SerialAdded, SerialRecord, SerialStatus, StoreError, TunnelRecord,
+    UploadAdmission, UploadRecord, UploadState,
 };
 use crate::enroll::Serial;
 use crate::Role;
@@ -199,6 +200,33 @@ CREATE TABLE device_heartbeats (
     facility_id TEXT NOT NULL,
     received_at TEXT NOT NULL,
     heartbeat   TEXT NOT NULL
+);
+"#,
+    r#"
+-- Issue 13. Published releases (the TUF targets, as recorded) and their rollouts.
+CREATE TABLE releases (
+    kind         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    target       TEXT NOT NULL UNIQUE,
+    sha256       TEXT NOT NULL,
+    length       INTEGER NOT NULL,
+    published_at TEXT NOT NULL,
+    PRIMARY KEY (kind, version)
+);
+CREATE TABLE rollouts (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    previous     TEXT,
+    waves        TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    halt_percent INTEGER NOT NULL,
+    halt_min     INTEGER NOT NULL,
+    force        INTEGER NOT NULL,
+    reason       TEXT,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    FOREIGN KEY (kind, version) REFERENCES releases (kind, version)
 );
 "#,
 ];
@@ -707,6 +735,126 @@ impl MetaStore for SqliteMetaStore {
         )
         .map_err(self.sql())?;
         Ok(received_at)
+    }
+
+    fn record_release(&self, r: &ReleaseRecord) -> Result<()> {
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO releases (kind, version, target, sha256, length, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (kind, version) DO NOTHING",
+            params![r.kind, r.version, r.target, r.sha256, sql_size(r.length), r.published_at],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn releases(&self) -> Result<Vec<ReleaseRecord>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT kind, version, target, sha256, length, published_at FROM releases
+                 ORDER BY published_at, kind, version",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ReleaseRecord {
+                    kind: r.get(0)?,
+                    version: r.get(1)?,
+                    target: r.get(2)?,
+                    sha256: r.get(3)?,
+                    length: r.get::<_, i64>(4)?.max(0) as u64,
+                    published_at: r.get(5)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<_, _>>().map_err(self.sql())
+    }
+
+    fn create_rollout(&self, n: &NewRollout) -> Result<i64> {
+        let waves = serde_json::to_string(&n.waves).map_err(|_| self.corrupt("rollout waves"))?;
+        let at = now();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(self.sql())?;
+        tx.execute(
+            "UPDATE rollouts SET state = 'superseded', updated_at = ?2
+             WHERE kind = ?1 AND state IN ('active', 'paused', 'halted')",
+            params![n.kind, at],
+        )
+        .map_err(self.sql())?;
+        tx.execute(
+            "INSERT INTO rollouts (kind, version, previous, waves, state, halt_percent, halt_min,
+                                   force, reason, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, NULL, ?8, ?8)",
+            params![n.kind, n.version, n.previous, waves, n.halt_percent, n.halt_min, n.force, at],
+        )
+        .map_err(self.sql())?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(self.sql())?;
+        Ok(id)
+    }
+
+    fn rollouts(&self) -> Result<Vec<RolloutRecord>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, kind, version, previous, waves, state, halt_percent, halt_min, force,
+                        reason, created_at, updated_at FROM rollouts ORDER BY id DESC",
+            )
+            .map_err(self.sql())?;
+        type Row = (i64, String, String, Option<String>, String, String, i64, i64, bool);
+        let rows = stmt
+            .query_map([], |r| {
+                let head: Row = (
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                );
+                Ok((head, r.get::<_, Option<String>>(9)?, r.get(10)?, r.get(11)?))
+            })
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let ((id, kind, version, previous, waves, state, pct, min, force), reason, c, u) =
+                row.map_err(self.sql())?;
+            out.push(RolloutRecord {
+                id,
+                kind,
+                version,
+                previous,
+                waves: serde_json::from_str(&waves).map_err(|_| self.corrupt("rollout waves"))?,
+                state: RolloutState::parse(&state).ok_or_else(|| self.corrupt("rollout state"))?,
+                halt_percent: pct.clamp(0, 100) as u8,
+                halt_min: min.max(0) as u32,
+                force,
+                reason,
+                created_at: c,
+                updated_at: u,
+            });
+        }
+        Ok(out)
+    }
+
+    fn set_rollout_state(
+        &self,
+        id: i64,
+        state: RolloutState,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let conn = self.lock()?;
+        let n = conn
+            .execute(
+                "UPDATE rollouts SET state = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, state.as_str(), reason, now()],
+            )
+            .map_err(self.sql())?;
+        Ok(n > 0)
     }
 
     fn fleet(&self) -> Result<Vec<FleetRow>> {
