@@ -318,7 +318,7 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 pub fn byte_forms(marker: &str) -> Vec<Vec<u8>> {
     let mut v = vec![marker.as_bytes().to_vec()];
     let (cp, _, bad) = encoding_rs::SHIFT_JIS.encode(marker);
-    if !bad && cp.as_ref() != marker.as_bytes() {
+    if !bad && AsRef::<[u8]>::as_ref(&cp) != marker.as_bytes() {
         v.push(cp.into_owned());
     }
     v.push(marker.encode_utf16().flat_map(|u| u.to_le_bytes()).collect());

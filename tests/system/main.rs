@@ -15,6 +15,7 @@ mod e2e_upload;
 mod export_share;
 mod fault_proxy;
 mod fleet_heartbeat;
+mod fleet_release;
 mod hl7_e2e;
 mod hospital_proxy;
 mod hospital_vpn;
