@@ -35,6 +35,7 @@ mod outbox_trust;
 mod policy_bundle;
 mod quarantine_retention;
 mod recovery_kit;
+mod rollout_waves;
 mod update_bundle;
 mod uplink_chunked;
 mod uplink_refusals;
