@@ -5,10 +5,12 @@
 //! Holds only manifest content (already de-identified) plus device / facility ids.
 
 use super::{
-    ChunkRecord, CredentialKind, CredentialRecord, DeviceRecord, Enrollment, ExpiredUploads,
-    MetaStore, NewSerial, Opened, Result, Revocation, SerialAdded, SerialRecord, SerialStatus,
-    StoreError, TunnelRecord, UploadAdmission, UploadRecord, UploadState,
+    ChunkRecord, CredentialKind, CredentialRecord, DayCount, DeviceRecord, DeviceUploads,
+    Enrollment, ExpiredUploads, FacilityCounts, MetaStore, NewSerial, Opened, Result, Revocation,
+    RolloutSummary, SerialAdded, SerialRecord, SerialStatus, SessionRecord, StoreError,
+    TunnelRecord, UploadAdmission, UploadRecord, UploadState,
 };
+use crate::dashboard::OperatorName;
 use crate::enroll::Serial;
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
@@ -200,6 +202,25 @@ CREATE TABLE device_heartbeats (
     received_at TEXT NOT NULL,
     heartbeat   TEXT NOT NULL
 );
+"#,
+    r#"
+-- Issue 13. The dashboard's operator accounts (Argon2id PHC strings) and their login
+-- sessions, keyed by the SHA-256 of the session token (the token is only in the cookie).
+CREATE TABLE operators (
+    name       TEXT PRIMARY KEY,
+    password   TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE operator_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    operator     TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE INDEX operator_sessions_by_operator ON operator_sessions (operator);
+-- The dashboard's uploads per day.
+CREATE INDEX packages_by_received ON packages (received_at);
+CREATE INDEX dicom_by_received ON dicom_objects (received_at);
 "#,
 ];
 
@@ -1402,6 +1423,190 @@ impl MetaStore for SqliteMetaStore {
         tx.commit().map_err(&sql)?;
         Ok(ExpiredUploads { sessions, commits: commits as u64 })
     }
+
+    fn set_operator(&self, name: &OperatorName, password_phc: &str) -> Result<bool> {
+        let mut conn = self.lock()?;
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.sql())?;
+        let existed = tx
+            .query_row("SELECT 1 FROM operators WHERE name = ?1", [name.as_str()], |_| Ok(()))
+            .optional()
+            .map_err(self.sql())?
+            .is_some();
+        tx.execute(
+            "INSERT INTO operators (name, password, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET password = ?2, updated_at = ?3",
+            params![name.as_str(), password_phc, now()],
+        )
+        .map_err(self.sql())?;
+        // A new password ends the sessions made with the old one.
+        tx.execute("DELETE FROM operator_sessions WHERE operator = ?1", [name.as_str()])
+            .map_err(self.sql())?;
+        tx.commit().map_err(self.sql())?;
+        Ok(!existed)
+    }
+
+    fn remove_operator(&self, name: &OperatorName) -> Result<bool> {
+        let mut conn = self.lock()?;
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.sql())?;
+        tx.execute("DELETE FROM operator_sessions WHERE operator = ?1", [name.as_str()])
+            .map_err(self.sql())?;
+        let n = tx
+            .execute("DELETE FROM operators WHERE name = ?1", [name.as_str()])
+            .map_err(self.sql())?;
+        tx.commit().map_err(self.sql())?;
+        Ok(n > 0)
+    }
+
+    fn operator_password(&self, name: &OperatorName) -> Result<Option<String>> {
+        let conn = self.lock()?;
+        conn.query_row("SELECT password FROM operators WHERE name = ?1", [name.as_str()], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+        .map_err(self.sql())
+    }
+
+    fn insert_session(
+        &self,
+        token_sha256: &Sha256Hex,
+        operator: &OperatorName,
+        now_ms: i64,
+    ) -> Result<()> {
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO operator_sessions (token_sha256, operator, created_ms, last_seen_ms)
+             VALUES (?1, ?2, ?3, ?3)",
+            params![token_sha256.as_str(), operator.as_str(), now_ms],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn session(&self, token_sha256: &Sha256Hex) -> Result<Option<SessionRecord>> {
+        let conn = self.lock()?;
+        let row = conn
+            .query_row(
+                "SELECT s.operator, s.created_ms, s.last_seen_ms FROM operator_sessions s
+                 JOIN operators o ON o.name = s.operator WHERE s.token_sha256 = ?1",
+                [token_sha256.as_str()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let Some((operator, created_ms, last_seen_ms)) = row else { return Ok(None) };
+        let operator =
+            OperatorName::new(operator).map_err(|_| self.corrupt("operator_sessions.operator"))?;
+        Ok(Some(SessionRecord { operator, created_ms, last_seen_ms }))
+    }
+
+    fn touch_session(&self, token_sha256: &Sha256Hex, now_ms: i64) -> Result<()> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE operator_sessions SET last_seen_ms = MAX(last_seen_ms, ?2)
+             WHERE token_sha256 = ?1",
+            params![token_sha256.as_str(), now_ms],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn delete_session(&self, token_sha256: &Sha256Hex) -> Result<bool> {
+        let conn = self.lock()?;
+        let n = conn
+            .execute(
+                "DELETE FROM operator_sessions WHERE token_sha256 = ?1",
+                [token_sha256.as_str()],
+            )
+            .map_err(self.sql())?;
+        Ok(n > 0)
+    }
+
+    fn expire_sessions(&self, idle_cutoff_ms: i64, created_cutoff_ms: i64) -> Result<u64> {
+        let conn = self.lock()?;
+        let n = conn
+            .execute(
+                "DELETE FROM operator_sessions WHERE last_seen_ms < ?1 OR created_ms < ?2",
+                params![idle_cutoff_ms, created_cutoff_ms],
+            )
+            .map_err(self.sql())?;
+        Ok(n as u64)
+    }
+
+    fn uploads_per_day(&self, facility: Option<&FacilityId>, since: &str) -> Result<Vec<DayCount>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT substr(received_at, 1, 10) AS day, COUNT(*) FROM (
+                     SELECT facility_id, received_at FROM packages
+                     UNION ALL SELECT facility_id, received_at FROM dicom_objects)
+                 WHERE received_at >= ?1 AND (?2 IS NULL OR facility_id = ?2)
+                 GROUP BY day ORDER BY day",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![since, facility.map(FacilityId::as_str)], |r| {
+                Ok(DayCount { day: r.get(0)?, count: r.get::<_, i64>(1)? as u64 })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sql())
+    }
+
+    fn device_uploads(&self) -> Result<Vec<DeviceUploads>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT device_id, facility_id, COUNT(*), MAX(received_at) FROM (
+                     SELECT device_id, facility_id, received_at FROM packages
+                     UNION ALL SELECT device_id, facility_id, received_at FROM dicom_objects)
+                 GROUP BY device_id, facility_id ORDER BY facility_id, device_id",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, facility, packages, last_received) = row.map_err(self.sql())?;
+            let facility =
+                FacilityId::new(facility).map_err(|_| self.corrupt("packages.facility_id"))?;
+            out.push(DeviceUploads { device, facility, packages: packages as u64, last_received });
+        }
+        Ok(out)
+    }
+
+    fn facility_counts(&self, facility: &FacilityId) -> Result<FacilityCounts> {
+        let conn = self.lock()?;
+        conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM exams WHERE facility_id = ?1),
+                    (SELECT COUNT(*) FROM packages WHERE facility_id = ?1),
+                    (SELECT COUNT(*) FROM dicom_objects WHERE facility_id = ?1),
+                    (SELECT COALESCE(SUM(size), 0) FROM held_objects WHERE facility_id = ?1)",
+            [facility.as_str()],
+            |r| {
+                Ok(FacilityCounts {
+                    exams: r.get::<_, i64>(0)? as u64,
+                    packages: r.get::<_, i64>(1)? as u64,
+                    dicom_objects: r.get::<_, i64>(2)? as u64,
+                    bytes_held: r.get::<_, i64>(3)? as u64,
+                })
+            },
+        )
+        .map_err(self.sql())
+    }
+
+    fn rollouts_summary(&self) -> Result<Vec<RolloutSummary>> {
+        // rollouts: filled in by the rollout module
+        Ok(Vec::new())
+    }
 }
 
 #[cfg(test)]
@@ -1837,7 +2042,9 @@ mod tests {
             conn.pragma_update(None, "user_version", 3).unwrap();
             conn.execute_batch(
                 "DROP TABLE upload_commits; DROP TABLE upload_chunks; DROP TABLE upload_sessions;
-                 DROP TABLE device_heartbeats; DROP TABLE device_tunnels; DROP TABLE device_credentials; DROP TABLE device_serials;",
+                 DROP TABLE device_heartbeats; DROP TABLE device_tunnels; DROP TABLE device_credentials; DROP TABLE device_serials;
+                 DROP TABLE operator_sessions; DROP TABLE operators; DROP INDEX packages_by_received;
+                 DROP INDEX dicom_by_received;",
             )
             .unwrap();
         }
