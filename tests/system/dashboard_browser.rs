@@ -63,9 +63,12 @@ impl Drop for Driver {
 
 /// A heartbeat for `device` (certificate in `pki`) sent straight to the hub.
 async fn heartbeat(hub: &Hub, pki: &Path, body: serde_json::Value) {
-    let tls =
-        fgw_tls::client_config(&pki.join("ca.crt"), &pki.join("device.crt"), &pki.join("device.key"))
-            .unwrap();
+    let tls = fgw_tls::client_config(
+        &pki.join("ca.crt"),
+        &pki.join("device.crt"),
+        &pki.join("device.key"),
+    )
+    .unwrap();
     let client = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
     let r = client.put(format!("{}/v1/heartbeat", hub.url())).json(&body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 204, "heartbeat: {}", r.text().await.unwrap_or_default());
@@ -152,11 +155,8 @@ fn operators_log_in_see_the_fleet_and_a_facility_and_log_out_in_chromium() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     operator_add(&hub, OPERATOR, PASSWORD);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let driver = Driver::start(&chromedriver, &root.join("chromedriver.log"));
     rt.block_on(async {
         // Two more boxes, heard from directly: one with a backlog, one with quarantined items.
@@ -222,8 +222,7 @@ fn operators_log_in_see_the_fleet_and_a_facility_and_log_out_in_chromium() {
             .unwrap();
         assert!(gw_row.contains(FACILITY) && gw_row.contains("online"), "{gw_row}");
         assert!(gw_row.contains(env!("CARGO_PKG_VERSION")), "{gw_row}");
-        let packages =
-            c.find(Locator::Css("#packages-14d")).await.unwrap().text().await.unwrap();
+        let packages = c.find(Locator::Css("#packages-14d")).await.unwrap().text().await.unwrap();
         assert!(packages.parse::<u64>().unwrap() >= opts.exams as u64, "{packages}");
         let quarantined =
             c.find(Locator::Css("#quarantined-total")).await.unwrap().text().await.unwrap();
