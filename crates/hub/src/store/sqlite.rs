@@ -2033,6 +2033,83 @@ mod tests {
     }
 
     #[test]
+    fn operators_and_their_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("hub.sqlite")).unwrap();
+        let (alice, bob) = (OperatorName::new("alice").unwrap(), OperatorName::new("bob").unwrap());
+        assert_eq!(store.operator_password(&alice).unwrap(), None);
+        assert!(store.set_operator(&alice, "$argon2id$one").unwrap(), "added");
+        assert!(store.set_operator(&bob, "$argon2id$bob").unwrap());
+        assert_eq!(store.operator_password(&alice).unwrap().as_deref(), Some("$argon2id$one"));
+        let (t1, t2, t3) = (Sha256Hex::of(b"t1"), Sha256Hex::of(b"t2"), Sha256Hex::of(b"t3"));
+        store.insert_session(&t1, &alice, 1_000).unwrap();
+        store.insert_session(&t2, &alice, 5_000).unwrap();
+        store.insert_session(&t3, &bob, 5_000).unwrap();
+        let s = store.session(&t1).unwrap().unwrap();
+        assert_eq!((s.operator, s.created_ms, s.last_seen_ms), (alice.clone(), 1_000, 1_000));
+        store.touch_session(&t1, 9_000).unwrap();
+        store.touch_session(&t1, 8_000).unwrap();
+        assert_eq!(store.session(&t1).unwrap().unwrap().last_seen_ms, 9_000, "never back");
+        // Idle before 6000 (t2, t3), or made before 500 (none): two go.
+        assert_eq!(store.expire_sessions(6_000, 500).unwrap(), 2);
+        assert!(store.session(&t2).unwrap().is_none() && store.session(&t3).unwrap().is_none());
+        // Made before 2000: t1 goes, however recently used.
+        assert_eq!(store.expire_sessions(0, 2_000).unwrap(), 1);
+        store.insert_session(&t2, &alice, 10_000).unwrap();
+        assert!(store.delete_session(&t2).unwrap());
+        assert!(!store.delete_session(&t2).unwrap());
+        // A new password ends the operator's sessions; removing the account too.
+        store.insert_session(&t1, &alice, 10_000).unwrap();
+        assert!(!store.set_operator(&alice, "$argon2id$two").unwrap(), "existed");
+        assert!(store.session(&t1).unwrap().is_none());
+        store.insert_session(&t3, &bob, 10_000).unwrap();
+        assert!(store.remove_operator(&bob).unwrap());
+        assert!(!store.remove_operator(&bob).unwrap());
+        assert!(store.session(&t3).unwrap().is_none());
+        assert_eq!(store.operator_password(&bob).unwrap(), None);
+    }
+
+    #[test]
+    fn dashboard_counts_by_day_device_and_facility() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.sqlite");
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let (f1, f2) = (FacilityId::new("F0001").unwrap(), FacilityId::new("F0002").unwrap());
+        let (g1, g2) = (DeviceId::new("gw-1").unwrap(), DeviceId::new("gw-2").unwrap());
+        for (f, g, pid, rev) in [(&f1, &g1, "e-1", 1), (&f1, &g1, "e-1", 2), (&f2, &g2, "e-9", 1)] {
+            let (m, raw, id) = exam(f, pid, rev);
+            store.record_package(f, g, &id, &m, &raw).unwrap();
+        }
+        // An older package of F0001, as if received on an earlier day.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE packages SET received_at = '2026-01-02T03:04:05Z'
+             WHERE package_id = (SELECT package_id FROM packages WHERE revision = 1
+                                 AND facility_id = 'F0001')",
+            [],
+        )
+        .unwrap();
+        let today = now()[..10].to_string();
+        let all = store.uploads_per_day(None, "2026-01-01").unwrap();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!((all[0].day.as_str(), all[0].count), ("2026-01-02", 1));
+        assert_eq!((all[1].day.as_str(), all[1].count), (today.as_str(), 2));
+        let f1_today = store.uploads_per_day(Some(&f1), &today).unwrap();
+        assert_eq!(f1_today.iter().map(|d| d.count).sum::<u64>(), 1);
+        let devices = store.device_uploads().unwrap();
+        assert_eq!(devices.len(), 2);
+        assert_eq!((devices[0].device.as_str(), devices[0].packages), ("gw-1", 2));
+        assert!(devices[0].last_received.starts_with(&today));
+        let c = store.facility_counts(&f1).unwrap();
+        assert_eq!((c.exams, c.packages, c.dicom_objects, c.bytes_held), (1, 2, 0, 0));
+        assert_eq!(
+            store.facility_counts(&FacilityId::new("F9").unwrap()).unwrap(),
+            FacilityCounts::default()
+        );
+        assert!(store.rollouts_summary().unwrap().is_empty());
+    }
+
+    #[test]
     fn migration_4_adds_upload_sessions_to_a_version_3_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.sqlite");
