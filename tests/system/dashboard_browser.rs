@@ -274,3 +274,102 @@ fn operators_log_in_see_the_fleet_and_a_facility_and_log_out_in_chromium() {
     assert!(!log.contains(PASSWORD) && !log.contains("not the password at all"));
     hub.stop();
 }
+
+/// The login's defences over HTTP, without a browser: the cookie's flags, the same-origin
+/// check of POSTs, the lock after five failures, logout ending the session, and only the
+/// token's hash in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_login_locks_after_five_failures_and_refuses_cross_site_posts() {
+    use fgw_hub::dashboard::{auth, OperatorName};
+    use reqwest::StatusCode;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = fgw_hub::HubConfig::with_data_dir(dir.path().join("hub"));
+    cfg.listen = "127.0.0.1:0".into();
+    fgw_hub::ca::init(&cfg).unwrap();
+    let hub = fgw_hub::Hub::open(&cfg).unwrap().bind().await.unwrap();
+    let alice = OperatorName::new(OPERATOR).unwrap();
+    hub.meta().set_operator(&alice, &auth::hash_password(&alice, PASSWORD).unwrap()).unwrap();
+    let origin = format!("https://127.0.0.1:{}", hub.addr().port());
+    let url = |p: &str| format!("{origin}{p}");
+    let tls = rustls::ClientConfig::builder_with_provider(fgw_tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(fgw_tls::ca_roots(&cfg.ca_cert()).unwrap())
+        .with_no_client_auth();
+    let browser = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |user: &'static str, password: &'static str, origin: Option<&str>| {
+        let mut req = browser
+            .post(url("/dashboard/login"))
+            .form(&[("username", user), ("password", password)]);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+
+    // A POST from another site, or with no origin at all, is refused before any check.
+    let r = login(OPERATOR, PASSWORD, Some("https://evil.example")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(login(OPERATOR, PASSWORD, None).await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    // The right password: a session cookie with every flag, and the fleet page.
+    let r = login(OPERATOR, PASSWORD, Some(&origin)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/dashboard");
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attr in ["fgw_session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/dashboard"] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let token = cookie.trim_start_matches("fgw_session=").to_string();
+    let page = browser.get(url("/dashboard")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert!(page.text().await.unwrap().contains("No boxes yet."));
+    let r = browser.get(url("/dashboard/facility/F0001")).header("cookie", &cookie).send().await;
+    assert_eq!(r.unwrap().status(), StatusCode::NOT_FOUND, "a facility the hub does not know");
+    let conn = rusqlite::Connection::open(cfg.db_path()).unwrap();
+    let keys: Vec<String> = conn
+        .prepare("SELECT token_sha256 FROM operator_sessions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_ne!(keys[0], token, "the database holds the token's hash, not the token");
+
+    // Five failures lock the name: even the right password is refused for a while.
+    for _ in 0..5 {
+        let r = login(OPERATOR, "wrong password here", Some(&origin)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.text().await.unwrap().contains("Wrong username or password."));
+    }
+    let r = login(OPERATOR, PASSWORD, Some(&origin)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.text().await.unwrap().contains("Too many failed sign-ins"));
+    // An unknown name gets the same answer as a wrong password.
+    let r = login("mallory", PASSWORD, Some(&origin)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("Wrong username or password."));
+
+    // Logout ends the session on the hub, not only in the browser.
+    let r = browser
+        .post(url("/dashboard/logout"))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let r = browser.get(url("/dashboard")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+    hub.shutdown().await.unwrap();
+}
