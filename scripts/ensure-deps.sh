@@ -10,14 +10,15 @@
 # basic auth), as a hospital's mandatory proxy. The WireGuard tunnel (fgw-vpn) is configured
 # with wg(8) from wireguard-tools, on the box, the hub and in tests/system/hospital_vpn.rs.
 # OS update bundles are RAUC's (rauc, which builds them with mksquashfs; openssl makes the
-# throwaway signing keys of tests/system/update_bundle.rs).
+# throwaway signing keys of tests/system/update_bundle.rs). The dashboard's browser test
+# (tests/system/dashboard_browser.rs) drives Debian's headless chromium through chromedriver.
 set -euo pipefail
 
 need_apt=()
 for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:python3" "sqlite3:sqlite3" \
             "dcmdump:dcmtk" "Orthanc:orthanc" "ip:iproute2" "tc:iproute2" "nsenter:util-linux" "nft:nftables" \
             "tinyproxy:tinyproxy" "wg:wireguard-tools" "rauc:rauc" "mksquashfs:squashfs-tools" \
-            "openssl:openssl"; do
+            "openssl:openssl" "chromium:chromium" "chromedriver:chromium-driver"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

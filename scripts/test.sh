@@ -23,5 +23,7 @@ step "cargo deny" bash scripts/deny.sh
 step "clippy" short_lines cargo clippy --workspace --all-targets --locked -- -D warnings
 # The system tests run the real binaries; build them once, with the suite's profile.
 step "build binaries" short_lines cargo build --workspace --bins --locked
+# ensure-deps installed chromium: the dashboard's browser test must run, not skip.
+export FGW_REQUIRE_BROWSER=1
 step "tests" short_lines cargo test --workspace --all-targets --locked
 echo "== suite: $SECONDS s" >&2

@@ -222,17 +222,100 @@ async fn valid_upload_is_acked_once_and_stored_once() {
     fx.hub.shutdown().await.unwrap();
 }
 
+/// A client without a certificate (a browser) completes the handshake but reaches the
+/// dashboard only: every API route, health included, answers 401 before routing, and
+/// nothing it sends is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_without_certificate_is_refused_in_the_handshake() {
+async fn client_without_certificate_gets_401_everywhere_but_the_dashboard() {
     let fx = start().await;
     let roots = fgw_tls::ca_roots(&fx.cfg.ca_cert()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(fgw_tls::provider())
+    let tls = rustls::ClientConfig::builder_with_provider(fgw_tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let alert = refusal_alert(&fx, cfg).await;
-    assert_eq!(alert, rustls::AlertDescription::CertificateRequired);
+    let anon = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sha = Sha256Hex::of(IMG1);
+    let m = manifest(F1, "e-000000000000000000000001", 1, &[("images/001.jpg", IMG1)]);
+    let (bytes, id) = (m.to_bytes(), Manifest::id_of(&m.to_bytes()));
+    let upload = UploadId::derive(&fid(F1), &sha);
+    let heartbeat = serde_json::json!({
+        "sent_at": "2026-12-05T10:00:00Z", "os_version": "0.1.0", "policy_version": "p@1",
+        "queue": {}, "bytes_uploaded": 0, "quarantine": {}, "last_error_class": null,
+        "cert_not_after": null, "disk": { "total_bytes": 1, "available_bytes": 1 },
+        "key_store": "none", "vpn": "off"
+    });
+    use reqwest::Method;
+    let routes: Vec<(Method, String, Vec<u8>)> = vec![
+        (Method::GET, "/v1/health".into(), vec![]),
+        (Method::PUT, format!("/v1/objects/{sha}"), IMG1.to_vec()),
+        (Method::HEAD, format!("/v1/objects/{sha}"), vec![]),
+        (Method::GET, format!("/v1/objects/{sha}"), vec![]),
+        (Method::PUT, format!("/v1/packages/{id}"), bytes.clone()),
+        (Method::GET, format!("/v1/facilities/{F1}/exams"), vec![]),
+        (Method::GET, format!("/v1/facilities/{F1}/dicom"), vec![]),
+        (Method::POST, "/v1/uploads".into(), br#"{"sha256":"x","size":1}"#.to_vec()),
+        (Method::GET, format!("/v1/uploads/{upload}"), vec![]),
+        (Method::PUT, format!("/v1/uploads/{upload}/chunks/0"), IMG1.to_vec()),
+        (Method::POST, format!("/v1/uploads/{upload}/commit"), vec![]),
+        (Method::PUT, "/v1/heartbeat".into(), heartbeat.to_string().into_bytes()),
+        (Method::GET, "/v1/device/config".into(), vec![]),
+        (Method::POST, "/.well-known/est/simpleenroll".into(), b"csr".to_vec()),
+        (Method::POST, "/.well-known/est/simplereenroll".into(), b"csr".to_vec()),
+        (Method::GET, "/".into(), vec![]),
+        (Method::GET, "/v1/no-such-route".into(), vec![]),
+        (Method::GET, "/dashboards".into(), vec![]),
+    ];
+    for (method, path, body) in routes {
+        let r = anon.request(method.clone(), fx.url(&path)).body(body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        if method != Method::HEAD {
+            let e: ApiError = r.json().await.unwrap();
+            assert!(e.error.contains("client certificate"), "{method} {path}: {}", e.error);
+        }
+    }
+    assert_eq!(fx.hub.meta().package_count().unwrap(), 0);
+    assert_eq!(fx.object_files(), 0, "nothing reached the object store");
+    assert!(fx.hub.meta().fleet().unwrap().is_empty());
+    // The dashboard is reached, and sends to its login.
+    let r = anon.get(fx.url("/dashboard")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+    let r = anon.get(fx.url("/dashboard/login")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains(r#"name="password""#));
+    // With a certificate, the API is as before.
+    let c = fx.client("gw-1");
+    assert_eq!(c.get(fx.url("/v1/health")).send().await.unwrap().status(), StatusCode::OK);
+    fx.hub.shutdown().await.unwrap();
+}
+
+/// `[dashboard] enabled = false`: a connection without a certificate reaches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_dashboard_a_client_without_certificate_reaches_nothing() {
+    let (dir, mut cfg) = pki();
+    cfg.dashboard.enabled = false;
+    let fx = start_with(dir, cfg, |cfg| fgw_hub::Hub::open(cfg).unwrap()).await;
+    let roots = fgw_tls::ca_roots(&fx.cfg.ca_cert()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(fgw_tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let anon = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
+    for path in ["/dashboard", "/dashboard/login", "/v1/health"] {
+        let status = anon.get(fx.url(path)).send().await.unwrap().status();
+        assert!(status == StatusCode::NOT_FOUND || status == StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(
+        anon.get(fx.url("/v1/health")).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     fx.hub.shutdown().await.unwrap();
 }
 

@@ -8,6 +8,7 @@ mod bench_uplink;
 mod box_state;
 mod burned_in_e2e;
 mod crash_harness;
+mod dashboard_browser;
 mod dicom_pull;
 mod dicom_scp_e2e;
 mod disk_full;

@@ -171,7 +171,7 @@ fn waves_start_on_time_and_the_rollout_halts_on_failures() {
     // Until the third wave's start plus a margin: it must not start (halted before).
     std::thread::sleep(Duration::from_secs(2 * INTERVAL + 4).saturating_sub(start.elapsed()));
     let list = hub_json(&hub, &["rollout", "list"]);
-    let r = list.as_array().unwrap().iter().find(|r| r["id"].to_string() == id).unwrap().clone();
+    let r = list.as_array().unwrap().iter().find(|r| r["id"] == ro["id"]).unwrap().clone();
     assert_eq!(r["state"], "halted", "{r:#}");
     assert!(r["reason"].as_str().unwrap().starts_with("health_failed_"), "{r:#}");
     {

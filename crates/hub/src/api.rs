@@ -81,6 +81,8 @@ pub(crate) struct HubState {
     pub(crate) enroll: Arc<EnrollSettings>,
     /// The release repository and its keys.
     pub(crate) releases: crate::releases::ReleasePaths,
+    /// The operators' dashboard, `None` when `[dashboard] enabled = false`.
+    pub(crate) dashboard: Option<Arc<crate::dashboard::Dashboard>>,
 }
 
 /// Uploads in progress per device.
@@ -123,12 +125,25 @@ impl Drop for UploadSlot {
 /// What the TLS handshake established about a connection; attached to each of its requests.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnPeer {
-    /// SHA-256 of the client's leaf certificate (DER): what the registry is keyed on.
-    pub(crate) fingerprint: Sha256Hex,
-    /// The CA its chain ends at.
-    pub(crate) anchor: Anchor,
+    /// The client's certificate, or that it sent none.
+    pub(crate) client: ClientAuth,
     /// The connection's number, in the logs (requests of one keep-alive connection share it).
     pub(crate) conn: u64,
+}
+
+/// How the client of a connection authenticated at the TLS layer.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientAuth {
+    /// A certificate chained to one of the hub's CAs: the registry decides per request.
+    Certificate {
+        /// SHA-256 of the client's leaf certificate (DER): what the registry is keyed on.
+        fingerprint: Sha256Hex,
+        /// The CA its chain ends at.
+        anchor: Anchor,
+    },
+    /// No certificate (a browser): only the dashboard's paths, which have their own login
+    /// ([`crate::dashboard::is_dashboard_path`]); everything else is 401.
+    Anonymous,
 }
 
 /// The root a client certificate chains to.
@@ -172,8 +187,12 @@ impl Identity {
 /// Look the request's certificate up: `issue-device` registrations (society CA), then the
 /// certificates issued to registered boxes, whose serial must not be revoked. A fingerprint
 /// found under the other CA than the one it was issued by is refused too.
-async fn identify(state: &HubState, peer: &ConnPeer) -> Result<Identity, ApiFailure> {
-    let (meta, fp, anchor) = (state.meta.clone(), peer.fingerprint.clone(), peer.anchor);
+async fn identify(
+    state: &HubState,
+    fingerprint: &Sha256Hex,
+    anchor: Anchor,
+) -> Result<Identity, ApiFailure> {
+    let (meta, fp) = (state.meta.clone(), fingerprint.clone());
     blocking(move || {
         if anchor == Anchor::Society {
             if let Some(rec) = meta.device_by_fingerprint(&fp)? {
@@ -208,6 +227,8 @@ async fn identify(state: &HubState, peer: &ConnPeer) -> Result<Identity, ApiFail
 /// Why a request failed; each maps to one status. Messages carry ids and reasons only.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiFailure {
+    #[error("a client certificate is required (without one, only /dashboard is served)")]
+    NoCertificate,
     #[error("client certificate is not registered with this hub")]
     Unregistered,
     #[error("serial {serial} is revoked")]
@@ -257,6 +278,7 @@ pub(crate) enum ApiFailure {
 impl ApiFailure {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
+            ApiFailure::NoCertificate => StatusCode::UNAUTHORIZED,
             ApiFailure::Unregistered
             | ApiFailure::Revoked { .. }
             | ApiFailure::IdevidOnlyEnrolls
@@ -430,6 +452,9 @@ pub(crate) fn router_for(state: Arc<HubState>, surface: Surface) -> Router {
         .route(est::SIMPLEREENROLL, post(est::simplereenroll));
     let routes = match surface {
         Surface::EnrollmentOnly => enrollment,
+        Surface::Everything if state.dashboard.is_some() => {
+            api_routes(enrollment).merge(crate::dashboard::routes())
+        }
         Surface::Everything => api_routes(enrollment),
     };
     routes
@@ -494,7 +519,38 @@ async fn authorize_and_log(
     let Some(peer) = req.extensions().get::<ConnPeer>().cloned() else {
         return ApiFailure::Unregistered.into_response();
     };
-    let identity = match identify(&state, &peer).await {
+    let (fingerprint, anchor) = match &peer.client {
+        ClientAuth::Certificate { fingerprint, anchor } => (fingerprint.clone(), *anchor),
+        // Decided here, before routing: without a certificate, nothing of the API is reached.
+        ClientAuth::Anonymous if crate::dashboard::is_dashboard_path(req.uri().path()) => {
+            let resp = next.run(req).await;
+            tracing::info!(
+                client = "browser",
+                conn = peer.conn,
+                method = %method,
+                route,
+                status = resp.status().as_u16(),
+                "request"
+            );
+            return resp;
+        }
+        ClientAuth::Anonymous => {
+            let refusal = ApiFailure::NoCertificate;
+            let reason = refusal.to_string();
+            let resp = refusal.into_response();
+            tracing::warn!(
+                client = "browser",
+                conn = peer.conn,
+                method = %method,
+                route,
+                status = resp.status().as_u16(),
+                reason,
+                "request refused"
+            );
+            return resp;
+        }
+    };
+    let identity = match identify(&state, &fingerprint, anchor).await {
         Ok(Identity::Idevid { .. }) if route != est::SIMPLEENROLL => {
             Err(ApiFailure::IdevidOnlyEnrolls)
         }
@@ -506,7 +562,7 @@ async fn authorize_and_log(
             let reason = refusal.to_string();
             let resp = refusal.into_response();
             tracing::warn!(
-                fingerprint = %peer.fingerprint,
+                fingerprint = %fingerprint,
                 conn = peer.conn,
                 method = %method,
                 route,

@@ -9,6 +9,7 @@
 use clap::{Args, Parser, Subcommand};
 use fgw_format::ids::{DeviceId, FacilityId};
 use fgw_hub::ca;
+use fgw_hub::dashboard::{auth, OperatorName};
 use fgw_hub::enroll::{self, Serial};
 use fgw_hub::gc;
 use fgw_hub::store::{FsObjectStore, MetaStore, SqliteMetaStore};
@@ -49,6 +50,9 @@ enum Command {
     /// Boxes with a device identity (IDevID): add, revoke, show.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Accounts of the operators' dashboard (`/dashboard`): add, remove.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Issue a client certificate for a gateway (or operator) and register it.
     IssueDevice {
         #[command(flatten)]
@@ -173,6 +177,26 @@ enum ReleaseCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Add an operator, or give an existing one a new password (which ends its sessions).
+    /// The password is read from standard input, one line (12 characters at least); it is
+    /// stored as an Argon2id hash only.
+    Add {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The username (1-64 of A-Z a-z 0-9 . _ -).
+        name: OperatorName,
+    },
+    /// Remove an operator and end its sessions.
+    Remove {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The username.
+        name: OperatorName,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum RolloutCommand {
     /// Roll a published release out in waves (cumulative percentages of the fleet, by a
     /// stable per-device seed); the kind's earlier rollout is superseded.
@@ -252,6 +276,12 @@ enum CliError {
     Enroll(#[from] enroll::EnrollError),
     #[error("serial {0} is not registered")]
     UnknownSerial(Serial),
+    #[error("operator {0} does not exist")]
+    UnknownOperator(OperatorName),
+    #[error("operator password: {0}")]
+    Password(auth::AuthError),
+    #[error("cannot read the password from standard input: {0}")]
+    Stdin(std::io::Error),
     #[error(transparent)]
     Store(#[from] fgw_hub::store::StoreError),
     #[error(transparent)]
@@ -272,6 +302,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::NoConfig { .. } | CliError::Config(_) | CliError::BadStart => 2,
+            CliError::Password(auth::AuthError::PasswordLength) => 2,
             _ => 1,
         }
     }
@@ -331,6 +362,7 @@ fn effective(cfg: &HubConfig) -> serde_json::Value {
         "operational_cert_days": cfg.operational_cert_days,
         "facility_config": cfg.facility_config,
         "vpn": cfg.vpn,
+        "dashboard": cfg.dashboard,
         "tls": {
             "ca_cert": cfg.ca_cert(),
             "ca_key": cfg.ca_key(),
@@ -411,6 +443,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 "previous": r.previous,
                 "device_certificates_removed": r.device_certificates_removed,
             }));
+        }
+        Command::Operator(OperatorCommand::Add { cfg: args, name }) => {
+            let cfg = load(&args)?;
+            let password = read_password_line(std::io::stdin().lock())?;
+            auth::check_password(&password).map_err(CliError::Password)?;
+            let phc = auth::hash_password(&name, &password).map_err(CliError::Password)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let added = meta.set_operator(&name, &phc)?;
+            print_json(&json!({ "operator": name.as_str(), "added": added }));
+        }
+        Command::Operator(OperatorCommand::Remove { cfg: args, name }) => {
+            let cfg = load(&args)?;
+            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            if !meta.remove_operator(&name)? {
+                return Err(CliError::UnknownOperator(name));
+            }
+            print_json(&json!({ "operator": name.as_str(), "removed": true }));
         }
         Command::Fleet { cfg: args, json } => {
             let cfg = load(&args)?;
@@ -573,6 +622,15 @@ fn rollout(cmd: RolloutCommand) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The first line of `input`, without its line end.
+fn read_password_line(mut input: impl std::io::BufRead) -> Result<String, CliError> {
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(CliError::Stdin)?;
+    let end = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(end);
+    Ok(line)
+}
+
 /// Entry point of the `hub` binary.
 pub(crate) fn main() -> ExitCode {
     init_logging();
@@ -618,6 +676,16 @@ mod tests {
         assert!(
             Cli::try_parse_from(["hub", "list", "--config", "h", "--facility", "../x"]).is_err()
         );
+        let cli = Cli::try_parse_from(["hub", "operator", "add", "--config", "h", "alice"]);
+        assert!(matches!(cli.unwrap().command, Command::Operator(OperatorCommand::Add { .. })));
+        assert!(Cli::try_parse_from(["hub", "operator", "remove", "--config", "h", "a/b"]).is_err());
+    }
+
+    #[test]
+    fn the_password_is_one_line() {
+        let pw = read_password_line(&b"correct horse battery\r\nnext line\n"[..]).unwrap();
+        assert_eq!(pw, "correct horse battery");
+        assert_eq!(read_password_line(&b""[..]).unwrap(), "");
     }
 
     #[test]

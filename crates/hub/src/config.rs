@@ -29,6 +29,12 @@
 //! manufacturing_ca_cert = "pki/manufacturing-ca.crt"
 //! manufacturing_ca_key = "pki/manufacturing-ca.key"
 //!
+//! [dashboard]                        # the operators' web page at /dashboard (docs/dashboard.md)
+//! enabled = true                     # default
+//! session_idle_secs = 1800           # 30 min unused: the login session ends
+//! session_max_secs = 43200           # 12 h after login: the session ends whatever its use
+//! online_secs = 900                  # a box is "online" with a heartbeat this recent (3 x 300 s)
+//!
 //! [facility_config.F0001]            # handed to F0001's boxes as they enroll (free-form)
 //! note = "anything the gateway reads"
 //!
@@ -198,6 +204,10 @@ pub struct HubConfig {
     /// `[releases]`: the TUF repository of OS and policy releases, and its keys.
     #[serde(default)]
     pub releases: ReleaseSettings,
+    /// The operators' dashboard (`/dashboard`). Default: enabled, with the session and
+    /// online defaults of [`HubDashboard`].
+    #[serde(default)]
+    pub dashboard: HubDashboard,
 }
 
 /// `[releases]`: where the TUF repository and its keys live. Defaults under
@@ -212,6 +222,73 @@ pub struct ReleaseSettings {
     /// The role keys (`root.pk8`, `targets.pk8`, `snapshot.pk8`, `timestamp.pk8`). Default
     /// `<data_dir>/tuf/keys`.
     pub keys_dir: Option<PathBuf>,
+}
+
+/// `[dashboard]`: the operators' web page on the API's address (`docs/dashboard.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubDashboard {
+    /// Serve `/dashboard`. Default `true`. Disabled, the paths answer 404 and a connection
+    /// without a client certificate reaches nothing.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds a login session may go unused before it ends. Default 1800 (30 min;
+    /// 60 ..= 86400, at most `session_max_secs`).
+    #[serde(default = "default_session_idle_secs")]
+    pub session_idle_secs: u64,
+    /// Seconds after login a session ends however much it is used. Default 43200 (12 h;
+    /// 60 ..= 604800).
+    #[serde(default = "default_session_max_secs")]
+    pub session_max_secs: u64,
+    /// A box counts as online with a heartbeat at most this old, seconds. Default 900
+    /// (15 min: three of the gateway's default 300 s heartbeats; 60 ..= 86400).
+    #[serde(default = "default_online_secs")]
+    pub online_secs: u64,
+}
+
+impl Default for HubDashboard {
+    fn default() -> Self {
+        HubDashboard {
+            enabled: true,
+            session_idle_secs: default_session_idle_secs(),
+            session_max_secs: default_session_max_secs(),
+            online_secs: default_online_secs(),
+        }
+    }
+}
+
+impl HubDashboard {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, expected: &str| ConfigError::Invalid { key, expected: expected.into() };
+        if !(60..=7 * 86_400).contains(&self.session_max_secs) {
+            return Err(invalid("dashboard.session_max_secs", "60 ..= 604800 (7 days)"));
+        }
+        if !(60..=86_400).contains(&self.session_idle_secs)
+            || self.session_idle_secs > self.session_max_secs
+        {
+            return Err(invalid(
+                "dashboard.session_idle_secs",
+                "60 ..= 86400, at most dashboard.session_max_secs",
+            ));
+        }
+        if !(60..=86_400).contains(&self.online_secs) {
+            return Err(invalid("dashboard.online_secs", "60 ..= 86400"));
+        }
+        Ok(())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_session_idle_secs() -> u64 {
+    30 * 60
+}
+fn default_session_max_secs() -> u64 {
+    12 * 3600
+}
+fn default_online_secs() -> u64 {
+    15 * 60
 }
 
 /// Paths of the PKI files; `None` means the default under `<data_dir>/pki/`.
@@ -436,6 +513,7 @@ impl Default for HubConfig {
             vpn: None,
             tls: HubTlsPaths::default(),
             releases: ReleaseSettings::default(),
+            dashboard: HubDashboard::default(),
         }
     }
 }
@@ -564,6 +642,7 @@ impl HubConfig {
         if !(1..=MAX_OPERATIONAL_CERT_DAYS).contains(&self.operational_cert_days) {
             return Err(invalid("operational_cert_days", "1 ..= 365"));
         }
+        self.dashboard.validate()?;
         match &self.vpn {
             Some(vpn) => vpn.validate(),
             None => Ok(()),
@@ -666,6 +745,22 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.ca_cert(), PathBuf::from("/var/lib/fgw-hub/pki/ca.crt"));
         assert_eq!(cfg.max_object_bytes, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn dashboard_defaults_and_limits() {
+        let d = HubConfig::default().dashboard;
+        assert!(d.enabled);
+        assert_eq!((d.session_idle_secs, d.session_max_secs, d.online_secs), (1800, 43200, 900));
+        let cfg = HubConfig::parse_str("[dashboard]\nenabled = false\n").unwrap();
+        assert!(!cfg.dashboard.enabled);
+        cfg.validate().unwrap();
+        let bad = HubConfig::parse_str(
+            "[dashboard]\nsession_idle_secs = 7200\nsession_max_secs = 3600\n",
+        )
+        .unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("dashboard.session_idle_secs"));
+        assert!(HubConfig::parse_str("[dashboard]\npassword = \"x\"\n").is_err());
     }
 
     #[test]

@@ -185,6 +185,11 @@ pub fn log_route(path: &str) -> (&'static str, Option<PackageId>) {
         [".well-known", "est", "simpleenroll"] => ("/.well-known/est/simpleenroll", None),
         [".well-known", "est", "simplereenroll"] => ("/.well-known/est/simplereenroll", None),
         ["v1", "device", "config"] => ("/v1/device/config", None),
+        ["dashboard"] => ("/dashboard", None),
+        ["dashboard", "login"] => ("/dashboard/login", None),
+        ["dashboard", "logout"] => ("/dashboard/logout", None),
+        ["dashboard", "style.css"] => ("/dashboard/style.css", None),
+        ["dashboard", "facility", _] => ("/dashboard/facility/{facility}", None),
         _ => ("(unknown)", None),
     }
 }

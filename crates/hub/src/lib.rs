@@ -8,6 +8,9 @@
 //! - [`store`] — narrow object/metadata traits with embedded defaults (filesystem + SQLite);
 //! - [`intake`] — what uploads are checked against before storing (fuzzed without a network);
 //! - [`fleet`] — the boxes' heartbeats (issue 13), for `hub fleet` and the operators;
+//! - [`dashboard`] — the operators' web page at `/dashboard` (issue 13): login with
+//!   username and password, fleet and facility pages rendered on the server
+//!   (`docs/dashboard.md`);
 //! - [`gc`] — collection of objects no manifest references, and of expired upload sessions;
 //! - [`api`] and [`server`] — the HTTP API behind the TLS acceptor that authenticates callers;
 //!   [`uploads`] — its chunked upload sessions (issue 11);
@@ -22,6 +25,7 @@
 mod api;
 pub mod ca;
 mod config;
+pub mod dashboard;
 pub mod enroll;
 mod est;
 pub mod fleet;
@@ -35,7 +39,7 @@ pub mod store;
 mod uploads;
 pub mod vpn;
 
-pub use config::{ConfigError, HubConfig, HubTlsPaths, HubVpn};
+pub use config::{ConfigError, HubConfig, HubDashboard, HubTlsPaths, HubVpn};
 pub use server::{bind, serve, Hub, RunningHub, ServeError};
 
 use fgw_format::ids::{DeviceId, FacilityId};

@@ -286,6 +286,37 @@ pub fn status(
     Ok(out)
 }
 
+/// The rollouts as the dashboard shows them: per wave its share, start and whether it has
+/// started; the counts of boxes updated and failed.
+pub fn summaries(
+    meta: &dyn MetaStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<crate::store::RolloutSummary>, StoreError> {
+    let all = status(meta, now).map_err(|e| match e {
+        RolloutError::Store(s) => s,
+        other => StoreError::Corrupt { path: "rollouts".into(), what: other.to_string() },
+    })?;
+    Ok(all
+        .into_iter()
+        .map(|s| crate::store::RolloutSummary {
+            release: s.rollout.version.clone(),
+            kind: s.rollout.kind.clone(),
+            waves: s
+                .rollout
+                .waves
+                .iter()
+                .map(|w| {
+                    let st = if started(w, now) { "started" } else { "pending" };
+                    (w.percent, w.starts_at.clone(), st.to_string())
+                })
+                .collect(),
+            state: s.rollout.state.as_str().to_string(),
+            updated: s.installed,
+            failed: s.failed,
+        })
+        .collect())
+}
+
 /// Halts every active rollout whose failures reached its threshold; returns the ids halted.
 pub fn evaluate(meta: &dyn MetaStore, now: DateTime<Utc>) -> Result<Vec<i64>, RolloutError> {
     let mut halted = Vec::new();

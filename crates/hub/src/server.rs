@@ -1,8 +1,14 @@
-//! TLS acceptor + HTTP/1.1 server. Authentication is the TLS layer: the handshake requires a
-//! client certificate chained to the society CA, or to the manufacturing CA (IDevIDs, for
+//! TLS acceptor + HTTP/1.1 server. Authentication of devices is the TLS layer: a client
+//! certificate must chain to the society CA, or to the manufacturing CA (IDevIDs, for
 //! enrollment only) when the hub has one. The leaf's fingerprint and the CA it chains to are
 //! attached to every request of the connection ([`ConnPeer`]); the API looks the fingerprint
 //! up in the registry on every request, so a revocation reaches open connections.
+//!
+//! A client may also send no certificate at all (a browser: the operators' dashboard). Such
+//! a connection is marked [`ClientAuth::Anonymous`] and the API's middleware lets it reach
+//! the dashboard's paths only, which have their own login; every other path answers 401
+//! before routing. A certificate that is sent must still chain to a hub CA, or the
+//! handshake fails as before.
 //!
 //! At most `max_connections` connections are served at once: the accept loop takes a permit
 //! before it accepts, so further clients wait in the kernel's listen backlog (their connect
@@ -10,7 +16,7 @@
 //! `header_timeout_secs`. Garbage collection ([`crate::gc`]: unreferenced objects, expired
 //! upload sessions) runs every `gc_interval_secs`.
 
-use super::api::{self, Anchor, ConnPeer, HubState, Limits, UploadSlots};
+use super::api::{self, Anchor, ClientAuth, ConnPeer, HubState, Limits, UploadSlots};
 use super::config::{ConfigError, HubConfig};
 use super::enroll::EnrollSettings;
 use super::store::{FsObjectStore, MetaStore, ObjectStore, SqliteMetaStore, StoreError};
@@ -102,8 +108,13 @@ fn tls_config(
             "no manufacturing CA certificate: IDevIDs are not accepted (hub init-manufacturing)"
         );
     }
-    // Client auth is mandatory: a client without a certificate never reaches HTTP.
-    let both = verifier(roots, manufacturing)?;
+    // A client without a certificate gets through the handshake (browsers of the
+    // dashboard); the API then serves it the dashboard's paths only. A certificate that is
+    // sent must chain to one of the roots.
+    let both = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|source| TlsError::Verifier { path: manufacturing, source })?;
     let (cert_p, key_p) = (cfg.server_cert(), cfg.server_key());
     let chain = fgw_tls::load_certs(&cert_p)?;
     let key = PrivateKeyDer::from_pem_file(&key_p).map_err(|e| match e {
@@ -175,6 +186,7 @@ impl Hub {
             running: crate::uploads::RunningHashes::default(),
             enroll: Arc::new(EnrollSettings::from_config(cfg, vpn_key.as_ref())?),
             releases: crate::releases::ReleasePaths::of(cfg),
+            dashboard: crate::dashboard::Dashboard::from_config(&cfg.dashboard),
         });
         Ok(Hub {
             state,
@@ -390,21 +402,25 @@ async fn connection(
             return;
         }
     };
-    // Client auth is mandatory in the server config, so a finished handshake has a leaf.
-    let Some((leaf, intermediates)) =
-        tls.get_ref().1.peer_certificates().and_then(|c| c.split_first())
-    else {
-        return;
+    let client = match tls.get_ref().1.peer_certificates().and_then(|c| c.split_first()) {
+        Some((leaf, intermediates)) => {
+            // The handshake accepted a chain to one of the roots; to the society CA, or else
+            // to the manufacturing CA. The registry decides per request what it may do.
+            let now = rustls::pki_types::UnixTime::now();
+            let anchor = match society.verify_client_cert(leaf, intermediates, now) {
+                Ok(_) => Anchor::Society,
+                Err(_) => Anchor::Manufacturing,
+            };
+            let fingerprint = fgw_tls::cert_fingerprint(leaf);
+            tracing::debug!(conn, %fingerprint, ?anchor, "tls connection");
+            ClientAuth::Certificate { fingerprint, anchor }
+        }
+        None => {
+            tracing::debug!(conn, "tls connection without a client certificate");
+            ClientAuth::Anonymous
+        }
     };
-    // The handshake accepted a chain to one of the roots; to the society CA, or else to the
-    // manufacturing CA. The registry decides per request what the certificate may do.
-    let now = rustls::pki_types::UnixTime::now();
-    let anchor = match society.verify_client_cert(leaf, intermediates, now) {
-        Ok(_) => Anchor::Society,
-        Err(_) => Anchor::Manufacturing,
-    };
-    let peer = ConnPeer { fingerprint: fgw_tls::cert_fingerprint(leaf), anchor, conn };
-    tracing::debug!(conn, fingerprint = %peer.fingerprint, ?anchor, "tls connection");
+    let peer = ConnPeer { client, conn };
     let svc = tower::ServiceExt::map_request(router, move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(peer.clone());
         req

@@ -17,10 +17,16 @@
 //! enrollment times), and every certificate the hub issued to one, its IDevID and each
 //! operational certificate, by fingerprint ([`CredentialRecord`]). A request is authorized by
 //! looking its certificate up, so revoking a serial cuts every certificate of it at once.
+//!
+//! The operators' dashboard (issue 13) keeps its accounts (Argon2id hashes) and login
+//! sessions (the SHA-256 of each session token, never the token) here too, so sessions
+//! survive a restart and are shared by several hub nodes; its figures are counts by day,
+//! device and facility ([`DayCount`], [`DeviceUploads`], [`FacilityCounts`]).
 
 mod fs;
 mod sqlite;
 
+use crate::dashboard::OperatorName;
 use crate::enroll::Serial;
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
@@ -687,6 +693,69 @@ pub struct RolloutRecord {
     pub updated_at: String,
 }
 
+/// A dashboard login session as stored: the token itself never is, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The operator it belongs to.
+    pub operator: OperatorName,
+    /// When it was made (login), ms since the Unix epoch.
+    pub created_ms: i64,
+    /// When it was last used, ms since the Unix epoch.
+    pub last_seen_ms: i64,
+}
+
+/// Packages received on one day (UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCount {
+    /// The day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Packages (exam, report and DICOM) received that day.
+    pub count: u64,
+}
+
+/// What one device has uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceUploads {
+    /// The device.
+    pub device: String,
+    /// Its facility.
+    pub facility: FacilityId,
+    /// Packages received from it.
+    pub packages: u64,
+    /// When the newest of them was received (RFC 3339, UTC).
+    pub last_received: String,
+}
+
+/// What the hub holds for one facility.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FacilityCounts {
+    /// Exams (their current packages).
+    pub exams: u64,
+    /// Exam and report packages received (every revision).
+    pub packages: u64,
+    /// DICOM objects (current).
+    pub dicom_objects: u64,
+    /// Bytes of objects the facility holds.
+    pub bytes_held: u64,
+}
+
+/// One release being rolled out to the fleet, as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutSummary {
+    /// The release (version).
+    pub release: String,
+    /// What is rolled out (e.g. `os`, `policy`).
+    pub kind: String,
+    /// Its waves: percent of the fleet, start (RFC 3339), state.
+    pub waves: Vec<(u8, String, String)>,
+    /// The rollout's state.
+    pub state: String,
+    /// Boxes updated so far.
+    pub updated: u64,
+    /// Boxes whose update failed.
+    pub failed: u64,
+}
+
 /// Device registry and package index.
 pub trait MetaStore: Send + Sync {
     /// Register a certificate fingerprint. Re-registering the same fingerprint with the same
@@ -884,4 +953,48 @@ pub trait MetaStore: Send + Sync {
     /// Delete open sessions last touched before `cutoff`, and records of commits made
     /// before it.
     fn expire_uploads(&self, cutoff: SystemTime) -> Result<ExpiredUploads>;
+
+    /// Set the dashboard password of operator `name` (an Argon2id PHC string), adding the
+    /// account if there is none; `true` if it was added. Setting a new password ends the
+    /// operator's sessions.
+    fn set_operator(&self, name: &OperatorName, password_phc: &str) -> Result<bool>;
+
+    /// Remove an operator account and its sessions; `false` if there was none.
+    fn remove_operator(&self, name: &OperatorName) -> Result<bool>;
+
+    /// The PHC string of an operator's password, `None` if there is no such account.
+    fn operator_password(&self, name: &OperatorName) -> Result<Option<String>>;
+
+    /// Record a new login session of `operator`, keyed by the SHA-256 of its token, made
+    /// and last used at `now_ms`.
+    fn insert_session(
+        &self,
+        token_sha256: &Sha256Hex,
+        operator: &OperatorName,
+        now_ms: i64,
+    ) -> Result<()>;
+
+    /// The session keyed by `token_sha256`, `None` if there is none (never made, logged out,
+    /// expired, or its operator removed).
+    fn session(&self, token_sha256: &Sha256Hex) -> Result<Option<SessionRecord>>;
+
+    /// Mark a session as used at `now_ms`.
+    fn touch_session(&self, token_sha256: &Sha256Hex, now_ms: i64) -> Result<()>;
+
+    /// End a session (logout); `false` if there was none.
+    fn delete_session(&self, token_sha256: &Sha256Hex) -> Result<bool>;
+
+    /// Delete sessions last used before `idle_cutoff_ms` or made before `created_cutoff_ms`;
+    /// returns how many.
+    fn expire_sessions(&self, idle_cutoff_ms: i64, created_cutoff_ms: i64) -> Result<u64>;
+
+    /// Packages received per day (UTC) from day `since` (`YYYY-MM-DD`) on, of `facility` or
+    /// of every facility; days without packages are left out, the rest in order.
+    fn uploads_per_day(&self, facility: Option<&FacilityId>, since: &str) -> Result<Vec<DayCount>>;
+
+    /// Per device that uploaded anything: how many packages, and when the newest arrived.
+    fn device_uploads(&self) -> Result<Vec<DeviceUploads>>;
+
+    /// Exams, packages, DICOM objects and bytes held of one facility.
+    fn facility_counts(&self, facility: &FacilityId) -> Result<FacilityCounts>;
 }

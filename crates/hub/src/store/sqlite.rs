@@ -5,11 +5,13 @@
 //! Holds only manifest content (already de-identified) plus device / facility ids.
 
 use super::{
-    ChunkRecord, CredentialKind, CredentialRecord, DeviceRecord, Enrollment, ExpiredUploads,
-    MetaStore, NewRollout, NewSerial, Opened, ReleaseRecord, Result, Revocation, RolloutRecord,
-    RolloutState, SerialAdded, SerialRecord, SerialStatus, StoreError, TunnelRecord,
-    UploadAdmission, UploadRecord, UploadState,
+    ChunkRecord, CredentialKind, CredentialRecord, DayCount, DeviceRecord, DeviceUploads,
+    Enrollment, ExpiredUploads, FacilityCounts, MetaStore, NewRollout, NewSerial, Opened,
+    ReleaseRecord, Result, Revocation, RolloutRecord, RolloutState, SerialAdded, SerialRecord,
+    SerialStatus, SessionRecord, StoreError, TunnelRecord, UploadAdmission, UploadRecord,
+    UploadState,
 };
+use crate::dashboard::OperatorName;
 use crate::enroll::Serial;
 use crate::Role;
 use fgw_format::ids::{DeviceId, FacilityId, PackageId, Sha256Hex, UploadId};
@@ -228,6 +230,25 @@ CREATE TABLE rollouts (
     updated_at   TEXT NOT NULL,
     FOREIGN KEY (kind, version) REFERENCES releases (kind, version)
 );
+"#,
+    r#"
+-- Issue 13. The dashboard's operator accounts (Argon2id PHC strings) and their login
+-- sessions, keyed by the SHA-256 of the session token (the token is only in the cookie).
+CREATE TABLE operators (
+    name       TEXT PRIMARY KEY,
+    password   TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE operator_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    operator     TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE INDEX operator_sessions_by_operator ON operator_sessions (operator);
+-- The dashboard's uploads per day.
+CREATE INDEX packages_by_received ON packages (received_at);
+CREATE INDEX dicom_by_received ON dicom_objects (received_at);
 "#,
 ];
 
@@ -1550,6 +1571,185 @@ impl MetaStore for SqliteMetaStore {
         tx.commit().map_err(&sql)?;
         Ok(ExpiredUploads { sessions, commits: commits as u64 })
     }
+
+    fn set_operator(&self, name: &OperatorName, password_phc: &str) -> Result<bool> {
+        let mut conn = self.lock()?;
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.sql())?;
+        let existed = tx
+            .query_row("SELECT 1 FROM operators WHERE name = ?1", [name.as_str()], |_| Ok(()))
+            .optional()
+            .map_err(self.sql())?
+            .is_some();
+        tx.execute(
+            "INSERT INTO operators (name, password, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET password = ?2, updated_at = ?3",
+            params![name.as_str(), password_phc, now()],
+        )
+        .map_err(self.sql())?;
+        // A new password ends the sessions made with the old one.
+        tx.execute("DELETE FROM operator_sessions WHERE operator = ?1", [name.as_str()])
+            .map_err(self.sql())?;
+        tx.commit().map_err(self.sql())?;
+        Ok(!existed)
+    }
+
+    fn remove_operator(&self, name: &OperatorName) -> Result<bool> {
+        let mut conn = self.lock()?;
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.sql())?;
+        tx.execute("DELETE FROM operator_sessions WHERE operator = ?1", [name.as_str()])
+            .map_err(self.sql())?;
+        let n = tx
+            .execute("DELETE FROM operators WHERE name = ?1", [name.as_str()])
+            .map_err(self.sql())?;
+        tx.commit().map_err(self.sql())?;
+        Ok(n > 0)
+    }
+
+    fn operator_password(&self, name: &OperatorName) -> Result<Option<String>> {
+        let conn = self.lock()?;
+        conn.query_row("SELECT password FROM operators WHERE name = ?1", [name.as_str()], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+        .map_err(self.sql())
+    }
+
+    fn insert_session(
+        &self,
+        token_sha256: &Sha256Hex,
+        operator: &OperatorName,
+        now_ms: i64,
+    ) -> Result<()> {
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO operator_sessions (token_sha256, operator, created_ms, last_seen_ms)
+             VALUES (?1, ?2, ?3, ?3)",
+            params![token_sha256.as_str(), operator.as_str(), now_ms],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn session(&self, token_sha256: &Sha256Hex) -> Result<Option<SessionRecord>> {
+        let conn = self.lock()?;
+        let row = conn
+            .query_row(
+                "SELECT s.operator, s.created_ms, s.last_seen_ms FROM operator_sessions s
+                 JOIN operators o ON o.name = s.operator WHERE s.token_sha256 = ?1",
+                [token_sha256.as_str()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let Some((operator, created_ms, last_seen_ms)) = row else { return Ok(None) };
+        let operator =
+            OperatorName::new(operator).map_err(|_| self.corrupt("operator_sessions.operator"))?;
+        Ok(Some(SessionRecord { operator, created_ms, last_seen_ms }))
+    }
+
+    fn touch_session(&self, token_sha256: &Sha256Hex, now_ms: i64) -> Result<()> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE operator_sessions SET last_seen_ms = MAX(last_seen_ms, ?2)
+             WHERE token_sha256 = ?1",
+            params![token_sha256.as_str(), now_ms],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn delete_session(&self, token_sha256: &Sha256Hex) -> Result<bool> {
+        let conn = self.lock()?;
+        let n = conn
+            .execute(
+                "DELETE FROM operator_sessions WHERE token_sha256 = ?1",
+                [token_sha256.as_str()],
+            )
+            .map_err(self.sql())?;
+        Ok(n > 0)
+    }
+
+    fn expire_sessions(&self, idle_cutoff_ms: i64, created_cutoff_ms: i64) -> Result<u64> {
+        let conn = self.lock()?;
+        let n = conn
+            .execute(
+                "DELETE FROM operator_sessions WHERE last_seen_ms < ?1 OR created_ms < ?2",
+                params![idle_cutoff_ms, created_cutoff_ms],
+            )
+            .map_err(self.sql())?;
+        Ok(n as u64)
+    }
+
+    fn uploads_per_day(&self, facility: Option<&FacilityId>, since: &str) -> Result<Vec<DayCount>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT substr(received_at, 1, 10) AS day, COUNT(*) FROM (
+                     SELECT facility_id, received_at FROM packages
+                     UNION ALL SELECT facility_id, received_at FROM dicom_objects)
+                 WHERE received_at >= ?1 AND (?2 IS NULL OR facility_id = ?2)
+                 GROUP BY day ORDER BY day",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![since, facility.map(FacilityId::as_str)], |r| {
+                Ok(DayCount { day: r.get(0)?, count: r.get::<_, i64>(1)? as u64 })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sql())
+    }
+
+    fn device_uploads(&self) -> Result<Vec<DeviceUploads>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT device_id, facility_id, COUNT(*), MAX(received_at) FROM (
+                     SELECT device_id, facility_id, received_at FROM packages
+                     UNION ALL SELECT device_id, facility_id, received_at FROM dicom_objects)
+                 GROUP BY device_id, facility_id ORDER BY facility_id, device_id",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, facility, packages, last_received) = row.map_err(self.sql())?;
+            let facility =
+                FacilityId::new(facility).map_err(|_| self.corrupt("packages.facility_id"))?;
+            out.push(DeviceUploads { device, facility, packages: packages as u64, last_received });
+        }
+        Ok(out)
+    }
+
+    fn facility_counts(&self, facility: &FacilityId) -> Result<FacilityCounts> {
+        let conn = self.lock()?;
+        conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM exams WHERE facility_id = ?1),
+                    (SELECT COUNT(*) FROM packages WHERE facility_id = ?1),
+                    (SELECT COUNT(*) FROM dicom_objects WHERE facility_id = ?1),
+                    (SELECT COALESCE(SUM(size), 0) FROM held_objects WHERE facility_id = ?1)",
+            [facility.as_str()],
+            |r| {
+                Ok(FacilityCounts {
+                    exams: r.get::<_, i64>(0)? as u64,
+                    packages: r.get::<_, i64>(1)? as u64,
+                    dicom_objects: r.get::<_, i64>(2)? as u64,
+                    bytes_held: r.get::<_, i64>(3)? as u64,
+                })
+            },
+        )
+        .map_err(self.sql())
+    }
 }
 
 #[cfg(test)]
@@ -1976,6 +2176,82 @@ mod tests {
     }
 
     #[test]
+    fn operators_and_their_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("hub.sqlite")).unwrap();
+        let (alice, bob) = (OperatorName::new("alice").unwrap(), OperatorName::new("bob").unwrap());
+        assert_eq!(store.operator_password(&alice).unwrap(), None);
+        assert!(store.set_operator(&alice, "$argon2id$one").unwrap(), "added");
+        assert!(store.set_operator(&bob, "$argon2id$bob").unwrap());
+        assert_eq!(store.operator_password(&alice).unwrap().as_deref(), Some("$argon2id$one"));
+        let (t1, t2, t3) = (Sha256Hex::of(b"t1"), Sha256Hex::of(b"t2"), Sha256Hex::of(b"t3"));
+        store.insert_session(&t1, &alice, 1_000).unwrap();
+        store.insert_session(&t2, &alice, 5_000).unwrap();
+        store.insert_session(&t3, &bob, 5_000).unwrap();
+        let s = store.session(&t1).unwrap().unwrap();
+        assert_eq!((s.operator, s.created_ms, s.last_seen_ms), (alice.clone(), 1_000, 1_000));
+        store.touch_session(&t1, 9_000).unwrap();
+        store.touch_session(&t1, 8_000).unwrap();
+        assert_eq!(store.session(&t1).unwrap().unwrap().last_seen_ms, 9_000, "never back");
+        // Idle before 6000 (t2, t3), or made before 500 (none): two go.
+        assert_eq!(store.expire_sessions(6_000, 500).unwrap(), 2);
+        assert!(store.session(&t2).unwrap().is_none() && store.session(&t3).unwrap().is_none());
+        // Made before 2000: t1 goes, however recently used.
+        assert_eq!(store.expire_sessions(0, 2_000).unwrap(), 1);
+        store.insert_session(&t2, &alice, 10_000).unwrap();
+        assert!(store.delete_session(&t2).unwrap());
+        assert!(!store.delete_session(&t2).unwrap());
+        // A new password ends the operator's sessions; removing the account too.
+        store.insert_session(&t1, &alice, 10_000).unwrap();
+        assert!(!store.set_operator(&alice, "$argon2id$two").unwrap(), "existed");
+        assert!(store.session(&t1).unwrap().is_none());
+        store.insert_session(&t3, &bob, 10_000).unwrap();
+        assert!(store.remove_operator(&bob).unwrap());
+        assert!(!store.remove_operator(&bob).unwrap());
+        assert!(store.session(&t3).unwrap().is_none());
+        assert_eq!(store.operator_password(&bob).unwrap(), None);
+    }
+
+    #[test]
+    fn dashboard_counts_by_day_device_and_facility() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.sqlite");
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let (f1, f2) = (FacilityId::new("F0001").unwrap(), FacilityId::new("F0002").unwrap());
+        let (g1, g2) = (DeviceId::new("gw-1").unwrap(), DeviceId::new("gw-2").unwrap());
+        for (f, g, pid, rev) in [(&f1, &g1, "e-1", 1), (&f1, &g1, "e-1", 2), (&f2, &g2, "e-9", 1)] {
+            let (m, raw, id) = exam(f, pid, rev);
+            store.record_package(f, g, &id, &m, &raw).unwrap();
+        }
+        // An older package of F0001, as if received on an earlier day.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE packages SET received_at = '2026-01-02T03:04:05Z'
+             WHERE package_id = (SELECT package_id FROM packages WHERE revision = 1
+                                 AND facility_id = 'F0001')",
+            [],
+        )
+        .unwrap();
+        let today = now()[..10].to_string();
+        let all = store.uploads_per_day(None, "2026-01-01").unwrap();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!((all[0].day.as_str(), all[0].count), ("2026-01-02", 1));
+        assert_eq!((all[1].day.as_str(), all[1].count), (today.as_str(), 2));
+        let f1_today = store.uploads_per_day(Some(&f1), &today).unwrap();
+        assert_eq!(f1_today.iter().map(|d| d.count).sum::<u64>(), 1);
+        let devices = store.device_uploads().unwrap();
+        assert_eq!(devices.len(), 2);
+        assert_eq!((devices[0].device.as_str(), devices[0].packages), ("gw-1", 2));
+        assert!(devices[0].last_received.starts_with(&today));
+        let c = store.facility_counts(&f1).unwrap();
+        assert_eq!((c.exams, c.packages, c.dicom_objects, c.bytes_held), (1, 2, 0, 0));
+        assert_eq!(
+            store.facility_counts(&FacilityId::new("F9").unwrap()).unwrap(),
+            FacilityCounts::default()
+        );
+    }
+
+    #[test]
     fn migration_4_adds_upload_sessions_to_a_version_3_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.sqlite");
@@ -1985,7 +2261,10 @@ mod tests {
             conn.pragma_update(None, "user_version", 3).unwrap();
             conn.execute_batch(
                 "DROP TABLE upload_commits; DROP TABLE upload_chunks; DROP TABLE upload_sessions;
-                 DROP TABLE device_heartbeats; DROP TABLE device_tunnels; DROP TABLE device_credentials; DROP TABLE device_serials;",
+                 DROP TABLE device_heartbeats; DROP TABLE device_tunnels; DROP TABLE device_credentials; DROP TABLE device_serials;
+                 DROP TABLE rollouts; DROP TABLE releases;
+                 DROP TABLE operator_sessions; DROP TABLE operators; DROP INDEX packages_by_received;
+                 DROP INDEX dicom_by_received;",
             )
             .unwrap();
         }
