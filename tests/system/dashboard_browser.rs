@@ -154,6 +154,22 @@ fn operators_log_in_see_the_fleet_and_a_facility_and_log_out_in_chromium() {
     let out = gw.run_until_idle(Duration::from_secs(120));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     operator_add(&hub, OPERATOR, PASSWORD);
+    // A policy release rolling out in three waves: the page shows its progress.
+    let folder = root.join("policy-2");
+    let out = gw.cmd().args(["policy", "export"]).arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for args in [
+        vec!["release", "publish", "--kind", "policy", "--version", "2", folder.to_str().unwrap()],
+        vec!["rollout", "create", "--release", "2", "--waves", "10,50,100"],
+    ] {
+        let out = std::process::Command::new(hub_bin())
+            .args(&args)
+            .arg("--config")
+            .arg(&hub.config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "hub {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -230,7 +246,10 @@ fn operators_log_in_see_the_fleet_and_a_facility_and_log_out_in_chromium() {
         let bars = c.find_all(Locator::Css("#uploads-chart svg rect.bar")).await.unwrap();
         assert_eq!(bars.len(), 14, "one bar per day");
         let rollouts = c.find(Locator::Css("#rollouts")).await.unwrap().text().await.unwrap();
-        assert!(rollouts.contains("No rollouts"), "{rollouts}");
+        assert!(
+            rollouts.contains("policy") && rollouts.contains("active") && rollouts.contains("10%"),
+            "{rollouts}"
+        );
 
         let png = c.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");

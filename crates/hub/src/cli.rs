@@ -161,6 +161,10 @@ enum ReleaseCommand {
         kind: fgw_release::ReleaseKind,
         #[arg(long, value_parser = parse_version)]
         version: fgw_release::ReleaseVersion,
+        /// The role keys, when the targets key is kept off the hub (the release machine's
+        /// folder or removable medium). Default `[releases] keys_dir`.
+        #[arg(long, value_name = "DIR")]
+        keys_dir: Option<PathBuf>,
         /// The policy folder or the bundle file.
         path: PathBuf,
     },
@@ -546,10 +550,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn release(cmd: ReleaseCommand) -> Result<(), CliError> {
     use fgw_hub::releases::{self, ReleasePaths};
     match cmd {
-        ReleaseCommand::Publish { cfg: args, kind, version, path } => {
+        ReleaseCommand::Publish { cfg: args, kind, version, keys_dir, path } => {
             let cfg = load(&args)?;
             let meta = SqliteMetaStore::open(&cfg.db_path())?;
-            let paths = ReleasePaths::of(&cfg);
+            let mut paths = ReleasePaths::of(&cfg);
+            if let Some(dir) = keys_dir {
+                paths.keys = dir;
+            }
             let rec =
                 runtime()?.block_on(releases::publish(&paths, &meta, kind, &version, &path))?;
             print_json(&serde_json::to_value(rec).expect("record serializes"));
