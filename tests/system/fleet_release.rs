@@ -120,5 +120,20 @@ fn a_policy_release_reaches_the_running_box_and_a_failing_one_halts_its_rollout(
 
     let _ = Command::new("kill").arg(daemon.id().to_string()).status();
     let _ = daemon.wait();
+
+    // The health check an OS update runs after boot: healthy with the hub up …
+    let health = |expect_ok: bool| {
+        let out = gw.cmd().args(["update", "health", "--json"]).output().unwrap();
+        assert_eq!(out.status.success(), expect_ok, "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let h = health(true);
+    let names: Vec<&str> =
+        h["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["state", "identity", "hub", "round_trip"], "{h:#}");
+    // … and not without it (a new slot that cannot reach the hub is marked bad).
     hub.stop();
+    let h = health(false);
+    let hub_check = h["checks"].as_array().unwrap().iter().find(|c| c["name"] == "hub").unwrap();
+    assert_eq!(hub_check["ok"], false, "{h:#}");
 }

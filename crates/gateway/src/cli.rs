@@ -100,6 +100,19 @@ enum UpdateCmd {
         #[arg(long, requires = "kind")]
         version: Option<String>,
     },
+    /// The health check after an OS update boots: daemon unit active, state database,
+    /// identity, hub reachable, an authenticated round trip. With --mark, RAUC marks the
+    /// slot good, or bad and the box reboots into the other slot. Exit 1 when unhealthy.
+    Health {
+        #[arg(long)]
+        json: bool,
+        /// Mark the booted slot with `rauc status mark-good|mark-bad`.
+        #[arg(long)]
+        mark: bool,
+        /// The daemon's systemd unit to check (the image's: facility-gateway.service).
+        #[arg(long)]
+        unit: Option<String>,
+    },
     /// Check, then install what the check says to install (the daemon does this by itself
     /// every `[update] check_secs`). Prints the outcomes as JSON.
     Apply {
@@ -482,6 +495,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Update { cmd: UpdateCmd::Health { json, mark, unit } } => {
+            let cfg = load(&config_path(&cli.config))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let mut health = rt.block_on(async {
+                let uplink = cli_uplink(&cfg).map_err(|e| format!("{e:#}"));
+                fgw_gateway::health::run(&cfg, unit.as_deref(), uplink).await
+            });
+            if mark {
+                fgw_gateway::health::mark(&mut health);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&health)?);
+            } else {
+                for c in &health.checks {
+                    println!("{:<10} {} {}", c.name, if c.ok { "ok  " } else { "FAIL" }, c.detail);
+                }
+            }
+            Ok(if health.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Cmd::Update { cmd: UpdateCmd::Apply { from, kind, version } } => {
             let cfg = load(&config_path(&cli.config))?;

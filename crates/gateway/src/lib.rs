@@ -12,6 +12,7 @@
 pub mod backlog;
 pub mod config;
 mod gate_service;
+pub mod health;
 pub mod heartbeat;
 pub mod identity;
 pub mod logging;

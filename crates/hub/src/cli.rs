@@ -161,8 +161,8 @@ enum ReleaseCommand {
         kind: fgw_release::ReleaseKind,
         #[arg(long, value_parser = parse_version)]
         version: fgw_release::ReleaseVersion,
-        /// The role keys, when the targets key is kept off the hub (the release machine's
-        /// folder or removable medium). Default `[releases] keys_dir`.
+        /// The folder of the targets key (`targets.pk8`), when it is kept off the hub (the
+        /// release machine's removable medium). Default `[releases] keys_dir`.
         #[arg(long, value_name = "DIR")]
         keys_dir: Option<PathBuf>,
         /// The policy folder or the bundle file.
@@ -554,9 +554,7 @@ fn release(cmd: ReleaseCommand) -> Result<(), CliError> {
             let cfg = load(&args)?;
             let meta = SqliteMetaStore::open(&cfg.db_path())?;
             let mut paths = ReleasePaths::of(&cfg);
-            if let Some(dir) = keys_dir {
-                paths.keys = dir;
-            }
+            paths.targets_keys = keys_dir;
             let rec =
                 runtime()?.block_on(releases::publish(&paths, &meta, kind, &version, &path))?;
             print_json(&serde_json::to_value(rec).expect("record serializes"));

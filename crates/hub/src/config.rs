@@ -212,8 +212,8 @@ pub struct HubConfig {
 
 /// `[releases]`: where the TUF repository and its keys live. Defaults under
 /// `<data_dir>/tuf/`. Root and targets keys belong offline in production
-/// (`provisioning/release-keys.md`): `hub release publish --keys-dir` points at them on the
-/// release machine; the hub itself needs only the snapshot and timestamp keys.
+/// (`provisioning/release-keys.md`): `hub release publish --keys-dir` points at the targets
+/// key on its medium; the hub itself keeps only the snapshot and timestamp keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseSettings {

@@ -55,16 +55,26 @@ pub struct ReleasePaths {
     pub repo: PathBuf,
     /// The key folder.
     pub keys: PathBuf,
+    /// Where the targets key is when it is not in `keys` (the release machine's medium).
+    pub targets_keys: Option<PathBuf>,
 }
 
 impl ReleasePaths {
     /// From `[releases]`.
     pub fn of(cfg: &HubConfig) -> ReleasePaths {
-        ReleasePaths { repo: cfg.release_repo_dir(), keys: cfg.release_keys_dir() }
+        ReleasePaths {
+            repo: cfg.release_repo_dir(),
+            keys: cfg.release_keys_dir(),
+            targets_keys: None,
+        }
     }
 
     fn key_set(&self) -> KeySet {
-        KeySet::in_dir(&self.keys)
+        let mut keys = KeySet::in_dir(&self.keys);
+        if let Some(dir) = &self.targets_keys {
+            keys.targets = KeySet::in_dir(dir).targets;
+        }
+        keys
     }
 }
 
@@ -207,7 +217,7 @@ mod tests {
 
     #[test]
     fn only_repository_files_are_served() {
-        let paths = ReleasePaths { repo: "/r".into(), keys: "/k".into() };
+        let paths = ReleasePaths { repo: "/r".into(), keys: "/k".into(), targets_keys: None };
         let m = |n| served_path(&paths, RepoFile::Metadata, n);
         assert_eq!(m("timestamp.json"), Some("/r/metadata/timestamp.json".into()));
         assert_eq!(m("2.root.json"), Some("/r/metadata/2.root.json".into()));
