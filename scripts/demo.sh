@@ -24,6 +24,8 @@ listen = "127.0.0.1:$PORT"
 data_dir = "data"
 TOML
 "$HUB" init --config "$WORK/hub/hub.toml"
+# The release repository's root, as the society bakes it into every box image.
+"$HUB" release root --config "$WORK/hub/hub.toml" --out "$WORK/gateway/tuf-root.json" >/dev/null
 "$HUB" issue-device --config "$WORK/hub/hub.toml" --device operator --facility F0001 --role operator --out "$WORK/operator"
 "$HUB" serve --config "$WORK/hub/hub.toml" 2> "$WORK/hub/hub.log" &
 HUB_PID=$!
@@ -72,6 +74,13 @@ poll_interval_secs = 2
 
 [uplink]
 hub_url = "https://127.0.0.1:$PORT"
+
+[fleet]
+heartbeat_secs = 10
+
+[update]
+tuf_root = "tuf-root.json"
+check_secs = 10
 TOML
 "$GW" config check "$WORK/gateway/gateway.toml"
 INIT=$("$GW" --config "$WORK/gateway/gateway.toml" identity init --json)
@@ -127,6 +136,22 @@ import json,sys; c=json.load(sys.stdin)["counts"]
 print(int(c["acked"] >= int(sys.argv[1]) and c["received"] + c["normalized"] + c["deidentified"] == 0))' $((EXAMS + 1)))
   [ "$done_" = 1 ] && break; sleep 0.2
 done
+echo "== a policy update from the society: published over TUF, rolled out, applied by the running box"
+"$GW" --config "$WORK/gateway/gateway.toml" policy export "$WORK/policy-2" >/dev/null
+"$HUB" release publish --config "$WORK/hub/hub.toml" --kind policy --version 2 "$WORK/policy-2" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print("published %s sha256 %s… (%d bytes)" % (r["target"], r["sha256"][:16], r["length"]))'
+"$HUB" rollout create --config "$WORK/hub/hub.toml" --release 2 --waves 100 \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print("rollout %s: %s %s to %s%% of the fleet, %s" % (r["id"], r["kind"], r["version"], r["waves"][-1]["percent"], r["state"]))'
+for _ in $(seq 120); do
+  v=$("$HUB" fleet --config "$WORK/hub/hub.toml" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["policy_version"] if r else "")')
+  [ "$v" = "jed-basic@2" ] && break; sleep 0.5
+done
+"$HUB" fleet --config "$WORK/hub/hub.toml" --json | python3 -c '
+import json,sys
+r = json.load(sys.stdin)[0]; u = r["heartbeat"]["updates"].get("policy", {})
+print("heartbeat from %s at %s: policy %s (release %s %s)" % (r["device"], r["last_heartbeat"], r["policy_version"], u.get("version"), u.get("outcome")))'
+[ "$v" = "jed-basic@2" ] || { echo "demo: the policy update did not reach the box" >&2; exit 1; }
+"$GW" --config "$WORK/gateway/gateway.toml" update check
 kill -TERM $GW_PID; wait $GW_PID || true
 "$GW" --config "$WORK/gateway/gateway.toml" status
 echo "== the box's identity (keys in the TPM; the operational certificate it enrolled for)"
