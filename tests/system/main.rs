@@ -32,6 +32,7 @@ mod listeners_closed;
 mod net_faults;
 mod no_personal_data_leaks;
 mod offline_deid;
+mod os_release_download;
 mod outbox_trust;
 mod policy_bundle;
 mod quarantine_retention;

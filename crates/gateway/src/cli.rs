@@ -142,7 +142,11 @@ async fn update_check(
     from: Option<PathBuf>,
     kind: Option<String>,
     version: Option<String>,
-) -> anyhow::Result<(fgw_gateway::updater::CheckReport, Option<fgw_release::Trusted>)> {
+) -> anyhow::Result<(
+    fgw_gateway::updater::CheckReport,
+    Option<fgw_release::Trusted>,
+    fgw_gateway::release_transport::RepoSource,
+)> {
     use fgw_format::package::protocol::UpdateOffer;
     use fgw_gateway::release_transport::{RepoSource, UplinkTransport};
     use fgw_gateway::updater::{self, CheckError};
@@ -159,7 +163,9 @@ async fn update_check(
     });
     if let Some(dir) = from {
         let offers = Ok(by_hand.into_iter().collect());
-        return Ok(updater::check(cfg, offers, &RepoSource::Folder(dir), waiting).await);
+        let source = RepoSource::Folder(dir);
+        let (report, trusted) = updater::check(cfg, offers, &source, waiting).await;
+        return Ok((report, trusted, source));
     }
     let uplink = cli_uplink(cfg)?;
     let offers = match by_hand {
@@ -170,9 +176,11 @@ async fn update_check(
             .map(|o| o.offers)
             .map_err(|e| CheckError { class: "hub_unreachable".into(), message: e.to_string() }),
     };
-    let transport = UplinkTransport::new(uplink.http_client().clone(), uplink.request_timeout());
+    let transport = UplinkTransport::new(uplink.http_client().clone(), uplink.request_timeout())
+        .resumable(updater::partial_dir(cfg));
     let source = RepoSource::Hub(transport, uplink.base_url().to_string());
-    Ok(updater::check(cfg, offers, &source, waiting).await)
+    let (report, trusted) = updater::check(cfg, offers, &source, waiting).await;
+    Ok((report, trusted, source))
 }
 
 /// An uplink for a command: the certificate files of `[uplink]`, or the enrolled identity
@@ -482,7 +490,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Update { cmd: UpdateCmd::Check { json, from, kind, version } } => {
             let cfg = load(&config_path(&cli.config))?;
             let rt = tokio::runtime::Runtime::new()?;
-            let (report, _) = rt.block_on(update_check(&cfg, from, kind, version))?;
+            let (report, _, _) = rt.block_on(update_check(&cfg, from, kind, version))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -520,12 +528,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = Db::open(&cfg.db_path())?;
             let rt = tokio::runtime::Runtime::new()?;
             let outcomes = rt.block_on(async {
-                let (report, trusted) = update_check(&cfg, from, kind, version).await?;
+                let (report, trusted, source) = update_check(&cfg, from, kind, version).await?;
                 let Some(trusted) = trusted else {
                     let e = report.error.map(|e| e.message).unwrap_or_default();
                     anyhow::bail!("the release repository did not verify: {e}");
                 };
-                Ok(fgw_gateway::updater::apply(&cfg, &report, &trusted, Some(&db)).await)
+                Ok(fgw_gateway::updater::apply(&cfg, &report, &trusted, &source, Some(&db)).await)
             })?;
             println!("{}", serde_json::to_string_pretty(&outcomes)?);
             let failed = outcomes.iter().any(|o| o.outcome == "failed" || o.outcome == "refused");

@@ -255,6 +255,7 @@ pub async fn apply(
     cfg: &GatewayConfig,
     report: &CheckReport,
     trusted: &Trusted,
+    source: &RepoSource,
     db: Option<&Db>,
 ) -> Vec<Outcome> {
     let mut out = Vec::new();
@@ -262,7 +263,7 @@ pub async fn apply(
         let Some(target) = &d.target else { continue };
         let o = match target.kind {
             ReleaseKind::Policy => apply_policy(cfg, trusted, target).await,
-            ReleaseKind::Os => apply_os(cfg, trusted, target).await,
+            ReleaseKind::Os => apply_os(cfg, trusted, source, target).await,
         };
         match o.outcome.as_str() {
             "installed" | "staged" => {
@@ -332,7 +333,17 @@ async fn apply_policy(cfg: &GatewayConfig, trusted: &Trusted, target: &ReleaseTa
     o
 }
 
-async fn apply_os(cfg: &GatewayConfig, trusted: &Trusted, target: &ReleaseTarget) -> Outcome {
+/// Where resumable downloads of OS bundles wait: `<state_dir>/updates/partial`.
+pub fn partial_dir(cfg: &GatewayConfig) -> PathBuf {
+    cfg.state_dir.join("updates").join("partial")
+}
+
+async fn apply_os(
+    cfg: &GatewayConfig,
+    trusted: &Trusted,
+    source: &RepoSource,
+    target: &ReleaseTarget,
+) -> Outcome {
     let mut o = Outcome {
         kind: "os".into(),
         version: target.version.to_string(),
@@ -345,7 +356,18 @@ async fn apply_os(cfg: &GatewayConfig, trusted: &Trusted, target: &ReleaseTarget
         return o;
     }
     let dest = dir.join(&target.name);
-    if let Err(e) = trusted.fetch_to(target, &dest).await {
+    // Resumable through the uplink: the transport downloads into a partial file, at most
+    // the signed length; tough then checks it.
+    if let RepoSource::Hub(transport, _) = source {
+        transport.expect(&target.name, target.length);
+    }
+    let partial = crate::release_transport::partial_path(&partial_dir(cfg), &target.name);
+    let fetched = trusted.fetch_to(target, &dest).await;
+    if fetched.is_ok() || matches!(&fetched, Err(e) if e.class() == "tuf_mismatch") {
+        // Done, or bytes that are not the release: never resume from them.
+        let _ = std::fs::remove_file(&partial);
+    }
+    if let Err(e) = fetched {
         o.detail = format!("{}: {e}", e.class());
         return o;
     }

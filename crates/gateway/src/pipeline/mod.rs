@@ -620,7 +620,8 @@ async fn updates(
         info!(path = %settings.tuf_root.display(), "no trusted release root: the box takes no release");
         return;
     }
-    let transport = UplinkTransport::new(uplink.http_client().clone(), uplink.request_timeout());
+    let transport = UplinkTransport::new(uplink.http_client().clone(), uplink.request_timeout())
+        .resumable(updater::partial_dir(&gw.cfg));
     let source = RepoSource::Hub(transport, uplink.base_url().to_string());
     let mut wait = Duration::from_secs(2);
     loop {
@@ -654,7 +655,7 @@ async fn updates(
                 d.reason = "this release failed on this box before".into();
             }
         }
-        let outcomes = updater::apply(&gw.cfg, &report, &trusted, Some(&gw.db)).await;
+        let outcomes = updater::apply(&gw.cfg, &report, &trusted, &source, Some(&gw.db)).await;
         if !outcomes.is_empty() {
             beat_now.notify_one();
         }
