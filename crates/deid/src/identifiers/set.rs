@@ -207,7 +207,9 @@ impl Builder {
     }
 
     /// The whole address, the prefix up to the city/ward, the city/ward without the
-    /// prefecture, and the rest after it (if long enough to be specific).
+    /// prefecture, the rest after it (if long enough to be specific), and the town of the
+    /// rest without its block numbers: free text names where a patient lives as
+    /// "永田町在住", not with the numbers.
     fn address(&mut self, raw: &str) {
         self.add(IdKind::Address, raw);
         let n: String = raw.nfkc().filter(|c| !c.is_whitespace()).collect();
@@ -223,6 +225,10 @@ impl Builder {
         self.add(IdKind::Address, &city);
         if rest.chars().count() >= 4 {
             self.add(IdKind::Address, &rest);
+        }
+        let town = town_of(&rest);
+        if town.chars().count() >= 2 && town != rest {
+            self.add(IdKind::Address, &town);
         }
     }
 
@@ -243,6 +249,16 @@ impl Builder {
             counted.into_iter().zip(first).filter(|(_, f)| *f).map(|((_, v), _)| v).collect();
         IdentifierSet::new(variants, short_names)
     }
+}
+
+/// The town of an address's rest: up to its first block number (`9-8-7`, `六丁目`, `1条`).
+fn town_of(rest: &str) -> String {
+    let mut town: String =
+        rest.chars().take_while(|c| !c.is_ascii_digit() && !matches!(c, '-' | '‐' | '−')).collect();
+    if let Some(before) = town.strip_suffix("丁目") {
+        town = before.trim_end_matches(|c| "一二三四五六七八九十".contains(c)).to_string();
+    }
+    town
 }
 
 /// Length in chars of a leading prefecture name (0 if none).

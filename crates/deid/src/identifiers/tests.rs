@@ -120,3 +120,16 @@ fn short_ids_and_city_splits() {
     let s = IdentifierSet::from_exam(&exam(&[(Column::Address, "長野県北佐久郡軽井沢町長倉")]));
     assert!(has(&s, IdKind::Address, "長野県北佐久郡軽井沢町"));
 }
+
+#[test]
+fn the_town_without_its_block_numbers_is_an_identifier() {
+    for (address, town) in [
+        ("東京都千代田区永田町9-8-7", "永田町"),
+        ("東京都港区六本木六丁目10-1", "六本木"),
+        ("北海道札幌市中央区北1条西2丁目", "北"),
+        ("京都府京都市上京区丸太町通烏丸西入ル123", "丸太町通烏丸西入ル"),
+    ] {
+        let s = IdentifierSet::from_exam(&exam(&[(Column::Address, address)]));
+        assert_eq!(has(&s, IdKind::Address, town), town.chars().count() >= 2, "{address}");
+    }
+}
