@@ -643,16 +643,25 @@ async fn updates(
             warn!(class = %e.class, error = %e.message, "update check failed");
         }
         let Some(trusted) = trusted else { continue };
-        // Not again what failed here before.
+        // Not again what failed here before, nor what is staged or installing.
         for d in report.updates.iter_mut().filter(|d| d.verdict == Verdict::Install) {
             let key = if d.kind == "os" { MetaKey::UpdateOs } else { MetaKey::UpdatePolicy };
             let last: Option<fgw_format::package::protocol::UpdateReport> =
                 gw.db.meta(key).ok().flatten().and_then(|j| serde_json::from_str(&j).ok());
-            if last.is_some_and(|l| {
-                Some(&l.version) == d.offered_version.as_ref() && l.outcome != "installed"
-            }) {
-                d.verdict = Verdict::Wait;
-                d.reason = "this release failed on this box before".into();
+            let Some(last) = last.filter(|l| Some(&l.version) == d.offered_version.as_ref()) else {
+                continue;
+            };
+            match last.outcome.as_str() {
+                "failed" | "refused" => {
+                    d.verdict = Verdict::Wait;
+                    d.reason = "this release failed on this box before".into();
+                }
+                // Staged, or installed and waiting for its reboot: nothing more to do.
+                "staged" | "installing" => {
+                    d.verdict = Verdict::Wait;
+                    d.reason = format!("this release is {} on this box", last.outcome);
+                }
+                _ => {}
             }
         }
         let outcomes = updater::apply(&gw.cfg, &report, &trusted, &source, Some(&gw.db)).await;
