@@ -96,6 +96,16 @@ impl Hub {
         Hub { dir: dir.to_path_buf(), config, port, child: None, log: dir.join("hub.log") }
     }
 
+    /// A second node of this hub: the same data directory (stores, CA, registry), its own
+    /// port and log. Not started.
+    pub fn second_node(&self) -> Hub {
+        let port = free_port();
+        let config = self.dir.join("hub-b.toml");
+        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n"))
+            .unwrap();
+        Hub { dir: self.dir.clone(), config, port, child: None, log: self.dir.join("hub-b.log") }
+    }
+
     /// Issue a client certificate into `out` (device.crt, device.key, ca.crt).
     pub fn issue(&self, device: &str, facility: &str, role: &str, out: &Path) {
         run_ok(

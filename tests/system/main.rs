@@ -22,6 +22,7 @@ mod hospital_proxy;
 mod hospital_vpn;
 mod hub_chunked;
 mod hub_enroll;
+mod hub_failover;
 mod hub_limits;
 mod hub_mtls;
 mod hub_mutated;

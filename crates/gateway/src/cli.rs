@@ -440,8 +440,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     let (identity, _) = fgw_gateway::tunnel::attach_key(&cfg, identity)?;
                     let rt = tokio::runtime::Runtime::new()?;
                     let connect = std::time::Duration::from_secs(cfg.uplink.connect_timeout_secs);
-                    let rec =
-                        rt.block_on(identity.ensure_enrolled(&cfg.uplink.hub_url, connect, renew))?;
+                    let rec = rt.block_on(identity.ensure_enrolled(
+                        cfg.uplink.hub_list()[0],
+                        connect,
+                        renew,
+                    ))?;
                     if json {
                         println!("{}", serde_json::to_string_pretty(&rec)?);
                     } else {

@@ -20,7 +20,7 @@
 //! usually lost to the connection it closes.
 
 use crate::body::memory_body;
-use crate::uplink::{failure, json_answer, send_failed, Uplink, UplinkError};
+use crate::uplink::{failure, json_answer, Uplink, UplinkError};
 use bytes::Bytes;
 use fgw_format::package::protocol::{
     ChunkAck, MissingChunks, ObjectAck, UploadRequest, UploadSession, CHUNK_SHA256_HEADER, UPLOADS,
@@ -240,12 +240,12 @@ impl Uplink {
         };
         let resp = self
             .client
-            .post(format!("{}{UPLOADS}", self.base))
+            .post(format!("{}{UPLOADS}", self.base()))
             .timeout(self.timeout)
             .json(&req)
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_OPEN, e))?;
+            .map_err(|e| self.unreachable(ROUTE_OPEN, e))?;
         if !resp.status().is_success() {
             return Err(failure(ROUTE_OPEN, resp).await);
         }
@@ -264,7 +264,7 @@ impl Uplink {
         let body = memory_body(chunk.bytes, self.throttle.clone());
         let resp = self
             .client
-            .put(format!("{}{UPLOADS}/{}/chunks/{index}", self.base, session.upload_id))
+            .put(format!("{}{UPLOADS}/{}/chunks/{index}", self.base(), session.upload_id))
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, len)
             .header(CHUNK_SHA256_HEADER, &sha256)
@@ -275,7 +275,7 @@ impl Uplink {
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                let failed = send_failed(ROUTE_PUT_CHUNK, e);
+                let failed = self.unreachable(ROUTE_PUT_CHUNK, e);
                 // The hub answers 404 for a vanished session before reading the body and
                 // then closes the connection, so the answer is often lost to a broken pipe:
                 // ask whether the session is still there.
@@ -323,7 +323,7 @@ impl Uplink {
     async fn session_gone(&self, session: &UploadSession) -> bool {
         let resp = self
             .client
-            .get(format!("{}{UPLOADS}/{}", self.base, session.upload_id))
+            .get(format!("{}{UPLOADS}/{}", self.base(), session.upload_id))
             .timeout(self.timeout)
             .send()
             .await;
@@ -338,11 +338,11 @@ impl Uplink {
         let timeout = self.timeout + Duration::from_secs(session.size / ASSEMBLY_BYTES_PER_SEC);
         let resp = self
             .client
-            .post(format!("{}{UPLOADS}/{}/commit", self.base, session.upload_id))
+            .post(format!("{}{UPLOADS}/{}/commit", self.base(), session.upload_id))
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_COMMIT, e))?;
+            .map_err(|e| self.unreachable(ROUTE_COMMIT, e))?;
         match resp.status() {
             StatusCode::UNPROCESSABLE_ENTITY => return Ok(Commit::NotTheObject),
             StatusCode::NOT_FOUND => {
@@ -352,7 +352,7 @@ impl Uplink {
                 })
             }
             StatusCode::CONFLICT => {
-                let body = resp.bytes().await.map_err(|e| send_failed(ROUTE_COMMIT, e))?;
+                let body = resp.bytes().await.map_err(|e| self.unreachable(ROUTE_COMMIT, e))?;
                 return Ok(Commit::Missing(match serde_json::from_slice::<MissingChunks>(&body) {
                     Ok(m) if !m.missing.is_empty() => m.missing,
                     // No usable list: send every chunk again.

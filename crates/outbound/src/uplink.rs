@@ -25,7 +25,7 @@ use reqwest::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,13 @@ pub struct UplinkConfig {
     /// Base URL of the hub; must be `https://`. Default `https://localhost:8443`.
     #[serde(default = "default_hub_url")]
     pub hub_url: String,
+    /// Several hub nodes (issue 15): `["https://…", "https://…"]`, an alternative to
+    /// `hub_url`. When set, it is used instead: requests go to the first, and a request that
+    /// cannot reach its node (connection refused, reset, timed out) moves the box to the
+    /// next, where an interrupted upload resumes (upload sessions are named by facility and
+    /// object, so any node sharing the hub's stores finds them). Default empty.
+    #[serde(default)]
+    pub hub_urls: Vec<String>,
     /// The society CA: the only root trusted for the hub's certificate.
     /// Default `/etc/facility-gateway/uplink/ca.crt`.
     #[serde(default = "default_ca_cert")]
@@ -122,6 +129,7 @@ impl Default for UplinkConfig {
     fn default() -> Self {
         UplinkConfig {
             hub_url: default_hub_url(),
+            hub_urls: Vec::new(),
             ca_cert: default_ca_cert(),
             client_cert: default_client_cert(),
             client_key: default_client_key(),
@@ -168,12 +176,29 @@ impl UplinkConfig {
         HubRoute::from_settings(self.proxy_settings())
     }
 
+    /// The hub nodes in order: `hub_urls`, or `hub_url` alone.
+    pub fn hub_list(&self) -> Vec<&str> {
+        if self.hub_urls.is_empty() {
+            vec![self.hub_url.as_str()]
+        } else {
+            self.hub_urls.iter().map(String::as_str).collect()
+        }
+    }
+
     /// Check shapes only (files are read by [`Uplink::new`]). Error: (key, what is allowed).
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         parse_hub_url(&self.hub_url).map_err(|e| match e {
             UplinkError::Config { key, expected } => (key, expected),
             other => ("uplink.hub_url", other.to_string()),
         })?;
+        if self.hub_urls.len() > 16 {
+            return Err(("uplink.hub_urls", "at most 16 https:// URLs".into()));
+        }
+        for u in &self.hub_urls {
+            parse_hub_url(u).map_err(|_| {
+                ("uplink.hub_urls", "https:// URLs without query or fragment".to_string())
+            })?;
+        }
         if !(1..=3600).contains(&self.timeout_secs) {
             return Err(("uplink.timeout_secs", "an integer from 1 to 3600".into()));
         }
@@ -386,12 +411,19 @@ impl std::fmt::Debug for ClientCredential {
 pub struct Uplink {
     credential: ClientCredential,
     pub(crate) client: reqwest::Client,
-    pub(crate) base: String,
+    hubs: Arc<HubNodes>,
     pub(crate) timeout: Duration,
     min_rate: u64,
     single_put_max: u64,
     pub(crate) chunk_bytes: u64,
     pub(crate) throttle: Throttle,
+}
+
+/// The hub nodes and the one in use (shared by clones of an uplink).
+#[derive(Debug)]
+struct HubNodes {
+    urls: Vec<String>,
+    current: AtomicUsize,
 }
 
 /// The uplink's progress, for status: cheap to clone and read from any thread.
@@ -449,6 +481,25 @@ pub(crate) fn send_failed(route: &'static str, e: reqwest::Error) -> UplinkError
     UplinkError::Retryable { route, reason: describe(e) }
 }
 
+impl Uplink {
+    /// The base URL of the hub node in use.
+    pub(crate) fn base(&self) -> &str {
+        let i = self.hubs.current.load(Ordering::Relaxed) % self.hubs.urls.len();
+        &self.hubs.urls[i]
+    }
+
+    /// A request could not reach its node: later requests go to the next node (when there
+    /// is more than one), and the error is retryable as always.
+    pub(crate) fn unreachable(&self, route: &'static str, e: reqwest::Error) -> UplinkError {
+        let n = self.hubs.urls.len();
+        if n > 1 && (e.is_connect() || e.is_timeout() || e.is_request()) {
+            let from = self.hubs.current.fetch_add(1, Ordering::Relaxed) % n;
+            tracing::warn!(from = %self.hubs.urls[from], to = %self.hubs.urls[(from + 1) % n], route, "hub node unreachable; failing over");
+        }
+        send_failed(route, e)
+    }
+}
+
 /// Turn a non-success response into the error class the pipeline acts on.
 /// A success answer's JSON body as `T`; `what` names the body in the protocol error.
 pub(crate) async fn json_answer<T: serde::de::DeserializeOwned>(
@@ -489,7 +540,8 @@ impl Uplink {
         cfg: &UplinkConfig,
         credential: ClientCredential,
     ) -> Result<Uplink, UplinkError> {
-        let base = parse_hub_url(&cfg.hub_url)?;
+        let urls = cfg.hub_list().into_iter().map(parse_hub_url).collect::<Result<Vec<_>, _>>()?;
+        let hubs = Arc::new(HubNodes { urls, current: AtomicUsize::new(0) });
         fgw_tls::install_ring_provider();
         let tls = match &credential {
             ClientCredential::Files => {
@@ -517,7 +569,7 @@ impl Uplink {
         Ok(Uplink {
             credential,
             client,
-            base,
+            hubs,
             timeout: Duration::from_secs(cfg.timeout_secs),
             min_rate: cfg.min_upload_bytes_per_sec.max(1),
             single_put_max: cfg.single_put_max_bytes,
@@ -597,14 +649,14 @@ impl Uplink {
 
     /// Current exams of a facility as the hub sees them (own facility for a device).
     pub async fn list_exams(&self, facility: &FacilityId) -> Result<Vec<ExamListing>, UplinkError> {
-        let url = format!("{}/v1/facilities/{facility}/exams", self.base);
+        let url = format!("{}/v1/facilities/{facility}/exams", self.base());
         let resp = self
             .client
             .get(url)
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_LIST, e))?;
+            .map_err(|e| self.unreachable(ROUTE_LIST, e))?;
         if !resp.status().is_success() {
             return Err(failure(ROUTE_LIST, resp).await);
         }
@@ -618,12 +670,12 @@ impl Uplink {
     ) -> Result<(), UplinkError> {
         let resp = self
             .client
-            .put(format!("{}{}", self.base, fgw_format::package::protocol::HEARTBEAT))
+            .put(format!("{}{}", self.base(), fgw_format::package::protocol::HEARTBEAT))
             .timeout(self.timeout)
             .json(heartbeat)
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_HEARTBEAT, e))?;
+            .map_err(|e| self.unreachable(ROUTE_HEARTBEAT, e))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -637,11 +689,11 @@ impl Uplink {
     ) -> Result<fgw_format::package::protocol::UpdateOffers, UplinkError> {
         let resp = self
             .client
-            .get(format!("{}{}", self.base, fgw_format::package::protocol::UPDATE_OFFERS))
+            .get(format!("{}{}", self.base(), fgw_format::package::protocol::UPDATE_OFFERS))
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_UPDATE, e))?;
+            .map_err(|e| self.unreachable(ROUTE_UPDATE, e))?;
         if !resp.status().is_success() {
             return Err(failure(ROUTE_UPDATE, resp).await);
         }
@@ -656,7 +708,7 @@ impl Uplink {
 
     /// The hub's base URL (`https://host:port`, no trailing slash).
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.base()
     }
 
     /// The per-request timeout of the uplink.
@@ -668,11 +720,11 @@ impl Uplink {
     pub async fn health(&self) -> Result<(), UplinkError> {
         let resp = self
             .client
-            .get(format!("{}/v1/health", self.base))
+            .get(format!("{}/v1/health", self.base()))
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_HEALTH, e))?;
+            .map_err(|e| self.unreachable(ROUTE_HEALTH, e))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -683,11 +735,11 @@ impl Uplink {
     async fn has_object(&self, sha: &Sha256Hex) -> Result<bool, UplinkError> {
         let resp = self
             .client
-            .head(format!("{}{OBJECTS}/{sha}", self.base))
+            .head(format!("{}{OBJECTS}/{sha}", self.base()))
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_HEAD, e))?;
+            .map_err(|e| self.unreachable(ROUTE_HEAD, e))?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -734,7 +786,7 @@ impl Uplink {
             .map_err(|f| self.local_fault(f, entry, path))?;
         let resp = self
             .client
-            .put(format!("{}{OBJECTS}/{}", self.base, entry.sha256))
+            .put(format!("{}{OBJECTS}/{}", self.base(), entry.sha256))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, entry.size)
             .timeout(self.body_timeout(entry.size))
@@ -746,7 +798,7 @@ impl Uplink {
             Err(e) => {
                 return Err(match outcome.take() {
                     Some(f) => self.local_fault(f, entry, path),
-                    None => send_failed(ROUTE_PUT_OBJECT, e),
+                    None => self.unreachable(ROUTE_PUT_OBJECT, e),
                 })
             }
         };
@@ -760,16 +812,16 @@ impl Uplink {
     async fn put_manifest(&self, pkg: &StagedPackage) -> Result<ManifestOutcome, UplinkError> {
         let resp = self
             .client
-            .put(format!("{}{PACKAGES}/{}", self.base, pkg.id()))
+            .put(format!("{}{PACKAGES}/{}", self.base(), pkg.id()))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(self.timeout)
             .body(pkg.manifest_bytes().to_vec())
             .send()
             .await
-            .map_err(|e| send_failed(ROUTE_PUT_PACKAGE, e))?;
+            .map_err(|e| self.unreachable(ROUTE_PUT_PACKAGE, e))?;
         let status = resp.status();
         if status == StatusCode::CONFLICT {
-            let body = resp.bytes().await.map_err(|e| send_failed(ROUTE_PUT_PACKAGE, e))?;
+            let body = resp.bytes().await.map_err(|e| self.unreachable(ROUTE_PUT_PACKAGE, e))?;
             let missing = match serde_json::from_slice::<
                 fgw_format::package::protocol::MissingObjects,
             >(&body)

@@ -309,11 +309,15 @@ async fn enrolled_uplink(
     use crate::identity::BoxIdentity;
     let (identity, wg_key) = crate::tunnel::attach_key(cfg, BoxIdentity::open(cfg, id_cfg)?)?;
     let identity = Arc::new(identity);
-    let hub = cfg.uplink.hub_url.clone();
+    // With several hub nodes, each attempt goes to the next one.
+    let hubs: Vec<String> = cfg.uplink.hub_list().into_iter().map(String::from).collect();
+    let mut attempt = 0usize;
     let connect = Duration::from_secs(cfg.uplink.connect_timeout_secs);
     let mut wait = Duration::from_secs(5);
     let enrollment = loop {
-        match identity.ensure_enrolled(&hub, connect, false).await {
+        let hub = &hubs[attempt % hubs.len()];
+        attempt += 1;
+        match identity.ensure_enrolled(hub, connect, false).await {
             Ok(enrollment) => break enrollment,
             Err(e) if mode == RunMode::UntilIdle && !e.is_transient() => return Err(e.into()),
             Err(e) => {
@@ -362,7 +366,9 @@ async fn enrolled_uplink(
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
             }
-            match identity.ensure_enrolled(&hub, connect, false).await {
+            let hub = &hubs[attempt % hubs.len()];
+            attempt += 1;
+            match identity.ensure_enrolled(hub, connect, false).await {
                 Ok(_) => {
                     if let Err(e) = identity.refresh(&cert) {
                         error!(error = %e, "renewed certificate not loaded");
