@@ -9,6 +9,8 @@
 # tests/system/hospital_proxy.rs puts Debian's tinyproxy between box and hub (CONNECT with
 # basic auth), as a hospital's mandatory proxy. The WireGuard tunnel (fgw-vpn) is configured
 # with wg(8) from wireguard-tools, on the box, the hub and in tests/system/hospital_vpn.rs.
+# tests/system/run.sh builds a Debian image with mmdebstrap and boots it in QEMU (TCG) with
+# OVMF as its firmware and swtpm as its TPM.
 # OS update bundles are RAUC's (rauc, which builds them with mksquashfs; openssl makes the
 # throwaway signing keys of tests/system/update_bundle.rs). The dashboard's browser test
 # (tests/system/dashboard_browser.rs) drives Debian's headless chromium through chromedriver.
@@ -18,7 +20,8 @@ need_apt=()
 for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:python3" "sqlite3:sqlite3" \
             "dcmdump:dcmtk" "Orthanc:orthanc" "ip:iproute2" "tc:iproute2" "nsenter:util-linux" "nft:nftables" \
             "tinyproxy:tinyproxy" "wg:wireguard-tools" "rauc:rauc" "mksquashfs:squashfs-tools" \
-            "openssl:openssl" "chromium:chromium" "chromedriver:chromium-driver"; do
+            "openssl:openssl" "chromium:chromium" "chromedriver:chromium-driver" \
+            "mmdebstrap:mmdebstrap" "qemu-system-x86_64:qemu-system-x86"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -30,7 +33,7 @@ done
 # links libtss2 through tss-esapi), and swtpm with tpm2-tools for its tests.
 for pkg in libtesseract-dev libleptonica-dev libclang-dev clang tesseract-ocr tesseract-ocr-jpn \
            tesseract-ocr-eng fonts-noto-cjk fonts-ipafont-gothic libjpeg-turbo-progs \
-           mecab libmecab-dev mecab-ipadic-utf8 libtss2-dev swtpm tpm2-tools; do
+           mecab libmecab-dev mecab-ipadic-utf8 libtss2-dev swtpm tpm2-tools ovmf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -26,4 +26,6 @@ step "build binaries" short_lines cargo build --workspace --bins --locked
 # ensure-deps installed chromium: the dashboard's browser test must run, not skip.
 export FGW_REQUIRE_BROWSER=1
 step "tests" short_lines cargo test --workspace --all-targets --locked
+# The appliance booted in QEMU with swtpm and OVMF: enrolls and uploads once (issue 14).
+step "system test (QEMU, quick)" bash tests/system/run.sh --quick
 echo "== suite: $SECONDS s" >&2
