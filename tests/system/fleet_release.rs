@@ -137,3 +137,76 @@ fn a_policy_release_reaches_the_running_box_and_a_failing_one_halts_its_rollout(
     let hub_check = h["checks"].as_array().unwrap().iter().find(|c| c["name"] == "hub").unwrap();
     assert_eq!(hub_check["ok"], false, "{h:#}");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_box_without_network_takes_a_policy_release_from_a_usb_stick_through_the_same_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let hub = Hub::init(&root.join("hub"));
+    hub.issue("gw-test", FACILITY, "device", &root.join("pki"));
+    let tuf_root = root.join("tuf-root.json");
+    hub_json(&hub, &["release", "root", "--out", tuf_root.to_str().unwrap()]);
+    let export = root.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    // The hub is never started: the box has no network to it.
+    let gw = Gateway::new(&root.join("gw"), &hub.url(), &root.join("pki"), &export, "");
+    gw.append_config(&format!("[update]\ntuf_root = \"{}\"\n", tuf_root.display()));
+    std::fs::create_dir_all(gw.state_dir()).unwrap();
+    let folder = root.join("policy-2");
+    export_policy(&gw, &folder);
+    hub_json(
+        &hub,
+        &["release", "publish", "--kind", "policy", "--version", "2", folder.to_str().unwrap()],
+    );
+    // The society copies its repository onto a stick.
+    let usb = root.join("usb");
+    copy_dir(&hub.data_dir().join("tuf/repo"), &usb);
+    let tampered = root.join("usb-tampered");
+    copy_dir(&usb, &tampered);
+    let target = tampered.join("targets/policy-2.json");
+    let text = std::fs::read_to_string(&target).unwrap();
+    std::fs::write(&target, text.replacen("jed-basic", "jed-basiX", 1)).unwrap();
+
+    let by_hand = |dir: &Path, cmd: &str| {
+        gw.cmd()
+            .args(["update", cmd, "--from"])
+            .arg(dir)
+            .args(["--kind", "policy", "--version", "2"])
+            .output()
+            .unwrap()
+    };
+    // A tampered stick is refused by the signed hash; nothing changes.
+    let out = by_hand(&tampered, "apply");
+    assert!(!out.status.success());
+    let outcomes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcomes[0]["outcome"], "refused", "{outcomes:#}");
+    assert!(outcomes[0]["detail"].as_str().unwrap().starts_with("tuf_mismatch"), "{outcomes:#}");
+    // The society's stick: checked, then applied.
+    let out = gw
+        .cmd()
+        .args(["update", "check", "--json", "--from"])
+        .arg(&usb)
+        .args(["--kind", "policy", "--version", "2"])
+        .output()
+        .unwrap();
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(check["updates"][0]["verdict"], "install", "{check:#}");
+    let out = by_hand(&usb, "apply");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let show = gw.cmd().args(["policy", "show", "--json"]).output().unwrap();
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!((show["version"].as_u64(), show["release"].as_str()), (Some(2), Some("2")));
+}
