@@ -138,7 +138,8 @@ fn every_workspace_crate_has_a_side() {
         // The WireGuard tunnel (box and hub): keys and an interface; reads no exam data.
         ("fgw-vpn", &[][..]),
         // Signed releases over TUF (box and hub): metadata and targets; reads no exam data.
-        ("fgw-release", &[][..]),
+        // It writes its files with fgw-format's durable writes.
+        ("fgw-release", &["fgw-format"][..]),
         ("fgw-records", &["fgw-format"][..]),
         ("fgw-deid", &["fgw-format", "fgw-records"][..]),
         ("fgw-ingest", &["fgw-format", "fgw-records"][..]),

@@ -422,18 +422,6 @@ struct Batch {
     released: bool,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
-
 /// Writes `params.exams` exams once (one seed: distinct 検査IDs) and splits them into batch
 /// folders under `staging`, each with its share of the table's rows, their images and
 /// reports, and `DONE`; then the re-exports, copies under later names. Returned in release
@@ -495,7 +483,7 @@ fn staged_batches(root: &Path, p: &HarnessParams) -> (SynthTruth, Vec<Batch>) {
         let first: &Batch = &firsts[k];
         let name = format!("2026120{}T{:02}{:02}", 1 + r, k / 60, k % 60);
         let dir = staging.join(&name);
-        copy_dir(&first.staged, &dir);
+        common::copy_dir(&first.staged, &dir);
         Batch { name, staged: dir, rows: first.rows, revision: 1 + r as u32, released: false }
     };
     let mut later = Vec::new();

@@ -138,19 +138,6 @@ fn a_policy_release_reaches_the_running_box_and_a_failing_one_halts_its_rollout(
     assert_eq!(hub_check["ok"], false, "{h:#}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_box_without_network_takes_a_policy_release_from_a_usb_stick_through_the_same_checks() {
     let tmp = tempfile::tempdir().unwrap();

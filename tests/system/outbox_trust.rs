@@ -10,7 +10,6 @@
 use crate::common;
 use common::*;
 use fgw_synth::{self as synth, SynthOptions};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn wait_for(gw: &Gateway, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
@@ -22,14 +21,6 @@ fn wait_for(gw: &Gateway, what: &str, done: impl Fn(&serde_json::Value) -> bool)
         }
         assert!(Instant::now() < deadline, "{what}: {st}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
 
@@ -67,7 +58,7 @@ fn a_package_this_box_did_not_seal_is_never_uploaded() {
     let foreign = report["packages"][0].as_str().unwrap().to_string();
     let outbox = gw.state_dir().join("outbox");
     for sub in ["packages", "objects", "seals"] {
-        copy_dir(&root.join("foreign").join(sub), &outbox.join(sub));
+        common::copy_dir(&root.join("foreign").join(sub), &outbox.join(sub));
     }
     let changed = gw
         .db()

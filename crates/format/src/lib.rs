@@ -6,3 +6,4 @@ pub mod durable;
 pub mod ids;
 pub mod package;
 pub mod sniff;
+pub mod units;

@@ -82,6 +82,19 @@ enum Cmd {
     },
 }
 
+/// Where `update check|apply` take releases from, and an offer given by hand.
+#[derive(clap::Args)]
+struct UpdateSource {
+    /// Read the repository from a folder (a USB stick holding `metadata/` and `targets/`)
+    /// instead of the hub; with --kind and --version, as if offered.
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+    #[arg(long, requires = "version")]
+    kind: Option<String>,
+    #[arg(long, requires = "kind")]
+    version: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum UpdateCmd {
     /// What the box would install, and why or why not: the hub's rollout offers, verified
@@ -91,14 +104,8 @@ enum UpdateCmd {
         /// and `reason`).
         #[arg(long)]
         json: bool,
-        /// Read the repository from a folder (a USB stick holding `metadata/` and
-        /// `targets/`) instead of the hub; with --kind and --version, as if offered.
-        #[arg(long, value_name = "DIR")]
-        from: Option<PathBuf>,
-        #[arg(long, requires = "version")]
-        kind: Option<String>,
-        #[arg(long, requires = "kind")]
-        version: Option<String>,
+        #[command(flatten)]
+        source: UpdateSource,
     },
     /// The health check after an OS update boots: daemon unit active, state database,
     /// identity, hub reachable, an authenticated round trip. With --mark, RAUC marks the
@@ -116,12 +123,8 @@ enum UpdateCmd {
     /// Check, then install what the check says to install (the daemon does this by itself
     /// every `[update] check_secs`). Prints the outcomes as JSON.
     Apply {
-        #[arg(long, value_name = "DIR")]
-        from: Option<PathBuf>,
-        #[arg(long, requires = "version")]
-        kind: Option<String>,
-        #[arg(long, requires = "kind")]
-        version: Option<String>,
+        #[command(flatten)]
+        source: UpdateSource,
     },
     /// Verify BUNDLE with rauc: signed by the update key of `[update] keyring`, for this
     /// box's `[update] compatible`. Prints its version.
@@ -139,9 +142,7 @@ enum UpdateCmd {
 /// given by hand.
 async fn update_check(
     cfg: &GatewayConfig,
-    from: Option<PathBuf>,
-    kind: Option<String>,
-    version: Option<String>,
+    UpdateSource { from, kind, version }: UpdateSource,
 ) -> anyhow::Result<(
     fgw_gateway::updater::CheckReport,
     Option<fgw_release::Trusted>,
@@ -490,10 +491,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Update { cmd: UpdateCmd::Check { json, from, kind, version } } => {
+        Cmd::Update { cmd: UpdateCmd::Check { json, source } } => {
             let cfg = load(&config_path(&cli.config))?;
             let rt = tokio::runtime::Runtime::new()?;
-            let (report, _, _) = rt.block_on(update_check(&cfg, from, kind, version))?;
+            let (report, _, _) = rt.block_on(update_check(&cfg, source))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -526,12 +527,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if health.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Cmd::Update { cmd: UpdateCmd::Apply { from, kind, version } } => {
+        Cmd::Update { cmd: UpdateCmd::Apply { source } } => {
             let cfg = load(&config_path(&cli.config))?;
             let db = Db::open(&cfg.db_path())?;
             let rt = tokio::runtime::Runtime::new()?;
             let outcomes = rt.block_on(async {
-                let (report, trusted, source) = update_check(&cfg, from, kind, version).await?;
+                let (report, trusted, source) = update_check(&cfg, source).await?;
                 let Some(trusted) = trusted else {
                     let e = report.error.map(|e| e.message).unwrap_or_default();
                     anyhow::bail!("the release repository did not verify: {e}");

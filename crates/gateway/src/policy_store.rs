@@ -266,13 +266,12 @@ pub fn apply(state_dir: &Path, bundle: &PolicyBundle) -> Result<Applied, PolicyS
         std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
     }
     std::fs::rename(&staging, &dir).map_err(io(&dir))?;
+    // The release's folder is durable before the pointer names it.
+    let releases = dir.parent().unwrap_or(state_dir);
+    fgw_format::durable::fsync_dir(releases).map_err(io(releases))?;
     let current = current_file(state_dir);
-    let tmp = current.with_extension("tmp");
-    std::fs::write(&tmp, format!("{release}\n")).map_err(io(&tmp))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &current).map_err(io(&current))?;
-    let pdir = policy_dir(state_dir);
-    std::fs::File::open(&pdir).and_then(|d| d.sync_all()).map_err(io(&pdir))?;
+    fgw_format::durable::write_atomic(&current, format!("{release}\n").as_bytes())
+        .map_err(io(&current))?;
     Ok(Applied {
         release,
         policy_version: format!("{}@{}", loaded.policy.id, loaded.policy.version),

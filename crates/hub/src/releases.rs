@@ -38,14 +38,6 @@ pub enum ReleaseError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// Writing the packed bundle failed.
-    #[error("release {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
 }
 
 /// Where the repository and its keys are.
@@ -100,8 +92,9 @@ pub async fn publish(
     source: &Path,
 ) -> Result<ReleaseRecord, ReleaseError> {
     let repo = ensure_repository(paths).await?;
-    let packed;
-    let file = match kind {
+    let keys = paths.key_set();
+    let expiry = Expiry::default();
+    let target = match kind {
         ReleaseKind::Policy => {
             if !source.is_dir() {
                 return Err(ReleaseError::Source {
@@ -110,8 +103,7 @@ pub async fn publish(
                 });
             }
             let bundle = PolicyBundle::from_dir(source, version)?;
-            packed = tempfile_in(&paths.repo, &bundle.to_bytes())?;
-            packed.path().to_path_buf()
+            repo.publish_bytes(&keys, kind, version, &bundle.to_bytes(), expiry).await?
         }
         ReleaseKind::Os => {
             if !source.is_file() {
@@ -120,37 +112,12 @@ pub async fn publish(
                     reason: "an OS release is a RAUC bundle file",
                 });
             }
-            source.to_path_buf()
+            repo.publish(&keys, kind, version, source, expiry).await?
         }
     };
-    let target = repo.publish(&paths.key_set(), kind, version, &file, Expiry::default()).await?;
     let record = record_of(&target);
     meta.record_release(&record)?;
     Ok(record)
-}
-
-/// A packed bundle beside the repository, removed when dropped.
-struct Packed {
-    path: PathBuf,
-}
-
-impl Packed {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for Packed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn tempfile_in(dir: &Path, bytes: &[u8]) -> Result<Packed, ReleaseError> {
-    let path = dir.join(format!(".packing-{}", std::process::id()));
-    std::fs::write(&path, bytes)
-        .map_err(|source| ReleaseError::Io { path: path.clone(), source })?;
-    Ok(Packed { path })
 }
 
 fn record_of(t: &ReleaseTarget) -> ReleaseRecord {

@@ -56,8 +56,7 @@ pub enum VpnError {
 /// The hub's WireGuard private key from `path`, made (random, 0600) if the file is missing.
 pub fn load_or_create_key(path: &Path) -> Result<WgPrivateKey, VpnError> {
     use ring::rand::SecureRandom;
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let io = |source| VpnError::KeyIo { path: path.to_path_buf(), source };
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -74,17 +73,8 @@ pub fn load_or_create_key(path: &Path) -> Result<WgPrivateKey, VpnError> {
             let mut bytes = [0u8; 32];
             ring::rand::SystemRandom::new().fill(&mut bytes).expect("system RNG");
             let key = WgPrivateKey::from_bytes(bytes);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(io)?;
-            f.write_all(format!("{}\n", base64_of(&bytes)).as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            let line = format!("{}\n", base64_of(&bytes));
+            fgw_format::durable::create_private(path, line.as_bytes()).map_err(io)?;
             tracing::info!(file = %path.display(), public_key = %key.public_key(), "hub WireGuard key created");
             Ok(key)
         }

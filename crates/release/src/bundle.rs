@@ -145,10 +145,9 @@ impl PolicyBundle {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         for (name, text) in &self.files {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(io(&path))?;
-            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
+            fgw_format::durable::write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
         }
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+        Ok(())
     }
 }
 

@@ -5,8 +5,6 @@
 //! (`provisioning/release-keys.md`). A role may have several root keys: the root role's
 //! threshold says how many must sign.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tough::key_source::{KeySource, LocalKeySource};
 use tough::schema::key::Key;
@@ -79,18 +77,8 @@ pub fn generate(path: &Path) -> Result<(), KeyError> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|_| KeyError::Generate { path: path.to_path_buf() })?;
-    let io = |source| KeyError::Io { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(pkcs8.as_ref()).map_err(io)?;
-    f.sync_all().map_err(io)
+    fgw_format::durable::create_private(path, pkcs8.as_ref())
+        .map_err(|source| KeyError::Io { path: path.to_path_buf(), source })
 }
 
 /// The public half of the key in `path`, as TUF metadata lists it.

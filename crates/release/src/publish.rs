@@ -132,18 +132,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
     move |source| PublishError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes `bytes` to `path` by a synced temporary file and a rename.
+/// Writes `bytes` to `path` durably and atomically (the project's one helper for it).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    }
-    Ok(())
+    fgw_format::durable::write_atomic(path, bytes).map_err(io(path))
 }
 
 async fn sign<T: Role + serde::Serialize>(
@@ -283,16 +274,28 @@ impl Repository {
         source: &Path,
         expiry: Expiry,
     ) -> Result<ReleaseTarget, PublishError> {
+        let bytes = std::fs::read(source).map_err(io(source))?;
+        self.publish_bytes(keys, kind, version, &bytes, expiry).await
+    }
+
+    /// [`Repository::publish`] of bytes already in memory (a packed policy bundle).
+    pub async fn publish_bytes(
+        &self,
+        keys: &KeySet,
+        kind: ReleaseKind,
+        version: &ReleaseVersion,
+        bytes: &[u8],
+        expiry: Expiry,
+    ) -> Result<ReleaseTarget, PublishError> {
         let name = ReleaseTarget::file_name(kind, version);
         let dest = self.targets_dir().join(&name);
-        let bytes = std::fs::read(source).map_err(io(source))?;
         if dest.exists() {
             let held = std::fs::read(&dest).map_err(io(&dest))?;
             if held != bytes {
                 return Err(PublishError::Conflict { name });
             }
         } else {
-            write_atomic(&dest, &bytes)?;
+            write_atomic(&dest, bytes)?;
         }
         self.sign_targets(keys, expiry).await?;
         self.releases()?

@@ -5,6 +5,7 @@
 use super::chart::bar_chart;
 use crate::store::{FacilityCounts, RolloutSummary};
 use fgw_format::ids::FacilityId;
+use fgw_format::units::human_bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -306,21 +307,6 @@ pub(crate) fn facility_page(v: &FacilityView) -> String {
     body.push_str(&quarantine_table("quarantine", &v.quarantine));
     body.push_str(&footer(&v.generated, v.online_minutes));
     page(&format!("Facility {}", v.facility), Some(&v.operator), &body)
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]
