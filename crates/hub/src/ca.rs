@@ -14,7 +14,7 @@
 pub use super::Role;
 
 use super::config::HubConfig;
-use super::store::{MetaStore, SqliteMetaStore, StoreError};
+use super::store::{MetaStore, StoreError};
 use chrono::Datelike;
 use fgw_format::ids::{DeviceId, FacilityId, Sha256Hex};
 use fgw_tls::TlsError;
@@ -544,8 +544,8 @@ pub fn issue_device(
     role: Role,
     out_dir: &Path,
 ) -> Result<Sha256Hex, CaError> {
-    let meta = SqliteMetaStore::open(&cfg.db_path())?;
-    issue_device_into(&meta, cfg, device, facility, role, out_dir)
+    let meta = super::store::open_meta(cfg)?;
+    issue_device_into(&*meta, cfg, device, facility, role, out_dir)
 }
 
 /// [`issue_device`] against any metadata store.
@@ -599,7 +599,7 @@ mod tests {
             &out.join(DEVICE_KEY_FILE),
         )
         .unwrap();
-        let meta = SqliteMetaStore::open(&cfg.db_path()).unwrap();
+        let meta = crate::store::SqliteMetaStore::open(&cfg.db_path()).unwrap();
         assert_eq!(meta.device_by_fingerprint(&fp).unwrap().unwrap().device, dev);
         assert!(matches!(
             issue_device(&cfg, &dev, &fac, Role::Device, &out),

@@ -12,7 +12,7 @@ use fgw_hub::ca;
 use fgw_hub::dashboard::{auth, OperatorName};
 use fgw_hub::enroll::{self, Serial};
 use fgw_hub::gc;
-use fgw_hub::store::{FsObjectStore, MetaStore, SqliteMetaStore};
+use fgw_hub::store;
 use fgw_hub::Role;
 use fgw_hub::{ConfigError, HubConfig};
 use serde_json::json;
@@ -424,8 +424,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Device(DeviceCommand::Add { cfg: args, serial, facility, csr, out }) => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
-            let added = enroll::device_add(&cfg, &meta, &serial, &facility, &csr, &out)?;
+            let meta = store::open_meta(&cfg)?;
+            let added = enroll::device_add(&cfg, &*meta, &serial, &facility, &csr, &out)?;
             let status = meta.serial(&serial)?.map(|r| r.status);
             print_json(&json!({
                 "serial": added.serial,
@@ -439,8 +439,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Device(DeviceCommand::Revoke { cfg: args, serial }) => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
-            let r = enroll::device_revoke(&meta, &serial)?;
+            let meta = store::open_meta(&cfg)?;
+            let r = enroll::device_revoke(&*meta, &serial)?;
             print_json(&json!({
                 "serial": serial,
                 "status": "revoked",
@@ -453,13 +453,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let password = read_password_line(std::io::stdin().lock())?;
             auth::check_password(&password).map_err(CliError::Password)?;
             let phc = auth::hash_password(&name, &password).map_err(CliError::Password)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             let added = meta.set_operator(&name, &phc)?;
             print_json(&json!({ "operator": name.as_str(), "added": added }));
         }
         Command::Operator(OperatorCommand::Remove { cfg: args, name }) => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             if !meta.remove_operator(&name)? {
                 return Err(CliError::UnknownOperator(name));
             }
@@ -467,7 +467,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Fleet { cfg: args, json } => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             let rows = meta.fleet()?;
             if json {
                 print_json(&serde_json::to_value(&rows).expect("rows serialize"));
@@ -493,7 +493,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Device(DeviceCommand::Show { cfg: args, serial }) => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             let rec = meta.serial(&serial)?.ok_or(CliError::UnknownSerial(serial))?;
             print_json(&serde_json::to_value(rec).expect("record serializes"));
         }
@@ -518,10 +518,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Gc(args) => {
             let cfg = load(&args)?;
-            let objects = FsObjectStore::open(&cfg.objects_dir())?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let objects = store::open_objects(&cfg)?;
+            let meta = store::open_meta(&cfg)?;
             let report =
-                gc::collect(&objects, &meta, &cfg.gc_policy(), std::time::SystemTime::now())?;
+                gc::collect(&*objects, &*meta, &cfg.gc_policy(), std::time::SystemTime::now())?;
             print_json(&serde_json::to_value(report).expect("report serializes"));
         }
         Command::Release(cmd) => release(cmd)?,
@@ -532,7 +532,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::List { cfg: args, facility, kind } => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             let listing = match kind {
                 Listing::Exams => serde_json::to_value(meta.list_exams(&facility)?),
                 Listing::Dicom => serde_json::to_value(meta.list_dicom(&facility)?),
@@ -552,16 +552,16 @@ fn release(cmd: ReleaseCommand) -> Result<(), CliError> {
     match cmd {
         ReleaseCommand::Publish { cfg: args, kind, version, keys_dir, path } => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             let mut paths = ReleasePaths::of(&cfg);
             paths.targets_keys = keys_dir;
             let rec =
-                runtime()?.block_on(releases::publish(&paths, &meta, kind, &version, &path))?;
+                runtime()?.block_on(releases::publish(&paths, &*meta, kind, &version, &path))?;
             print_json(&serde_json::to_value(rec).expect("record serializes"));
         }
         ReleaseCommand::List(args) => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             print_json(&serde_json::to_value(meta.releases()?).expect("records serialize"));
         }
         ReleaseCommand::Root { cfg: args, out } => {
@@ -592,7 +592,7 @@ fn rollout(cmd: RolloutCommand) -> Result<(), CliError> {
             force,
         } => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
+            let meta = store::open_meta(&cfg)?;
             let start = match start {
                 None => chrono::Utc::now(),
                 Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
@@ -605,14 +605,14 @@ fn rollout(cmd: RolloutCommand) -> Result<(), CliError> {
                 std::time::Duration::from_secs(wave_interval_secs),
             )?;
             let plan = RolloutPlan { version: release, kind, waves, halt_percent, halt_min, force };
-            let r = rollout::create(&meta, &plan)?;
+            let r = rollout::create(&*meta, &plan)?;
             print_json(&serde_json::to_value(r).expect("record serializes"));
             return Ok(());
         }
         RolloutCommand::List(args) => {
             let cfg = load(&args)?;
-            let meta = SqliteMetaStore::open(&cfg.db_path())?;
-            let s = rollout::status(&meta, chrono::Utc::now())?;
+            let meta = store::open_meta(&cfg)?;
+            let s = rollout::status(&*meta, chrono::Utc::now())?;
             print_json(&serde_json::to_value(s).expect("status serializes"));
             return Ok(());
         }
@@ -621,8 +621,8 @@ fn rollout(cmd: RolloutCommand) -> Result<(), CliError> {
         RolloutCommand::Rollback { cfg, id } => (cfg, Action::Rollback, id),
     };
     let cfg = load(&args)?;
-    let meta = SqliteMetaStore::open(&cfg.db_path())?;
-    let r = rollout::act(&meta, id, action)?;
+    let meta = store::open_meta(&cfg)?;
+    let r = rollout::act(&*meta, id, action)?;
     print_json(&serde_json::to_value(r).expect("record serializes"));
     Ok(())
 }

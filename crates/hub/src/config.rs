@@ -51,6 +51,9 @@
 //!
 //! Relative paths (including `data_dir`) are relative to the directory of the config file.
 
+pub use crate::store_settings::{
+    MetaBackend, ObjectBackend, PostgresUrl, S3Settings, StoreSettings,
+};
 use fgw_format::ids::FacilityId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -208,6 +211,10 @@ pub struct HubConfig {
     /// online defaults of [`HubDashboard`].
     #[serde(default)]
     pub dashboard: HubDashboard,
+    /// `[store]`: the metadata and object engines. Default: SQLite and files under
+    /// `data_dir` (one node).
+    #[serde(default)]
+    pub store: StoreSettings,
 }
 
 /// `[releases]`: where the TUF repository and its keys live. Defaults under
@@ -514,6 +521,7 @@ impl Default for HubConfig {
             tls: HubTlsPaths::default(),
             releases: ReleaseSettings::default(),
             dashboard: HubDashboard::default(),
+            store: StoreSettings::default(),
         }
     }
 }
@@ -643,6 +651,9 @@ impl HubConfig {
             return Err(invalid("operational_cert_days", "1 ..= 365"));
         }
         self.dashboard.validate()?;
+        self.store
+            .check()
+            .map_err(|(key, expected)| ConfigError::Invalid { key, expected: expected.into() })?;
         match &self.vpn {
             Some(vpn) => vpn.validate(),
             None => Ok(()),

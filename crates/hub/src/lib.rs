@@ -36,10 +36,14 @@ pub mod releases;
 pub mod rollout;
 mod server;
 pub mod store;
+mod store_settings;
 mod uploads;
 pub mod vpn;
 
-pub use config::{ConfigError, HubConfig, HubDashboard, HubTlsPaths, HubVpn};
+pub use config::{
+    ConfigError, HubConfig, HubDashboard, HubTlsPaths, HubVpn, MetaBackend, ObjectBackend,
+    PostgresUrl, S3Settings, StoreSettings,
+};
 pub use server::{bind, serve, Hub, RunningHub, ServeError};
 
 use fgw_format::ids::{DeviceId, FacilityId};

@@ -19,7 +19,7 @@
 use super::api::{self, Anchor, ClientAuth, ConnPeer, HubState, Limits, UploadSlots};
 use super::config::{ConfigError, HubConfig};
 use super::enroll::EnrollSettings;
-use super::store::{FsObjectStore, MetaStore, ObjectStore, SqliteMetaStore, StoreError};
+use super::store::{MetaStore, ObjectStore, StoreError};
 use fgw_tls::TlsError;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -146,10 +146,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Open the embedded stores under `data_dir` and load the PKI files.
+    /// Open the stores `[store]` names (default: embedded, under `data_dir`) and load the
+    /// PKI files.
     pub fn open(cfg: &HubConfig) -> Result<Hub, ServeError> {
-        let objects = Arc::new(FsObjectStore::open(&cfg.objects_dir())?);
-        let meta = Arc::new(SqliteMetaStore::open(&cfg.db_path())?);
+        let objects = crate::store::open_objects(cfg)?;
+        let meta = crate::store::open_meta(cfg)?;
         Hub::with_stores(cfg, objects, meta)
     }
 

@@ -38,6 +38,35 @@ use std::time::SystemTime;
 pub use fs::FsObjectStore;
 pub use sqlite::SqliteMetaStore;
 
+use crate::config::{HubConfig, MetaBackend, ObjectBackend};
+use std::sync::Arc;
+
+/// The metadata store `[store] meta` names: SQLite in the data directory, or PostgreSQL.
+pub fn open_meta(cfg: &HubConfig) -> Result<Arc<dyn MetaStore>> {
+    match &cfg.store.meta {
+        MetaBackend::Sqlite => Ok(Arc::new(SqliteMetaStore::open(&cfg.db_path())?)),
+        MetaBackend::Postgres(url) => Err(StoreError::Postgres {
+            database: url.redacted(),
+            source: "this hub was built without the PostgreSQL store".into(),
+        }),
+    }
+}
+
+/// The object store `[store] objects` names: files in the data directory, or an S3 bucket.
+pub fn open_objects(cfg: &HubConfig) -> Result<Arc<dyn ObjectStore>> {
+    match cfg.store.objects {
+        ObjectBackend::Fs => Ok(Arc::new(FsObjectStore::open(&cfg.objects_dir())?)),
+        ObjectBackend::S3 => {
+            let bucket = cfg.store.s3.as_ref().map(|s| s.bucket.clone()).unwrap_or_default();
+            Err(StoreError::S3 {
+                bucket,
+                key: String::new(),
+                source: "this hub was built without the S3 store".into(),
+            })
+        }
+    }
+}
+
 /// A store operation that failed; named by path, object or device, never by content.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,6 +151,24 @@ pub enum StoreError {
         fingerprint: Sha256Hex,
         /// The device it belongs to.
         device: DeviceId,
+    },
+    /// PostgreSQL failed (`[store] meta = "postgres://…"`).
+    #[error("metadata store {database}: {source}")]
+    Postgres {
+        /// Host, port and database (never the password).
+        database: String,
+        /// The driver's or pool's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The S3-compatible store failed (`[store] objects = "s3"`).
+    #[error("object store s3://{bucket}/{key}: {source}")]
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key (an object's hash or an upload session's id, never content).
+        key: String,
+        /// The client's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A thread panicked holding the store's lock.
     #[error("store lock poisoned")]
