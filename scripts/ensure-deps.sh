@@ -63,6 +63,12 @@ if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
   python3 -m pip install -q jsonschema >/dev/null
 fi
 
+# The researchers' Parquet export is read back with pyarrow (what researchers' tools use).
+if ! python3 -c 'import pyarrow' >/dev/null 2>&1; then
+  echo "ensure-deps: installing python pyarrow" >&2
+  python3 -m pip install -q 'pyarrow>=15' >/dev/null
+fi
+
 # HL7 tests send with a real MLLP client: python-hl7's mllp_send.
 if ! command -v mllp_send >/dev/null 2>&1; then
   echo "ensure-deps: installing python hl7 (mllp_send)" >&2

@@ -38,6 +38,7 @@ mod outbox_trust;
 mod policy_bundle;
 mod quarantine_retention;
 mod recovery_kit;
+mod researcher_export;
 mod rollout_waves;
 mod update_bundle;
 mod uplink_chunked;

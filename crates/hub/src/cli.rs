@@ -104,6 +104,69 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Listing::Exams)]
         kind: Listing,
     },
+    /// Researchers' export of one facility's current exams in a date range: Parquet (one row
+    /// per exam, with `data-dictionary.json`) or DICOM Part 10 files (optionally stored into
+    /// Orthanc). Entered in the access log (`hub exports`). docs/export.md.
+    Export(ExportArgs),
+    /// The researchers' export access log, as JSON.
+    Exports {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Only this researcher's exports.
+        #[arg(long)]
+        researcher: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    #[arg(long)]
+    facility: FacilityId,
+    /// First date, `YYYY-MM-DD`.
+    #[arg(long)]
+    from: chrono::NaiveDate,
+    /// Last date, `YYYY-MM-DD` (included).
+    #[arg(long)]
+    to: chrono::NaiveDate,
+    /// `parquet` (exam records) or `dicom` (the exams' DICOM objects).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]
+    format: ExportFormat,
+    /// Which date the range applies to: the exam's (`exam`, as the box sent it) or the
+    /// hub's reception of its current revision (`received`).
+    #[arg(long, value_enum, default_value_t = ExportDateField::Exam)]
+    date_field: ExportDateField,
+    /// Who takes the data, for the access log. Default: the account running the command.
+    #[arg(long)]
+    researcher: Option<String>,
+    /// With `--format dicom`: also store every object into this Orthanc (its REST address,
+    /// e.g. `http://10.0.0.5:8042`).
+    #[arg(long, value_name = "URL")]
+    orthanc: Option<String>,
+    /// The CA certificate (PEM) of an https Orthanc.
+    #[arg(long, value_name = "FILE")]
+    orthanc_ca: Option<PathBuf>,
+    /// Orthanc user (HTTP basic), with `--orthanc-password-file`.
+    #[arg(long)]
+    orthanc_user: Option<String>,
+    /// File holding that user's password (first line).
+    #[arg(long, value_name = "FILE")]
+    orthanc_password_file: Option<PathBuf>,
+    /// Output folder.
+    out_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Parquet,
+    Dicom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportDateField {
+    Exam,
+    Received,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -300,12 +363,19 @@ enum CliError {
     BadStart,
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Export(#[from] fgw_hub::export::ExportError),
+    #[error("--orthanc-user and --orthanc-password-file go together, with --orthanc")]
+    OrthancArgs,
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoConfig { .. } | CliError::Config(_) | CliError::BadStart => 2,
+            CliError::NoConfig { .. }
+            | CliError::Config(_)
+            | CliError::BadStart
+            | CliError::OrthancArgs => 2,
             CliError::Password(auth::AuthError::PasswordLength) => 2,
             _ => 1,
         }
@@ -539,7 +609,77 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             print_json(&listing.expect("listing serializes"));
         }
+        Command::Export(args) => export(args)?,
+        Command::Exports { cfg: args, researcher } => {
+            let cfg = load(&args)?;
+            let meta = store::open_meta(&cfg)?;
+            let log = meta.exports(researcher.as_deref())?;
+            print_json(&serde_json::to_value(log).expect("log serializes"));
+        }
     }
+    Ok(())
+}
+
+/// The account running the command: `SUDO_USER` when run through sudo, else the user name of
+/// the real uid.
+fn invoking_account() -> String {
+    if let Some(u) = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty()) {
+        return u;
+    }
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| format!("uid-{uid}"), |u| u.name)
+}
+
+fn export(args: ExportArgs) -> Result<(), CliError> {
+    use fgw_hub::export::{self, DateField, DateRange, ExportRequest, OrthancTarget, Researcher};
+    let cfg = load(&args.cfg)?;
+    let researcher = Researcher::new(&args.researcher.unwrap_or_else(invoking_account))?;
+    let req = ExportRequest {
+        facility: args.facility,
+        range: DateRange::new(args.from, args.to)?,
+        date_field: match args.date_field {
+            ExportDateField::Exam => DateField::Exam,
+            ExportDateField::Received => DateField::Received,
+        },
+        researcher,
+    };
+    let meta = store::open_meta(&cfg)?;
+    let report = match args.format {
+        ExportFormat::Parquet => {
+            if args.orthanc.is_some() {
+                return Err(CliError::OrthancArgs);
+            }
+            export::parquet(&*meta, &req, &args.out_dir)?
+        }
+        ExportFormat::Dicom => {
+            let objects = store::open_objects(&cfg)?;
+            let user = match (args.orthanc_user, args.orthanc_password_file) {
+                (Some(u), Some(f)) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|source| CliError::Io { path: f.clone(), source })?;
+                    Some((u, text.lines().next().unwrap_or_default().to_string()))
+                }
+                (None, None) => None,
+                _ => return Err(CliError::OrthancArgs),
+            };
+            let archive = match &args.orthanc {
+                Some(url) => {
+                    let ca = match &args.orthanc_ca {
+                        Some(f) => Some(
+                            std::fs::read(f)
+                                .map_err(|source| CliError::Io { path: f.clone(), source })?,
+                        ),
+                        None => None,
+                    };
+                    Some(OrthancTarget::new(url, ca.as_deref(), user)?)
+                }
+                None if user.is_some() => return Err(CliError::OrthancArgs),
+                None => None,
+            };
+            export::dicom(&*meta, &*objects, &req, &args.out_dir, archive.as_ref())?
+        }
+    };
+    print_json(&serde_json::to_value(report).expect("report serializes"));
     Ok(())
 }
 

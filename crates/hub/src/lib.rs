@@ -28,6 +28,7 @@ mod config;
 pub mod dashboard;
 pub mod enroll;
 mod est;
+pub mod export;
 pub mod fleet;
 pub mod gc;
 pub mod intake;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// `[store]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     /// `"sqlite"` (default: `<data_dir>/hub.sqlite`) or a `postgres://user:password@host/db`
@@ -28,6 +28,17 @@ pub struct StoreSettings {
 
 fn default_pool_size() -> u32 {
     16
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            meta: MetaBackend::Sqlite,
+            objects: ObjectBackend::Fs,
+            pool_size: default_pool_size(),
+            s3: None,
+        }
+    }
 }
 
 /// Where metadata lives.
@@ -190,6 +201,8 @@ mod tests {
     #[test]
     fn defaults_are_the_embedded_stores() {
         let s: StoreSettings = toml::from_str("").unwrap();
+        assert_eq!(s, StoreSettings::default());
+        assert_eq!(s.pool_size, 16);
         assert_eq!(s.meta, MetaBackend::Sqlite);
         assert_eq!(s.objects, ObjectBackend::Fs);
         assert!(s.check().is_ok());

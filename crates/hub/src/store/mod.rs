@@ -1044,4 +1044,48 @@ pub trait MetaStore: Send + Sync {
 
     /// Exams, packages, DICOM objects and bytes held of one facility.
     fn facility_counts(&self, facility: &FacilityId) -> Result<FacilityCounts>;
+
+    // Researchers' export (issue 15).
+
+    /// The manifest stored for `package` (an exam, report or DICOM package of `facility`),
+    /// exactly as received; `None` if `facility` has no such package.
+    fn package_manifest(
+        &self,
+        facility: &FacilityId,
+        package: &PackageId,
+    ) -> Result<Option<String>>;
+
+    /// Add an export to the access log; its id.
+    fn record_export(&self, export: &ExportRecord) -> Result<i64>;
+
+    /// The access log, oldest first; only `researcher`'s exports when given.
+    fn exports(&self, researcher: Option<&str>) -> Result<Vec<ExportRecord>>;
+}
+
+/// One researchers' export, as the access log keeps it: who took which facility's data,
+/// for which dates, in which form, where to, and how many rows. Never the data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExportRecord {
+    /// Its id in the log (0 before it is recorded).
+    pub id: i64,
+    /// Who ran it (`hub export --researcher`, by default the account that ran the command).
+    pub researcher: String,
+    /// The facility exported.
+    pub facility: FacilityId,
+    /// First date of the range, `YYYY-MM-DD`.
+    pub date_from: String,
+    /// Last date of the range, `YYYY-MM-DD`.
+    pub date_to: String,
+    /// `parquet` or `dicom`.
+    pub format: String,
+    /// The output folder, or the DICOM node the objects were sent to (never a password).
+    pub destination: String,
+    /// Rows (exams) or DICOM objects exported.
+    pub rows: u64,
+    /// `complete` or `failed`.
+    pub outcome: String,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: String,
+    /// When it ended (RFC 3339, UTC).
+    pub finished_at: String,
 }

@@ -6,10 +6,10 @@
 
 use super::{
     ChunkRecord, CredentialKind, CredentialRecord, DayCount, DeviceRecord, DeviceUploads,
-    Enrollment, ExpiredUploads, FacilityCounts, MetaStore, NewRollout, NewSerial, Opened,
-    ReleaseRecord, Result, Revocation, RolloutRecord, RolloutState, SerialAdded, SerialRecord,
-    SerialStatus, SessionRecord, StoreError, TunnelRecord, UploadAdmission, UploadRecord,
-    UploadState,
+    Enrollment, ExpiredUploads, ExportRecord, FacilityCounts, MetaStore, NewRollout, NewSerial,
+    Opened, ReleaseRecord, Result, Revocation, RolloutRecord, RolloutState, SerialAdded,
+    SerialRecord, SerialStatus, SessionRecord, StoreError, TunnelRecord, UploadAdmission,
+    UploadRecord, UploadState,
 };
 use crate::dashboard::OperatorName;
 use crate::enroll::Serial;
@@ -249,6 +249,23 @@ CREATE INDEX operator_sessions_by_operator ON operator_sessions (operator);
 -- The dashboard's uploads per day.
 CREATE INDEX packages_by_received ON packages (received_at);
 CREATE INDEX dicom_by_received ON dicom_objects (received_at);
+"#,
+    r#"
+-- Issue 15. The researchers' export access log: one row per `hub export`.
+CREATE TABLE exports (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    researcher  TEXT NOT NULL,
+    facility_id TEXT NOT NULL,
+    date_from   TEXT NOT NULL,
+    date_to     TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    rows        INTEGER NOT NULL,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('complete', 'failed')),
+    started_at  TEXT NOT NULL,
+    finished_at TEXT NOT NULL
+);
+CREATE INDEX exports_by_researcher ON exports (researcher);
 "#,
 ];
 
@@ -1749,6 +1766,107 @@ impl MetaStore for SqliteMetaStore {
             },
         )
         .map_err(self.sql())
+    }
+
+    fn package_manifest(
+        &self,
+        facility: &FacilityId,
+        package: &PackageId,
+    ) -> Result<Option<String>> {
+        let conn = self.lock()?;
+        conn.query_row(
+            "SELECT manifest FROM packages WHERE facility_id = ?1 AND package_id = ?2
+             UNION ALL
+             SELECT manifest FROM dicom_objects WHERE facility_id = ?1 AND package_id = ?2
+             LIMIT 1",
+            [facility.as_str(), package.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.sql())
+    }
+
+    fn record_export(&self, e: &ExportRecord) -> Result<i64> {
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO exports (researcher, facility_id, date_from, date_to, format,
+                                  destination, rows, outcome, started_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                e.researcher,
+                e.facility.as_str(),
+                e.date_from,
+                e.date_to,
+                e.format,
+                e.destination,
+                sql_size(e.rows),
+                e.outcome,
+                e.started_at,
+                e.finished_at
+            ],
+        )
+        .map_err(self.sql())?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn exports(&self, researcher: Option<&str>) -> Result<Vec<ExportRecord>> {
+        let sql = self.sql();
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, researcher, facility_id, date_from, date_to, format, destination,
+                        rows, outcome, started_at, finished_at
+                 FROM exports WHERE ?1 IS NULL OR researcher = ?1 ORDER BY id",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map([researcher], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
+                ))
+            })
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                id,
+                researcher,
+                facility,
+                date_from,
+                date_to,
+                format,
+                destination,
+                n,
+                outcome,
+                started_at,
+                finished_at,
+            ) = row.map_err(&sql)?;
+            out.push(ExportRecord {
+                id,
+                researcher,
+                facility: FacilityId::new(facility)
+                    .map_err(|_| self.corrupt("exports.facility_id"))?,
+                date_from,
+                date_to,
+                format,
+                destination,
+                rows: n.max(0) as u64,
+                outcome,
+                started_at,
+                finished_at,
+            });
+        }
+        Ok(out)
     }
 }
 
