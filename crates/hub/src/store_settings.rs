@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// `[store]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     /// `"sqlite"` (default: `<data_dir>/hub.sqlite`) or a `postgres://user:password@host/db`
@@ -28,6 +28,19 @@ pub struct StoreSettings {
 
 fn default_pool_size() -> u32 {
     16
+}
+
+// By hand: a derived Default would give `pool_size` 0, which `validate` refuses (a hub.toml
+// without `[store]` is all defaults).
+impl Default for StoreSettings {
+    fn default() -> StoreSettings {
+        StoreSettings {
+            meta: MetaBackend::default(),
+            objects: ObjectBackend::default(),
+            pool_size: default_pool_size(),
+            s3: None,
+        }
+    }
 }
 
 /// Where metadata lives.

@@ -111,15 +111,13 @@ impl PgServer {
     /// `postgres` in the foreground of a shell that stops it (fast shutdown) and removes
     /// the directory once this process is gone.
     fn spawn_with_watcher(&self, data: &Path) {
-        let script = format!(
-            "\"$1\" -D \"$2\" -p \"$3\" -h 127.0.0.1 -k \"$4\" -c fsync=off \
+        let script = "\"$1\" -D \"$2\" -p \"$3\" -h 127.0.0.1 -k \"$4\" -c fsync=off \
                -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
                >\"$4/server.log\" 2>&1 &
              pg=$!
              while [ -d /proc/$5 ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done
              kill -INT $pg 2>/dev/null; wait $pg
-             rm -rf \"$4\""
-        );
+             rm -rf \"$4\"";
         let mut c = if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--", "sh", "-c"]);
@@ -129,7 +127,8 @@ impl PgServer {
             c.arg("-c");
             c
         };
-        c.arg(script)
+        let mut child = c
+            .arg(script)
             .arg("sh")
             .arg(self.bin.join("postgres"))
             .arg(data)
@@ -141,6 +140,8 @@ impl PgServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start postgres");
+        // The watcher outlives every test; a thread reaps it should it end first.
+        std::thread::spawn(move || child.wait());
     }
 
     fn wait_ready(&self) {
