@@ -11,6 +11,9 @@
 # with wg(8) from wireguard-tools, on the box, the hub and in tests/system/hospital_vpn.rs.
 # tests/system/run.sh builds a Debian image with mmdebstrap and boots it in QEMU (TCG) with
 # OVMF as its firmware and swtpm as its TPM.
+# The hub's PostgreSQL metadata store is tested against Debian's PostgreSQL server (the
+# `postgresql` package: /usr/lib/postgresql/15/bin), started by the tests themselves
+# (crates/hub/src/store/postgres/test_server.rs) and by scripts/lib/postgres.sh.
 # OS update bundles are RAUC's (rauc, which builds them with mksquashfs; openssl makes the
 # throwaway signing keys of tests/system/update_bundle.rs). The dashboard's browser test
 # (tests/system/dashboard_browser.rs) drives Debian's headless chromium through chromedriver.
@@ -33,7 +36,7 @@ done
 # links libtss2 through tss-esapi), and swtpm with tpm2-tools for its tests.
 for pkg in libtesseract-dev libleptonica-dev libclang-dev clang tesseract-ocr tesseract-ocr-jpn \
            tesseract-ocr-eng fonts-noto-cjk fonts-ipafont-gothic libjpeg-turbo-progs \
-           mecab libmecab-dev mecab-ipadic-utf8 libtss2-dev swtpm tpm2-tools ovmf; do
+           mecab libmecab-dev mecab-ipadic-utf8 libtss2-dev swtpm tpm2-tools ovmf postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -30,11 +30,13 @@ fn default_pool_size() -> u32 {
     16
 }
 
+// By hand: a derived Default would give `pool_size` 0, which `validate` refuses (a hub.toml
+// without `[store]` is all defaults).
 impl Default for StoreSettings {
-    fn default() -> Self {
+    fn default() -> StoreSettings {
         StoreSettings {
-            meta: MetaBackend::Sqlite,
-            objects: ObjectBackend::Fs,
+            meta: MetaBackend::default(),
+            objects: ObjectBackend::default(),
             pool_size: default_pool_size(),
             s3: None,
         }

@@ -1,6 +1,7 @@
-//! Storage behind the hub API, as two narrow traits so PostgreSQL / S3 backends can replace
-//! the embedded defaults ([`FsObjectStore`], [`SqliteMetaStore`]) without
-//! touching the protocol. Both are synchronous: the API calls them from `spawn_blocking`.
+//! Storage behind the hub API, as two narrow traits so shared backends can replace the
+//! embedded defaults ([`FsObjectStore`], [`SqliteMetaStore`]) without touching the protocol:
+//! [`PgMetaStore`] keeps the metadata of several hub nodes in one PostgreSQL database. Both
+//! are synchronous: the API calls them from `spawn_blocking`.
 //!
 //! The [`ObjectStore`] is one content-addressed blob store. Which facility holds which object
 //! is the [`MetaStore`]'s (its holdings): a device sees, and its manifests may name, only
@@ -23,7 +24,10 @@
 //! survive a restart and are shared by several hub nodes; its figures are counts by day,
 //! device and facility ([`DayCount`], [`DeviceUploads`], [`FacilityCounts`]).
 
+#[cfg(test)]
+mod conformance;
 mod fs;
+mod postgres;
 mod sqlite;
 
 use crate::dashboard::OperatorName;
@@ -36,6 +40,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 pub use fs::FsObjectStore;
+pub use postgres::PgMetaStore;
 pub use sqlite::SqliteMetaStore;
 
 use crate::config::{HubConfig, MetaBackend, ObjectBackend};
@@ -45,10 +50,7 @@ use std::sync::Arc;
 pub fn open_meta(cfg: &HubConfig) -> Result<Arc<dyn MetaStore>> {
     match &cfg.store.meta {
         MetaBackend::Sqlite => Ok(Arc::new(SqliteMetaStore::open(&cfg.db_path())?)),
-        MetaBackend::Postgres(url) => Err(StoreError::Postgres {
-            database: url.redacted(),
-            source: "this hub was built without the PostgreSQL store".into(),
-        }),
+        MetaBackend::Postgres(url) => Ok(Arc::new(PgMetaStore::open(url, cfg.store.pool_size)?)),
     }
 }
 
