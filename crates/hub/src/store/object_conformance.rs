@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 /// `Option<(guard, store)>` (`None`: skip), the guard living as long as the test.
 macro_rules! object_store_conformance {
     ($make:expr) => {
-        object_store_conformance!(@tests $make;
+        $crate::store::object_conformance::object_store_conformance!(@tests $make;
             put_verifies_and_is_idempotent,
             streamed_writes_hash_and_leave_nothing_when_dropped,
             listing_and_removal,
@@ -24,7 +24,7 @@ macro_rules! object_store_conformance {
         $(
             #[test]
             fn $name() {
-                let Some((_guard, store)) = $make else { return };
+                let Some((_guard, store)) = ($make) else { return };
                 $crate::store::object_conformance::$name(&store);
             }
         )*

@@ -74,14 +74,13 @@ impl Cluster {
         );
         // Stops the cluster and removes its folder once this test process has ended.
         let pid = std::process::id().to_string();
-        garage_sh(
-            "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; garage_down \"$2\"; rm -rf \"$2\"",
+        let watchdog = garage_sh(
+            "(while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; garage_down \"$2\"; \
+             rm -rf \"$2\") >/dev/null 2>&1 &",
             &[&pid, d],
         )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("watchdog starts");
+        .status();
+        assert!(watchdog.is_ok_and(|s| s.success()), "watchdog starts");
         let env = std::fs::read_to_string(dir.join("garage.env")).expect("garage.env written");
         let env = env
             .lines()
