@@ -18,6 +18,7 @@
 //! The client (`object_store`) is async; this store owns a small tokio runtime and blocks on
 //! it, which works from a plain thread and from a `spawn_blocking` thread of the API's runtime.
 
+mod stale;
 mod upload;
 mod writer;
 
@@ -73,6 +74,9 @@ struct Inner {
     /// The key prefix, without slashes at either end; empty for none.
     prefix: String,
     part_bytes: usize,
+    /// Lists incomplete multipart uploads for [`ObjectStore::remove_stale_temp`]; `None` if
+    /// its HTTP client could not be made (then nothing is swept).
+    lister: Option<stale::Lister>,
 }
 
 impl Drop for Inner {
@@ -182,6 +186,11 @@ impl S3ObjectStore {
             .enable_all()
             .build()
             .map_err(|e| fail(Box::new(e)))?;
+        let options = ClientOptions::new()
+            .with_allow_http(settings.endpoint.starts_with("http://"))
+            .with_connect_timeout(Duration::from_secs(10))
+            // A part of up to 1 GiB must fit in one request.
+            .with_timeout(Duration::from_secs(600));
         let client = AmazonS3Builder::new()
             .with_endpoint(&settings.endpoint)
             .with_allow_http(settings.endpoint.starts_with("http://"))
@@ -192,12 +201,7 @@ impl S3ObjectStore {
             // Path-style requests (`endpoint/bucket/key`): what Garage, RGW and MinIO take
             // without a wildcard DNS name.
             .with_virtual_hosted_style_request(false)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(10))
-                    // A part of up to 1 GiB must fit in one request.
-                    .with_timeout(Duration::from_secs(600)),
-            )
+            .with_client_options(options.clone())
             .with_retry(RetryConfig {
                 max_retries: 5,
                 retry_timeout: Duration::from_secs(120),
@@ -205,6 +209,13 @@ impl S3ObjectStore {
             })
             .build()
             .map_err(|e| fail(Box::new(e)))?;
+        let credential = object_store::aws::AwsCredential {
+            key_id: settings.access_key_id.clone(),
+            secret_key: settings.secret_access_key.clone(),
+            token: None,
+        };
+        let lister =
+            stale::Lister::new(&options, &settings.endpoint, &settings.region, credential).ok();
         let prefix = settings.prefix.as_deref().unwrap_or("").trim_matches('/').to_string();
         let part_bytes = usize::try_from(settings.part_bytes).unwrap_or(usize::MAX);
         Ok(S3ObjectStore {
@@ -215,6 +226,7 @@ impl S3ObjectStore {
                 bucket: settings.bucket.clone(),
                 prefix,
                 part_bytes,
+                lister,
             }),
         })
     }
@@ -297,12 +309,10 @@ impl ObjectStore for S3ObjectStore {
         })
     }
 
-    fn remove_stale_temp(&self, _cutoff: SystemTime) -> Result<u64> {
+    fn remove_stale_temp(&self, cutoff: SystemTime) -> Result<u64> {
         // Nothing is written under a temporary key: an upload is invisible until it is
-        // completed. Multipart uploads a crash left incomplete are not listed by the client;
-        // the bucket's lifecycle rule (AbortIncompleteMultipartUpload) or Garage's
-        // `garage bucket cleanup-incomplete-uploads` removes them (docs/configuration.md).
-        Ok(0)
+        // completed. What a crash leaves is an incomplete multipart upload.
+        self.inner.abort_stale_uploads(cutoff)
     }
 
     fn part_writer(

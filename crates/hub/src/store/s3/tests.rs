@@ -218,8 +218,23 @@ fn a_writer_dropped_mid_way_leaves_nothing() {
     drop(w);
     assert!(!store.has(&sha).unwrap());
     assert!(listed(&store).is_empty());
+
+    // A process killed mid-upload aborts nothing: its multipart upload stays, invisible,
+    // until the collection sweeps uploads begun before its cutoff.
+    let mut w = store.writer(&sha).unwrap();
+    w.write(&big[..(6 << 20)]).unwrap();
+    std::mem::forget(w);
+    let up = UploadId::new("5555555555555555555555555555555a").unwrap();
+    let mut w = store.part_writer(&up, 0, 0, &sha).unwrap();
+    w.write(&big[..(6 << 20)]).unwrap();
+    std::mem::forget(w);
+    assert!(listed(&store).is_empty());
+    let earlier = SystemTime::now() - Duration::from_secs(3600);
+    assert_eq!(store.remove_stale_temp(earlier).unwrap(), 0, "young uploads are kept");
     let later = SystemTime::now() + Duration::from_secs(5);
+    assert!(store.remove_stale_temp(later).unwrap() >= 2);
     assert_eq!(store.remove_stale_temp(later).unwrap(), 0);
+
     // The name is free for the next attempt.
     assert_eq!(store.put(&sha, &big).unwrap(), Stored::New);
 }
