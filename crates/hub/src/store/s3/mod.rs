@@ -45,6 +45,8 @@ use writer::{S3ObjectWriter, S3PartWriter};
 
 const OBJECTS: &str = "objects";
 const PARTS: &str = "parts";
+/// Staging keys of multipart object uploads (`tmp/<sha>.<random>`).
+const TMP: &str = "tmp";
 /// Listing entries handed to a `for_each` callback at a time: one S3 listing page.
 const LIST_BATCH: usize = 1000;
 
@@ -106,6 +108,14 @@ impl Inner {
 
     fn object_path(&self, sha: &Sha256Hex) -> Path {
         self.path(&format!("{OBJECTS}/{sha}"))
+    }
+
+    /// A staging key no other writer uses.
+    fn staging_path(&self, sha: &Sha256Hex) -> Path {
+        use ring::rand::SecureRandom;
+        let mut r = [0u8; 8];
+        ring::rand::SystemRandom::new().fill(&mut r).expect("system RNG");
+        self.path(&format!("{TMP}/{sha}.{}", hex::encode(r)))
     }
 
     fn parts_path(&self, upload: &UploadId) -> Path {
@@ -256,6 +266,16 @@ impl S3ObjectStore {
         Ok(Some(total))
     }
 
+    /// The upload of object `sha`: a multipart one is staged under `tmp/`, since writers of
+    /// one object on several nodes must not share a multipart key (module docs of upload.rs).
+    fn object_upload(&self, sha: &Sha256Hex) -> Upload {
+        Upload::staged(
+            self.inner.clone(),
+            self.inner.object_path(sha),
+            self.inner.staging_path(sha),
+        )
+    }
+
     /// Sizes of the stored chunks of `upload`, by index.
     fn part_sizes(&self, upload: &UploadId) -> Result<HashMap<u32, u64>> {
         let mut sizes = HashMap::new();
@@ -275,8 +295,7 @@ impl ObjectStore for S3ObjectStore {
     }
 
     fn writer(&self, sha: &Sha256Hex) -> Result<Box<dyn ObjectWriter>> {
-        let key = self.inner.object_path(sha);
-        Ok(Box::new(S3ObjectWriter::new(sha.clone(), Upload::new(self.inner.clone(), key))))
+        Ok(Box::new(S3ObjectWriter::new(sha.clone(), self.object_upload(sha))))
     }
 
     fn get(&self, sha: &Sha256Hex) -> Result<Option<Vec<u8>>> {
@@ -310,9 +329,19 @@ impl ObjectStore for S3ObjectStore {
     }
 
     fn remove_stale_temp(&self, cutoff: SystemTime) -> Result<u64> {
-        // Nothing is written under a temporary key: an upload is invisible until it is
-        // completed. What a crash leaves is an incomplete multipart upload.
-        self.inner.abort_stale_uploads(cutoff)
+        // Staging keys of multipart objects whose copy into place never ran or whose delete
+        // failed (a crash between the two), then uploads a crash left incomplete.
+        let mut stale = Vec::new();
+        self.inner.list(&self.inner.path(TMP), &mut |meta| {
+            if system_time(&meta) < cutoff {
+                stale.push(meta.location);
+            }
+            Ok(())
+        })?;
+        for key in &stale {
+            self.inner.delete(key)?;
+        }
+        Ok(stale.len() as u64 + self.inner.abort_stale_uploads(cutoff)?)
     }
 
     fn part_writer(
@@ -393,10 +422,7 @@ impl ObjectStore for S3ObjectStore {
         // Chunks are at least `min_chunk_bytes` (1 MiB by default), under S3's 5 MiB minimum
         // part, and the client cannot copy a part server-side (UploadPartCopy): the chunks are
         // read back and streamed into the object's upload, hashed on the way.
-        let mut w = S3ObjectWriter::new(
-            sha.clone(),
-            Upload::new(self.inner.clone(), self.inner.object_path(sha)),
-        );
+        let mut w = S3ObjectWriter::new(sha.clone(), self.object_upload(sha));
         for (index, &len) in lengths.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let key = self.inner.part_path(upload, index);

@@ -3,7 +3,7 @@
 //! own SigV4 signer, and each upload under the store's prefix begun before the cutoff is
 //! aborted through the client.
 
-use super::{Inner, OBJECTS, PARTS};
+use super::{Inner, OBJECTS, PARTS, TMP};
 use crate::store::{Result, StoreError};
 use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector};
@@ -136,7 +136,7 @@ impl Inner {
     pub(super) fn abort_stale_uploads(&self, cutoff: SystemTime) -> Result<u64> {
         let Some(lister) = &self.lister else { return Ok(0) };
         let mut aborted = 0;
-        for area in [OBJECTS, PARTS] {
+        for area in [TMP, PARTS, OBJECTS] {
             let prefix = format!("{}/", self.path(area));
             for p in self.pending(lister, &prefix)? {
                 if p.initiated >= cutoff {

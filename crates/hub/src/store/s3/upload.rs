@@ -2,17 +2,23 @@
 //! that stays within one part is PUT whole at the end, a larger one goes up as a multipart
 //! upload, a part at a time. Nothing is visible under the key until [`Upload::finish`]; an
 //! upload dropped before that is aborted.
+//!
+//! A multipart upload may go to a staging key of its own, copied to the key at the end
+//! (server-side): Garage drops a multipart upload in progress when another upload of the
+//! same key completes, so two writers of one object must not share a key while they stream.
 
 use super::Inner;
 use crate::store::Result;
 use bytes::Bytes;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{MultipartId, ObjectStore as _, PutOptions, PutPayload};
+use object_store::{MultipartId, ObjectStore as _, ObjectStoreExt, PutOptions, PutPayload};
 use std::sync::Arc;
 
 /// A multipart upload under way.
 struct Multipart {
+    /// The key it goes to: the upload's key or its staging key.
+    key: Path,
     id: MultipartId,
     parts: Vec<PartId>,
 }
@@ -21,6 +27,8 @@ struct Multipart {
 pub(super) struct Upload {
     inner: Arc<Inner>,
     key: Path,
+    /// Where a multipart upload goes, if not to `key`.
+    staging: Option<Path>,
     /// At most one part: the bytes not yet sent.
     buf: Vec<u8>,
     multipart: Option<Multipart>,
@@ -29,7 +37,13 @@ pub(super) struct Upload {
 impl Upload {
     /// Nothing is sent until a part is full (or [`Upload::finish`]).
     pub(super) fn new(inner: Arc<Inner>, key: Path) -> Upload {
-        Upload { inner, key, buf: Vec::new(), multipart: None }
+        Upload { inner, key, staging: None, buf: Vec::new(), multipart: None }
+    }
+
+    /// Like [`Upload::new`], but a multipart upload goes to `staging` and is copied to `key`
+    /// when it finishes.
+    pub(super) fn staged(inner: Arc<Inner>, key: Path, staging: Path) -> Upload {
+        Upload { inner, key, staging: Some(staging), buf: Vec::new(), multipart: None }
     }
 
     /// Append bytes; sends a part when a full one is followed by more bytes (so an object of
@@ -57,15 +71,15 @@ impl Upload {
         let inner = self.inner.clone();
         let client = &inner.client;
         if self.multipart.is_none() {
-            let id =
-                inner.block_on(client.create_multipart(&self.key)).map_err(inner.err(&self.key))?;
-            self.multipart = Some(Multipart { id, parts: Vec::new() });
+            let key = self.staging.clone().unwrap_or_else(|| self.key.clone());
+            let id = inner.block_on(client.create_multipart(&key)).map_err(inner.err(&key))?;
+            self.multipart = Some(Multipart { key, id, parts: Vec::new() });
         }
         let mp = self.multipart.as_mut().expect("started above");
         let payload = PutPayload::from(Bytes::from(std::mem::take(&mut self.buf)));
         let part = inner
-            .block_on(client.put_part(&self.key, &mp.id, mp.parts.len(), payload))
-            .map_err(inner.err(&self.key))?;
+            .block_on(client.put_part(&mp.key, &mp.id, mp.parts.len(), payload))
+            .map_err(inner.err(&mp.key))?;
         mp.parts.push(part);
         Ok(())
     }
@@ -84,18 +98,28 @@ impl Upload {
             Some(mut mp) => {
                 // The last part: never empty, since a part is sent only when more follows.
                 let last =
-                    inner.block_on(client.put_part(&self.key, &mp.id, mp.parts.len(), payload));
+                    inner.block_on(client.put_part(&mp.key, &mp.id, mp.parts.len(), payload));
                 let done = last.and_then(|part| {
                     mp.parts.push(part);
                     inner.block_on(client.complete_multipart(
-                        &self.key,
+                        &mp.key,
                         &mp.id,
                         std::mem::take(&mut mp.parts),
                     ))
                 });
                 if let Err(e) = done {
+                    let key = mp.key.clone();
                     self.multipart = Some(mp);
-                    return Err(inner.err(&self.key)(e));
+                    return Err(inner.err(&key)(e));
+                }
+                if mp.key != self.key {
+                    // Server-side: Garage copies block references, S3 copies within the
+                    // store (one request up to 5 GiB).
+                    let copied = inner.block_on(client.copy(&mp.key, &self.key));
+                    // The staging key goes either way; one left by a crash is swept by
+                    // `remove_stale_temp`.
+                    let _ = inner.delete(&mp.key);
+                    copied.map_err(inner.err(&self.key))?;
                 }
             }
         }
@@ -113,7 +137,7 @@ impl Upload {
         if let Some(mp) = self.multipart.take() {
             // Best effort: an upload left behind is invisible and the bucket's lifecycle rule
             // removes it.
-            let _ = self.inner.block_on(self.inner.client.abort_multipart(&self.key, &mp.id));
+            let _ = self.inner.block_on(self.inner.client.abort_multipart(&mp.key, &mp.id));
         }
     }
 }
@@ -124,9 +148,8 @@ impl Drop for Upload {
             // Possibly on an async thread (a request that failed drops its writer), where
             // blocking is not allowed: the abort runs on the store's runtime by itself.
             let client = self.inner.client.clone();
-            let key = self.key.clone();
             self.inner.handle.spawn(async move {
-                let _ = client.abort_multipart(&key, &mp.id).await;
+                let _ = client.abort_multipart(&mp.key, &mp.id).await;
             });
         }
     }
