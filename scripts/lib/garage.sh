@@ -116,7 +116,14 @@ EOF
     done
     [ -n "$id" ] || { echo "garage: node $n did not start (see $dir/node$n/log)" >&2; garage_down "$dir"; return 1; }
     ids+=("$id")
-    [ "$n" -gt 1 ] && _garage_cli "$dir" node connect "$id" >/dev/null
+    [ "$n" -gt 1 ] || continue
+    # `node id` reads the node's key file, which is there before its RPC listens.
+    ok=no
+    for ((i = 0; i < 100; i++)); do
+      if _garage_cli "$dir" node connect "$id" >/dev/null 2>&1; then ok=yes; break; fi
+      sleep 0.2
+    done
+    [ $ok = yes ] || { echo "garage: node $n is not reachable (see $dir/node$n/log)" >&2; garage_down "$dir"; return 1; }
   done
 
   # One zone per node, so the three copies of each object land on three nodes.

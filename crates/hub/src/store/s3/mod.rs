@@ -4,16 +4,17 @@
 //! Key layout, under the optional `prefix`:
 //!
 //! - `objects/<sha256>`: one object per name, immutable, as [`super::FsObjectStore`] keeps them;
-//! - `parts/<upload_id>/<index>`: each chunk of an upload session, its own key.
+//! - `parts/<upload_id>/<index>`: each chunk of an upload session, its own key;
+//! - `tmp/<sha256>.<random>`: the staging key of an object uploaded in several parts.
 //!
 //! Bytes are streamed: an object or chunk up to `part_bytes` is kept in memory until its hash
-//! is checked and then PUT; a larger one goes up as a multipart upload to its final key, one
-//! part of `part_bytes` at a time, and is completed only once its hash has been checked. S3
-//! shows an object only when its upload completes, so a failed or abandoned write leaves
-//! nothing under a name (its multipart upload is aborted), and no temporary key and no
-//! server-side copy are needed. An object already stored is written again all the same (the
-//! parts are already up): that gives it a new modification time, which is what garbage
-//! collection's age test reads, and the answer is [`Stored::Duplicate`].
+//! is checked and then PUT; a larger one goes up as a multipart upload, one part of
+//! `part_bytes` at a time, completed only once its hash has been checked (a chunk to its
+//! key, an object to its staging key, then copied into place server-side: Garage drops an
+//! upload in progress when another upload of the same key completes). A failed or abandoned
+//! write leaves nothing under a name (its multipart upload is aborted). An object already
+//! stored is written again all the same: that gives it a new modification time, which is
+//! what garbage collection's age test reads, and the answer is [`Stored::Duplicate`].
 //!
 //! The client (`object_store`) is async; this store owns a small tokio runtime and blocks on
 //! it, which works from a plain thread and from a `spawn_blocking` thread of the API's runtime.
