@@ -85,7 +85,8 @@ TOML
   local pids=()
   for n in 1 2; do
     local port=$p1; [ $n = 2 ] && port=$p2
-    "$hub" serve --config "$dir/hub$n/hub.toml" 2>"$dir/hub$n/hub.log" &
+    # Detached from the caller's terminal and pipes: `up` returns, the nodes keep serving.
+    setsid "$hub" serve --config "$dir/hub$n/hub.toml" </dev/null >/dev/null 2>"$dir/hub$n/hub.log" &
     pids+=($!)
     echo $! > "$dir/hub$n/pid"
     wait_listening "$port" "$!" "$dir/hub$n/hub.log"

@@ -237,7 +237,9 @@ pub(super) fn migrate(database: &str, client: &mut Client) -> Result<()> {
     // Held until commit or rollback: the second node waits here, then sees the new version.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(pg)?;
     tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (
+        // The NOTICE "relation already exists" of every start after the first is no news.
+        "SET LOCAL client_min_messages = warning;
+         CREATE TABLE IF NOT EXISTS schema_version (
              one     BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
              version BIGINT NOT NULL
          );
