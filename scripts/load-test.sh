@@ -72,7 +72,7 @@ run_load() {
   local facilities=$(( devices / FACILITIES_PER_DEVICE ))
   local certs=$WORK/$mode/certs-$devices
   "$LOADGEN_BIN" issue --config "$config" --hub-bin "$HUB_BIN" --devices "$devices" \
-    --facilities "$facilities" --out "$certs" --jobs 2
+    --facilities "$facilities" --out "$certs" --jobs 1
   local out=$WORK/results/$mode-$devices-$per-$max.json
   echo "load-test: $mode, $devices devices x $per package(s), max $max files" >&2
   "$LOADGEN_BIN" run "${urls[@]}" "${pids[@]}" "${spids[@]}" --certs "$certs" \

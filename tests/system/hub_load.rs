@@ -45,7 +45,7 @@ fn thirty_devices_upload_every_package_exactly_once() {
 
     let mut hub = Hub::init(&tmp.path().join("hub"));
     let certs_dir = tmp.path().join("certs");
-    certs::issue(Path::new(hub_bin()), &hub.config, DEVICES, FACILITIES, 4, &certs_dir).unwrap();
+    certs::issue(Path::new(hub_bin()), &hub.config, DEVICES, FACILITIES, 1, &certs_dir).unwrap();
     hub.start();
 
     let opts = run::RunOptions {

@@ -111,9 +111,13 @@ pub fn issue(
         .map(|i| entry(i, facilities))
         .map(|e| (e.device, e.facility, "device"))
         .collect();
-    todo.push((OPERATOR.into(), "SOC".into(), "operator"));
+    // The operator first, alone: the first `hub issue-device` on a fresh store creates its
+    // tables, which concurrent ones would race.
+    todo.insert(0, (OPERATOR.into(), "SOC".into(), "operator"));
     todo.retain(|(d, _, _)| !device_dir(out, d).join("device.crt").exists());
-    for batch in todo.chunks(jobs.max(1)) {
+    let first = todo.len().min(1);
+    let (head, rest) = todo.split_at(first);
+    for batch in head.chunks(1).chain(rest.chunks(jobs.max(1))) {
         let mut children = Vec::new();
         for (device, facility, role) in batch {
             let child = Command::new(hub_bin)

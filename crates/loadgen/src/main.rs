@@ -67,8 +67,8 @@ enum Cmd {
         /// The hub binary.
         #[arg(long, default_value = "hub")]
         hub_bin: PathBuf,
-        /// `hub issue-device` processes at once.
-        #[arg(long, default_value_t = 4)]
+        /// `hub issue-device` processes at once (1 on SQLite: it refuses concurrent writers).
+        #[arg(long, default_value_t = 1)]
         jobs: usize,
     },
     /// Run the load and print (and write) the JSON summary.
