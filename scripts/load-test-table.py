@@ -11,7 +11,8 @@ import pathlib
 import sys
 
 MODES = {"embedded": "1 node, SQLite + files", "node1": "1 node, PostgreSQL + Garage",
-         "node2": "2 nodes, PostgreSQL + Garage"}
+         "node2": "2 nodes, PostgreSQL + Garage",
+         "pg1": "1 node, PostgreSQL + files", "pg2": "2 nodes, PostgreSQL + shared files"}
 
 
 def rows(results):

@@ -13,6 +13,8 @@
 #      node1     scripts/hub-cluster.sh (PostgreSQL + 3-node Garage + 2 hub nodes); every
 #                device talks to HUB1_URL only
 #      node2     the same cluster; devices spread over HUB1_URL and HUB2_URL
+#      pg1, pg2  1 or 2 hub nodes on PostgreSQL (scripts/lib/postgres.sh) and one shared
+#                files directory, for a machine without the S3 store
 #    and for each run of RUNS ("DEVICES:PACKAGES_PER_DEVICE:MAX_FILES", MAX_FILES 0 = all of
 #    the corpus package's images) issues the certificates (`loadgen issue`) and runs
 #    `loadgen run` with CONCURRENCY devices uploading at once and objects padded to PAD_TO
@@ -126,9 +128,44 @@ cluster() {  # node1|node2
   done
 }
 
+pgfs() {  # pg1|pg2: PostgreSQL metadata, objects in one files directory both nodes share
+  local mode=$1 spec devices per max
+  source scripts/lib/postgres.sh
+  for spec in $RUNS; do
+    IFS=: read -r devices per max <<<"$spec"
+    local dir=$WORK/$mode
+    [ -d "$dir/pg" ] && pg_down "$dir/pg"
+    rm -rf "$dir"; mkdir -p "$dir"
+    pg_up "$dir/pg" "$(free_port)"
+    local PG_URL PG_PID
+    source "$dir/pg/pg.env"
+    local ports=() pids=() urls=() n
+    for n in 1 2; do
+      ports+=("$(free_port)")
+      printf 'listen = "127.0.0.1:%s"\ndata_dir = "data"\nmax_connections = 1024\n[store]\nmeta = "%s"\n' \
+        "${ports[-1]}" "$PG_URL" >"$dir/hub$n.toml"
+    done
+    "$HUB_BIN" init --config "$dir/hub1.toml" >/dev/null 2>&1
+    local nodes=1; [ "$mode" = pg2 ] && nodes=2
+    for n in $(seq "$nodes"); do
+      "$HUB_BIN" serve --config "$dir/hub$n.toml" 2>"$dir/hub$n.log" &
+      pids+=($!); urls+=("https://127.0.0.1:${ports[$((n-1))]}")
+      for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/${ports[$((n-1))]}") 2>/dev/null && break; sleep 0.1; done
+    done
+    local store=($PG_PID $(pgrep -P "$PG_PID" || true))
+    run_load "$mode" "$devices" "$per" "$max" "$dir/hub1.toml" "${urls[@]}" -- "${pids[@]}" -- "${store[@]}"
+    psql "$PG_URL" -X -A -F $'\t' -c "SELECT relname, pg_total_relation_size(relid), n_live_tup FROM pg_stat_user_tables ORDER BY 2 DESC" \
+      >"$WORK/results/$mode-$devices-$per-$max.pg-tables.tsv" 2>/dev/null || true
+    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+    pg_down "$dir/pg"
+    rm -rf "$dir/data/objects"
+  done
+}
+
 for mode in $MODES; do
   case "$mode" in
     embedded) embedded ;;
+    pg1|pg2) pgfs "$mode" ;;
     node1|node2) cluster "$mode" ;;
     *) echo "load-test: unknown mode $mode" >&2; exit 2 ;;
   esac
