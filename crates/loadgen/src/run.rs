@@ -36,7 +36,7 @@ pub enum RunError {
         /// Its certificate directory.
         dir: PathBuf,
         /// The cause.
-        source: fgw_tls::TlsError,
+        source: Box<fgw_tls::TlsError>,
     },
     /// A facility id in devices.json that is not one.
     #[error("facility id of device {device} is not valid")]
@@ -147,7 +147,7 @@ fn tls_of(certs: &Path, device: &str) -> Result<Arc<rustls::ClientConfig>, RunEr
     let dir = certs::device_dir(certs, device);
     fgw_tls::client_config(&dir.join("ca.crt"), &dir.join("device.crt"), &dir.join("device.key"))
         .map(Arc::new)
-        .map_err(|source| RunError::Tls { device: device.into(), dir, source })
+        .map_err(|source| RunError::Tls { device: device.into(), dir, source: Box::new(source) })
 }
 
 fn client(
