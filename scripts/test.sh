@@ -18,6 +18,9 @@ short_lines() { "$@" 2>&1 | cut -c1-600; }
 trap 'echo "== failed; disk:" >&2; df -h . >&2' ERR
 df -h . >&2
 step "dependencies" source scripts/ensure-deps.sh
+# Garage, the distributed S3 store the hub's S3 object store is tested against (built from
+# crates.io into target/tools: about 8 minutes on 2 cores, once).
+step "garage" bash scripts/lib/ensure-garage.sh
 step "rustfmt" cargo fmt --all -- --check
 step "cargo deny" bash scripts/deny.sh
 step "clippy" short_lines cargo clippy --workspace --all-targets --locked -- -D warnings

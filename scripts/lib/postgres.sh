@@ -5,7 +5,8 @@
 #
 #   source scripts/lib/postgres.sh
 #   pg_up DIR PORT    initdb in DIR/data, start on 127.0.0.1:PORT (socket in DIR), create
-#                     role and database `fgw` with a random password, write DIR/pg.env:
+#                     role and database `fgw` with a random password (the role may create
+#                     databases: the test harness makes one per hub, tests/common), write DIR/pg.env:
 #                       PG_URL=postgres://fgw:PASSWORD@127.0.0.1:PORT/fgw
 #                       PG_PID=<postmaster pid>
 #                     Prints nothing; returns non-zero (with the server log on stderr) on
@@ -53,7 +54,7 @@ pg_up() {
     || { cat "$dir/server.log" >&2; return 1; }
   _pg_as "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres \
     >/dev/null 2>"$dir/psql.log" <<SQL || { cat "$dir/psql.log" >&2; return 1; }
-CREATE ROLE fgw LOGIN PASSWORD '$pw';
+CREATE ROLE fgw LOGIN CREATEDB PASSWORD '$pw';
 CREATE DATABASE fgw OWNER fgw;
 SQL
   local pid

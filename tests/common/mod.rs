@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod freetext;
+pub mod scaled_stores;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -89,7 +90,10 @@ impl Hub {
         let config = dir.join("hub.toml");
         std::fs::write(
             &config,
-            format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n"),
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n{}",
+                scaled_stores::store_table(dir)
+            ),
         )
         .unwrap();
         run_ok(Command::new(hub_bin()).args(["init", "--config"]).arg(&config));
@@ -101,8 +105,14 @@ impl Hub {
     pub fn second_node(&self) -> Hub {
         let port = free_port();
         let config = self.dir.join("hub-b.toml");
-        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n"))
-            .unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{}",
+                scaled_stores::same_stores(&self.config)
+            ),
+        )
+        .unwrap();
         Hub { dir: self.dir.clone(), config, port, child: None, log: self.dir.join("hub-b.log") }
     }
 

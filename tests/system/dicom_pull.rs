@@ -15,106 +15,18 @@
 //! watermark and fetches just that study. Exactly the in-range instances arrive; none of the
 //! planted identifiers or UIDs reach a log line.
 
+use super::netns::{require, Netns};
 use crate::common;
 use chrono::{Days, Local, NaiveDate};
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PATIENT_NAME: &str = "Kaburagi^Ruriko";
 const PATIENT_ID: &str = "QX77123";
 const ORTHANC_PORT: u16 = 4242;
 const SCP_PORT: u16 = 11112;
-
-/// A network namespace and the processes started in it; all killed on drop.
-struct Netns {
-    holder: Child,
-    procs: Vec<Child>,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let mut holder = Command::new("unshare")
-            .args(["-rn", "sh", "-c", "ip link set lo up && echo ready && exec sleep 3600"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("unshare (util-linux) must be installed");
-        let mut line = String::new();
-        BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "could not create a network namespace with `unshare -rn` and bring loopback up \
-             with `ip` (iproute2); run as root or allow unprivileged user namespaces"
-        );
-        Netns { holder, procs: Vec::new() }
-    }
-
-    /// `program` inside the namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.args(["-t", &self.holder.id().to_string(), "-U", "-n", "--preserve-credentials"])
-            .arg(program);
-        c
-    }
-
-    fn spawn(&mut self, mut cmd: Command, log: &Path) -> u32 {
-        let child =
-            cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
-        let pid = child.id();
-        self.procs.push(child);
-        pid
-    }
-
-    /// SIGKILL, like a power cut.
-    fn kill(&mut self, pid: u32) {
-        if let Some(i) = self.procs.iter().position(|c| c.id() == pid) {
-            let mut c = self.procs.remove(i);
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn alive(&mut self, pid: u32) -> bool {
-        let c = self.procs.iter_mut().find(|c| c.id() == pid).unwrap();
-        c.try_wait().unwrap().is_none()
-    }
-
-    fn run_ok(&self, program: &str, args: &[&str]) {
-        let out = self.cmd(program).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?} in the namespace failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.procs {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
-fn require(program: &str, package: &str) {
-    match Command::new(program).arg("--version").output() {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "`{program}` is not on PATH: apt-get install -y {package} (scripts/ensure-deps.sh \
-             installs it). This test does not skip."
-        ),
-        Err(e) => panic!("{program}: {e}"),
-    }
-}
 
 fn da(d: NaiveDate) -> String {
     d.format("%Y%m%d").to_string()

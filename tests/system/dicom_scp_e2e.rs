@@ -131,4 +131,98 @@ fn stored_objects_are_uploaded_or_kept_with_their_reason() {
         assert!(!q.contains(m));
         assert!(!dump.contains(m), "dcmdump shows {m}");
     }
+
+    researchers_take_the_object(root, &hub, &row["sop_instance_uid"], &stored[0].1);
+}
+
+/// Researchers' export of the DICOM part (issue 15): `hub export --format dicom` writes the
+/// stored object as a Part 10 file named by its remapped UIDs, and stores it into a real
+/// Orthanc (in its own network namespace: Orthanc listens on all interfaces), where it is
+/// found by its SOP Instance UID through Orthanc's REST API. Both exports are in the log.
+fn researchers_take_the_object(root: &Path, hub: &Hub, sop: &serde_json::Value, bytes: &[u8]) {
+    let sop = sop.as_str().unwrap();
+    let out = root.join("research");
+    let export = |cmd: &mut Command, out: &Path| -> serde_json::Value {
+        let done = cmd
+            .args(["export", "--config"])
+            .arg(&hub.config)
+            .args(["--facility", FACILITY, "--from", "2000-01-01", "--to", "2099-12-31"])
+            .args(["--date-field", "received", "--format", "dicom", "--researcher", "suzuki"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        serde_json::from_slice(&done.stdout).unwrap()
+    };
+    let report = export(&mut Command::new(hub_bin()), &out);
+    assert_eq!(report["rows"], 1, "{report}");
+    let files = all_files(&out);
+    assert_eq!(files.len(), 1);
+    assert!(files[0].0.ends_with(format!("{sop}.dcm")), "{:?}", files[0].0);
+    assert_eq!(files[0].1, bytes, "the exported file is the stored object");
+
+    if scaled_stores::active() {
+        // The namespace reaches no PostgreSQL or S3 on the host's loopback; the Orthanc part
+        // runs on the embedded stores (the default suite).
+        return;
+    }
+    super::netns::require("Orthanc", "orthanc");
+    let mut ns = super::netns::Netns::new();
+    let odb = root.join("orthanc-db");
+    let cfg = root.join("orthanc.json");
+    let orthanc = serde_json::json!({
+        "Name": "research-archive", "StorageDirectory": odb, "IndexDirectory": odb,
+        "HttpPort": 8042, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+        "DicomPort": 4242, "Plugins": [],
+    });
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&orthanc).unwrap()).unwrap();
+    let mut c = ns.cmd("Orthanc");
+    c.arg(&cfg);
+    let olog = root.join("orthanc.log");
+    let opid = ns.spawn(c, &olog);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rest(&ns, "/system").is_none() {
+        assert!(ns.alive(opid), "Orthanc exited: {}", std::fs::read_to_string(&olog).unwrap());
+        assert!(Instant::now() < deadline, "Orthanc's REST API never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut c = ns.cmd(hub_bin());
+    c.args(["export", "--config"])
+        .arg(&hub.config)
+        .args(["--facility", FACILITY, "--from", "2000-01-01", "--to", "2099-12-31"])
+        .args(["--date-field", "received", "--format", "dicom", "--researcher", "suzuki"])
+        .args(["--orthanc", "http://127.0.0.1:8042"])
+        .arg(root.join("research-2"));
+    let done = c.output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let found = ns
+        .cmd("curl")
+        .args(["-sf", "-X", "POST", "http://127.0.0.1:8042/tools/find", "-d"])
+        .arg(format!(r#"{{"Level":"Instance","Query":{{"SOPInstanceUID":"{sop}"}}}}"#))
+        .output()
+        .unwrap();
+    let found: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "Orthanc holds the object: {found}");
+    let instances = rest(&ns, "/instances").unwrap();
+    assert_eq!(instances.as_array().unwrap().len(), 1);
+
+    let log: Vec<serde_json::Value> = serde_json::from_slice(
+        &run_ok(
+            Command::new(hub_bin())
+                .args(["exports", "--config"])
+                .arg(&hub.config)
+                .args(["--researcher", "suzuki"]),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[1]["destination"].as_str().unwrap().contains("http://127.0.0.1:8042"));
+}
+
+/// GET on Orthanc's REST API inside the namespace; `None` until it answers.
+fn rest(ns: &super::netns::Netns, path: &str) -> Option<serde_json::Value> {
+    let out =
+        ns.cmd("curl").args(["-sf", &format!("http://127.0.0.1:8042{path}")]).output().ok()?;
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
 }

@@ -32,6 +32,7 @@ mod hub_support;
 mod identity_tpm;
 mod listeners_closed;
 mod net_faults;
+mod netns;
 mod no_personal_data_leaks;
 mod offline_deid;
 mod os_release_download;

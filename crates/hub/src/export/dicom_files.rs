@@ -25,7 +25,10 @@ pub(crate) fn write_part10(
 ) -> Result<PathBuf, ExportError> {
     let study = uid_name(&d.study_uid).unwrap_or(d.package_id.as_str());
     let sop = uid_name(&d.sop_instance_uid).unwrap_or(d.package_id.as_str());
-    let path = out_dir.join(study).join(format!("{sop}.dcm"));
+    let dir = out_dir.join(study);
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| ExportError::Io { path: dir.clone(), source })?;
+    let path = dir.join(format!("{sop}.dcm"));
     fgw_format::durable::write_atomic(&path, bytes)
         .map_err(|source| ExportError::Io { path: path.clone(), source })?;
     Ok(path)

@@ -261,7 +261,8 @@ fn write_parquet(
     Ok(ExportReport { log_id: 0, files: vec![path, dict_path], rows, outside_range, undated })
 }
 
-/// Write the DICOM objects of the request's exams as Part 10 files under
+/// Write the DICOM objects of the request's exams (and, by reception date, those of no exam
+/// the hub has) as Part 10 files under
 /// `<out_dir>/<study>/<sop-instance>.dcm`, and store each into `archive` when given.
 pub fn dicom(
     meta: &dyn MetaStore,
@@ -293,12 +294,15 @@ fn write_dicom(
         exams.insert(row.exam.exam_pid.clone());
         Ok(())
     })?;
+    let known: BTreeSet<String> =
+        meta.list_exams(&req.facility)?.into_iter().map(|e| e.exam_pid).collect();
     let mut files = Vec::new();
     for d in meta.list_dicom(&req.facility)? {
-        // Objects joined to an exam follow the exam's selection; the others, when received.
+        // Objects joined to an exam the hub has follow the exam's selection; the others (no
+        // accession, or an exam whose record has not arrived), by when they were received.
         let wanted = match &d.exam_pid {
-            Some(e) => exams.contains(e),
-            None => req.range.holds_time(&d.received_at),
+            Some(e) if known.contains(e) => exams.contains(e),
+            _ => req.range.holds_time(&d.received_at),
         };
         if !wanted {
             continue;

@@ -475,6 +475,16 @@ impl ObjectStore for FsObjectStore {
 mod tests {
     use super::*;
 
+    /// The trait-level bodies every object store passes (store/object_conformance.rs).
+    mod conformance {
+        use super::*;
+        crate::store::object_conformance::object_store_conformance!({
+            let dir = tempfile::tempdir().unwrap();
+            let store = FsObjectStore::open(dir.path()).unwrap();
+            Some((dir, store))
+        });
+    }
+
     #[test]
     fn put_verifies_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();

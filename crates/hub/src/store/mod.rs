@@ -28,6 +28,9 @@
 mod conformance;
 mod fs;
 mod postgres;
+#[cfg(test)]
+mod object_conformance;
+mod s3;
 mod sqlite;
 
 use crate::dashboard::OperatorName;
@@ -41,6 +44,7 @@ use std::time::SystemTime;
 
 pub use fs::FsObjectStore;
 pub use postgres::PgMetaStore;
+pub use s3::S3ObjectStore;
 pub use sqlite::SqliteMetaStore;
 
 use crate::config::{HubConfig, MetaBackend, ObjectBackend};
@@ -58,14 +62,15 @@ pub fn open_meta(cfg: &HubConfig) -> Result<Arc<dyn MetaStore>> {
 pub fn open_objects(cfg: &HubConfig) -> Result<Arc<dyn ObjectStore>> {
     match cfg.store.objects {
         ObjectBackend::Fs => Ok(Arc::new(FsObjectStore::open(&cfg.objects_dir())?)),
-        ObjectBackend::S3 => {
-            let bucket = cfg.store.s3.as_ref().map(|s| s.bucket.clone()).unwrap_or_default();
-            Err(StoreError::S3 {
-                bucket,
+        ObjectBackend::S3 => match &cfg.store.s3 {
+            Some(s3) => Ok(Arc::new(S3ObjectStore::open(s3)?)),
+            // `StoreSettings::check` refuses this when the configuration is loaded.
+            None => Err(StoreError::S3 {
+                bucket: String::new(),
                 key: String::new(),
-                source: "this hub was built without the S3 store".into(),
-            })
-        }
+                source: "objects = \"s3\" without a [store.s3] table".into(),
+            }),
+        },
     }
 }
 

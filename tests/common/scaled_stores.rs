@@ -1,0 +1,66 @@
+//! The integration suite on the national stores (issue 15): with `FGW_TEST_STORES` naming an
+//! env file written by `scripts/test-scaled-stores.sh` (PostgreSQL and a Garage cluster it
+//! started), every hub a test starts gets its own PostgreSQL database and its own key prefix
+//! in the S3 bucket (`[store]` appended to its hub.toml), instead of SQLite and files. Without
+//! it, hubs run on the embedded defaults.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// `KEY=value` lines of the env file (values optionally single-quoted).
+fn settings() -> Option<BTreeMap<String, String>> {
+    let path = std::env::var_os("FGW_TEST_STORES")?;
+    let text = std::fs::read_to_string(&path).expect("FGW_TEST_STORES names a readable file");
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('\'').to_string()))
+            .collect(),
+    )
+}
+
+/// Whether hubs run on PostgreSQL + S3 in this test process.
+pub fn active() -> bool {
+    std::env::var_os("FGW_TEST_STORES").is_some()
+}
+
+fn get<'a>(s: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+    s.get(key).unwrap_or_else(|| panic!("FGW_TEST_STORES file lacks {key}"))
+}
+
+/// The `[store]` table for a new hub in `dir` (empty on the embedded defaults): a fresh
+/// database, created here, and a fresh prefix.
+pub fn store_table(dir: &Path) -> String {
+    let Some(s) = settings() else { return String::new() };
+    let name = format!(
+        "hub_{}",
+        dir.to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }) ^ u64::from(std::process::id())
+    );
+    let admin = get(&s, "PG_URL");
+    let out = Command::new("psql")
+        .args([admin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql (postgresql-client) must be installed");
+    assert!(out.status.success(), "CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));
+    let base = admin.rsplit_once('/').expect("PG_URL ends in /database").0;
+    format!(
+        "[store]\nmeta = \"{base}/{name}\"\nobjects = \"s3\"\n[store.s3]\nendpoint = \"{}\"\n\
+         bucket = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+         prefix = \"{name}\"\n",
+        get(&s, "S3_ENDPOINT"),
+        get(&s, "S3_BUCKET"),
+        get(&s, "S3_REGION"),
+        get(&s, "S3_ACCESS_KEY_ID"),
+        get(&s, "S3_SECRET_ACCESS_KEY"),
+    )
+}
+
+/// The `[store]` table of an existing hub.toml, for a second node of the same hub.
+pub fn same_stores(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    text.find("[store]").map_or(String::new(), |i| text[i..].to_string())
+}
