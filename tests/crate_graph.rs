@@ -160,6 +160,9 @@ fn every_workspace_crate_has_a_side() {
         ),
         ("fgw-hub", &["fgw-format", "fgw-tls", "fgw-vpn", "fgw-release"][..]),
         ("fgw-synth", &["fgw-records"][..]),
+        // The hub's load generator: de-identified packages over mTLS, like the uplink; the
+        // synthetic department and `gateway deid` run as separate processes.
+        ("fgw-loadgen", &["fgw-format", "fgw-tls"][..]),
         ("fgw-system-tests", &[][..]),
     ]);
     for m in &g.members {
@@ -203,6 +206,17 @@ fn the_hub_builds_without_tesseract_libclang_or_the_box_side() {
             "fgw-gateway",
             "fgw-synth",
         ],
+    );
+}
+
+#[test]
+fn the_load_generator_links_only_the_de_identified_side() {
+    let g = Graph::load();
+    assert_none_of(
+        &g,
+        "fgw-loadgen",
+        Edges::Normal,
+        &["fgw-records", "fgw-deid", "fgw-ingest", "fgw-gateway", "fgw-synth", "fgw-hub"],
     );
 }
 

@@ -24,6 +24,7 @@ mod hub_chunked;
 mod hub_enroll;
 mod hub_failover;
 mod hub_limits;
+mod hub_load;
 mod hub_mtls;
 mod hub_mutated;
 mod hub_storage;
