@@ -31,7 +31,5 @@ filters=("$@")
 if [ ${#filters[@]} -eq 0 ]; then
   FGW_TEST_STORES=$DIR/stores.env cargo test -p fgw-system-tests --test system
 else
-  for f in "${filters[@]}"; do
-    FGW_TEST_STORES=$DIR/stores.env cargo test -p fgw-system-tests --test system -- "$f"
-  done
+  FGW_TEST_STORES=$DIR/stores.env cargo test -p fgw-system-tests --test system -- "${filters[@]}"
 fi

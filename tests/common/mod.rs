@@ -173,6 +173,18 @@ impl Hub {
         self.dir.join("data")
     }
 
+    /// Everything the hub stored: its data directory's files and, on the national stores,
+    /// its database's manifests and its bucket's objects (named `postgres:…`, `object:…`).
+    pub fn stored(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut all = all_files(&self.data_dir());
+        all.extend(
+            scaled_stores::stored_outside(&self.config)
+                .into_iter()
+                .map(|(name, bytes)| (PathBuf::from(name), bytes)),
+        );
+        all
+    }
+
     /// The hub's exam listing, called with an operator certificate over mTLS.
     pub fn list(&self, operator_pki: &Path, facility: &str) -> Vec<serde_json::Value> {
         self.list_of(operator_pki, facility, "exams")

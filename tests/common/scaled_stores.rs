@@ -64,3 +64,71 @@ pub fn same_stores(config: &Path) -> String {
     let text = std::fs::read_to_string(config).unwrap();
     text.find("[store]").map_or(String::new(), |i| text[i..].to_string())
 }
+
+/// What a hub on the national stores holds outside its data directory: every manifest in its
+/// PostgreSQL database and every object in its S3 prefix (empty on the embedded defaults,
+/// where `data_dir` holds it all). For the planted-identifier checks.
+pub fn stored_outside(config: &Path) -> Vec<(String, Vec<u8>)> {
+    if !active() {
+        return Vec::new();
+    }
+    let cfg = fgw_hub::HubConfig::load(config).unwrap();
+    let mut out = Vec::new();
+    if let fgw_hub::MetaBackend::Postgres(url) = &cfg.store.meta {
+        for table in ["packages", "dicom_objects"] {
+            let dump = Command::new("psql")
+                .args([url.expose(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+                .arg(format!("COPY (SELECT convert_from(manifest, 'UTF8') FROM {table}) TO STDOUT"))
+                .output()
+                .unwrap();
+            assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+            out.push((format!("postgres:{table}"), dump.stdout));
+        }
+    }
+    // On its own thread: the S3 store blocks on its runtime.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let objects = fgw_hub::store::open_objects(&cfg).unwrap();
+            let mut shas = Vec::new();
+            objects.for_each(&mut |e| Ok(shas.push(e.sha256))).unwrap();
+            for sha in shas {
+                out.push((format!("object:{sha}"), objects.get(&sha).unwrap().unwrap_or_default()));
+            }
+        })
+        .join()
+        .unwrap()
+    });
+    out
+}
+
+/// Rows of a query on the hub's PostgreSQL database (tab-separated fields), or `None` when
+/// the hub runs on SQLite (the caller reads its file).
+pub fn query_rows(config: &Path, sql: &str) -> Option<Vec<Vec<String>>> {
+    let cfg = fgw_hub::HubConfig::load(config).unwrap();
+    let fgw_hub::MetaBackend::Postgres(url) = &cfg.store.meta else { return None };
+    let out = Command::new("psql")
+        .args([
+            url.expose(),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "\t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect(),
+    )
+}

@@ -842,6 +842,18 @@ fn names(dir: &Path) -> Vec<String> {
 
 /// Exam packages at the hub, from its database: (package id, exam pseudonym, revision).
 fn hub_packages(hub: &Hub) -> Vec<(String, String, u32)> {
+    if let Some(rows) = scaled_stores::query_rows(
+        &hub.config,
+        &format!(
+            "SELECT package_id, exam_pid, revision FROM packages \
+             WHERE kind = 'exam' AND facility_id = '{FACILITY}'"
+        ),
+    ) {
+        return rows
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].parse().unwrap()))
+            .collect();
+    }
     let c = rusqlite::Connection::open(hub.data_dir().join("hub.sqlite")).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut stmt = c

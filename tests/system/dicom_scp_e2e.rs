@@ -102,12 +102,16 @@ fn stored_objects_are_uploaded_or_kept_with_their_reason() {
     hub.stop();
 
     // What the hub stored: one Part-10 object, read by dcmdump.
-    let stored: Vec<_> = all_files(&hub.data_dir())
+    let stored: Vec<_> = hub
+        .stored()
         .into_iter()
         .filter(|(_, b)| b.len() > 132 && &b[128..132] == b"DICM")
         .collect();
     assert_eq!(stored.len(), 1);
-    let dump = Command::new("dcmdump").arg(&stored[0].0).output().unwrap();
+    // A copy in a file: on the national stores the object lives in S3.
+    let stored_copy = root.join("stored.dcm");
+    std::fs::write(&stored_copy, &stored[0].1).unwrap();
+    let dump = Command::new("dcmdump").arg(&stored_copy).output().unwrap();
     assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
     let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
     assert!(dump.contains("(0012,0062) CS [YES]"), "Patient Identity Removed: {dump}");
@@ -121,7 +125,8 @@ fn stored_objects_are_uploaded_or_kept_with_their_reason() {
     let kept = all_files(&gw.state_dir().join("quarantine"));
     assert_eq!(kept.len(), 1);
     let logs = std::fs::read(&log).unwrap();
-    let hub_all: Vec<u8> = all_files(&hub.dir).into_iter().flat_map(|(_, b)| b).collect();
+    let hub_all: Vec<u8> =
+        all_files(&hub.dir).into_iter().chain(hub.stored()).flat_map(|(_, b)| b).collect();
     for m in ["KABURAGI", "RURIKO", PATIENT_ID, "987123", ACCESSION] {
         for form in byte_forms(m) {
             assert!(!contains(&logs, &form), "log carries {m}");

@@ -114,8 +114,7 @@ fn hl7_report_joins_its_exam_at_the_hub_without_identifiers() {
         birth.clone(),
     ];
     planted.retain(|p| p.chars().count() >= 3);
-    for (p, bytes) in
-        all_files(&hub.data_dir()).into_iter().chain([(log.clone(), std::fs::read(&log).unwrap())])
+    for (p, bytes) in hub.stored().into_iter().chain([(log.clone(), std::fs::read(&log).unwrap())])
     {
         for m in &planted {
             for form in byte_forms(m) {
@@ -124,9 +123,7 @@ fn hl7_report_joins_its_exam_at_the_hub_without_identifiers() {
         }
     }
     // The clinical content arrived.
-    let all: String = all_files(&hub.data_dir())
-        .iter()
-        .map(|(_, b)| String::from_utf8_lossy(b).to_string())
-        .collect();
+    let all: String =
+        hub.stored().iter().map(|(_, b)| String::from_utf8_lossy(b).to_string()).collect();
     assert!(all.contains("0-Ⅱc") && all.contains("\"kind\":\"report\""));
 }

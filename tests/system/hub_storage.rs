@@ -10,13 +10,14 @@ use fgw_outbound::uplink::{Uplink, UplinkConfig};
 use reqwest::StatusCode;
 use std::path::Path;
 
-/// The manifest as stored by the hub, read from its SQLite file (text or blob).
-fn stored_manifest(db: &Path, id: &Sha256Hex) -> Vec<u8> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row("SELECT manifest FROM packages WHERE package_id = ?1", [id.as_str()], |r| {
-        Ok(r.get_ref(0)?.as_bytes().unwrap().to_vec())
-    })
-    .unwrap()
+/// The manifest as stored by the hub, read through its metadata store (SQLite, or PostgreSQL
+/// under `FGW_TEST_STORES`).
+fn stored_manifest(fx: &Fx, facility: &str, id: &Sha256Hex) -> Vec<u8> {
+    let facility = FacilityId::new(facility).unwrap();
+    let meta = fx.meta();
+    super::hub_support::off_runtime(|| meta.package_manifest(&facility, id).unwrap())
+        .expect("the package is stored")
+        .into_bytes()
 }
 
 /// A manifest whose bytes are not the canonical serialization (pretty-printed): the package id
@@ -35,7 +36,7 @@ async fn the_hub_stores_the_exact_manifest_bytes_it_hashed() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Ack>().await.unwrap().package_id, id);
 
-    let stored = stored_manifest(&fx.db(), &id);
+    let stored = stored_manifest(&fx, F1, &id);
     assert_eq!(Sha256Hex::of(&stored), id, "stored manifest does not hash to its package id");
     assert_eq!(stored, sent);
 }

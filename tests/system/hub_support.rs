@@ -88,14 +88,41 @@ impl Fx {
         connector.connect(name, tcp).await.unwrap()
     }
 
-    /// The blob file of an object in the hub's store, if present.
-    pub(crate) fn blob(&self, sha: &Sha256Hex) -> PathBuf {
-        let s = sha.as_str();
-        self.hub.data_dir().join("objects").join(&s[..2]).join(s)
+    /// The hub's object store, whichever `[store] objects` names (files, or S3 under
+    /// `FGW_TEST_STORES`), opened as `hub serve` opens it.
+    pub(crate) fn objects(&self) -> std::sync::Arc<dyn fgw_hub::store::ObjectStore> {
+        let cfg = fgw_hub::HubConfig::load(&self.hub.config).unwrap();
+        off_runtime(|| fgw_hub::store::open_objects(&cfg).unwrap())
     }
 
-    pub(crate) fn db(&self) -> PathBuf {
-        self.hub.data_dir().join("hub.sqlite")
+    /// The hub's metadata store (SQLite, or PostgreSQL under `FGW_TEST_STORES`).
+    pub(crate) fn meta(&self) -> std::sync::Arc<dyn fgw_hub::store::MetaStore> {
+        let cfg = fgw_hub::HubConfig::load(&self.hub.config).unwrap();
+        off_runtime(|| fgw_hub::store::open_meta(&cfg).unwrap())
+    }
+
+    /// An object's bytes as stored, `None` if absent.
+    pub(crate) fn object(&self, sha: &Sha256Hex) -> Option<Vec<u8>> {
+        let store = self.objects();
+        off_runtime(|| store.get(sha).unwrap())
+    }
+
+    /// An object's size as stored, `None` if absent.
+    pub(crate) fn object_size(&self, sha: &Sha256Hex) -> Option<u64> {
+        let store = self.objects();
+        off_runtime(|| store.size(sha).unwrap())
+    }
+
+    /// Whether the store holds the object.
+    pub(crate) fn has_object(&self, sha: &Sha256Hex) -> bool {
+        let store = self.objects();
+        off_runtime(|| store.has(sha).unwrap())
+    }
+
+    /// Whether the store holds chunk `index` of an upload session.
+    pub(crate) fn has_part(&self, upload: &fgw_format::ids::UploadId, index: u32) -> bool {
+        let store = self.objects();
+        off_runtime(|| store.part_size(upload, index).unwrap().is_some())
     }
 
     pub(crate) fn pki(&self, device: &str) -> PathBuf {
@@ -190,4 +217,10 @@ pub(crate) fn manifest(
             actions: vec![],
         },
     }
+}
+
+/// Run a synchronous store call on its own thread: the stores block (the PostgreSQL driver,
+/// the S3 store's runtime), which a test's async context must not do.
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("store call panicked"))
 }

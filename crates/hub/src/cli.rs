@@ -387,9 +387,19 @@ fn parse_role(s: &str) -> Result<Role, fgw_hub::UnknownRole> {
     s.parse()
 }
 
+/// Store clients whose debug lines carry request paths (object hashes, upload ids) and SQL:
+/// never below `info`, whatever `RUST_LOG` asks, so the hub's log names no object.
+const QUIET_CLIENTS: &[&str] =
+    &["object_store", "reqwest", "hyper", "hyper_util", "h2", "postgres", "tokio_postgres", "r2d2"];
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for client in QUIET_CLIENTS {
+        if let Ok(d) = format!("{client}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -27,9 +27,9 @@
 #[cfg(test)]
 mod conformance;
 mod fs;
-mod postgres;
 #[cfg(test)]
 mod object_conformance;
+mod postgres;
 mod s3;
 mod sqlite;
 
