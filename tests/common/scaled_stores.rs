@@ -90,7 +90,12 @@ pub fn stored_outside(config: &Path) -> Vec<(String, Vec<u8>)> {
         s.spawn(|| {
             let objects = fgw_hub::store::open_objects(&cfg).unwrap();
             let mut shas = Vec::new();
-            objects.for_each(&mut |e| Ok(shas.push(e.sha256))).unwrap();
+            objects
+                .for_each(&mut |e| {
+                    shas.push(e.sha256);
+                    Ok(())
+                })
+                .unwrap();
             for sha in shas {
                 out.push((format!("object:{sha}"), objects.get(&sha).unwrap().unwrap_or_default()));
             }
