@@ -58,7 +58,7 @@ interface = "$HUB_IF"
 reconcile_secs = 2
 TOML
   fi
-  "$BIN/hub" init --config "$WORK/hub/hub.toml" >/dev/null
+  "$BIN/hub" init --config "$WORK/hub/hub.toml" >/dev/null 2>"$WORK/hub/init.log"
   "$BIN/hub" issue-device --config "$WORK/hub/hub.toml" --device ops --facility F0001 --role operator --out "$WORK/ops" >/dev/null
   "$BIN/hub" serve --config "$WORK/hub/hub.toml" 2> "$WORK/hub/hub.log" &
   PIDS+=($!)
