@@ -62,8 +62,12 @@ TOML
   # Test only: the booted slot and the health verdict on the serial console.
   install -D -m 0644 "$IMG_DIR/fgw-test-report.service" "$G/usr/lib/systemd/system/fgw-test-report.service"
   ln -sf /usr/lib/systemd/system/fgw-test-report.service "$G/etc/systemd/system/multi-user.target.wants/"
+  install -D -m 0644 "$IMG_DIR/fgw-test-usb.service" "$G/usr/lib/systemd/system/fgw-test-usb.service"
+  ln -sf /usr/lib/systemd/system/fgw-test-usb.service "$G/etc/systemd/system/multi-user.target.wants/"
+  mkdir -p "$G/srv/usb"
   install -D -m 0644 "$IMG_DIR/health-console.conf" "$G/etc/systemd/system/facility-gateway-health.service.d/console.conf"
   cat >> "$G/etc/fstab" <<'FSTAB'
+usb /srv/usb 9p trans=virtio,version=9p2000.L,ro,nofail 0 0
 PARTLABEL=esp /boot/efi vfat umask=0077 0 2
 PARTLABEL=data /data ext4 rw 0 2
 FSTAB
@@ -169,6 +173,7 @@ boot_full() {
   CONSOLE=$WORK/console-$1.log
   qemu-system-x86_64 "${QEMU_ARGS[@]}" \
     -drive file="$WORK/disk.img",format=raw,if=virtio \
+    -virtfs local,path="$WORK/usb",mount_tag=usb,security_model=none,readonly=on \
     -netdev user,id=n0,hostfwd=tcp:127.0.0.1:$DICOM_PORT-:11112 -device virtio-net-pci,netdev=n0 \
     -serial file:"$CONSOLE" &
   QEMU_PID=$!
@@ -233,24 +238,72 @@ release_os() {
 }
 # The box took it (it rebooted); stop offering it, as the test's box runs the same gateway
 # version in every slot and would otherwise take the release again on every boot.
-pause_rollout() { hub_cfg rollout pause "$ROLLOUT" >/dev/null 2>&1 || hub_cfg rollout pause --id "$ROLLOUT" >/dev/null 2>&1 || true; }
+pause_rollout() { hub_cfg rollout pause "$ROLLOUT" >/dev/null 2>&1 || true; }
 health_done() { console_has 'FGW-TEST health'; }
-booted_reported() { console_has 'FGW-TEST booted'; }
+# The OS outcome the box's newest heartbeat reports for version $1 (empty if none yet).
+os_outcome() {
+  hub_cfg fleet --json 2>/dev/null | V="$1" python3 -c '
+import json, os, sys
+d = json.load(sys.stdin)
+o = ((d[0]["heartbeat"].get("updates") or {}).get("os") or {}) if d else {}
+print(o.get("outcome", "") if o.get("version") == os.environ["V"] else "")' 2>/dev/null || true
+}
+# The box gave up on version $1 (refused or failed), or rebooted into it.
+os_settled() { stopped || case "$(os_outcome "$1")" in refused|failed) true ;; *) false ;; esac; }
+
+# The daemon's own words from the running slot's journal (the box has no shell): the root
+# partition read out of the disk image with debugfs.
+box_journal() {
+  local off peek=$WORK/peek
+  off=$(( 1 + ESP_MB + $([ "${CUR_SLOT:-A}" = B ] && echo "$ROOT_MB" || echo 0) ))
+  rm -rf "$peek" "$peek.img"; mkdir -p "$peek"
+  dd if="$WORK/disk.img" of="$peek.img" bs=1M skip="$off" count="$ROOT_MB" conv=sparse status=none
+  debugfs -R "rdump /var/log/journal $peek" "$peek.img" >/dev/null 2>&1 || true
+  journalctl --directory="$peek/journal" -u facility-gateway.service --no-pager -o cat 2>/dev/null | grep -a "$1" | tail -1 || true
+  rm -rf "$peek" "$peek.img"
+}
+
+# The USB path (docs/fleet.md): a copy of the release repository on the stick share, and
+# the version to apply; the test image's fgw-test-usb.service runs `gateway update apply
+# --from` once.
+usb_apply() {
+  rm -rf "$WORK/usb"; mkdir -p "$WORK/usb"
+  cp -al "$WORK/hub/data/tuf/repo" "$WORK/usb/repo"
+  echo "$1" > "$WORK/usb/APPLY"
+}
+usb_clear() { rm -f "$WORK/usb/APPLY"; }
+
+# Delivers OS release $1 (bundle $2): the hub's rollout first; if the box refuses the
+# download, the USB path, and DELIVERY says which and why. True once the box rebooted.
+deliver_os() {
+  release_os "$1" "$2"
+  DELIVERY="published on the hub, rolled out, downloaded by the daemon through the tunnel (TUF), rauc install"
+  wait_until "$TIMEOUT" os_settled "$1" || true
+  if running; then
+    local why
+    why=$(box_journal "version=$1 outcome=" | sed 's/.*detail=//' | cut -c1-220)
+    pause_rollout
+    DELIVERY="the hub's rollout was refused by the box (${why:-outcome $(os_outcome "$1")}); delivered by the USB path instead: a copy of the TUF repository over 9p, gateway update apply --from (TUF, RAUC keyring), rauc install"
+    usb_apply "$1"
+  fi
+  local ok=0
+  wait_reboot "$TIMEOUT" || ok=1
+  pause_rollout; usb_clear
+  return $ok
+}
 
 step_update() {
-  release_os 2.0.0 good
-  if ! wait_reboot "$TIMEOUT"; then
-    pause_rollout
-    failed 4 "the box did not install 2.0.0 and reboot in $TIMEOUT s; rollouts: $(hub_cfg rollout list | json '[(r["version"], r["state"], r["installed"], r["failed"]) for r in d]')"
+  if ! deliver_os 2.0.0 good; then
+    failed 4 "the box did not install 2.0.0 and reboot in $TIMEOUT s ($DELIVERY); console: $(console_line 'FGW-TEST usb\|rauc' | cut -c1-200)"
     return 1
   fi
-  pause_rollout
+  CUR_SLOT=B
   boot_full b1
   wait_until "$TIMEOUT" health_done || true
   local slot health
   slot=$(booted); health=$(console_line 'FGW-TEST health')
   if [ "$slot" = "B 2" ] && grep -q 'result=success' <<< "$health" && grep -q 'B_OK=1' <<< "$health" && grep -q 'B_TRY=0' <<< "$health"; then
-    passed 4 "OS release 2.0.0 (published on the hub, TUF, rollout; rauc install by the daemon) moved the box from slot A to slot B; the health check marked B good (${health#*env=})"
+    passed 4 "OS release 2.0.0 ($DELIVERY) moved the box from slot A to slot B; the health check marked B good (${health#*env=})"
   else
     failed 4 "after the install: booted '${slot:-nothing reported}'; health: '${health:-none}'"
     return 1
@@ -258,11 +311,10 @@ step_update() {
 }
 
 step_rollback() {
-  release_os 3.0.0 broken
-  if ! wait_reboot "$TIMEOUT"; then
-    pause_rollout; failed 5 "the box did not install 3.0.0 and reboot in $TIMEOUT s"; return 1
+  if ! deliver_os 3.0.0 broken; then
+    failed 5 "the box did not install 3.0.0 and reboot in $TIMEOUT s ($DELIVERY)"; return 1
   fi
-  pause_rollout
+  CUR_SLOT=A
   boot_full a2
   local tried health back
   wait_until "$TIMEOUT" health_done || true
@@ -270,12 +322,13 @@ step_rollback() {
   if ! wait_reboot 300; then
     failed 5 "booted '$tried' with the broken release; health '${health:-none}'; the box did not reboot by itself"; power_cut; return 1
   fi
+  CUR_SLOT=B
   boot_full b2
   wait_until "$TIMEOUT" health_done || true
   back=$(booted)
   local good; good=$(console_line 'FGW-TEST health')
   if [ "$tried" = "A 3" ] && grep -q 'A_OK=0' <<< "$health" && [ "$back" = "B 2" ] && grep -q 'result=success' <<< "$good"; then
-    passed 5 "broken release 3.0.0 booted in slot A, its health check failed (daemon not active), RAUC marked A bad and the box rebooted by itself into slot B (2), marked good again"
+    passed 5 "broken release 3.0.0 (delivered as 2.0.0 was) booted in slot A, its health check failed (daemon not active), RAUC marked A bad and the box rebooted by itself into slot B (2), marked good again"
   else
     failed 5 "broken release: booted '$tried', health '${health:-none}'; then booted '$back', health '${good:-none}'"
   fi
@@ -297,7 +350,9 @@ step_power_cut() {
   boot_full c1
   if wait_exams "$total"; then
     local dup
-    dup=$(hub_cfg list --facility F0001 | json 'len(d) - len({(e.get("exam_pid") or e.get("exam_id") or json.dumps(e, sort_keys=True)) for e in d})')
+    # One row per exam (its current package); a package sent again after the cut would
+    # show as a second revision.
+    dup=$(hub_cfg list --facility F0001 | json 'len(d) - len({e["exam_pid"] for e in d}) + sum(1 for e in d if e["revision"] != 1)')
     if [ "$mid" -lt "$total" ] && [ "$dup" = 0 ] && [ "$(exam_count)" = "$total" ]; then
       passed 6 "power cut (QEMU killed) with $mid of $total exams at the hub; after the reboot all $total are there, each exactly once"
     else
@@ -309,6 +364,7 @@ step_power_cut() {
 }
 
 run_full() {
+  mkdir -p "$WORK/usb"
   build_full_image
   "$BIN/examples/synth_department" "$WORK/export" --exams 1 >/dev/null
   START=$(date +%s)

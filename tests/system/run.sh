@@ -26,7 +26,7 @@ WORK=${SYSTEM_TEST_DIR:-$PWD/target/system-test}
 CACHE=${SYSTEM_TEST_CACHE:-$PWD/target/system-test-cache}
 TIMEOUT=${SYSTEM_TEST_TIMEOUT:-900}
 mkdir -p "$WORK" "$CACHE"
-rm -rf "$WORK"/{hub,factory,export,tpm,guest,ops,keys,data-tree,rootfs.img,disk.img,*.raucb,console*.log}
+rm -rf "$WORK"/{hub,factory,export,tpm,guest,ops,keys,usb,data-tree,rootfs.img,disk.img,vars.fd,*.raucb,console*.log}
 mkdir -p "$WORK"/{hub,factory,export,tpm}
 PIDS=()
 trap cleanup EXIT
