@@ -52,7 +52,7 @@ TOML
   cp -a board/common/rootfs-overlay/usr/lib/systemd/system/facility-gateway-health.service "$G/usr/lib/systemd/system/"
   ln -sf /usr/lib/systemd/system/facility-gateway-health.service "$G/etc/systemd/system/multi-user.target.wants/"
   install -D -m 0644 "$IMG_DIR/rauc-system.conf" "$G/etc/rauc/system.conf"
-  install -D -m 0755 "$IMG_DIR/rauc-post-install" "$G/usr/lib/facility-gateway/rauc-post-install"
+  install -D -m 0755 board/common/rootfs-overlay/usr/lib/facility-gateway/rauc-post-install "$G/usr/lib/facility-gateway/rauc-post-install"
   install -D -m 0644 "$WORK/keys/update.crt" "$G/etc/rauc/keyring.pem"
   mkdir -p "$G/usr/share/facility-gateway"
   hub_cfg release root --out "$G/usr/share/facility-gateway/tuf-root.json" >/dev/null 2>&1
