@@ -267,7 +267,8 @@ box_journal() {
 # the version to apply; the test image's fgw-test-usb.service runs `gateway update apply
 # --from` once.
 usb_apply() {
-  rm -rf "$WORK/usb"; mkdir -p "$WORK/usb"
+  # The share's folder itself stays: QEMU holds it open, a new one would not be seen.
+  rm -rf "$WORK/usb/repo"
   cp -al "$WORK/hub/data/tuf/repo" "$WORK/usb/repo"
   echo "$1" > "$WORK/usb/APPLY"
 }

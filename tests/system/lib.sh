@@ -7,6 +7,9 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The hub may take its time over a graceful stop (the tunnel); it must not outlive the run.
+  sleep 2
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   [ "${SYSTEM_TEST_KEEP:-0}" = 1 ] || rm -f "$WORK/rootfs.img" "$WORK/disk.img" "$WORK"/*.ext4 "$WORK"/*.raucb
 }
 
