@@ -175,7 +175,7 @@ boot_full() {
     -drive file="$WORK/disk.img",format=raw,if=virtio \
     -virtfs local,path="$WORK/usb",mount_tag=usb,security_model=none,readonly=on \
     -netdev user,id=n0,hostfwd=tcp:127.0.0.1:$DICOM_PORT-:11112 -device virtio-net-pci,netdev=n0 \
-    -serial file:"$CONSOLE" &
+    -serial file:"$CONSOLE" 2>>"$WORK/qemu.log" &
   QEMU_PID=$!
   PIDS+=($QEMU_PID)
 }
@@ -272,6 +272,7 @@ usb_apply() {
   cp -al "$WORK/hub/data/tuf/repo" "$WORK/usb/repo"
   echo "$1" > "$WORK/usb/APPLY"
 }
+journal_reason() { WHY=$(box_journal "version=$1 outcome=" | sed 's/.*detail=//' | cut -c1-240); [ -n "$WHY" ]; }
 usb_clear() { rm -f "$WORK/usb/APPLY"; }
 
 # Delivers OS release $1 (bundle $2): the hub's rollout first; if the box refuses the
@@ -281,10 +282,11 @@ deliver_os() {
   DELIVERY="published on the hub, rolled out, downloaded by the daemon through the tunnel (TUF), rauc install"
   wait_until "$TIMEOUT" os_settled "$1" || true
   if running; then
-    local why
-    why=$(box_journal "version=$1 outcome=" | sed 's/.*detail=//' | cut -c1-220)
     pause_rollout
-    DELIVERY="the hub's rollout was refused by the box (${why:-outcome $(os_outcome "$1")}); delivered by the USB path instead: a copy of the TUF repository over 9p, gateway update apply --from (TUF, RAUC keyring), rauc install"
+    # The guest writes its journal back to the disk within half a minute or so.
+    WHY=""
+    wait_until 120 journal_reason "$1" || true
+    DELIVERY="the hub's rollout was refused by the box (${WHY:-outcome $(os_outcome "$1")}); delivered by the USB path instead: a copy of the TUF repository over 9p, gateway update apply --from (TUF, RAUC keyring), rauc install"
     usb_apply "$1"
   fi
   local ok=0

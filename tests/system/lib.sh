@@ -176,7 +176,7 @@ boot_quick() {
     -append "root=/dev/vda rw console=ttyS0 systemd.show_status=1" \
     -drive file="$WORK/rootfs.img",format=raw,if=virtio \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
-    -serial file:"$CONSOLE" &
+    -serial file:"$CONSOLE" 2>>"$WORK/qemu.log" &
   QEMU_PID=$!
   PIDS+=($QEMU_PID)
   step "power on: QEMU (TCG) with OVMF and swtpm"
