@@ -322,7 +322,7 @@ step_rollback() {
   boot_full a2
   local tried health back env good
   # The health unit reboots the box when it fails: its console line may not make it out.
-  wait_until "$TIMEOUT" health_or_reboot || true
+  wait_until 600 health_or_reboot || true
   tried=$(booted); health=$(console_line 'FGW-TEST health')
   if ! wait_reboot 300; then
     failed 5 "booted '$tried' with the broken release; health '${health:-none}'; the box did not reboot by itself"; power_cut; return 1
