@@ -10,7 +10,9 @@
 # basic auth), as a hospital's mandatory proxy. The WireGuard tunnel (fgw-vpn) is configured
 # with wg(8) from wireguard-tools, on the box, the hub and in tests/system/hospital_vpn.rs.
 # tests/system/run.sh builds a Debian image with mmdebstrap and boots it in QEMU (TCG) with
-# OVMF as its firmware and swtpm as its TPM.
+# OVMF as its firmware and swtpm as its TPM; its full run builds a GPT disk without loop
+# devices (sfdisk from fdisk, mkfs.vfat from dosfstools, mtools) booted by a standalone GRUB
+# (grub-mkstandalone from grub-efi-amd64-bin).
 # The hub's PostgreSQL metadata store is tested against Debian's PostgreSQL server (the
 # `postgresql` package: /usr/lib/postgresql/15/bin), started by the tests themselves
 # (crates/hub/src/store/postgres/test_server.rs) and by scripts/lib/postgres.sh.
@@ -24,7 +26,8 @@ for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:p
             "dcmdump:dcmtk" "Orthanc:orthanc" "ip:iproute2" "tc:iproute2" "nsenter:util-linux" "nft:nftables" \
             "tinyproxy:tinyproxy" "wg:wireguard-tools" "rauc:rauc" "mksquashfs:squashfs-tools" \
             "openssl:openssl" "chromium:chromium" "chromedriver:chromium-driver" \
-            "mmdebstrap:mmdebstrap" "qemu-system-x86_64:qemu-system-x86"; do
+            "mmdebstrap:mmdebstrap" "qemu-system-x86_64:qemu-system-x86" \
+            "sfdisk:fdisk" "mkfs.vfat:dosfstools" "mcopy:mtools" "grub-mkstandalone:grub-efi-amd64-bin"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -98,7 +98,14 @@ impl UplinkTransport {
         let mut file = match resp.status() {
             reqwest::StatusCode::PARTIAL_CONTENT => {
                 tracing::info!(target = %url.path(), from = have, "release download resumed");
-                tokio::fs::OpenOptions::new().append(true).open(path).await.map_err(io)?
+                // A first download asks for `bytes=0-` too, and the hub answers 206: the
+                // partial file may not exist yet (found by tests/system/run.sh --full).
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await
+                    .map_err(io)?
             }
             s if s.is_success() => {
                 have = 0;

@@ -1,0 +1,204 @@
+# Shared parts of tests/system/run.sh (sourced): the image, the hub, the factory, the box's
+# files, power on, and waits. Uses WORK, CACHE, BIN, TIMEOUT, PIDS from run.sh.
+
+step() { echo "SYSTEM-TEST $*"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The hub may take its time over a graceful stop (the tunnel); it must not outlive the run.
+  sleep 2
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  [ "${SYSTEM_TEST_KEEP:-0}" = 1 ] || rm -f "$WORK/rootfs.img" "$WORK/disk.img" "$WORK"/*.ext4 "$WORK"/*.raucb
+}
+
+fail_console() {
+  step "FAILED: $1; console tail:"
+  tail -40 "${CONSOLE:-$WORK/console.log}"
+  exit 1
+}
+
+# The Debian packages the gateway links, systemd, the kernel, RAUC (and its D-Bus service),
+# wg(8) for the tunnel, grub-editenv for RAUC's grub backend; cached by package list.
+PKGS=systemd-sysv,udev,kmod,linux-image-amd64,iproute2,ca-certificates,tpm-udev,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-mu0,libtss2-sys1,libtss2-tcti-device0,libmecab2,mecab-ipadic-utf8,libtesseract5,tesseract-ocr-jpn,tesseract-ocr-eng,rauc,rauc-service,wireguard-tools,grub-common,e2fsprogs
+
+make_base() {
+  local key
+  key=$(printf '%s' "$PKGS" | sha256sum | cut -c1-16)
+  if [ ! -f "$CACHE/base-$key.tar" ]; then
+    mmdebstrap --variant=minbase --include="$PKGS" bookworm "$CACHE/partial-$key.tar" >/dev/null 2>"$CACHE/mmdebstrap.log"
+    mv "$CACHE/partial-$key.tar" "$CACHE/base-$key.tar"
+  fi
+  G=$WORK/guest
+  mkdir -p "$G"
+  tar -xf "$CACHE/base-$key.tar" -C "$G"
+  step "image: debian bookworm base ($(du -sh "$CACHE/base-$key.tar" | cut -f1)) with the board overlay"
+}
+
+# The hub, with 10.0.2.2 (the host as the guest sees it) in its certificate. The full run
+# adds [vpn]: enrollment on the public address, the API only inside the WireGuard tunnel.
+start_hub() {
+  PORT=$(free_port)
+  local names='"localhost", "127.0.0.1", "10.0.2.2"'
+  [ "$1" = --full ] && names="$names, \"$VPN_HUB_ADDR\""
+  cat > "$WORK/hub/hub.toml" <<TOML
+listen = "127.0.0.1:$PORT"
+data_dir = "data"
+server_names = [$names]
+# Explicit: a hub.toml without [store] reads pool_size 0 and is refused (issue 15's store
+# settings: the section's serde default is not applied when the section is absent).
+[store]
+pool_size = 16
+TOML
+  if [ "$1" = --full ]; then
+    cat >> "$WORK/hub/hub.toml" <<TOML
+[vpn]
+address = "$VPN_HUB_ADDR/24"
+endpoint = "10.0.2.2:$WG_PORT"
+listen_port = $WG_PORT
+interface = "$HUB_IF"
+reconcile_secs = 2
+TOML
+  fi
+  "$BIN/hub" init --config "$WORK/hub/hub.toml" >/dev/null 2>"$WORK/hub/init.log"
+  "$BIN/hub" issue-device --config "$WORK/hub/hub.toml" --device ops --facility F0001 --role operator --out "$WORK/ops" >/dev/null
+  "$BIN/hub" serve --config "$WORK/hub/hub.toml" 2> "$WORK/hub/hub.log" &
+  PIDS+=($!)
+}
+
+hub_cfg() { local c=$1; shift; "$BIN/hub" "$c" "$@" --config "$WORK/hub/hub.toml"; }
+
+# The factory: the identity key made in the box's TPM, its IDevID signed. The swtpm TCTI
+# talks to the control channel on the next port: find two free in a row.
+make_factory_identity() {
+  local tpm_port swtpm init csr
+  tpm_port=$(python3 -c '
+import socket
+for p in range(20000, 60000, 2):
+    try:
+        a = socket.socket(); a.bind(("127.0.0.1", p)); b = socket.socket(); b.bind(("127.0.0.1", p + 1))
+        print(p); break
+    except OSError: pass')
+  swtpm socket --tpm2 --server "type=tcp,bindaddr=127.0.0.1,port=$tpm_port" \
+    --ctrl "type=tcp,bindaddr=127.0.0.1,port=$((tpm_port + 1))" --tpmstate "dir=$WORK/tpm" \
+    --flags not-need-init,startup-clear 2> "$WORK/factory/swtpm.log" &
+  swtpm=$!
+  for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$tpm_port) 2>/dev/null && break; sleep 0.1; done
+  (exec 3<>/dev/tcp/127.0.0.1/$tpm_port) 2>/dev/null || { step "FAILED: swtpm did not start"; cat "$WORK/factory/swtpm.log"; exit 1; }
+  cat > "$WORK/factory/gateway.toml" <<TOML
+facility_id = "F0001"
+state_dir = "state"
+[identity]
+key_store = "tpm"
+tpm_tcti = "swtpm:host=127.0.0.1,port=$tpm_port"
+idevid_cert = "idevid.crt"
+ca_cert = "ca.crt"
+TOML
+  init=$("$BIN/gateway" --config "$WORK/factory/gateway.toml" identity init --json)
+  SERIAL=$(printf '%s' "$init" | json 'd["serial"]')
+  csr=$(printf '%s' "$init" | json 'd["csr"]')
+  "$BIN/hub" device add --config "$WORK/hub/hub.toml" --serial "$SERIAL" --facility F0001 --csr "$csr" --out "$WORK/factory/out" >/dev/null
+  kill $swtpm; wait $swtpm 2>/dev/null || true
+  step "factory: serial $SERIAL, identity key in the TPM, IDevID signed"
+}
+
+# The box's files: the gateway, the board's units, its configuration and IDevID.
+install_box() {
+  install -D -m 0755 "$BIN/gateway" "$G/usr/bin/gateway"
+  cp -a board/common/rootfs-overlay/usr/lib/systemd/system/facility-gateway.service "$G/usr/lib/systemd/system/"
+  cp -a board/common/rootfs-overlay/etc/systemd/journald.conf.d "$G/etc/systemd/"
+  install -D -m 0644 "$WORK/factory/out/idevid.crt" "$G/etc/facility-gateway/factory/idevid.crt"
+  install -D -m 0644 "$WORK/factory/out/ca.crt" "$G/etc/facility-gateway/factory/ca.crt"
+  cat > "$G/etc/facility-gateway/gateway.toml" <<TOML
+facility_id = "F0001"
+state_dir = "/data/facility-gateway"
+[identity]
+key_store = "tpm"
+tpm_tcti = "device:/dev/tpmrm0"
+idevid_cert = "factory/idevid.crt"
+ca_cert = "factory/ca.crt"
+[export]
+watch_dir = "/srv/export"
+poll_interval_secs = 2
+[uplink]
+hub_url = "https://10.0.2.2:$PORT"
+TOML
+  chroot "$G" useradd --system --no-create-home --home-dir /data/facility-gateway --shell /usr/sbin/nologin --groups tss fgw
+  install -d -o "$(chroot "$G" id -u fgw)" -g "$(chroot "$G" id -g fgw)" -m 0700 "$G/data/facility-gateway"
+  mkdir -p "$G/srv/export"
+  echo 'export /srv/export 9p trans=virtio,version=9p2000.L,ro,nofail 0 0' >> "$G/etc/fstab"
+  printf '[Match]\nName=en*\n[Network]\nDHCP=yes\n' > "$G/etc/systemd/network/20-wired.network"
+  ln -sf /usr/lib/systemd/system/systemd-networkd.service "$G/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+  ln -sf /usr/lib/systemd/system/facility-gateway.service "$G/etc/systemd/system/multi-user.target.wants/facility-gateway.service"
+  for unit in getty@.service serial-getty@.service console-getty.service autovt@.service; do ln -sf /dev/null "$G/etc/systemd/system/$unit"; done
+  echo facility-gateway > "$G/etc/hostname"
+  [ "$1" = --full ] && install_box_full
+  step "image: gateway, units and configuration installed; no getty, no ssh"
+}
+
+# The quick run's disk: one ext4 file system, booted with QEMU's -kernel/-initrd.
+make_quick_disk() {
+  echo '/dev/vda / ext4 rw 0 1' >> "$G/etc/fstab"
+  cp "$G"/boot/vmlinuz-* "$WORK/vmlinuz"; cp "$G"/boot/initrd.img-* "$WORK/initrd.img"
+  rm -f "$WORK/rootfs.img"; truncate -s 4G "$WORK/rootfs.img"
+  mkfs.ext4 -q -d "$G" "$WORK/rootfs.img"
+  rm -rf "$G"   # the disk image holds it now; CI's disk is small
+}
+
+# swtpm over a UNIX socket, one per power-on (the state directory persists).
+start_swtpm() {
+  rm -f "$WORK/tpm/swtpm.sock"
+  swtpm socket --tpm2 --ctrl "type=unixio,path=$WORK/tpm/swtpm.sock" --tpmstate "dir=$WORK/tpm" \
+    --flags startup-clear 2>> "$WORK/factory/swtpm.log" &
+  SWTPM_PID=$!
+  PIDS+=($SWTPM_PID)
+  for _ in $(seq 100); do [ -S "$WORK/tpm/swtpm.sock" ] && break; sleep 0.1; done
+}
+
+# QEMU's common arguments: q35, TCG, OVMF, the TPM, the export share over 9p.
+qemu_common() {
+  QEMU_ARGS=(-machine q35 -accel tcg -cpu max -smp 2 -m 2048 -nographic -no-reboot
+    -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
+    -drive if=pflash,format=raw,file="$WORK/vars.fd"
+    -chardev socket,id=chrtpm,path="$WORK/tpm/swtpm.sock" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0
+    -virtfs local,path="$WORK/export",mount_tag=export,security_model=none,readonly=on
+    -monitor none -display none)
+}
+
+boot_quick() {
+  start_swtpm
+  cp /usr/share/OVMF/OVMF_VARS_4M.fd "$WORK/vars.fd"
+  qemu_common
+  CONSOLE=$WORK/console.log
+  qemu-system-x86_64 "${QEMU_ARGS[@]}" \
+    -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 systemd.show_status=1" \
+    -drive file="$WORK/rootfs.img",format=raw,if=virtio \
+    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
+    -serial file:"$CONSOLE" 2>>"$WORK/qemu.log" &
+  QEMU_PID=$!
+  PIDS+=($QEMU_PID)
+  step "power on: QEMU (TCG) with OVMF and swtpm"
+}
+
+# Exams (current packages) the hub holds for F0001, read from its metadata store.
+exam_count() { hub_cfg list --facility F0001 2>/dev/null | json 'len(d)' 2>/dev/null || echo 0; }
+dicom_count() { hub_cfg list --facility F0001 --kind dicom 2>/dev/null | json 'len(d)' 2>/dev/null || echo 0; }
+
+# wait_until SECONDS CMD...: polls CMD every 3 s; false if it never succeeded.
+wait_until() {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 3
+  done
+}
+
+enrolled() { hub_cfg device show "$SERIAL" 2>/dev/null | grep -q '"enrolled_at": "'; }
+wait_enrolled() {
+  wait_until "$TIMEOUT" enrolled || fail_console "no enrollment in time"
+  step "zero-touch enrollment: operational certificate issued after $(( $(date +%s) - START )) s"
+}
+has_exams() { [ "$(exam_count)" -ge "$1" ]; }
+wait_exams() { wait_until "${2:-$TIMEOUT}" has_exams "$1"; }
