@@ -29,6 +29,10 @@ step "build binaries" short_lines cargo build --workspace --bins --locked
 # ensure-deps installed chromium: the dashboard's browser test must run, not skip.
 export FGW_REQUIRE_BROWSER=1
 step "tests" short_lines cargo test --workspace --all-targets --locked
+# The hub-facing system tests again on the national stores: PostgreSQL and a three-node Garage
+# cluster (issue 15); the whole suite on them is `scripts/test-scaled-stores.sh` (docs/hub-scale.md).
+step "system tests on PostgreSQL + S3 (hub subset)" short_lines bash scripts/test-scaled-stores.sh \
+  hub_ e2e_upload researcher_export dicom_scp_e2e hl7_e2e uplink_chunked a_hub_restart
 # The appliance booted in QEMU with swtpm and OVMF: enrolls and uploads once (issue 14).
 step "system test (QEMU, quick)" bash tests/system/run.sh --quick
 echo "== suite: $SECONDS s" >&2

@@ -174,7 +174,7 @@ impl Hub {
     }
 
     /// Everything the hub stored: its data directory's files and, on the national stores,
-    /// its database's manifests and its bucket's objects (named `postgres:…`, `object:…`).
+    /// its database (a pg_dump) and its bucket's objects (named `postgres:…`, `object:…`).
     pub fn stored(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut all = all_files(&self.data_dir());
         all.extend(

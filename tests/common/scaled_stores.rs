@@ -65,8 +65,8 @@ pub fn same_stores(config: &Path) -> String {
     text.find("[store]").map_or(String::new(), |i| text[i..].to_string())
 }
 
-/// What a hub on the national stores holds outside its data directory: every manifest in its
-/// PostgreSQL database and every object in its S3 prefix (empty on the embedded defaults,
+/// What a hub on the national stores holds outside its data directory: its PostgreSQL
+/// database (all rows, by pg_dump) and every object in its S3 prefix (empty on the embedded defaults,
 /// where `data_dir` holds it all). For the planted-identifier checks.
 pub fn stored_outside(config: &Path) -> Vec<(String, Vec<u8>)> {
     if !active() {
@@ -75,14 +75,24 @@ pub fn stored_outside(config: &Path) -> Vec<(String, Vec<u8>)> {
     let cfg = fgw_hub::HubConfig::load(config).unwrap();
     let mut out = Vec::new();
     if let fgw_hub::MetaBackend::Postgres(url) = &cfg.store.meta {
+        // Every row of every table, as pg_dump writes them (the whole database, as the
+        // SQLite file is on the embedded store).
+        let dump = Command::new("pg_dump")
+            .args(["--data-only", "--no-owner", url.expose()])
+            .output()
+            .expect("pg_dump (postgresql-client) must be installed");
+        assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+        out.push(("postgres:dump".to_string(), dump.stdout));
+        // Manifests are bytea, which pg_dump writes as hex: as text too, so a planted
+        // identifier in one would be seen.
         for table in ["packages", "dicom_objects"] {
-            let dump = Command::new("psql")
+            let text = Command::new("psql")
                 .args([url.expose(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
                 .arg(format!("COPY (SELECT convert_from(manifest, 'UTF8') FROM {table}) TO STDOUT"))
                 .output()
                 .unwrap();
-            assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
-            out.push((format!("postgres:{table}"), dump.stdout));
+            assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
+            out.push((format!("postgres:{table}.manifest"), text.stdout));
         }
     }
     // On its own thread: the S3 store blocks on its runtime.
@@ -136,4 +146,16 @@ pub fn query_rows(config: &Path, sql: &str) -> Option<Vec<Vec<String>>> {
             .map(|l| l.split('\t').map(str::to_string).collect())
             .collect(),
     )
+}
+
+/// Run statements on the hub's PostgreSQL database; `false` (nothing run) on SQLite.
+pub fn execute(config: &Path, sql: &str) -> bool {
+    let cfg = fgw_hub::HubConfig::load(config).unwrap();
+    let fgw_hub::MetaBackend::Postgres(url) = &cfg.store.meta else { return false };
+    let out = Command::new("psql")
+        .args([url.expose(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    true
 }

@@ -71,7 +71,7 @@ fn overlays_are_masked_before_upload_and_nothing_is_lost() {
     let dir = root.join("stored");
     std::fs::create_dir_all(&dir).unwrap();
     let mut images = 0;
-    for (i, (_, bytes)) in all_files(&hub.data_dir()).into_iter().enumerate() {
+    for (i, (_, bytes)) in hub.stored().into_iter().enumerate() {
         let ext = if bytes.starts_with(&[0xFF, 0xD8]) {
             "jpg"
         } else if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {

@@ -238,7 +238,7 @@ fn daemon_refuses_links_and_fifos_and_uploads_the_clean_exams() {
     let batch = format!("unsafe-entry: {}/exams.csv: symlink", gw.batch_label(B3));
     assert_eq!(reasons.iter().filter(|r| r.starts_with(&batch)).count(), 1, "{reasons:#?}");
 
-    let mut files = all_files(&hub.data_dir());
+    let mut files = hub.stored();
     files.extend(all_files(&gw.state_dir()));
     assert_no_marker(&files, &out.stderr);
 }

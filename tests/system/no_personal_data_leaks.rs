@@ -437,8 +437,10 @@ fn planted_identifiers_never_leave_the_box() {
     // Something was actually stored and logged, so the checks below are not vacuous: the
     // hub's database, the export's image (JPEG) and the DICOM object (Part 10) in its store,
     // and a state database on the box.
-    let hub_files = all_files(&hub.data_dir());
-    assert!(hub_files.iter().any(|(p, _)| p.ends_with("hub.sqlite")));
+    let hub_files = hub.stored();
+    assert!(hub_files
+        .iter()
+        .any(|(p, _)| p.ends_with("hub.sqlite") || p.as_os_str() == "postgres:dump"));
     assert!(
         hub_files.iter().any(|(_, b)| b.starts_with(&[0xFF, 0xD8, 0xFF])),
         "no image of the export reached the hub"

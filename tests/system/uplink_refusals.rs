@@ -25,10 +25,14 @@ fn wait_for(gw: &Gateway, what: &str, done: impl Fn(&serde_json::Value) -> bool)
     }
 }
 
-fn hub_db(hub: &Hub) -> rusqlite::Connection {
+/// Statements on the hub's metadata database (SQLite, or PostgreSQL under `FGW_TEST_STORES`).
+fn hub_sql(hub: &Hub, sql: &str) {
+    if scaled_stores::execute(&hub.config, sql) {
+        return;
+    }
     let c = rusqlite::Connection::open(hub.data_dir().join("hub.sqlite")).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c
+    c.execute_batch(sql).unwrap();
 }
 
 fn export(root: &Path) -> std::path::PathBuf {
@@ -48,12 +52,11 @@ fn a_registry_mistake_pauses_the_uplink_instead_of_quarantining() {
     hub.issue("gw-test", FACILITY, "device", &root.join("gw-pki"));
     hub.issue("operator", FACILITY, "operator", &root.join("op-pki"));
     // The registry mistake: the box's certificate is valid (society CA) but not registered.
-    hub_db(&hub)
-        .execute_batch(
-            "CREATE TABLE parked AS SELECT * FROM devices WHERE device_id = 'gw-test';
-             DELETE FROM devices WHERE device_id = 'gw-test';",
-        )
-        .unwrap();
+    hub_sql(
+        &hub,
+        "CREATE TABLE parked AS SELECT * FROM devices WHERE device_id = 'gw-test';
+         DELETE FROM devices WHERE device_id = 'gw-test';",
+    );
     hub.start();
     let gw = Gateway::new(&root.join("gw"), &hub.url(), &root.join("gw-pki"), &export, "");
     let log = root.join("gw.log");
@@ -74,7 +77,7 @@ fn a_registry_mistake_pauses_the_uplink_instead_of_quarantining() {
     );
 
     // The registration is fixed: the same items go out, and the pause ends.
-    hub_db(&hub).execute_batch("INSERT INTO devices SELECT * FROM parked;").unwrap();
+    hub_sql(&hub, "INSERT INTO devices SELECT * FROM parked;");
     wait_for(&gw, "uploads did not resume", |st| st["counts"]["acked"] == 2);
     assert_eq!(gw.status_json()["uplink"]["state"], "running");
     child.kill().unwrap();

@@ -705,8 +705,8 @@ fn release(cmd: ReleaseCommand) -> Result<(), CliError> {
             let meta = store::open_meta(&cfg)?;
             let mut paths = ReleasePaths::of(&cfg);
             paths.targets_keys = keys_dir;
-            let rec =
-                runtime()?.block_on(releases::publish(&paths, &*meta, kind, &version, &path))?;
+            let rec = runtime()?.block_on(releases::publish(&paths, kind, &version, &path))?;
+            meta.record_release(&rec)?;
             print_json(&serde_json::to_value(rec).expect("record serializes"));
         }
         ReleaseCommand::List(args) => {

@@ -6,7 +6,7 @@
 //! timestamp by itself before the timestamp expires ([`refresh_if_due`]). The repository
 //! and its keys are made at `hub init` (or at the first publish or start).
 
-use crate::store::{MetaStore, ReleaseRecord, StoreError};
+use crate::store::{ReleaseRecord, StoreError};
 use crate::HubConfig;
 use fgw_release::bundle::{BundleError, PolicyBundle};
 use fgw_release::keys::{KeyError, KeySet};
@@ -83,10 +83,10 @@ pub async fn ensure_repository(paths: &ReleasePaths) -> Result<Repository, Relea
 }
 
 /// Publishes `source` (a policy folder, or an OS bundle file) as release `version` of
-/// `kind`, and records it.
+/// `kind`; the caller records the returned release in the metadata store (synchronous:
+/// outside the async context, as the PostgreSQL driver requires).
 pub async fn publish(
     paths: &ReleasePaths,
-    meta: &dyn MetaStore,
     kind: ReleaseKind,
     version: &ReleaseVersion,
     source: &Path,
@@ -115,9 +115,7 @@ pub async fn publish(
             repo.publish(&keys, kind, version, source, expiry).await?
         }
     };
-    let record = record_of(&target);
-    meta.record_release(&record)?;
-    Ok(record)
+    Ok(record_of(&target))
 }
 
 fn record_of(t: &ReleaseTarget) -> ReleaseRecord {
