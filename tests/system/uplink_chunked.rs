@@ -313,3 +313,72 @@ async fn a_file_changed_between_attempts_is_never_stored_under_its_name() {
     assert_eq!(fx.head_object(&c, &sha).await, StatusCode::NOT_FOUND);
     assert!(!fx.has_object(&sha));
 }
+
+/// Issue 15: the hub node a box is sending a large object to is killed (SIGKILL) mid-object.
+/// The box's next attempt goes to the next node of `hub_urls`, which shares the stores (one
+/// data directory here; one PostgreSQL database and S3 prefix under `FGW_TEST_STORES`): it
+/// finds the session with the chunks the dead node recorded, sends only the rest, and the
+/// package is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_object_loses_nothing_and_the_next_node_finishes() {
+    let fx = Fx::start("");
+    let mut b = fx.hub.second_node();
+    b.start();
+    let object = noise(OBJECT_BYTES as usize, 12);
+    let staged = stage(&fx.root.join("outbox"), &object);
+    let d = fx.pki("gw-1");
+    let up = Uplink::new(&UplinkConfig {
+        hub_urls: vec![fx.hub.url(), b.url()],
+        ca_cert: d.join("ca.crt"),
+        client_cert: d.join("device.crt"),
+        client_key: d.join("device.key"),
+        single_put_max_bytes: MIB,
+        chunk_bytes: MIB,
+        ..UplinkConfig::default()
+    })
+    .unwrap();
+    let progress = up.progress();
+    let node_a = nix::unistd::Pid::from_raw(fx.hub.pid().unwrap() as i32);
+
+    // Node A dies once half the object has gone up to it.
+    let watch = progress.clone();
+    let killer = async move {
+        while watch.bytes_sent() < OBJECT_BYTES / 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        nix::sys::signal::kill(node_a, nix::sys::signal::Signal::SIGKILL).unwrap();
+        watch.bytes_sent()
+    };
+    let (first, at_kill) = tokio::join!(up.upload(&staged), killer);
+    assert!(first.is_err(), "the upload to the killed node cannot have finished");
+    assert!(at_kill < OBJECT_BYTES, "killed mid-object ({at_kill} bytes sent)");
+
+    // The outbox tries again later; the uplink has moved on to node B.
+    let before = progress.bytes_sent();
+    let mut busy = 0;
+    let ack = loop {
+        match up.upload(&staged).await {
+            Ok(ack) => break ack,
+            Err(e) if busy < 20 => {
+                busy += 1;
+                assert_eq!(e.disposition(), Disposition::RetryLater, "{e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("the upload did not finish on node B: {e:?}"),
+        }
+    };
+    assert_eq!((&ack.package_id, ack.stored.clone()), (staged.id(), Stored::New));
+    let second = progress.bytes_sent() - before;
+    assert!(
+        second <= OBJECT_BYTES - at_kill + 3 * MIB,
+        "node B was sent {second} bytes; node A had received about {at_kill} of {OBJECT_BYTES}"
+    );
+
+    // Stored once, byte for byte, and listed by node B.
+    let stored = fx.object(&Sha256Hex::of(&object)).unwrap();
+    assert_eq!(Sha256Hex::of(&stored), Sha256Hex::of(&object));
+    let ops = fx.root.join("ops-1");
+    let listing = super::hub_support::off_runtime(|| b.list(&ops, F1));
+    assert_eq!(listing.len(), 1, "{listing:?}");
+    assert_eq!(listing[0]["package_id"], staged.id().as_str());
+}
