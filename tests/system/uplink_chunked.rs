@@ -21,7 +21,7 @@
 
 use super::hub_support::{manifest, noise, Fx, F1};
 use fgw_format::ids::{FacilityId, PackageId, Sha256Hex};
-use fgw_format::package::protocol::Stored;
+use fgw_format::package::protocol::{Stored, UploadSession, CHUNK_SHA256_HEADER};
 use fgw_format::package::Manifest;
 use fgw_outbound::outbox::{Outbox, StagedPackage};
 use fgw_outbound::uplink::{Disposition, Uplink, UplinkConfig};
@@ -168,6 +168,55 @@ pub(crate) async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
     port
 }
 
+/// Waits until the hub no longer holds a claim on any chunk of the session for `object` (the
+/// cut request's chunk stays claimed while the store winds its write down: an S3 part takes
+/// a round trip to abort). Probes go straight to the hub, not through the counting proxy, and
+/// carry no body: a free chunk answers 400 (wrong length, nothing written), a claimed one 429.
+async fn until_no_chunk_is_claimed(fx: &Fx, object: &[u8]) {
+    let c = fx.client("gw-1");
+    let request = serde_json::json!({
+        "sha256": Sha256Hex::of(object).as_str(),
+        "size": object.len() as u64,
+        "chunk_bytes": MIB,
+    });
+    let session: UploadSession = c
+        .post(fx.url("/v1/uploads"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + HOLD_LIMIT;
+    'wait: loop {
+        for index in 0..session.chunks {
+            if session.received.iter().any(|r| r.index == index) {
+                continue;
+            }
+            let path = format!("/v1/uploads/{}/chunks/{index}", session.upload_id);
+            let status = c
+                .put(fx.url(&path))
+                .header(CHUNK_SHA256_HEADER, Sha256Hex::of(b"").as_str())
+                .header(reqwest::header::CONTENT_LENGTH, "0")
+                .body(Vec::new())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                assert!(tokio::time::Instant::now() < deadline, "chunk {index} stays claimed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'wait;
+            }
+            assert_eq!(status, StatusCode::BAD_REQUEST, "chunk {index}: a probe writes nothing");
+        }
+        return;
+    }
+}
+
 pub(crate) fn uplink_via(fx: &Fx, port: u16) -> Uplink {
     let d = fx.pki("gw-1");
     Uplink::new(&UplinkConfig {
@@ -226,22 +275,12 @@ async fn a_cut_upload_resumes_with_the_chunks_the_hub_lacks() {
 
     // 2. The line is back: the same upload again sends what the hub lacks.
     ctl.cut_at.store(0, Ordering::SeqCst);
+    // The hub answers 429 for the cut request's chunk until its store has wound that write
+    // down (the gateway's outbox retries later); the bytes measured are the resume's.
+    until_no_chunk_is_claimed(&fx, &object).await;
     ctl.up.store(0, Ordering::SeqCst);
     let sent_before = progress.bytes_sent();
-    // The hub may still hold the cut request's chunk while its store winds that write down
-    // (an S3 part takes a round trip to abort): it answers 429, and the gateway's outbox
-    // retries; so does the test, a bounded number of times.
-    let mut busy = 0;
-    let ack = loop {
-        match up.upload(&staged).await {
-            Ok(ack) => break ack,
-            Err(e) if format!("{e:?}").contains("429") && busy < 20 => {
-                busy += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("the upload did not resume: {e:?}"),
-        }
-    };
+    let ack = up.upload(&staged).await.expect("the upload resumes");
     assert_eq!((&ack.package_id, ack.stored.clone()), (staged.id(), Stored::New));
     assert_eq!(ack.facility_id, FacilityId::new(F1).unwrap());
     let second = ctl.up.load(Ordering::SeqCst);
@@ -306,6 +345,7 @@ async fn a_file_changed_between_attempts_is_never_stored_under_its_name() {
     *changed.last_mut().unwrap() ^= 1;
     std::fs::write(&path, &changed).unwrap();
 
+    until_no_chunk_is_claimed(&fx, &object).await;
     let e = up.upload(&staged).await.expect_err("a changed file cannot be uploaded");
     assert!(matches!(e, fgw_outbound::uplink::UplinkError::LocalCorrupt { .. }), "{e}");
     assert_eq!(e.disposition(), Disposition::RefusePackage, "{e}");
