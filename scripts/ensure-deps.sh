@@ -27,7 +27,7 @@ for pair in "pkg-config:pkg-config" "gcc:build-essential" "curl:curl" "python3:p
             "tinyproxy:tinyproxy" "wg:wireguard-tools" "rauc:rauc" "mksquashfs:squashfs-tools" \
             "openssl:openssl" "chromium:chromium" "chromedriver:chromium-driver" \
             "mmdebstrap:mmdebstrap" "qemu-system-x86_64:qemu-system-x86" \
-            "sfdisk:fdisk" "mkfs.vfat:dosfstools" "mcopy:mtools" "grub-mkstandalone:grub-efi-amd64-bin"; do
+            "sfdisk:fdisk" "cryptsetup:cryptsetup-bin" "mkfs.vfat:dosfstools" "mcopy:mtools" "grub-mkstandalone:grub-efi-amd64-bin"; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -69,15 +69,11 @@ TOML
   cat >> "$G/etc/fstab" <<'FSTAB'
 usb /srv/usb 9p trans=virtio,version=9p2000.L,ro,nofail 0 0
 PARTLABEL=esp /boot/efi vfat umask=0077 0 2
-PARTLABEL=data /data ext4 rw 0 2
 FSTAB
   mkdir -p "$G/boot/efi"
   local v
   v=$(basename "$G"/boot/vmlinuz-* | sed 's/^vmlinuz-//')
   ln -sf "boot/vmlinuz-$v" "$G/vmlinuz"; ln -sf "boot/initrd.img-$v" "$G/initrd.img"
-  # /data is its own partition: the state moves there, the root keeps the mount point.
-  rm -rf "$WORK/data-tree"; mkdir -p "$WORK/data-tree/rauc"
-  mv "$G/data/facility-gateway" "$WORK/data-tree/"
 }
 
 # The update signing key (the society's, in production) and the TUF root the image trusts.
@@ -132,10 +128,10 @@ start=$((c * 2048)), size=$((ROOT_MB * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCA
 start=$((d * 2048)), size=$((DATA_MB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data
 EOF
   make_esp "$WORK/esp.img"
-  rm -f "$WORK/data.ext4"; truncate -s "${DATA_MB}M" "$WORK/data.ext4"
-  mkfs.ext4 -q -L data -d "$WORK/data-tree" "$WORK/data.ext4"
-  put "$WORK/esp.img" $a; put "$WORK/root-a.ext4" $b; put "$WORK/data.ext4" $d
-  rm -f "$WORK/esp.img" "$WORK/root-a.ext4" "$WORK/data.ext4"
+  # The data partition stays blank: the first boot makes it LUKS2, bound to the TPM.
+  put "$WORK/esp.img" $a; put "$WORK/root-a.ext4" $b
+  rm -f "$WORK/esp.img" "$WORK/root-a.ext4"
+  DATA_AT=$d
 }
 put() { dd if="$1" of="$WORK/disk.img" bs=1M seek="$2" conv=notrunc,sparse status=none; }
 
@@ -174,7 +170,7 @@ boot_full() {
   qemu-system-x86_64 "${QEMU_ARGS[@]}" \
     -drive file="$WORK/disk.img",format=raw,if=virtio \
     -virtfs local,path="$WORK/usb",mount_tag=usb,security_model=none,readonly=on \
-    -netdev user,id=n0,hostfwd=tcp:127.0.0.1:$DICOM_PORT-:11112 -device virtio-net-pci,netdev=n0 \
+    -netdev user,id=n0,hostfwd=tcp:127.0.0.1:$DICOM_PORT-:11112,hostfwd=tcp:127.0.0.1:$ECHO_PORT-:7 -device virtio-net-pci,netdev=n0 \
     -serial file:"$CONSOLE" 2>>"$WORK/qemu.log" &
   QEMU_PID=$!
   PIDS+=($QEMU_PID)
@@ -188,8 +184,6 @@ wait_reboot() {
   if wait_until "$1" stopped; then wait "$QEMU_PID" 2>/dev/null || true; stop_swtpm; return 0; fi
   return 1
 }
-console_has() { grep -qa "$1" "$CONSOLE" 2>/dev/null; }
-console_line() { grep -a "$1" "$CONSOLE" | tail -1 | tr -d '\r'; }
 # The slot and version the report unit printed this boot, e.g. "B 2".
 booted() { console_line 'FGW-TEST booted' | sed -n 's/.*slot=\([AB]\) version=\([0-9]*\).*/\1 \2/p'; }
 
@@ -386,10 +380,22 @@ run_full() {
   FIRST_UPLOAD=none
   step_export_and_dicom
   step_vpn
+  check_firewall
+  if [ "$FIREWALL_OK" = 1 ]; then
+    passed firewall "default deny in and out; the allow-lists from gateway.toml admitted the hub, the tunnel and the DICOM push, and nothing else ($FIREWALL_WHY)"
+  else
+    failed firewall "$FIREWALL_WHY"
+  fi
   wait_until 300 health_done || true
   if step_update; then step_rollback || true; else failed 5 "skipped: step 4 did not leave the box on slot B"; fi
   running || boot_full c0
   step_power_cut
+  check_data_volume "$WORK/disk.img" "$DATA_AT" "$DATA_MB" lost+found facility-gateway KABURAGI 00987123 "$(export_patient_id)"
+  if [ "$DATA_OK" = 1 ]; then
+    passed data "/data is LUKS2, made on the first boot, its only key sealed to the TPM (swtpm) by systemd-cryptenroll and unlocked by it on every boot since, in both slots ($DATA_WHY)"
+  else
+    failed data "$DATA_WHY"
+  fi
   echo "power-on to first upload: $FIRST_UPLOAD s"
   [ "$FAILED_STEPS" = 0 ]
 }

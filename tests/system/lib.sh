@@ -10,7 +10,7 @@ cleanup() {
   # The hub may take its time over a graceful stop (the tunnel); it must not outlive the run.
   sleep 2
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  [ "${SYSTEM_TEST_KEEP:-0}" = 1 ] || rm -f "$WORK/rootfs.img" "$WORK/disk.img" "$WORK"/*.ext4 "$WORK"/*.raucb
+  [ "${SYSTEM_TEST_KEEP:-0}" = 1 ] || rm -f "$WORK/rootfs.img" "$WORK/data.img" "$WORK/disk.img" "$WORK"/*.ext4 "$WORK"/*.raucb
 }
 
 fail_console() {
@@ -20,8 +20,10 @@ fail_console() {
 }
 
 # The Debian packages the gateway links, systemd, the kernel, RAUC (and its D-Bus service),
-# wg(8) for the tunnel, grub-editenv for RAUC's grub backend; cached by package list.
-PKGS=systemd-sysv,udev,kmod,linux-image-amd64,iproute2,ca-certificates,tpm-udev,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-mu0,libtss2-sys1,libtss2-tcti-device0,libmecab2,mecab-ipadic-utf8,libtesseract5,tesseract-ocr-jpn,tesseract-ocr-eng,rauc,rauc-service,wireguard-tools,grub-common,e2fsprogs
+# wg(8) for the tunnel, grub-editenv for RAUC's grub backend, nft for the firewall,
+# cryptsetup and dmsetup (its udev rules make /dev/mapper devices known to systemd) for
+# /data's LUKS2 volume; cached by package list.
+PKGS=systemd-sysv,udev,kmod,linux-image-amd64,iproute2,ca-certificates,tpm-udev,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-mu0,libtss2-rc0,libtss2-sys1,libtss2-tcti-device0,libmecab2,mecab-ipadic-utf8,libtesseract5,tesseract-ocr-jpn,tesseract-ocr-eng,rauc,rauc-service,wireguard-tools,grub-common,e2fsprogs,nftables,cryptsetup-bin,dmsetup
 
 make_base() {
   local key
@@ -125,7 +127,7 @@ poll_interval_secs = 2
 hub_url = "https://10.0.2.2:$PORT"
 TOML
   chroot "$G" useradd --system --no-create-home --home-dir /data/facility-gateway --shell /usr/sbin/nologin --groups tss fgw
-  install -d -o "$(chroot "$G" id -u fgw)" -g "$(chroot "$G" id -g fgw)" -m 0700 "$G/data/facility-gateway"
+  install_data_volume
   mkdir -p "$G/srv/export"
   echo 'export /srv/export 9p trans=virtio,version=9p2000.L,ro,nofail 0 0' >> "$G/etc/fstab"
   printf '[Match]\nName=en*\n[Network]\nDHCP=yes\n' > "$G/etc/systemd/network/20-wired.network"
@@ -133,8 +135,115 @@ TOML
   ln -sf /usr/lib/systemd/system/facility-gateway.service "$G/etc/systemd/system/multi-user.target.wants/facility-gateway.service"
   for unit in getty@.service serial-getty@.service console-getty.service autovt@.service; do ln -sf /dev/null "$G/etc/systemd/system/$unit"; done
   echo facility-gateway > "$G/etc/hostname"
+  install_firewall
   [ "$1" = --full ] && install_box_full
   step "image: gateway, units and configuration installed; no getty, no ssh"
+}
+
+# The board's /data: LUKS2 on the partition labelled `data`, formatted on the first boot
+# and its key sealed to the TPM (swtpm here) by systemd-cryptenroll, opened by crypttab with
+# the TPM, ext4 made inside on the first mount; the state directories by tmpfiles.
+install_data_volume() {
+  local O=board/common/rootfs-overlay
+  install -D -m 0755 $O/usr/lib/facility-gateway/data-volume "$G/usr/lib/facility-gateway/data-volume"
+  install -m 0644 $O/usr/lib/systemd/system/facility-gateway-data-volume.service "$G/usr/lib/systemd/system/"
+  install -m 0644 $O/etc/crypttab "$G/etc/crypttab"
+  install -D -m 0644 $O/usr/lib/tmpfiles.d/facility-gateway.conf "$G/usr/lib/tmpfiles.d/facility-gateway.conf"
+  mkdir -p "$G/etc/systemd/system/cryptsetup.target.wants" "$G/data"
+  ln -sf /usr/lib/systemd/system/facility-gateway-data-volume.service "$G/etc/systemd/system/cryptsetup.target.wants/"
+  echo '/dev/mapper/data /data ext4 defaults,nosuid,nodev,nofail,x-systemd.before=systemd-tmpfiles-setup.service 0 2' >> "$G/etc/fstab"
+}
+
+# DATA_OK and DATA_WHY for the data partition of disk image $1 at $2 MiB, $3 MiB long: a
+# LUKS2 header whose only key slot is the TPM's (systemd-tpm2 token, PCR 7), and none of the
+# strings $4... (an ext4 directory name, the exam's identifiers) anywhere in the partition.
+check_data_volume() {
+  local disk=$1 at=$2 size=$3 hdr=$WORK/data-header.img dump token slots m found=""
+  shift 3
+  DATA_OK=0
+  dd if="$disk" of="$hdr" bs=1M skip="$at" count=32 status=none
+  dump=$(cryptsetup luksDump "$hdr" 2>&1 || true)
+  token=$(cryptsetup token export --token-id 0 "$hdr" 2>/dev/null \
+    | json '"%s pcrs=%s" % (d["type"], "+".join(map(str, d.get("tpm2-pcrs", []))))' 2>/dev/null || echo none)
+  rm -f "$hdr"
+  slots=$(sed -n '/^Keyslots:/,/^Tokens:/p' <<< "$dump" | grep -cE '^ +[0-9]+: luks2' || true)
+  for m in "$@"; do
+    # Not a pipe: grep -q stops early, and pipefail would count dd's broken pipe.
+    grep -qaF -- "$m" < <(dd if="$disk" bs=1M skip="$at" count="$size" status=none) && found="$found $m"
+  done
+  DATA_WHY="LUKS$(sed -n 's/^Version: *//p' <<< "$dump" | tr -d '\t ') with $slots key slot(s), token: $token; plaintext found:${found:- none}"
+  if grep -qE '^Version:\s*2$' <<< "$dump" && [ "$token" = "systemd-tpm2 pcrs=7" ] \
+    && [ "$slots" = 1 ] && [ -z "$found" ]; then
+    DATA_OK=1
+  fi
+}
+
+# The patient ID of the first exam in the export share (the CSV's second column; ASCII
+# digits in a Shift_JIS file), a string that must never be readable on the box's disks.
+export_patient_id() { find "$WORK/export" -name exams.csv | sort | head -1 | xargs sed -n 2p | cut -d, -f2; }
+
+# The board's firewall (default deny; allow-lists from gateway.toml), and the test's view of
+# it: an echo listener the firewall does not admit (QEMU forwards ECHO_PORT to it), a host
+# port outside the allow-lists the box tries to reach (PROBE_PORT; its listener counts
+# connections), and a report on the console.
+install_firewall() {
+  local unit
+  cp board/common/rootfs-overlay/etc/nftables.conf "$G/etc/nftables.conf"
+  for unit in facility-gateway-firewall.service facility-gateway-firewall.timer; do
+    cp board/common/rootfs-overlay/usr/lib/systemd/system/$unit "$G/usr/lib/systemd/system/"
+  done
+  for unit in nftables.service facility-gateway-firewall.service; do
+    ln -sf /usr/lib/systemd/system/$unit "$G/etc/systemd/system/multi-user.target.wants/$unit"
+  done
+  mkdir -p "$G/etc/systemd/system/timers.target.wants" "$G/etc/systemd/system/sockets.target.wants"
+  ln -sf /usr/lib/systemd/system/facility-gateway-firewall.timer "$G/etc/systemd/system/timers.target.wants/"
+  for unit in fgw-test-firewall.service fgw-test-echo.socket fgw-test-echo@.service; do
+    install -m 0644 tests/system/image/$unit "$G/usr/lib/systemd/system/$unit"
+  done
+  ln -sf /usr/lib/systemd/system/fgw-test-firewall.service "$G/etc/systemd/system/multi-user.target.wants/"
+  ln -sf /usr/lib/systemd/system/fgw-test-echo.socket "$G/etc/systemd/system/sockets.target.wants/"
+  install -D -m 0755 tests/system/image/firewall-report "$G/usr/lib/fgw-test/firewall-report"
+  ECHO_PORT=$(free_port); PROBE_PORT=$(free_port)
+  echo "$PROBE_PORT" > "$G/etc/fgw-test-probe-port"
+  : > "$WORK/probe.log"
+  python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+while True:
+    c, _ = s.accept()
+    open(sys.argv[2], "a").write("connection\n"); c.close()' "$PROBE_PORT" "$WORK/probe.log" &
+  PIDS+=($!)
+}
+
+# What the host sees of the firewall: the echo listener through QEMU's forward ("echo" if
+# it answered, "none" if not).
+host_echo_probe() {
+  python3 -c '
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+    s.sendall(b"fgw-echo\n"); s.settimeout(8)
+    print("echo" if s.recv(64) else "none")
+except OSError:
+    print("none")' "$ECHO_PORT"
+}
+
+# FIREWALL_OK and FIREWALL_WHY: the box's report (default deny both ways, the hub in the
+# allow-lists with its port, the echo listener answering locally, the probe out blocked) and
+# the host's view (the echo listener unreachable, no connection at the probe port).
+check_firewall() {
+  local line host_echo want_hub="hub4=10.0.2.2 hub_ports=$PORT"
+  FIREWALL_OK=0
+  wait_until 300 console_has 'FGW-TEST firewall' || { FIREWALL_WHY="no firewall report on the console"; return; }
+  line=$(console_line 'FGW-TEST firewall'); line=${line#*FGW-TEST firewall }
+  host_echo=$(host_echo_probe)
+  FIREWALL_WHY="box: $line; host probe of the echo listener: $host_echo; connections at the probe port: $(wc -l < "$WORK/probe.log")"
+  if grep -q 'policies=drop/drop ' <<< "$line" && grep -q "$want_hub" <<< "$line" \
+    && grep -q 'local-echo=ok' <<< "$line" && grep -q 'egress-probe=blocked' <<< "$line" \
+    && [ "$host_echo" = none ] && [ ! -s "$WORK/probe.log" ]; then
+    FIREWALL_OK=1
+  fi
 }
 
 # The quick run's disk: one ext4 file system, booted with QEMU's -kernel/-initrd.
@@ -144,7 +253,12 @@ make_quick_disk() {
   rm -f "$WORK/rootfs.img"; truncate -s 4G "$WORK/rootfs.img"
   mkfs.ext4 -q -d "$G" "$WORK/rootfs.img"
   rm -rf "$G"   # the disk image holds it now; CI's disk is small
+  # /data's disk: one blank GPT partition labelled `data` (the first boot encrypts it).
+  rm -f "$WORK/data.img"; truncate -s $((QUICK_DATA_MB + 2))M "$WORK/data.img"
+  printf 'label: gpt\nstart=2048, size=%d, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data\n' \
+    $((QUICK_DATA_MB * 2048)) | sfdisk -q "$WORK/data.img"
 }
+QUICK_DATA_MB=512
 
 # swtpm over a UNIX socket, one per power-on (the state directory persists).
 start_swtpm() {
@@ -175,12 +289,16 @@ boot_quick() {
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 systemd.show_status=1" \
     -drive file="$WORK/rootfs.img",format=raw,if=virtio \
-    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
+    -drive file="$WORK/data.img",format=raw,if=virtio \
+    -netdev user,id=n0,hostfwd=tcp:127.0.0.1:$ECHO_PORT-:7 -device virtio-net-pci,netdev=n0 \
     -serial file:"$CONSOLE" 2>>"$WORK/qemu.log" &
   QEMU_PID=$!
   PIDS+=($QEMU_PID)
   step "power on: QEMU (TCG) with OVMF and swtpm"
 }
+
+console_has() { grep -qa "$1" "$CONSOLE" 2>/dev/null; }
+console_line() { grep -a "$1" "$CONSOLE" | tail -1 | tr -d '\r'; }
 
 # Exams (current packages) the hub holds for F0001, read from its metadata store.
 exam_count() { hub_cfg list --facility F0001 2>/dev/null | json 'len(d)' 2>/dev/null || echo 0; }

@@ -5,7 +5,9 @@
 # loopback at 10.0.2.2). Each step prints one `SYSTEM-TEST` line; the run ends with
 # `power-on to first upload: N s`.
 #
-#   tests/system/run.sh --quick   boot, enroll (zero-touch), one department export uploaded
+#   tests/system/run.sh --quick   boot, enroll (zero-touch), one department export uploaded,
+#                                 the firewall admits that and nothing else, /data is
+#                                 LUKS2 bound to the TPM
 #   tests/system/run.sh [--full]  an A/B disk booted by GRUB, then: enrollment; an export and a
 #                                 DICOM push; uploads through the WireGuard tunnel; an OS
 #                                 release moves the box from slot A to B; a broken release
@@ -54,6 +56,12 @@ if [ "$MODE" = --quick ]; then
   wait_enrolled
   wait_exams 1 || fail_console "no upload in time"
   step "upload: $(exam_count) exam(s) at the hub"
+  check_firewall
+  [ "$FIREWALL_OK" = 1 ] || fail_console "firewall: $FIREWALL_WHY"
+  step "firewall: default deny in and out, the hub admitted from gateway.toml ($FIREWALL_WHY)"
+  check_data_volume "$WORK/data.img" 1 "$QUICK_DATA_MB" lost+found facility-gateway "$(export_patient_id)"
+  [ "$DATA_OK" = 1 ] || fail_console "/data: $DATA_WHY"
+  step "/data: LUKS2 made on the first boot, its only key sealed to the TPM (swtpm) by systemd-cryptenroll; the box unlocked it and keeps its state there ($DATA_WHY)"
   echo "power-on to first upload: $(( $(date +%s) - START )) s"
   exit 0
 fi

@@ -75,6 +75,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// The firewall's allow-lists (nftables sets) from the configuration: the department
+    /// system's addresses and the listeners' ports, the hub nodes and the proxy. Printed, or
+    /// written whole to --out (facility-gateway-firewall.service loads it with the ruleset).
+    Firewall {
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// OS updates: check a RAUC bundle against the box's keyring and hardware.
     Update {
         #[command(subcommand)]
@@ -556,6 +563,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     info.compatible,
                     info.images.join(", ")
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Firewall { out } => {
+            // The file as written, without the applied policy's overlay: the unit runs as a
+            // user of its own that cannot read the daemon's state, and needs only addresses.
+            let path = config_path(&cli.config);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            let cfg = GatewayConfig::from_toml(&path, &text)?;
+            let lists = fgw_gateway::firewall::AllowLists::from_config(
+                &cfg,
+                &fgw_gateway::firewall::SystemResolver,
+            )?;
+            match out {
+                Some(path) => fgw_gateway::firewall::write_file(&path, &lists.to_nft())?,
+                None => print!("{}", lists.to_nft()),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -11,6 +11,7 @@
 
 pub mod backlog;
 pub mod config;
+pub mod firewall;
 mod gate_service;
 pub mod health;
 pub mod heartbeat;
