@@ -140,9 +140,9 @@ TOML
   step "image: gateway, units and configuration installed; no getty, no ssh"
 }
 
-# The board's /data: LUKS2 on the partition labelled `data`, formatted on the first boot
-# and its key sealed to the TPM (swtpm here) by systemd-cryptenroll, opened by crypttab with
-# the TPM, ext4 made inside on the first mount; the state directories by tmpfiles.
+# The board's /data: LUKS2 on the partition labelled `data`, formatted (ext4 inside) on the
+# first boot and its key sealed to the TPM (swtpm here) by systemd-cryptenroll, opened by
+# crypttab with the TPM, mounted by fstab; the state directories by tmpfiles.
 install_data_volume() {
   local O=board/common/rootfs-overlay
   install -D -m 0755 $O/usr/lib/facility-gateway/data-volume "$G/usr/lib/facility-gateway/data-volume"
