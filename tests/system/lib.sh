@@ -167,11 +167,13 @@ check_data_volume() {
     | json '"%s pcrs=%s" % (d["type"], "+".join(map(str, d.get("tpm2-pcrs", []))))' 2>/dev/null || echo none)
   rm -f "$hdr"
   slots=$(sed -n '/^Keyslots:/,/^Tokens:/p' <<< "$dump" | grep -cE '^ +[0-9]+: luks2' || true)
-  for m in "$@"; do
-    # Not a pipe: grep -q stops early, and pipefail would count dd's broken pipe.
-    grep -qaF -- "$m" < <(dd if="$disk" bs=1M skip="$at" count="$size" status=none) && found="$found $m"
-  done
-  DATA_WHY="LUKS$(sed -n 's/^Version: *//p' <<< "$dump" | tr -d '\t ') with $slots key slot(s), token: $token; plaintext found:${found:- none}"
+  # One read of the partition for every marker (each match printed, then deduplicated).
+  local patterns=()
+  for m in "$@"; do patterns+=(-e "$m"); done
+  found=$(grep -aoF "${patterns[@]}" < <(dd if="$disk" bs=1M skip="$at" count="$size" status=none) \
+    | sort -u | tr '\n' ' ' || true)
+  found=${found% }
+  DATA_WHY="LUKS$(sed -n 's/^Version: *//p' <<< "$dump" | tr -d '\t ') with $slots key slot(s), token: $token; plaintext found: ${found:-none}"
   if grep -qE '^Version:\s*2$' <<< "$dump" && [ "$token" = "systemd-tpm2 pcrs=7" ] \
     && [ "$slots" = 1 ] && [ -z "$found" ]; then
     DATA_OK=1

@@ -21,7 +21,7 @@
 
 use super::hub_support::{manifest, noise, Fx, F1};
 use fgw_format::ids::{FacilityId, PackageId, Sha256Hex};
-use fgw_format::package::protocol::{Stored, UploadSession, CHUNK_SHA256_HEADER};
+use fgw_format::package::protocol::{Stored, UploadRequest, UploadSession, CHUNK_SHA256_HEADER};
 use fgw_format::package::Manifest;
 use fgw_outbound::outbox::{Outbox, StagedPackage};
 use fgw_outbound::uplink::{Disposition, Uplink, UplinkConfig};
@@ -174,11 +174,11 @@ pub(crate) async fn proxy(hub_port: u16, ctl: Arc<ProxyCtl>) -> u16 {
 /// carry no body: a free chunk answers 400 (wrong length, nothing written), a claimed one 429.
 async fn until_no_chunk_is_claimed(fx: &Fx, object: &[u8]) {
     let c = fx.client("gw-1");
-    let request = serde_json::json!({
-        "sha256": Sha256Hex::of(object).as_str(),
-        "size": object.len() as u64,
-        "chunk_bytes": MIB,
-    });
+    let request = UploadRequest {
+        sha256: Sha256Hex::of(object),
+        size: object.len() as u64,
+        chunk_bytes: MIB,
+    };
     let session: UploadSession = c
         .post(fx.url("/v1/uploads"))
         .json(&request)

@@ -134,20 +134,10 @@ impl AllowLists {
     ) -> Result<AllowLists, FirewallError> {
         let mut lists = AllowLists::default();
         if cfg.dicom_scp.mode == ScpMode::Enabled {
-            let addr = cfg
-                .dicom_scp
-                .listen_addr()
-                .map_err(|(key, why)| FirewallError::Setting { key, why })?;
-            lists.department_ports.insert(addr.port());
-            lists
-                .department
-                .extend(cfg.dicom_scp.allowed_peers.iter().map(|p| Net::peer(p.to_string())));
+            lists.admit_listener(cfg.dicom_scp.listen_addr(), &cfg.dicom_scp.allowed_peers)?;
         }
         if cfg.hl7.mode == Hl7Mode::Enabled {
-            let addr =
-                cfg.hl7.listen_addr().map_err(|(key, why)| FirewallError::Setting { key, why })?;
-            lists.department_ports.insert(addr.port());
-            lists.department.extend(cfg.hl7.allowed_peers.iter().map(|p| Net::peer(p.to_string())));
+            lists.admit_listener(cfg.hl7.listen_addr(), &cfg.hl7.allowed_peers)?;
         }
         if cfg.dicom_pull.mode == PullMode::Enabled {
             let (host, port) = (&cfg.dicom_pull.archive_host, cfg.dicom_pull.archive_port);
@@ -176,6 +166,18 @@ impl AllowLists {
             lists.hub_ports.insert(port);
         }
         Ok(lists)
+    }
+
+    /// An enabled listener: its port, and its `allowed_peers` as department addresses.
+    fn admit_listener(
+        &mut self,
+        listen: Result<std::net::SocketAddr, (&'static str, String)>,
+        peers: &[fgw_ingest::PeerNet],
+    ) -> Result<(), FirewallError> {
+        let addr = listen.map_err(|(key, why)| FirewallError::Setting { key, why })?;
+        self.department_ports.insert(addr.port());
+        self.department.extend(peers.iter().map(|p| Net::peer(p.to_string())));
+        Ok(())
     }
 
     /// The nftables statements that fill the sets of `table inet fgw`.
