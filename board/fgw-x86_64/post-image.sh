@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
-# After Buildroot's images: the root filesystem with its dm-verity hash tree (root hash into
-# the kernel command line of the slot's boot entry), systemd-boot with entries for slots A
-# and B, then the disk image (genimage.cfg). Signing happens on the release machine
-# (docs/image.md): this script never sees a private key.
+# After Buildroot's images: slot A's root (the squashfs and its dm-verity hash tree, made by
+# the same verity-table script the box runs, the parameters signed with the boot key), the
+# ESP (a standalone GRUB with grub.cfg and the boot key's public half built in, slot A's
+# signed verity parameters, grubenv: slot A good), then the disk image (genimage.cfg). The
+# boot key is the society's on the release machine, a throwaway one elsewhere
+# (board/common/boot-key.sh); Secure Boot's signature of BOOTX64.EFI is made on the release
+# machine (docs/image.md).
 set -euo pipefail
 BINARIES_DIR=$1
-BOARD_DIR=$(dirname "$0")
+BOARD_DIR=$(cd "$(dirname "$0")" && pwd)
+VERITY_TABLE=$BOARD_DIR/../common/rootfs-overlay/usr/lib/facility-gateway/verity-table
 cd "$BINARIES_DIR"
-cp rootfs.squashfs rootfs.verity.img
-veritysetup format --data-block-size=4096 --hash-block-size=4096 \
-  --hash-offset="$(stat -c %s rootfs.squashfs)" rootfs.verity.img rootfs.verity.img \
-  | awk '/Root hash:/ {print $3}' > rootfs.roothash
-mkdir -p EFI/BOOT EFI/Linux loader/entries
-cp "$HOST_DIR/lib/systemd/boot/efi/systemd-bootx64.efi" EFI/BOOT/BOOTX64.EFI
-cp bzImage EFI/Linux/fgw.efi
-for slot in a b; do
-  cat > "loader/entries/fgw-$slot.conf" <<ENTRY
-title Facility gateway ($slot)
-linux /EFI/Linux/fgw.efi
-options root=/dev/mapper/root roothash=$(cat rootfs.roothash) systemd.verity_root_data=PARTLABEL=root-$slot systemd.verity_root_hash=PARTLABEL=root-$slot rauc.slot=$slot ro quiet lockdown=integrity
-ENTRY
-done
-printf 'default fgw-a.conf\ntimeout 0\n' > loader/loader.conf
+cp rootfs.squashfs rootfs.img
+truncate -s %4096 rootfs.img   # the hash tree starts on a 4 KiB block
+"$VERITY_TABLE" format rootfs.img
+# The root hash, signed with the boot key: GRUB reads it only with a valid signature. The
+# update bundle ships rootfs.img, rootfs.img.verity and its .sig together (docs/image.md).
+source "$BOARD_DIR/../common/boot-key.sh"
+boot_sign rootfs.img.verity
+# The standalone GRUB, as the system test makes it: grub.cfg in its memdisk (covered by the
+# Secure Boot signature of BOOTX64.EFI), modules from Buildroot's x86_64-efi GRUB build.
+# The boot key's public half is built in; GRUB checks every file it reads from the disk.
+rm -rf esp grub-files; mkdir -p esp/EFI/BOOT esp/EFI/fgw grub-files
+cp "$BOARD_DIR/grub.cfg" grub-files/grub.cfg
+boot_sign grub-files/grub.cfg
+gpg --batch --quiet --export "$BOOT_KEY" > grub-files/boot.pub
+grub_core=$(ls -d "$BUILD_DIR"/grub2-*/build-x86_64-efi/grub-core | head -1)
+"$HOST_DIR/bin/grub-mkstandalone" -d "$grub_core" -O x86_64-efi -o esp/EFI/BOOT/BOOTX64.EFI \
+  --locales= --fonts= --themes= --pubkey grub-files/boot.pub \
+  --modules="part_gpt fat ext2 squash4 linux normal test loadenv echo pgp gcry_rsa gcry_sha256 gcry_sha512" \
+  "boot/grub/grub.cfg=grub-files/grub.cfg" "boot/grub/grub.cfg.sig=grub-files/grub.cfg.sig"
+cp rootfs.img.verity esp/EFI/fgw/A.verity
+cp rootfs.img.verity.sig esp/EFI/fgw/A.verity.sig
+"$HOST_DIR/bin/grub-editenv" esp/EFI/BOOT/grubenv create
+"$HOST_DIR/bin/grub-editenv" esp/EFI/BOOT/grubenv set ORDER="A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
 genimage --rootpath "$TARGET_DIR" --tmppath "$BUILD_DIR/genimage.tmp" \
   --inputpath "$BINARIES_DIR" --outputpath "$BINARIES_DIR" --config "$BOARD_DIR/genimage.cfg"

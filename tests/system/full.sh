@@ -9,7 +9,7 @@ FAILED_STEPS=0
 # the standalone GRUB, and the network names of this run.
 host_tools_full() {
   local missing=()
-  for t in sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools grub-mkstandalone:grub-efi-amd64-bin img2dcm:dcmtk; do
+  for t in sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools grub-mkstandalone:grub-efi-amd64-bin img2dcm:dcmtk gpg:gpg; do
     command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t##*:}")
   done
   [ -d /usr/lib/grub/x86_64-efi ] || missing+=(grub-efi-amd64-bin)
@@ -63,6 +63,7 @@ TOML
   install -D -m 0644 "$IMG_DIR/fgw-test-report.service" "$G/usr/lib/systemd/system/fgw-test-report.service"
   ln -sf /usr/lib/systemd/system/fgw-test-report.service "$G/etc/systemd/system/multi-user.target.wants/"
   install -D -m 0644 "$IMG_DIR/fgw-test-usb.service" "$G/usr/lib/systemd/system/fgw-test-usb.service"
+  install -D -m 0755 "$IMG_DIR/usb-apply" "$G/usr/lib/fgw-test/usb-apply"
   ln -sf /usr/lib/systemd/system/fgw-test-usb.service "$G/etc/systemd/system/multi-user.target.wants/"
   mkdir -p "$G/srv/usb"
   install -D -m 0644 "$IMG_DIR/health-console.conf" "$G/etc/systemd/system/facility-gateway-health.service.d/console.conf"
@@ -71,25 +72,35 @@ usb /srv/usb 9p trans=virtio,version=9p2000.L,ro,nofail 0 0
 PARTLABEL=esp /boot/efi vfat umask=0077 0 2
 FSTAB
   mkdir -p "$G/boot/efi"
-  local v
-  v=$(basename "$G"/boot/vmlinuz-* | sed 's/^vmlinuz-//')
-  ln -sf "boot/vmlinuz-$v" "$G/vmlinuz"; ln -sf "boot/initrd.img-$v" "$G/initrd.img"
 }
 
-# The update signing key (the society's, in production) and the TUF root the image trusts.
+# The update signing key (the society's, in production) and the TUF root the image trusts;
+# the boot key GRUB checks kernels, initramfs and verity parameters against: the board's
+# helper (board/common/boot-key.sh: boot_sign), which makes a throwaway OpenPGP key when the
+# society's is not given, as here.
 make_update_key() {
   mkdir -p "$WORK/keys"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj /CN=fgw-system-test-update -keyout "$WORK/keys/update.key" -out "$WORK/keys/update.crt" 2>/dev/null
+  rm -rf "$WORK/keys/fgw-boot-key"
+  BUILD_DIR=$WORK/keys source board/common/boot-key.sh 2>/dev/null
+  gpg --batch --quiet --export "$BOOT_KEY" > "$WORK/keys/boot.pub"
 }
 
-# ext4 image of the guest tree with /etc/fgw-test-version = $2; $3: extra tweak function.
+# A slot image of the guest tree with /etc/fgw-test-version = $2 ($3: extra tweak function):
+# ext4 and its dm-verity hash tree, which fit the slot; $1.verity holds the parameters.
 slot_image() {
-  local out=$1 version=$2 tweak=${3:-}
+  local out=$1 version=$2 tweak=${3:-} f
   echo "$version" > "$G/etc/fgw-test-version"
   [ -n "$tweak" ] && "$tweak"
-  rm -f "$out"; truncate -s "${ROOT_MB}M" "$out"
-  mkfs.ext4 -q -L "fgw-root" -d "$G" "$out"
+  # GRUB reads the kernel and initramfs before anything is verified: signed, as the release
+  # machine signs them.
+  for f in vmlinuz initrd.img; do
+    rm -f "$G/boot/$f.sig"; boot_sign "$(readlink -f "$G/boot/$f")"
+    mv "$(readlink -f "$G/boot/$f").sig" "$G/boot/$f.sig"
+  done
+  verity_image "$out" $((ROOT_MB - 32))
+  boot_sign "$out.verity"
 }
 
 # The broken release: the daemon's unit cannot start (its ExecStart exits 1). The health
@@ -99,12 +110,14 @@ break_daemon() {
   printf '[Service]\nExecStart=\nExecStart=/usr/bin/false\n' > "$G/etc/systemd/system/facility-gateway.service.d/broken.conf"
 }
 
-# A RAUC bundle (verity format) of a slot image, signed with the update key.
+# A RAUC bundle (verity format) of a slot image and its dm-verity parameters (which RAUC's
+# post-install handler writes into grubenv), signed with the update key.
 make_bundle() {
   local name=$1 version=$2 image=$3 dir=$WORK/bundle-$1
   rm -rf "$dir"; mkdir -p "$dir"
-  mv "$image" "$dir/rootfs.ext4"
-  printf '[update]\ncompatible=fgw-gateway-x86_64\nversion=%s\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n' \
+  mv "$image" "$dir/rootfs.img"; mv "$image.verity" "$dir/rootfs.img.verity"
+  mv "$image.verity.sig" "$dir/rootfs.img.verity.sig"
+  printf '[update]\ncompatible=fgw-gateway-x86_64\nversion=%s\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.img\n' \
     "$version" > "$dir/manifest.raucm"
   rm -f "$WORK/$name.raucb"
   # zstd at level 1: a quarter of the default's time on a busy 2-core host, a similar size
@@ -127,37 +140,47 @@ start=$((b * 2048)), size=$((ROOT_MB * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCA
 start=$((c * 2048)), size=$((ROOT_MB * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=root-b
 start=$((d * 2048)), size=$((DATA_MB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data
 EOF
-  make_esp "$WORK/esp.img"
+  make_esp "$WORK/esp.img" "$WORK/root-a.img.verity"
   # The data partition stays blank: the first boot makes it LUKS2, bound to the TPM.
-  put "$WORK/esp.img" $a; put "$WORK/root-a.ext4" $b
-  rm -f "$WORK/esp.img" "$WORK/root-a.ext4"
+  put "$WORK/esp.img" $a; put "$WORK/root-a.img" $b
+  rm -f "$WORK/esp.img" "$WORK/root-a.img" "$WORK/root-a.img.verity" "$WORK/root-a.img.verity.sig"
   DATA_AT=$d
 }
 put() { dd if="$1" of="$WORK/disk.img" bs=1M seek="$2" conv=notrunc,sparse status=none; }
 
-# The ESP: a standalone GRUB as the removable-media boot path, and grubenv (slot A good).
+# The ESP: a standalone GRUB as the removable-media boot path with the board's grub.cfg
+# (and the test's wrapper: the serial console) and the boot key built in; slot A's signed
+# verity parameters $2 as EFI/fgw/A.verity (B's come with its first bundle); grubenv: slot A
+# good.
 make_esp() {
   local esp=$1 tmp=$WORK/esp-files
   rm -rf "$tmp"; mkdir -p "$tmp"
+  cp "$IMG_DIR/grub-test.cfg" "$tmp/grub.cfg"; cp board/fgw-x86_64/grub.cfg "$tmp/fgw.cfg"
+  boot_sign "$tmp/grub.cfg"; boot_sign "$tmp/fgw.cfg"
   grub-mkstandalone -O x86_64-efi -o "$tmp/BOOTX64.EFI" --locales= --fonts= --themes= \
-    --modules="part_gpt fat ext2 linux normal test loadenv echo" "boot/grub/grub.cfg=$IMG_DIR/grub.cfg"
+    --pubkey "$WORK/keys/boot.pub" \
+    --modules="part_gpt fat ext2 squash4 linux normal test loadenv echo pgp gcry_rsa gcry_sha256 gcry_sha512" \
+    "boot/grub/grub.cfg=$tmp/grub.cfg" "boot/grub/grub.cfg.sig=$tmp/grub.cfg.sig" \
+    "boot/grub/fgw.cfg=$tmp/fgw.cfg" "boot/grub/fgw.cfg.sig=$tmp/fgw.cfg.sig"
   grub-editenv "$tmp/grubenv" create
   grub-editenv "$tmp/grubenv" set ORDER="A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
   rm -f "$esp"; mkfs.vfat -n ESP -C "$esp" $((ESP_MB * 1024)) >/dev/null
-  mmd -i "$esp" ::/EFI ::/EFI/BOOT
+  mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/fgw
   mcopy -i "$esp" "$tmp/BOOTX64.EFI" "$tmp/grubenv" ::/EFI/BOOT/
+  mcopy -i "$esp" "$2" ::/EFI/fgw/A.verity
+  mcopy -i "$esp" "$2.sig" ::/EFI/fgw/A.verity.sig
   rm -rf "$tmp"
 }
 
 build_full_image() {
-  slot_image "$WORK/root-a.ext4" 1
-  slot_image "$WORK/root-v2.ext4" 2
-  make_bundle good 2.0.0 "$WORK/root-v2.ext4"
-  slot_image "$WORK/root-v3.ext4" 3 break_daemon
-  make_bundle broken 3.0.0 "$WORK/root-v3.ext4"
+  slot_image "$WORK/root-a.img" 1; ROOT_HASH_1=$ROOT_HASH
+  slot_image "$WORK/root-v2.img" 2; ROOT_HASH_2=$ROOT_HASH
+  make_bundle good 2.0.0 "$WORK/root-v2.img"
+  slot_image "$WORK/root-v3.img" 3 break_daemon; ROOT_HASH_3=$ROOT_HASH
+  make_bundle broken 3.0.0 "$WORK/root-v3.img"
   make_ab_disk
   rm -rf "$G"
-  step "image: A/B disk (ESP with GRUB, root-a, root-b, data); bundles 2.0.0 ($(du -h "$WORK/good.raucb" | cut -f1)) and 3.0.0 (broken) signed"
+  step "image: A/B disk (ESP with GRUB, root-a and root-b read-only under dm-verity, data); bundles 2.0.0 ($(du -h "$WORK/good.raucb" | cut -f1)) and 3.0.0 (broken) signed"
 }
 
 # One power-on: a fresh swtpm on the same state, QEMU until the guest reboots (-no-reboot
@@ -245,18 +268,6 @@ print(o.get("outcome", "") if o.get("version") == os.environ["V"] else "")' 2>/d
 # The box gave up on version $1 (refused or failed), or rebooted into it.
 os_settled() { stopped || case "$(os_outcome "$1")" in refused|failed) true ;; *) false ;; esac; }
 
-# The daemon's own words from the running slot's journal (the box has no shell): the root
-# partition read out of the disk image with debugfs.
-box_journal() {
-  local off peek=$WORK/peek
-  off=$(( 1 + ESP_MB + $([ "${CUR_SLOT:-A}" = B ] && echo "$ROOT_MB" || echo 0) ))
-  rm -rf "$peek" "$peek.img"; mkdir -p "$peek"
-  dd if="$WORK/disk.img" of="$peek.img" bs=1M skip="$off" count="$ROOT_MB" conv=sparse status=none
-  debugfs -R "rdump /var/log/journal $peek" "$peek.img" >/dev/null 2>&1 || true
-  journalctl --directory="$peek/journal" -u facility-gateway.service --no-pager -o cat 2>/dev/null | grep -a "$1" | tail -1 || true
-  rm -rf "$peek" "$peek.img"
-}
-
 # The USB path (docs/fleet.md): a copy of the release repository on the stick share, and
 # the version to apply; the test image's fgw-test-usb.service runs `gateway update apply
 # --from` once.
@@ -266,7 +277,6 @@ usb_apply() {
   cp -al "$WORK/hub/data/tuf/repo" "$WORK/usb/repo"
   echo "$1" > "$WORK/usb/APPLY"
 }
-journal_reason() { WHY=$(box_journal "version=$1 outcome=" | sed 's/.*detail=//' | cut -c1-240); [ -n "$WHY" ]; }
 usb_clear() { rm -f "$WORK/usb/APPLY"; }
 
 # Delivers OS release $1 (bundle $2): the hub's rollout first; if the box refuses the
@@ -277,11 +287,12 @@ deliver_os() {
   wait_until "$TIMEOUT" os_settled "$1" || true
   if running; then
     pause_rollout
-    # The guest writes its journal back to the disk within half a minute or so.
-    WHY=""
-    wait_until 120 journal_reason "$1" || true
-    DELIVERY="the hub's rollout was refused by the box (${WHY:-outcome $(os_outcome "$1")}); delivered by the USB path instead: a copy of the TUF repository over 9p, gateway update apply --from (TUF, RAUC keyring), rauc install"
+    local outcome
+    outcome=$(os_outcome "$1")
     usb_apply "$1"
+    # The box's reason is in its journal, on the encrypted /data: fgw-test-usb prints it.
+    wait_until 60 console_has "FGW-TEST usb apply $1" || true
+    DELIVERY="the hub's rollout was ${outcome:-not taken} by the box (its reason: $(console_line "FGW-TEST usb apply $1" | sed 's/.*reason: //; s/)$//')); delivered by the USB path instead: a copy of the TUF repository over 9p, gateway update apply --from (TUF, RAUC keyring), rauc install"
   fi
   local ok=0
   wait_reboot "$TIMEOUT" || ok=1
@@ -294,15 +305,16 @@ step_update() {
     failed 4 "the box did not install 2.0.0 and reboot in $TIMEOUT s ($DELIVERY); console: $(console_line 'FGW-TEST usb\|rauc' | cut -c1-200)"
     return 1
   fi
-  CUR_SLOT=B
   boot_full b1
   wait_until "$TIMEOUT" health_done || true
   local slot health
   slot=$(booted); health=$(console_line 'FGW-TEST health')
-  if [ "$slot" = "B 2" ] && grep -q 'result=success' <<< "$health" && grep -q 'B_OK=1' <<< "$health" && grep -q 'B_TRY=0' <<< "$health"; then
-    passed 4 "OS release 2.0.0 ($DELIVERY) moved the box from slot A to slot B; the health check marked B good (${health#*env=})"
+  # RAUC's handler wrote the bundle's verity table for B: the new root is verified too.
+  check_root "$ROOT_HASH_2"
+  if [ "$slot" = "B 2" ] && grep -q 'result=success' <<< "$health" && grep -q 'B_OK=1' <<< "$health" && grep -q 'B_TRY=0' <<< "$health" && [ "$ROOT_OK" = 1 ]; then
+    passed 4 "OS release 2.0.0 ($DELIVERY) moved the box from slot A to slot B, whose root is read-only under dm-verity with the bundle's root hash; the health check marked B good (${health#*env=})"
   else
-    failed 4 "after the install: booted '${slot:-nothing reported}'; health: '${health:-none}'"
+    failed 4 "after the install: booted '${slot:-nothing reported}'; health: '${health:-none}'; root: $ROOT_WHY"
     return 1
   fi
 }
@@ -312,7 +324,6 @@ step_rollback() {
   if ! deliver_os 3.0.0 broken; then
     failed 5 "the box did not install 3.0.0 and reboot in $TIMEOUT s ($DELIVERY)"; return 1
   fi
-  CUR_SLOT=A
   boot_full a2
   local tried health back env good
   # The health unit reboots the box when it fails: its console line may not make it out.
@@ -321,7 +332,6 @@ step_rollback() {
   if ! wait_reboot 300; then
     failed 5 "booted '$tried' with the broken release; health '${health:-none}'; the box did not reboot by itself"; power_cut; return 1
   fi
-  CUR_SLOT=B
   boot_full b2
   wait_until "$TIMEOUT" health_done || true
   back=$(booted)
@@ -365,6 +375,29 @@ step_power_cut() {
   fi
 }
 
+# The root hash is the society's: with the box off, the running slot's verity parameters
+# on the ESP are given another root hash (as for a root of someone else's making). GRUB
+# must refuse the file (its signature no longer matches) and must not boot that slot.
+step_tampered_esp() {
+  local f=$WORK/tampered.verity slot
+  slot=$(booted | cut -d' ' -f1)
+  power_cut
+  mcopy -n -i "$WORK/disk.img@@1M" "::/EFI/fgw/$slot.verity" "$f"
+  sed -i "s/^ROOT_HASH=.*/ROOT_HASH=$(printf 'a root of someone else' | sha256sum | cut -c1-64)/" "$f"
+  mcopy -o -n -i "$WORK/disk.img@@1M" "$f" "::/EFI/fgw/$slot.verity"
+  boot_full tampered
+  # GRUB decides within seconds; a kernel it started would report within two minutes.
+  wait_until 150 stopped || true
+  power_cut
+  local grub_said
+  grub_said=$(grep -a -i -o 'error: [^.]*signature[^.]*' "$CONSOLE" | sort -u | tr '\n' ' ')
+  if [ -n "$grub_said" ] && ! console_has "FGW-TEST booted slot=$slot"; then
+    passed tampered-esp "slot $slot's verity parameters on the ESP given another root hash with the box off: GRUB refused them (${grub_said% }) and slot $slot was not booted"
+  else
+    failed tampered-esp "slot $slot's altered parameters: GRUB said '${grub_said:-nothing about a signature}'; slot $slot booted: $(console_has "FGW-TEST booted slot=$slot" && echo yes || echo no)"
+  fi
+}
+
 run_full() {
   mkdir -p "$WORK/usb"
   build_full_image
@@ -376,6 +409,12 @@ run_full() {
     passed 1 "zero-touch enrollment: operational certificate issued after $(( $(date +%s) - START )) s"
   else
     failed 1 "no enrollment in $TIMEOUT s"; fail_console "the box never enrolled"
+  fi
+  check_root "$ROOT_HASH_1"
+  if [ "$ROOT_OK" = 1 ]; then
+    passed root "slot A's root is read-only under dm-verity; GRUB built its table from the signed parameters on the ESP ($ROOT_WHY)"
+  else
+    failed root "$ROOT_WHY"
   fi
   FIRST_UPLOAD=none
   step_export_and_dicom
@@ -396,6 +435,7 @@ run_full() {
   else
     failed data "$DATA_WHY"
   fi
+  step_tampered_esp
   echo "power-on to first upload: $FIRST_UPLOAD s"
   [ "$FAILED_STEPS" = 0 ]
 }

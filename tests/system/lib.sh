@@ -136,8 +136,63 @@ TOML
   for unit in getty@.service serial-getty@.service console-getty.service autovt@.service; do ln -sf /dev/null "$G/etc/systemd/system/$unit"; done
   echo facility-gateway > "$G/etc/hostname"
   install_firewall
+  install_readonly_root
   [ "$1" = --full ] && install_box_full
   step "image: gateway, units and configuration installed; no getty, no ssh"
+}
+
+# The board's read-only root: the mounts of what must stay writable (tmpfs; the journal
+# links to /data), the verity helper RAUC's handler uses, and, for Debian's kernel (dm-verity
+# as a module), an initramfs that loads the root's table from the same dm-mod.create= the
+# board's kernel reads itself. The kernel and initramfs are where grub.cfg looks
+# (/boot/vmlinuz, /boot/initrd.img); the root is read-only from the first boot on.
+install_readonly_root() {
+  local O=board/common/rootfs-overlay unit v
+  for unit in tmp.mount var-tmp.mount var-lib-systemd.mount; do
+    install -m 0644 $O/usr/lib/systemd/system/$unit "$G/usr/lib/systemd/system/$unit"
+    mkdir -p "$G/etc/systemd/system/local-fs.target.wants"
+    ln -sf /usr/lib/systemd/system/$unit "$G/etc/systemd/system/local-fs.target.wants/$unit"
+  done
+  mkdir -p "$G/usr/lib/systemd/system/systemd-journal-flush.service.d"
+  install -m 0644 $O/usr/lib/systemd/system/systemd-journal-flush.service.d/data.conf \
+    "$G/usr/lib/systemd/system/systemd-journal-flush.service.d/data.conf"
+  rm -rf "$G/var/log/journal"; ln -s /data/journal "$G/var/log/journal"
+  install -D -m 0755 $O/usr/lib/facility-gateway/verity-table "$G/usr/lib/facility-gateway/verity-table"
+  # An empty machine-id: systemd makes a transient one each boot on the read-only root.
+  : > "$G/etc/machine-id"
+  install -D -m 0755 tests/system/image/initramfs/hook-verity "$G/etc/initramfs-tools/hooks/fgw-verity"
+  install -D -m 0755 tests/system/image/initramfs/local-top-verity "$G/etc/initramfs-tools/scripts/local-top/fgw-verity"
+  chroot "$G" update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 \
+    || { step "FAILED: update-initramfs in the image"; tail -20 "$WORK/initramfs.log"; exit 1; }
+  v=$(basename "$G"/boot/vmlinuz-* | sed 's/^vmlinuz-//')
+  ln -sf "vmlinuz-$v" "$G/boot/vmlinuz"; ln -sf "initrd.img-$v" "$G/boot/initrd.img"
+  install -m 0644 tests/system/image/fgw-test-root.service "$G/usr/lib/systemd/system/fgw-test-root.service"
+  install -D -m 0755 tests/system/image/root-report "$G/usr/lib/fgw-test/root-report"
+  ln -sf /usr/lib/systemd/system/fgw-test-root.service "$G/etc/systemd/system/multi-user.target.wants/"
+}
+
+# An ext4 image of the guest tree, $2 MiB of file system, with its dm-verity hash tree
+# appended (verity-table format: $1.verity holds the parameters; ROOT_HASH is set).
+verity_image() {
+  local out=$1 mb=$2
+  rm -f "$out" "$out.verity"; truncate -s "${mb}M" "$out"
+  mkfs.ext4 -q -L fgw-root -d "$G" "$out"
+  board/common/rootfs-overlay/usr/lib/facility-gateway/verity-table format "$out"
+  ROOT_HASH=$(sed -n 's/^ROOT_HASH=//p' "$out.verity")
+}
+
+# ROOT_OK and ROOT_WHY from the newest root report on the console: / is /dev/dm-0 read-only,
+# its table is verity with root hash $1 and the status valid (V), and a write is refused.
+check_root() {
+  local line
+  ROOT_OK=0
+  wait_until 300 console_has 'FGW-TEST root' || { ROOT_WHY="no root report on the console"; return; }
+  line=$(console_line 'FGW-TEST root'); ROOT_WHY=${line#*FGW-TEST root }
+  if grep -q 'source=/dev/\(dm-0\|mapper/root\) ' <<< "$line" && grep -q 'options=ro[, ]' <<< "$line" \
+    && grep -q "roothash=$1 " <<< "$line" && grep -q 'status=V ' <<< "$line" \
+    && grep -q 'write=refused' <<< "$line"; then
+    ROOT_OK=1
+  fi
 }
 
 # The board's /data: LUKS2 on the partition labelled `data`, formatted (ext4 inside) on the
@@ -248,12 +303,14 @@ check_firewall() {
   fi
 }
 
-# The quick run's disk: one ext4 file system, booted with QEMU's -kernel/-initrd.
+# The quick run's disk: the root (ext4 + its hash tree) on its own disk, booted with QEMU's
+# -kernel/-initrd and the table on the command line as GRUB would give it.
 make_quick_disk() {
-  echo '/dev/vda / ext4 rw 0 1' >> "$G/etc/fstab"
   cp "$G"/boot/vmlinuz-* "$WORK/vmlinuz"; cp "$G"/boot/initrd.img-* "$WORK/initrd.img"
-  rm -f "$WORK/rootfs.img"; truncate -s 4G "$WORK/rootfs.img"
-  mkfs.ext4 -q -d "$G" "$WORK/rootfs.img"
+  verity_image "$WORK/rootfs.img" 1800
+  QUICK_TABLE=$(board/common/rootfs-overlay/usr/lib/facility-gateway/verity-table table "$WORK/rootfs.img.verity" /dev/vda)
+  # Where the daemon's binary lies in the file system, for the tampering check.
+  GATEWAY_BLOCK=$(debugfs -R "bmap /usr/bin/gateway 0" "$WORK/rootfs.img" 2>/dev/null)
   rm -rf "$G"   # the disk image holds it now; CI's disk is small
   # /data's disk: one blank GPT partition labelled `data` (the first boot encrypts it).
   rm -f "$WORK/data.img"; truncate -s $((QUICK_DATA_MB + 2))M "$WORK/data.img"
@@ -284,19 +341,36 @@ qemu_common() {
 
 boot_quick() {
   start_swtpm
-  cp /usr/share/OVMF/OVMF_VARS_4M.fd "$WORK/vars.fd"
+  [ -f "$WORK/vars.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$WORK/vars.fd"
   qemu_common
-  CONSOLE=$WORK/console.log
+  CONSOLE=$WORK/${1:-console}.log
   qemu-system-x86_64 "${QEMU_ARGS[@]}" \
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 systemd.show_status=1" \
+    -append "\"dm-mod.create=root,,,ro,$QUICK_TABLE\" root=/dev/dm-0 ro fsck.mode=skip lockdown=integrity panic=10 console=ttyS0 systemd.show_status=1" \
     -drive file="$WORK/rootfs.img",format=raw,if=virtio \
     -drive file="$WORK/data.img",format=raw,if=virtio \
     -netdev user,id=n0,hostfwd=tcp:127.0.0.1:$ECHO_PORT-:7 -device virtio-net-pci,netdev=n0 \
     -serial file:"$CONSOLE" 2>>"$WORK/qemu.log" &
   QEMU_PID=$!
   PIDS+=($QEMU_PID)
-  step "power on: QEMU (TCG) with OVMF and swtpm"
+}
+
+# The quick run's tampering check: with the box off, the first block of the daemon's binary
+# is overwritten on the root's disk (as someone with the disk in hand would); on the next
+# power-on dm-verity must refuse that block, so the daemon never starts. TAMPER_OK/WHY.
+verity_corrupted() { console_has 'verity.*corrupted'; }
+check_tampering() {
+  TAMPER_OK=0
+  power_cut
+  printf 'fgw-system-test: altered on the disk' | dd of="$WORK/rootfs.img" bs=4096 seek="$GATEWAY_BLOCK" conv=notrunc status=none
+  boot_quick console-tampered
+  if ! wait_until 600 verity_corrupted; then
+    TAMPER_WHY="no dm-verity error on the console after the daemon's binary was altered"; return
+  fi
+  sleep 15   # the daemon's restarts would show within this
+  TAMPER_WHY="$(console_line 'verity.*corrupted' | sed 's/^\[[^]]*\] *//'); the daemon $(console_has 'Started .*Facility gateway' && echo started || echo 'never started')"
+  console_has 'Started .*Facility gateway' || TAMPER_OK=1
+  power_cut
 }
 
 console_has() { grep -qa "$1" "$CONSOLE" 2>/dev/null; }

@@ -7,7 +7,8 @@
 #
 #   tests/system/run.sh --quick   boot, enroll (zero-touch), one department export uploaded,
 #                                 the firewall admits that and nothing else, /data is
-#                                 LUKS2 bound to the TPM
+#                                 LUKS2 bound to the TPM, the root is read-only under
+#                                 dm-verity and a block altered on its disk is refused
 #   tests/system/run.sh [--full]  an A/B disk booted by GRUB, then: enrollment; an export and a
 #                                 DICOM push; uploads through the WireGuard tunnel; an OS
 #                                 release moves the box from slot A to B; a broken release
@@ -53,6 +54,7 @@ if [ "$MODE" = --quick ]; then
   "$BIN/examples/synth_department" "$WORK/export" --exams 1 >/dev/null
   START=$(date +%s)
   boot_quick
+  step "power on: QEMU (TCG) with OVMF and swtpm"
   wait_enrolled
   wait_exams 1 || fail_console "no upload in time"
   step "upload: $(exam_count) exam(s) at the hub"
@@ -62,7 +64,14 @@ if [ "$MODE" = --quick ]; then
   check_data_volume "$WORK/data.img" 1 "$QUICK_DATA_MB" lost+found facility-gateway "$(export_patient_id)"
   [ "$DATA_OK" = 1 ] || fail_console "/data: $DATA_WHY"
   step "/data: LUKS2 made on the first boot, its only key sealed to the TPM (swtpm) by systemd-cryptenroll; the box unlocked it and keeps its state there ($DATA_WHY)"
-  echo "power-on to first upload: $(( $(date +%s) - START )) s"
+  FIRST_UPLOAD=$(( $(date +%s) - START ))
+  check_root "$ROOT_HASH"
+  [ "$ROOT_OK" = 1 ] || fail_console "root: $ROOT_WHY"
+  step "root: read-only under dm-verity, the table from the kernel command line ($ROOT_WHY)"
+  check_tampering
+  [ "$TAMPER_OK" = 1 ] || fail_console "tampered root: $TAMPER_WHY"
+  step "tampered root: one block of /usr/bin/gateway altered on the disk with the box off; at the next power-on dm-verity refused it ($TAMPER_WHY)"
+  echo "power-on to first upload: $FIRST_UPLOAD s"
   exit 0
 fi
 
