@@ -10,7 +10,7 @@ cleanup() {
   # The hub may take its time over a graceful stop (the tunnel); it must not outlive the run.
   sleep 2
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  [ "${SYSTEM_TEST_KEEP:-0}" = 1 ] || rm -f "$WORK/rootfs.img" "$WORK/data.img" "$WORK/disk.img" "$WORK"/*.ext4 "$WORK"/*.raucb
+  [ "${SYSTEM_TEST_KEEP:-0}" = 1 ] || rm -f "$WORK/rootfs.img" "$WORK/rootfs.img.verity" "$WORK/data.img" "$WORK/disk.img" "$WORK"/*.raucb
 }
 
 fail_console() {
@@ -176,7 +176,7 @@ install_readonly_root() {
 verity_image() {
   local out=$1 mb=$2
   rm -f "$out" "$out.verity"; truncate -s "${mb}M" "$out"
-  mkfs.ext4 -q -L fgw-root -d "$G" "$out"
+  mkfs.ext4 -q -b 4096 -L fgw-root -d "$G" "$out"
   board/common/rootfs-overlay/usr/lib/facility-gateway/verity-table format "$out"
   ROOT_HASH=$(sed -n 's/^ROOT_HASH=//p' "$out.verity")
 }
@@ -311,6 +311,7 @@ make_quick_disk() {
   QUICK_TABLE=$(board/common/rootfs-overlay/usr/lib/facility-gateway/verity-table table "$WORK/rootfs.img.verity" /dev/vda)
   # Where the daemon's binary lies in the file system, for the tampering check.
   GATEWAY_BLOCK=$(debugfs -R "bmap /usr/bin/gateway 0" "$WORK/rootfs.img" 2>/dev/null)
+  [ -n "$GATEWAY_BLOCK" ] || { step "FAILED: /usr/bin/gateway not found in the root image"; exit 1; }
   rm -rf "$G"   # the disk image holds it now; CI's disk is small
   # /data's disk: one blank GPT partition labelled `data` (the first boot encrypts it).
   rm -f "$WORK/data.img"; truncate -s $((QUICK_DATA_MB + 2))M "$WORK/data.img"
