@@ -1170,6 +1170,19 @@ fn a_hub_restart_during_a_large_upload_still_ends_exactly_once() {
         assert!(Instant::now() < deadline, "not all acked: {:?}", probe.counts());
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The raw spool file and the outbox package go right after the acknowledgement is
+    // recorded, not in the same step: wait for the daemon to delete them rather than kill it
+    // in between (a kill there is the start-up repair's case, tested below).
+    let outbox_packages = gw.state_dir().join("outbox").join("packages");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gw.spool_files() > 0 || !names(&outbox_packages).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "acked but still kept: {} spool file(s)",
+            gw.spool_files()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     kill_gateway(&mut child);
 
     let listing = hub.list(&root.join("op-pki"), FACILITY);
@@ -1185,7 +1198,7 @@ fn a_hub_restart_during_a_large_upload_still_ends_exactly_once() {
         assert_eq!(at_hub["package_id"].as_str(), r.package_id.as_deref());
     }
     assert_eq!(gw.spool_files(), 0);
-    assert!(names(&gw.state_dir().join("outbox").join("packages")).is_empty());
+    assert!(names(&outbox_packages).is_empty());
     eprintln!("hub restarts mid-upload: {restarts}; proxy: {:?}", proxy.stats());
 }
 
