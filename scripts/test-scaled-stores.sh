@@ -27,9 +27,21 @@ export GARAGE_BIN
 garage_up "$DIR/garage" 3 >/dev/null
 cat "$DIR/pg/pg.env" "$DIR/garage/garage.env" > "$DIR/stores.env"
 echo "test-scaled-stores: PostgreSQL and Garage up; running the system tests on them" >&2
-filters=("$@")
-if [ ${#filters[@]} -eq 0 ]; then
-  FGW_TEST_STORES=$DIR/stores.env cargo test -p fgw-system-tests --test system
-else
-  FGW_TEST_STORES=$DIR/stores.env cargo test -p fgw-system-tests --test system -- "${filters[@]}"
+# A bound on the whole run (the CI subset takes about 3 minutes here, the whole suite about
+# 15): a store that stops answering fails the run with the report below instead of holding it.
+# timeout(1) signals the tests' whole process group, hubs and gateways included.
+limit=${FGW_STORES_TIMEOUT:-2400}
+rc=0
+FGW_TEST_STORES=$DIR/stores.env timeout -k 30 "$limit" \
+  cargo test -p fgw-system-tests --test system ${1:+--} "$@" || rc=$?
+if [ $rc -ne 0 ]; then
+  # Last, because a failed run's tail is what CI keeps: the state of both stores.
+  [ $rc -eq 124 ] && echo "test-scaled-stores: the tests did not finish within $limit s" >&2
+  {
+    echo "== the stores after the failed run"
+    garage_report "$DIR/garage"
+    echo "-- postgresql"
+    tail -n 5 "$DIR/pg/server.log" | cut -c1-300 | sed 's/^/  log: /'
+  } >&2
+  exit $rc
 fi

@@ -11,6 +11,10 @@
 #                           DIR/nodeN/{garage.toml,pid,log}
 #   garage_stop_node DIR N  kill node N (SIGKILL: a crash)
 #   garage_down DIR         stop every node of the cluster
+#   garage_probe DIR        an object written, read back and deleted through every node's
+#                           S3 endpoint (curl's SigV4); garage_up returns only once it passes
+#   garage_report DIR       each node alive or not, the cluster's view of its nodes, the last
+#                           lines of each node's log, free disk: for a failed run's output
 #
 # The binary: $GARAGE_BIN, else `garage` on PATH, else target/tools/bin/garage (what
 # scripts/lib/ensure-garage.sh installs). Ports: free ones from a random base, or from
@@ -18,6 +22,7 @@
 
 garage_bin() {
   if [ -n "${GARAGE_BIN:-}" ]; then
+    [ -x "$GARAGE_BIN" ] || { echo "garage: GARAGE_BIN=$GARAGE_BIN is not an executable" >&2; return 1; }
     echo "$GARAGE_BIN"
   elif command -v garage >/dev/null 2>&1; then
     command -v garage
@@ -76,7 +81,8 @@ garage_up() {
     cat >"$nd/garage.toml" <<EOF
 metadata_dir = "$nd/meta"
 data_dir = "$nd/data"
-db_engine = "sqlite"
+db_engine = "lmdb"
+lmdb_map_size = "8GiB"
 replication_factor = 3
 rpc_bind_addr = "127.0.0.1:$rpc"
 rpc_public_addr = "127.0.0.1:$rpc"
@@ -93,7 +99,7 @@ admin_token = "$(_garage_hex 16)"
 EOF
     chmod 600 "$nd/garage.toml"
     echo "$s3" >"$nd/s3_port"
-    RUST_LOG=${GARAGE_LOG:-warn} "$bin" -c "$nd/garage.toml" server >"$nd/log" 2>&1 &
+    NO_COLOR=1 RUST_LOG=${GARAGE_LOG:-warn} "$bin" -c "$nd/garage.toml" server >"$nd/log" 2>&1 &
     echo $! >"$nd/pid"
     pids+=("$!")
   done
@@ -157,6 +163,60 @@ S3_SECRET_ACCESS_KEY=$key_secret
 GARAGE_PIDS="${pids[*]}"
 EOF
   chmod 600 "$dir/garage.env"
+
+  # `bucket create` answers once the metadata tables have a quorum; objects also need the
+  # block store of two nodes. Tests start right after this, so wait until S3 itself works.
+  local t0=$SECONDS
+  until garage_probe "$dir" 2>"$dir/probe.err"; do
+    if [ $((SECONDS - t0)) -ge "${GARAGE_READY_SECS:-90}" ]; then
+      echo "garage: S3 did not work within ${GARAGE_READY_SECS:-90} s: $(cat "$dir/probe.err")" >&2
+      garage_report "$dir" >&2
+      garage_down "$dir"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# PUT, GET, DELETE of a small object through each node's S3 endpoint. Prints nothing; on
+# failure one line on stderr naming the node, the operation and the HTTP status.
+garage_probe() {
+  local dir=$1 n=1 s3 key code body=$dir/probe.body
+  local id secret
+  id=$(sed -n 's/^S3_ACCESS_KEY_ID=//p' "$dir/garage.env")
+  secret=$(sed -n 's/^S3_SECRET_ACCESS_KEY=//p' "$dir/garage.env")
+  echo "probe $RANDOM" >"$body"
+  while [ -f "$dir/node$n/s3_port" ]; do
+    s3=http://127.0.0.1:$(cat "$dir/node$n/s3_port")
+    key=fgw/.probe-node$n
+    local op
+    for op in PUT GET DELETE; do
+      local args=(-sS -o "$dir/probe.out" -w '%{http_code}' --max-time 20
+        --aws-sigv4 "aws:amz:garage:s3" --user "$id:$secret"
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X "$op")
+      [ "$op" = PUT ] && args+=(--data-binary "@$body")
+      code=$(curl "${args[@]}" "$s3/$key" 2>&1) || true
+      case "$op:$code" in
+        PUT:200 | DELETE:204 | DELETE:200) ;;
+        GET:200) cmp -s "$body" "$dir/probe.out" || { echo "node $n: GET returned other bytes" >&2; return 1; } ;;
+        *) echo "node $n: $op answered ${code:-nothing}: $(head -c 200 "$dir/probe.out" 2>/dev/null | tr '\n' ' ')" >&2; return 1 ;;
+      esac
+    done
+    n=$((n + 1))
+  done
+}
+
+garage_report() {
+  local dir=$1 f n pid
+  echo "-- garage cluster in $dir"
+  for f in "$dir"/node*/log; do
+    n=$(basename "$(dirname "$f")")
+    pid=$(cat "$dir/$n/pid" 2>/dev/null || echo "")
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$n: running (pid $pid)"; else echo "$n: NOT running"; fi
+    tail -n 4 "$f" | cut -c1-300 | sed "s/^/  $n log: /"
+  done
+  timeout 20 "$(garage_bin)" -c "$dir/node1/garage.toml" status 2>&1 | cut -c1-160 | sed 's/^/  status: /'
+  df -h "$dir" | tail -n 1 | sed 's/^/  disk: /'
 }
 
 garage_stop_node() {
