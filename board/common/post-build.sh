@@ -32,18 +32,11 @@ ln -sf /usr/lib/systemd/system/facility-gateway-data-volume.service \
 grep -q ' /data ' "$TARGET_DIR/etc/fstab" ||
   echo '/dev/mapper/data /data ext4 defaults,nosuid,nodev,nofail,x-systemd.before=systemd-tmpfiles-setup.service 0 2' >> "$TARGET_DIR/etc/fstab"
 chmod 0755 "$TARGET_DIR/etc/facility-gateway"
-# The root is read-only under dm-verity (docs/image.md): what must be writable is memory
-# (tmp.mount, var-tmp.mount, var-lib-systemd.mount) or /data (the journal); the machine ID
-# is made anew each boot. GRUB reads the kernel from the slot at /boot/vmlinuz. The ESP is
-# mounted for RAUC's grubenv.
-mkdir -p "$TARGET_DIR/etc/systemd/system/local-fs.target.wants"
-for unit in tmp.mount var-tmp.mount var-lib-systemd.mount; do
-  ln -sf "/usr/lib/systemd/system/$unit" "$TARGET_DIR/etc/systemd/system/local-fs.target.wants/$unit"
-done
-rm -rf "$TARGET_DIR/var/log/journal"
-mkdir -p "$TARGET_DIR/var/log" "$TARGET_DIR/var/lib/systemd" "$TARGET_DIR/boot/efi"
-ln -s /data/journal "$TARGET_DIR/var/log/journal"
-: > "$TARGET_DIR/etc/machine-id"
+# The root is read-only under dm-verity (board/common/readonly-root.sh). GRUB reads the
+# kernel from the slot at /boot/vmlinuz. The ESP is mounted for RAUC's grubenv.
+source "$(dirname "$0")/readonly-root.sh"
+readonly_root "$TARGET_DIR"
+mkdir -p "$TARGET_DIR/boot/efi"
 ln -sf bzImage "$TARGET_DIR/boot/vmlinuz"
 # GRUB starts only a kernel signed with the boot key (grub.cfg, check_signatures=enforce).
 source "$(dirname "$0")/boot-key.sh"

@@ -26,9 +26,9 @@ cp "$BOARD_DIR/grub.cfg" grub-files/grub.cfg
 boot_sign grub-files/grub.cfg
 gpg --batch --quiet --export "$BOOT_KEY" > grub-files/boot.pub
 grub_core=$(ls -d "$BUILD_DIR"/grub2-*/build-x86_64-efi/grub-core | head -1)
-"$HOST_DIR/bin/grub-mkstandalone" -d "$grub_core" -O x86_64-efi -o esp/EFI/BOOT/BOOTX64.EFI \
-  --locales= --fonts= --themes= --pubkey grub-files/boot.pub \
-  --modules="part_gpt fat ext2 squash4 linux normal test loadenv echo configfile sleep reboot pgp gcry_rsa gcry_sha256 gcry_sha512" \
+source "$BOARD_DIR/../common/grub-standalone.sh"
+GRUB_MKSTANDALONE=$HOST_DIR/bin/grub-mkstandalone grub_standalone esp/EFI/BOOT/BOOTX64.EFI \
+  grub-files/boot.pub -d "$grub_core" \
   "boot/grub/grub.cfg=grub-files/grub.cfg" "boot/grub/grub.cfg.sig=grub-files/grub.cfg.sig"
 cp rootfs.img.verity esp/EFI/fgw/A.verity
 cp rootfs.img.verity.sig esp/EFI/fgw/A.verity.sig

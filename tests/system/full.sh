@@ -157,9 +157,8 @@ make_esp() {
   rm -rf "$tmp"; mkdir -p "$tmp"
   cp "$IMG_DIR/grub-test.cfg" "$tmp/grub.cfg"; cp board/fgw-x86_64/grub.cfg "$tmp/fgw.cfg"
   boot_sign "$tmp/grub.cfg"; boot_sign "$tmp/fgw.cfg"
-  grub-mkstandalone -O x86_64-efi -o "$tmp/BOOTX64.EFI" --locales= --fonts= --themes= \
-    --pubkey "$WORK/keys/boot.pub" \
-    --modules="part_gpt fat ext2 squash4 linux normal test loadenv echo configfile sleep reboot pgp gcry_rsa gcry_sha256 gcry_sha512" \
+  source board/common/grub-standalone.sh
+  grub_standalone "$tmp/BOOTX64.EFI" "$WORK/keys/boot.pub" \
     "boot/grub/grub.cfg=$tmp/grub.cfg" "boot/grub/grub.cfg.sig=$tmp/grub.cfg.sig" \
     "boot/grub/fgw.cfg=$tmp/fgw.cfg" "boot/grub/fgw.cfg.sig=$tmp/fgw.cfg.sig"
   grub-editenv "$tmp/grubenv" create

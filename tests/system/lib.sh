@@ -4,6 +4,9 @@
 step() { echo "SYSTEM-TEST $*"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# The board's dm-verity helper: the host formats and tables the test's roots with it, and the
+# image carries it too (RAUC's post-install handler).
+VERITY_TABLE=board/common/rootfs-overlay/usr/lib/facility-gateway/verity-table
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -150,16 +153,14 @@ install_readonly_root() {
   local O=board/common/rootfs-overlay unit v
   for unit in tmp.mount var-tmp.mount var-lib-systemd.mount; do
     install -m 0644 $O/usr/lib/systemd/system/$unit "$G/usr/lib/systemd/system/$unit"
-    mkdir -p "$G/etc/systemd/system/local-fs.target.wants"
-    ln -sf /usr/lib/systemd/system/$unit "$G/etc/systemd/system/local-fs.target.wants/$unit"
   done
   mkdir -p "$G/usr/lib/systemd/system/systemd-journal-flush.service.d"
   install -m 0644 $O/usr/lib/systemd/system/systemd-journal-flush.service.d/data.conf \
     "$G/usr/lib/systemd/system/systemd-journal-flush.service.d/data.conf"
-  rm -rf "$G/var/log/journal"; ln -s /data/journal "$G/var/log/journal"
-  install -D -m 0755 $O/usr/lib/facility-gateway/verity-table "$G/usr/lib/facility-gateway/verity-table"
-  # An empty machine-id: systemd makes a transient one each boot on the read-only root.
-  : > "$G/etc/machine-id"
+  install -D -m 0755 "$VERITY_TABLE" "$G/usr/lib/facility-gateway/verity-table"
+  # The board's own set-up: the mounts enabled, the journal on /data, an empty machine-id.
+  source board/common/readonly-root.sh
+  readonly_root "$G"
   install -D -m 0755 tests/system/image/initramfs/hook-verity "$G/etc/initramfs-tools/hooks/fgw-verity"
   install -D -m 0755 tests/system/image/initramfs/local-top-verity "$G/etc/initramfs-tools/scripts/local-top/fgw-verity"
   chroot "$G" update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 \
@@ -177,7 +178,7 @@ verity_image() {
   local out=$1 mb=$2
   rm -f "$out" "$out.verity"; truncate -s "${mb}M" "$out"
   mkfs.ext4 -q -b 4096 -L fgw-root -d "$G" "$out"
-  board/common/rootfs-overlay/usr/lib/facility-gateway/verity-table format "$out"
+  "$VERITY_TABLE" format "$out"
   ROOT_HASH=$(sed -n 's/^ROOT_HASH=//p' "$out.verity")
 }
 
@@ -308,7 +309,7 @@ check_firewall() {
 make_quick_disk() {
   cp "$G"/boot/vmlinuz-* "$WORK/vmlinuz"; cp "$G"/boot/initrd.img-* "$WORK/initrd.img"
   verity_image "$WORK/rootfs.img" 1800
-  QUICK_TABLE=$(board/common/rootfs-overlay/usr/lib/facility-gateway/verity-table table "$WORK/rootfs.img.verity" /dev/vda)
+  QUICK_TABLE=$("$VERITY_TABLE" table "$WORK/rootfs.img.verity" /dev/vda)
   # Where the daemon's binary lies in the file system, for the tampering check.
   GATEWAY_BLOCK=$(debugfs -R "bmap /usr/bin/gateway 0" "$WORK/rootfs.img" 2>/dev/null)
   [ -n "$GATEWAY_BLOCK" ] || { step "FAILED: /usr/bin/gateway not found in the root image"; exit 1; }
@@ -369,8 +370,9 @@ check_tampering() {
     TAMPER_WHY="no dm-verity error on the console after the daemon's binary was altered"; return
   fi
   sleep 15   # the daemon's restarts would show within this
-  TAMPER_WHY="$(console_line 'verity.*corrupted' | sed 's/^\[[^]]*\] *//'); the daemon $(console_has 'Started .*Facility gateway' && echo started || echo 'never started')"
-  console_has 'Started .*Facility gateway' || TAMPER_OK=1
+  local daemon='never started'
+  console_has 'Started .*Facility gateway' && daemon=started || TAMPER_OK=1
+  TAMPER_WHY="$(console_line 'verity.*corrupted' | sed 's/^\[[^]]*\] *//'); the daemon $daemon"
   power_cut
 }
 
