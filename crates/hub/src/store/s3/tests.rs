@@ -87,28 +87,8 @@ impl Cluster {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
             .collect();
-        let cluster = Cluster { dir, env };
-        cluster.wait_ready();
-        cluster
-    }
-
-    /// The layout takes a moment to reach every node after it is applied.
-    fn wait_ready(&self) {
-        let store = self.store("S3_ENDPOINT", &unique());
-        let probe = b"probe";
-        let sha = Sha256Hex::of(probe);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            match store.put(&sha, probe) {
-                Ok(_) => break,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("garage not ready yet: {e}");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => panic!("garage never became ready: {e}"),
-            }
-        }
-        store.remove(&sha).unwrap();
+        // garage_up returns once an object went through every node's S3 endpoint.
+        Cluster { dir, env }
     }
 
     fn settings(&self, endpoint: &str, prefix: &str) -> S3Settings {
